@@ -1,0 +1,187 @@
+"""The ``hwsim`` command line: one subcommand per stage of the flow."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+# Errors a user can cause (bad file, bad key, unknown dataset) become one line and exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+
+
+def user_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as err:
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            typer.echo(f"error: {msg}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@app.callback()
+def _root() -> None:
+    """hwsim: quantized diffusion models on FPGA dataflow accelerators, end to end."""
+
+
+@app.command()
+@user_errors
+def train(
+    config: Path = typer.Argument(..., help="training config (YAML or JSON, keys of TrainConfig)"),
+    out: Path = typer.Option(..., "--out", help="model directory to write (resumes if it holds a checkpoint)"),
+    max_steps: int = typer.Option(None, help="stop after this many steps (resume later)"),
+):
+    """Train a denoiser; interrupted runs resume from the last checkpoint in OUT."""
+    from hwsim import config as cfgio
+    from hwsim.diffusion.train import TrainConfig, train as run
+
+    run(cfgio.load(TrainConfig, config), out, max_steps=max_steps)
+    typer.echo(f"model written to {out}")
+
+
+@app.command("train-classifier")
+@user_errors
+def train_classifier(
+    config: Path = typer.Argument(..., help="classifier config (YAML or JSON, keys of ClassifierConfig)"),
+    out: Path = typer.Option(..., "--out", help="model directory to write"),
+):
+    """Train the small CNN whose features define classifier-FID for one dataset."""
+    from hwsim import config as cfgio
+    from hwsim.metrics.classifier import ClassifierConfig, train_classifier as run
+
+    summary = run(cfgio.load(ClassifierConfig, config), out)
+    typer.echo(f"test accuracy {summary['test_accuracy']:.4f}; written to {out}")
+
+
+MODEL_ARG = typer.Argument(..., help="model directory (config.json + weights.safetensors)")
+
+
+@app.command("sample")
+@user_errors
+def sample_cmd(
+    model: Path = MODEL_ARG,
+    out: Path = typer.Option(..., "--out", help="directory for samples.npy, samples.png, sample.json"),
+    n: int = typer.Option(64, "--n", help="number of images"),
+    steps: int = typer.Option(50, help="sampler steps"),
+    sampler: str = typer.Option("ddim", help="ddim (eta=0) or ddpm"),
+    seed: int = typer.Option(0, help="seed of the initial noise"),
+    backend: str = typer.Option("torch", help="denoiser backend"),
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+):
+    """Generate images from a model directory."""
+    import json
+
+    import numpy as np
+
+    from hwsim.evaluate import generate, save_grid, set_threads
+    from hwsim.provenance import provenance
+
+    set_threads(threads)
+    images = generate(model, n, steps, sampler, seed, backend)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "samples.npy", images)
+    save_grid(images, out / "samples.png")
+    meta = {"model": str(model), "n": n, "steps": steps, "sampler": sampler, "seed": seed, "backend": backend,
+            "provenance": provenance()}
+    (out / "sample.json").write_text(json.dumps(meta, indent=2) + "\n")
+    typer.echo(f"{n} samples written to {out}")
+
+
+@app.command("fid")
+@user_errors
+def fid_cmd(
+    model: Path = MODEL_ARG,
+    samples: int = typer.Option(5000, help="number of generated images"),
+    steps: int = typer.Option(50, help="DDIM steps"),
+    extractor: list[str] = typer.Option(["classifier"], help="classifier and/or inception (repeatable)"),
+    seed: int = typer.Option(0, help="seed of the initial noise and the bootstrap"),
+    bootstrap: int = typer.Option(100, help="bootstrap resamples for the 95% interval"),
+    backend: str = typer.Option("torch", help="denoiser backend"),
+    json_out: Path = typer.Option(None, "--json", help="write the result here as JSON"),
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+):
+    """FID (with data floor, 95% bootstrap interval, precision and recall) of a model's samples."""
+    import json
+    import time
+
+    from hwsim.evaluate import generate, score, set_threads
+    from hwsim.metrics.fid import EXTRACTORS
+    from hwsim.modeldir import load_spec
+    from hwsim.provenance import provenance
+
+    bad = [e for e in extractor if e not in EXTRACTORS]
+    if bad:
+        raise ValueError(f"unknown extractor(s) {bad}; known: {', '.join(EXTRACTORS)}")
+    set_threads(threads)
+    spec = load_spec(model)
+    started = time.time()
+    images = generate(model, samples, steps, "ddim", seed, backend)
+    result = {"model": str(model), "dataset": spec.dataset, "samples": samples, "steps": steps, "sampler": "ddim",
+              "seed": seed, "backend": backend, "sampling_seconds": round(time.time() - started, 1)}
+    for name in extractor:
+        result[name] = score(images, spec.dataset, name, bootstrap, seed)
+        fid, floor = result[name]["fid"], result[name]["floor"]
+        typer.echo(f"{name}-FID {fid['fid']:.3f} (95% CI {fid['ci_low']:.3f}-{fid['ci_high']:.3f}), "
+                   f"data floor {floor['fid']:.3f}, precision {fid['precision']:.3f}, recall {fid['recall']:.3f}")
+    result["provenance"] = provenance()
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(..., "--out", help="directory for report.json, samples.png, index.html"),
+    model: Path = typer.Option(Path(__file__).resolve().parent.parent / "models" / "unet-fashion", help="model directory"),
+    samples: int = typer.Option(256, help="number of generated images"),
+    steps: int = typer.Option(50, help="DDIM steps"),
+    seed: int = typer.Option(0, help="seed"),
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+):
+    """Run the flow on a shipped model and write a report (JSON + HTML + sample grid)."""
+    from hwsim.demo import DemoContext, run_demo
+    from hwsim.evaluate import set_threads
+    from hwsim.modeldir import load_spec
+
+    load_spec(model)  # fail early on a bad model directory
+    set_threads(threads)
+    report = run_demo(DemoContext(model_dir=model, out=out, samples=samples, steps=steps, seed=seed))
+    typer.echo(f"float classifier-FID of {report['model']}: {report['fid_classifier']:.3f} "
+               f"(95% CI {report['fid_classifier_ci'][0]:.3f}-{report['fid_classifier_ci'][1]:.3f}; "
+               f"data floor at {samples} samples: {report['fid_floor_classifier']:.3f}); report in {out / 'report.json'}")
+
+
+@app.command()
+@user_errors
+def card(
+    model: Path = MODEL_ARG,
+    samples: int = typer.Option(5000, help="samples for classifier-FID"),
+    inception_samples: int = typer.Option(1000, help="first N samples also scored with Inception (0: skip)"),
+    steps: int = typer.Option(50, help="DDIM steps"),
+    seed: int = typer.Option(0, help="seed"),
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+):
+    """Evaluate a zoo model (eval.json) and write its card.md."""
+    from hwsim.card import evaluate_model, write_card
+    from hwsim.evaluate import set_threads
+
+    set_threads(threads)
+    evaluate_model(model, samples, inception_samples, steps, seed)
+    typer.echo(f"card written to {write_card(model)}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

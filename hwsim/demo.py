@@ -1,0 +1,97 @@
+"""``hwsim demo``: the whole flow on a shipped model, as a list of named steps.
+
+Each step is a plain function ``step_x(ctx) -> None`` that reads and adds entries of the
+shared :class:`DemoContext` and writes its artifacts under ``ctx.out``; later stages of the
+flow (quantize, integer simulation, cost, RTL) join by adding one function to ``STEPS``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from hwsim.evaluate import generate, save_grid, score
+from hwsim.modeldir import load_spec
+from hwsim.provenance import provenance
+
+
+@dataclass
+class DemoContext:
+    model_dir: Path
+    out: Path
+    samples: int = 256
+    steps: int = 50
+    seed: int = 0
+    n_bootstrap: int = 100
+    report: dict[str, Any] = field(default_factory=dict)  # becomes report.json
+    images: np.ndarray | None = None
+
+
+def step_sample(ctx: DemoContext) -> None:
+    """Float model, DDIM (eta = 0), seeded noise."""
+    ctx.images = generate(ctx.model_dir, ctx.samples, ctx.steps, "ddim", ctx.seed)
+    np.save(ctx.out / "samples.npy", ctx.images)
+    save_grid(ctx.images, ctx.out / "samples.png")
+
+
+def step_fid(ctx: DemoContext) -> None:
+    """Classifier-FID against the test split, and the data floor at the same sample count."""
+    dataset = load_spec(ctx.model_dir).dataset
+    scored = score(ctx.images, dataset, "classifier", ctx.n_bootstrap, ctx.seed)
+    ctx.report.update(
+        fid_classifier=scored["fid"]["fid"],
+        fid_classifier_ci=[scored["fid"]["ci_low"], scored["fid"]["ci_high"]],
+        fid_floor_classifier=scored["floor"]["fid"],
+        precision=scored["fid"]["precision"],
+        recall=scored["fid"]["recall"],
+        fid_details=scored,
+    )
+
+
+STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [("sample", step_sample), ("fid", step_fid)]
+
+
+def run_demo(ctx: DemoContext) -> dict[str, Any]:
+    """Run every step, then write report.json and index.html into ``ctx.out``."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    ctx.report.update(model=ctx.model_dir.name, samples=ctx.samples, steps=ctx.steps, sampler="ddim", seed=ctx.seed)
+    timings = {}
+    for name, step in STEPS:
+        t0 = time.time()
+        step(ctx)
+        timings[name] = round(time.time() - t0, 1)
+    ctx.report.update(seconds=round(time.time() - started, 1), step_seconds=timings, provenance=provenance())
+    (ctx.out / "report.json").write_text(json.dumps(ctx.report, indent=2) + "\n")
+    (ctx.out / "index.html").write_text(_html(ctx.report))
+    return ctx.report
+
+
+def _html(report: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in report.items()
+        if not isinstance(v, dict)
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>hwsim demo</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 12px}</style></head><body>"
+        f"<h1>hwsim demo: {html.escape(str(report['model']))}</h1>"
+        "<img src='samples.png' alt='samples'><table>" + rows + "</table>"
+        f"<p>git {html.escape(report['provenance']['git_commit'])}; full details in "
+        "<a href='report.json'>report.json</a></p></body></html>\n"
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)

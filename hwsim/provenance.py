@@ -1,0 +1,41 @@
+"""Provenance stamped into every result file: git commit, tool versions, host, time."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+
+PACKAGES = ("hwsim", "torch", "numpy", "brevitas", "qonnx", "numba", "onnx", "torchmetrics", "safetensors")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str:
+    """HEAD of the checkout hwsim runs from, with '+dirty' if the tree has changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def provenance() -> dict[str, object]:
+    return {
+        "git_commit": git_commit(),
+        "versions": tool_versions(),
+        "host": {"machine": platform.machine(), "cpus": __import__("os").cpu_count()},
+        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }

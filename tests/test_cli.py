@@ -1,0 +1,66 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from hwsim.cli import app
+
+runner = CliRunner()
+COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_bad_config_key(tmp_path):
+    (tmp_path / "c.yaml").write_text("name: x\ndataset: digits\nkind: unet\nepoch: 3\n")
+    _one_line_error(runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o")]), "c.yaml", "'epoch'")
+
+
+def test_unknown_dataset(tmp_path):
+    (tmp_path / "c.yaml").write_text("name: x\ndataset: cifar\nkind: unet\n")
+    _one_line_error(runner.invoke(app, ["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "o")]), "unknown dataset 'cifar'")
+
+
+def test_missing_files(tmp_path):
+    _one_line_error(runner.invoke(app, ["train", str(tmp_path / "none.yaml"), "--out", str(tmp_path)]), "no such file")
+    _one_line_error(runner.invoke(app, ["fid", str(tmp_path)]), "not a model directory")
+    _one_line_error(runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--model", str(tmp_path)]), "not a model directory")
+
+
+def test_unknown_extractor_and_sampler(tiny_model_dir, tmp_path):
+    _one_line_error(runner.invoke(app, ["fid", str(tiny_model_dir), "--extractor", "clip"]), "unknown extractor")
+    _one_line_error(runner.invoke(app, ["sample", str(tiny_model_dir), "--out", str(tmp_path), "--sampler", "euler"]), "unknown sampler")
+
+
+def test_sample_and_fid(tiny_model_dir, tmp_path):
+    result = runner.invoke(app, ["sample", str(tiny_model_dir), "--out", str(tmp_path / "s"), "--n", "6", "--steps", "3", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (tmp_path / "s").iterdir()} == {"samples.npy", "samples.png", "sample.json"}
+    result = runner.invoke(app, ["fid", str(tiny_model_dir), "--samples", "40", "--steps", "3", "--bootstrap", "5",
+                                 "--json", str(tmp_path / "f.json"), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["classifier"]["fid"]["num_samples"] == 40 and report["classifier"]["floor"]["fid"] > 0
+
+
+def test_demo_report(tiny_model_dir, tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--model", str(tiny_model_dir), "--samples", "32", "--steps", "4", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "float classifier-FID of tiny-digits" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert {"model", "samples", "steps", "fid_classifier", "fid_floor_classifier", "seconds"} <= set(report)
+    assert report["samples"] == 32 and report["steps"] == 4 and report["fid_classifier"] > report["fid_floor_classifier"]
+    assert (out / "samples.png").stat().st_size > 0 and "samples.png" in (out / "index.html").read_text()
