@@ -152,26 +152,37 @@ class FIDResult:
         return asdict(self)
 
 
-def reference_features(dataset: str, extractor_name: str, cache_dir: Path | None = None) -> torch.Tensor:
-    """Features of the dataset's test split (the FID reference), cached on disk.
+def dataset_features(dataset: str, split: str, extractor_name: str, count: int | None = None, seed: int = 0,
+                     cache_dir: Path | None = None) -> torch.Tensor:
+    """Features of ``count`` images of a split (all if None; else a seeded random subset), cached on disk.
 
     The cache key hashes the extractor's weights file, so retraining the classifier
     invalidates it.
     """
     extractor = make_extractor(extractor_name, dataset)
+    images = load_dataset(dataset, split).images
+    if count is not None:
+        if count > len(images):
+            raise ValueError(f"{dataset} has only {len(images)} {split} images, asked for {count}")
+        images = images[np.random.default_rng(seed).permutation(len(images))[:count]]
     digest = hashlib.sha256(Path(extractor.path).read_bytes()).hexdigest()[:16]
-    cache = (cache_dir or default_cache_dir()) / f"fid-ref-{dataset}-{extractor_name}-{digest}.safetensors"
+    subset = "all" if count is None else f"{count}-seed{seed}"
+    cache = (cache_dir or default_cache_dir()) / f"fid-{dataset}-{split}-{subset}-{extractor_name}-{digest}.safetensors"
     if cache.is_file():
         return load_file(str(cache))["features"]
-    images = load_dataset(dataset, "test").images
-    if extractor_name == "inception":
-        images = images[np.random.default_rng(0).permutation(len(images))[:INCEPTION_REFERENCE_SIZE]]
     feats = extract_features(extractor, images)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     save_file({"features": feats.contiguous()}, str(tmp))
     tmp.replace(cache)
     return feats
+
+
+def reference_features(dataset: str, extractor_name: str, cache_dir: Path | None = None) -> torch.Tensor:
+    """The FID reference: the whole test split, or a fixed 1,000-image subset for Inception."""
+    test_size = len(load_dataset(dataset, "test"))
+    count = INCEPTION_REFERENCE_SIZE if extractor_name == "inception" and test_size > INCEPTION_REFERENCE_SIZE else None
+    return dataset_features(dataset, "test", extractor_name, count, 0, cache_dir)
 
 
 def evaluate_features(real: torch.Tensor, fake: torch.Tensor, extractor: str, n_bootstrap: int = 100, seed: int = 0) -> FIDResult:
@@ -211,8 +222,6 @@ def data_floor(dataset: str, num_samples: int, extractor: str = "classifier", n_
                seed: int = 0, cache_dir: Path | None = None) -> FIDResult:
     """FID of ``num_samples`` real training images against the test split: the best a model can do
     at that sample count (FID is biased upwards at small counts)."""
-    train = load_dataset(dataset, "train").images
-    if num_samples > len(train):
-        raise ValueError(f"{dataset} has only {len(train)} training images, asked for {num_samples}")
-    pick = np.random.default_rng(seed + 1).permutation(len(train))[:num_samples]
-    return evaluate(train[pick], dataset, extractor, n_bootstrap, seed, cache_dir)
+    real = reference_features(dataset, extractor, cache_dir)
+    fake = dataset_features(dataset, "train", extractor, num_samples, seed + 1, cache_dir)
+    return evaluate_features(real, fake, extractor, n_bootstrap, seed)

@@ -59,7 +59,7 @@ def test_float_and_uint8_inputs_agree():
 
 def test_reference_features_are_cached(tmp_path):
     a = fid.reference_features("digits", "classifier", tmp_path)
-    files = list(tmp_path.glob("fid-ref-digits-classifier-*.safetensors"))
+    files = list(tmp_path.glob("fid-digits-test-all-classifier-*.safetensors"))
     assert len(files) == 1
     assert torch.equal(a, fid.reference_features("digits", "classifier", tmp_path))
 
@@ -69,7 +69,7 @@ def test_errors():
         fid.make_extractor("clip", "digits")
     with pytest.raises(FileNotFoundError, match="hwsim train-classifier"):
         fid.make_extractor("classifier", "mnist")
-    with pytest.raises(ValueError, match="only 1500 training images"):
+    with pytest.raises(ValueError, match="only 1500 train images"):
         fid.data_floor("digits", 5000)
 
 
