@@ -100,6 +100,8 @@ class DiTBlock(nn.Module):
 class DiT(nn.Module):
     """eps-prediction DiT: ``forward(x_t [N,C,H,W], t [N] int) -> eps [N,C,H,W]``."""
 
+    FIRST_LAYER, LAST_LAYER = "patchify", "head"  # for the precision plan's first/last rules
+
     def __init__(self, config: DiTConfig = DiTConfig()):
         super().__init__()
         self.config = cfg = config

@@ -132,6 +132,8 @@ class Level(nn.Module):
 class UNet(nn.Module):
     """eps-prediction U-Net: ``forward(x_t [N,C,H,W], t [N] int) -> eps [N,C,H,W]``."""
 
+    FIRST_LAYER, LAST_LAYER = "conv_in", "conv_out"  # for the precision plan's first/last rules
+
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
         self.config = cfg = config

@@ -1,0 +1,133 @@
+"""Precision plans: per-layer bit widths and scale rules, as data (YAML), checked against a net.
+
+A plan is a default precision, optional ``first``/``last`` overrides for the net's first and
+last compute layers, and an ordered list of rules whose ``match`` globs (fnmatch) select layers
+by module name; later rules override earlier ones, field by field. A rule that matches no
+layer is an error (a typo would otherwise silently leave layers at the default), as is a bit
+width the integer path cannot carry.
+
+    default: {weight_bits: 4, act_bits: 8}
+    first: {weight_bits: 8}
+    last: {weight_bits: 8}
+    rules:
+      - {match: "mid.*", weight_bits: 8}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from hwsim import config as cfgio
+
+MIN_BITS, MAX_BITS = 2, 16  # 1-bit (bipolar) layers are not part of the integer contract
+GRANULARITIES = ("per_tensor", "per_channel")
+SCALE_TYPES = ("po2", "float")  # po2: power-of-two scales, the bit-exact hardware default
+
+
+class PlanError(ValueError):
+    """A precision plan is malformed or does not fit the net it is applied to."""
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    weight_bits: int = 8
+    act_bits: int = 8  # bits of the layer's input activation
+    weight_granularity: str = "per_tensor"
+    scale: str = "po2"
+
+    def __post_init__(self):
+        for name in ("weight_bits", "act_bits"):
+            bits = getattr(self, name)
+            if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
+                raise PlanError(f"{name} must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
+        if self.weight_granularity not in GRANULARITIES:
+            raise PlanError(f"weight_granularity must be one of {GRANULARITIES}, got {self.weight_granularity!r}")
+        if self.scale not in SCALE_TYPES:
+            raise PlanError(f"scale must be one of {SCALE_TYPES}, got {self.scale!r}")
+
+
+@dataclass(frozen=True)
+class Override:
+    """Fields to change; None keeps the value from the default or an earlier rule."""
+
+    weight_bits: int | None = None
+    act_bits: int | None = None
+    weight_granularity: str | None = None
+    scale: str | None = None
+
+    def apply(self, base: LayerPrecision) -> LayerPrecision:
+        fields = {f.name for f in dataclasses.fields(LayerPrecision)}
+        changes = {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+        return LayerPrecision(**{**dataclasses.asdict(base), **changes})
+
+
+@dataclass(frozen=True)
+class Rule(Override):
+    match: str = ""  # fnmatch glob over module names, e.g. "down.*.conv1"
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    default: LayerPrecision = LayerPrecision()
+    first: Override | None = None
+    last: Override | None = None
+    rules: tuple[Rule, ...] = ()
+
+    @classmethod
+    def uniform(cls, weight_bits: int, act_bits: int, **kwargs) -> "PrecisionPlan":
+        return cls(default=LayerPrecision(weight_bits, act_bits, **kwargs))
+
+    def resolve(self, layer_names: list[str], first: str, last: str) -> dict[str, LayerPrecision]:
+        """Precision of every layer in ``layer_names`` (in the net's order)."""
+        for name in (first, last):
+            if name not in layer_names:
+                raise PlanError(f"first/last layer {name!r} is not a compute layer of the net")
+        out = {name: self.default for name in layer_names}
+        for label, override in (("first", self.first), ("last", self.last)):
+            if override is not None:
+                target = first if label == "first" else last
+                out[target] = override.apply(out[target])
+        for i, rule in enumerate(self.rules):
+            if not rule.match:
+                raise PlanError(f"rules[{i}] has no 'match' pattern")
+            hits = [n for n in layer_names if fnmatch.fnmatchcase(n, rule.match)]
+            if not hits:
+                raise PlanError(f"rules[{i}] pattern {rule.match!r} matches no layer; layers are e.g. {layer_names[:6]}")
+            try:
+                for name in hits:
+                    out[name] = rule.apply(out[name])
+            except PlanError as err:
+                raise PlanError(f"rules[{i}] ({rule.match!r}): {err}") from None
+        return out
+
+    def describe(self) -> str:
+        parts = [f"W{self.default.weight_bits}A{self.default.act_bits}"]
+        if self.first or self.last or self.rules:
+            parts.append(f"+{len(self.rules) + bool(self.first) + bool(self.last)} overrides")
+        return " ".join(parts)
+
+
+def load_plan(path: str | Path) -> PrecisionPlan:
+    """Read a plan from YAML/JSON; every error names the file."""
+    try:
+        return cfgio.load(PrecisionPlan, path)
+    except PlanError as err:
+        raise PlanError(f"{path}: {err}") from None
+
+
+def compute_layers(net: nn.Module) -> list[str]:
+    """Names of the Conv2d and Linear modules: the layers a plan assigns precision to."""
+    return [name for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def resolve_for_net(plan: PrecisionPlan, net: nn.Module) -> dict[str, LayerPrecision]:
+    """Resolve ``plan`` on a hwsim net, which names its first and last layers."""
+    first, last = getattr(net, "FIRST_LAYER", None), getattr(net, "LAST_LAYER", None)
+    if first is None or last is None:
+        raise PlanError(f"{type(net).__name__} does not declare FIRST_LAYER/LAST_LAYER")
+    return plan.resolve(compute_layers(net), first, last)
