@@ -1,0 +1,1 @@
+"""The bit-exact integer simulator: numpy references of every op and Numba kernels equal to them."""

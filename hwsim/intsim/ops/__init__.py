@@ -1,0 +1,1 @@
+"""One module per integer op: a numpy reference (the definition) and a Numba kernel proven equal."""

@@ -1,0 +1,66 @@
+"""Requantization by power-of-two shifts with round-half-to-even, and the overflow check.
+
+This is how the integer path moves an exact accumulator at scale ``s_acc`` to an activation at
+scale ``s_out = s_acc * 2^shift`` (docs/numerics.md, section 2): the same result as Brevitas'
+``clamp(round(acc * s_acc / s_out))`` in float64, computed with integer shifts only.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+class AccumulatorOverflow(OverflowError):
+    """An integer tensor left the range of its declared datatype."""
+
+
+def round_shift_ref(x: np.ndarray, shift: int) -> np.ndarray:
+    """x / 2^shift rounded half to even (shift > 0), or x * 2^-shift (shift <= 0); int64."""
+    x = np.asarray(x, dtype=np.int64)
+    if shift <= 0:
+        return x << np.int64(-shift)
+    floor = x >> np.int64(shift)  # arithmetic shift: floor division for negatives too
+    rem = x - (floor << np.int64(shift))
+    half = np.int64(1) << np.int64(shift - 1)
+    return floor + ((rem > half) | ((rem == half) & ((floor & 1) == 1))).astype(np.int64)
+
+
+def requant_ref(acc: np.ndarray, shift: int, qmin: int, qmax: int) -> np.ndarray:
+    """Round-shift then saturate to [qmin, qmax]: the quantizer applied to an exact accumulator."""
+    return np.clip(round_shift_ref(acc, shift), qmin, qmax)
+
+
+@numba.njit(cache=True)
+def _round_shift_scalar(x: np.int64, shift: np.int64) -> np.int64:
+    if shift <= 0:
+        return x << -shift
+    floor = x >> shift
+    rem = x - (floor << shift)
+    half = np.int64(1) << (shift - 1)
+    if rem > half or (rem == half and (floor & 1) == 1):
+        return floor + 1
+    return floor
+
+
+@numba.njit(cache=True)
+def requant_kernel(acc: np.ndarray, shift: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
+    """Numba twin of :func:`requant_ref` over a flat int64 array."""
+    out = np.empty(acc.size, dtype=np.int64)
+    flat = acc.ravel()
+    for i in range(flat.size):
+        v = _round_shift_scalar(flat[i], shift)
+        out[i] = qmin if v < qmin else (qmax if v > qmax else v)
+    return out.reshape(acc.shape)
+
+
+def check_range(values: np.ndarray, lo: int, hi: int, node: str, saturate: bool = False) -> np.ndarray:
+    """Raise :class:`AccumulatorOverflow` naming ``node`` if any value leaves [lo, hi] (or clip if asked)."""
+    if values.size == 0:
+        return values
+    vmin, vmax = int(values.min()), int(values.max())
+    if vmin >= lo and vmax <= hi:
+        return values
+    if saturate:
+        return np.clip(values, lo, hi)
+    raise AccumulatorOverflow(f"node {node!r}: values in [{vmin}, {vmax}] overflow the declared range [{lo}, {hi}]")

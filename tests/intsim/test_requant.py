@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwsim.intsim.ops.requant import AccumulatorOverflow, check_range, requant_kernel, requant_ref, round_shift_ref
+
+
+def test_ties_round_to_even():
+    x = np.array([5, 7, -5, -7, 6, -6, 4, 3], dtype=np.int64)  # /2: 2.5 3.5 -2.5 -3.5 3 -3 2 1.5
+    assert round_shift_ref(x, 1).tolist() == [2, 4, -2, -4, 3, -3, 2, 2]
+
+
+def test_matches_float64_round_half_even():
+    """The definition: Brevitas' torch.round / qonnx's np.round of acc * 2^-shift."""
+    rng = np.random.default_rng(0)
+    acc = rng.integers(-(2**40), 2**40, 100000)
+    for shift in (-3, 0, 1, 2, 7, 17):
+        assert np.array_equal(round_shift_ref(acc, shift), np.round(acc * 2.0**-shift).astype(np.int64))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(-(2**50), 2**50), min_size=1, max_size=64),
+    st.integers(-8, 40),
+    st.integers(2, 16),
+)
+def test_kernel_equals_reference(values, shift, bits):
+    acc = np.array(values, dtype=np.int64)
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    assert np.array_equal(requant_kernel(acc, shift, qmin, qmax), requant_ref(acc, shift, qmin, qmax))
+
+
+def test_overflow_names_the_node():
+    with pytest.raises(AccumulatorOverflow, match=r"node 'down.0.conv1': values in \[-300, 5\] overflow .*\[-256, 255\]"):
+        check_range(np.array([-300, 5]), -256, 255, "down.0.conv1")
+    assert check_range(np.array([-300, 5]), -256, 255, "n", saturate=True).tolist() == [-256, 5]
