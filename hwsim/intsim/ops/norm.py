@@ -1,0 +1,104 @@
+"""Integer GroupNorm / LayerNorm: exact sums, an integer reciprocal square root, fixed-point affine.
+
+Per group of ``n`` integers q: ``S = sum q``, ``Q = sum q^2``, ``D = n*Q - S^2`` (exact), so
+``z = (n*q - S) / sqrt(D)`` is the normalized value. The op computes
+``r = floor(2^F / sqrt(D)) = isqrt(floor(2^(2F) / D))`` (0 when D = 0, a constant group),
+``t = round_shift((n*q - S) * r, F - Ft)`` (z with Ft fraction bits), and the output
+``clamp(round_shift(t * G_c + B_c, Ft + Fg))`` with per-channel fixed-point gamma
+``G_c = round(gamma_c / s_out * 2^Fg)`` and beta ``B_c = round(beta_c / s_out * 2^(Ft+Fg))``.
+Every step is an integer operation a hardware block can do (an isqrt is a few adders per bit),
+and no intermediate exceeds int64. LayerNorm over the last axis is the case of one group with
+the channels last (the caller transposes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from hwsim.intsim.ops.requant import round_shift_ref
+
+
+def isqrt_floor_div(numerator_log2: int, d: np.ndarray) -> np.ndarray:
+    """floor(sqrt(floor(2^numerator_log2 / d))) per element, 0 where d == 0 (exact, Python ints)."""
+    num = 1 << numerator_log2
+    return np.array([math.isqrt(num // int(v)) if v > 0 else 0 for v in d.ravel()], dtype=np.int64).reshape(d.shape)
+
+
+def fixed_point_affine(gamma: np.ndarray, beta: np.ndarray, out_scale: float, ft: int, fg: int) -> tuple[np.ndarray, np.ndarray]:
+    """(G_c, B_c) integers for gamma/beta at output scale ``out_scale``."""
+    g = np.round(np.asarray(gamma, dtype=np.float64) / out_scale * 2.0**fg).astype(np.int64)
+    b = np.round(np.asarray(beta, dtype=np.float64) / out_scale * 2.0 ** (ft + fg)).astype(np.int64)
+    return g, b
+
+
+def groupnorm_ref(q: np.ndarray, groups: int, g_c: np.ndarray, b_c: np.ndarray, f: int, ft: int, fg: int,
+                  qmin: int, qmax: int) -> np.ndarray:
+    """Integer GroupNorm of q [N, C, ...] (int64) per the module docstring; returns int64 of q's shape."""
+    q = np.asarray(q, dtype=np.int64)
+    n_batch, channels = q.shape[:2]
+    if channels % groups:
+        raise ValueError(f"{channels} channels not divisible by {groups} groups")
+    grouped = q.reshape(n_batch, groups, -1)
+    n = grouped.shape[2]
+    s = grouped.sum(axis=2, keepdims=True)
+    d = n * (grouped * grouped).sum(axis=2, keepdims=True) - s * s
+    r = isqrt_floor_div(2 * f, d)
+    t = round_shift_ref((n * grouped - s) * r, f - ft).reshape(q.shape)
+    shape = (1, channels) + (1,) * (q.ndim - 2)
+    acc = t * g_c.reshape(shape) + b_c.reshape(shape)
+    return np.clip(round_shift_ref(acc, ft + fg), qmin, qmax)
+
+
+@numba.njit(cache=True)
+def _isqrt(m: np.int64) -> np.int64:
+    if m <= 0:
+        return np.int64(0)
+    r = np.int64(math.sqrt(float(m)))
+    while r * r > m:
+        r -= 1
+    while (r + 1) * (r + 1) <= m:
+        r += 1
+    return r
+
+
+@numba.njit(cache=True)
+def _round_shift(x: np.int64, shift: np.int64) -> np.int64:
+    if shift <= 0:
+        return x << -shift
+    floor = x >> shift
+    rem = x - (floor << shift)
+    half = np.int64(1) << (shift - 1)
+    if rem > half or (rem == half and (floor & 1) == 1):
+        return floor + 1
+    return floor
+
+
+@numba.njit(cache=True)
+def groupnorm_kernel(q: np.ndarray, groups: np.int64, g_c: np.ndarray, b_c: np.ndarray, f: np.int64,
+                     ft: np.int64, fg: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
+    """Numba twin of :func:`groupnorm_ref` for q of shape [N, C, L] (spatial dims flattened)."""
+    n_batch, channels, length = q.shape
+    cg = channels // groups
+    n = cg * length
+    out = np.empty_like(q)
+    num = np.int64(1) << (2 * f)
+    for b in range(n_batch):
+        for g in range(groups):
+            s = np.int64(0)
+            sq = np.int64(0)
+            for c in range(g * cg, (g + 1) * cg):
+                for i in range(length):
+                    v = q[b, c, i]
+                    s += v
+                    sq += v * v
+            d = n * sq - s * s
+            r = _isqrt(num // d) if d > 0 else np.int64(0)
+            for c in range(g * cg, (g + 1) * cg):
+                for i in range(length):
+                    t = _round_shift((n * q[b, c, i] - s) * r, f - ft)
+                    v = _round_shift(t * g_c[c] + b_c[c], ft + fg)
+                    out[b, c, i] = qmin if v < qmin else (qmax if v > qmax else v)
+    return out
