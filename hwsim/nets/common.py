@@ -38,7 +38,8 @@ class TimestepEmbedding(nn.Module):
         self.linear2 = nn.Linear(out_dim, out_dim)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.act(self.linear1(sinusoidal_embedding(t, self.freq_dim))))
+        emb = sinusoidal_embedding(t, self.freq_dim).to(self.linear1.weight.dtype)
+        return self.linear2(self.act(self.linear1(emb)))
 
 
 class MatMul(nn.Module):

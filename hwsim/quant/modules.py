@@ -1,0 +1,144 @@
+"""Hardware-exact replacements for the ops Brevitas exports as float (GroupNorm, SiLU/GELU,
+softmax, the time embedding), and a quantized activation x activation matmul.
+
+Each module quantizes its input with a Brevitas ``QuantIdentity`` (power-of-two scale) and
+computes its output with the numpy reference of the integer op (``hwsim.intsim.ops``), so the
+PyTorch forward is, by construction, exactly what the integer graph and the hardware compute
+(docs/numerics.md). They are for post-training quantization: no gradients flow through them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from brevitas.nn import QuantIdentity
+from brevitas.quant.fixed_point import Int8ActPerTensorFixedPointMinMaxInit
+from torch import nn
+
+from hwsim.intsim.ops.lut import build_table, int_range
+from hwsim.intsim.ops.norm import fixed_point_affine, groupnorm_ref
+from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
+
+
+def po2_scale(max_abs: float, bits: int, signed: bool = True) -> float:
+    """Brevitas' fixed-point scale: 2^ceil(log2(max|x|)) / 2^(b-1) (signed) or / 2^b (unsigned)."""
+    max_abs = max(float(max_abs), 1e-8)
+    return 2.0 ** math.ceil(math.log2(max_abs)) / 2.0 ** (bits - 1 if signed else bits)
+
+
+def act_quant(bits: int, max_abs: float) -> QuantIdentity:
+    """A signed power-of-two activation quantizer whose range is set from calibration."""
+    max_abs = max(float(max_abs), 1e-8)
+    return QuantIdentity(act_quant=Int8ActPerTensorFixedPointMinMaxInit, bit_width=bits,
+                         min_val=-max_abs, max_val=max_abs, return_quant_tensor=True)
+
+
+def to_int(qt) -> tuple[np.ndarray, float]:
+    """A Brevitas QuantTensor -> (int64 numpy array, scale)."""
+    scale = float(qt.scale.reshape(-1)[0])
+    q = torch.round(qt.value.detach() / scale).to(torch.int64).numpy()
+    return q, scale
+
+
+def _from_int(q: np.ndarray, scale: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(q).to(like.dtype) * scale
+
+
+class IntGroupNorm(nn.Module):
+    """Integer GroupNorm (docs/numerics.md): quantized input, exact statistics, fixed-point affine."""
+
+    FT, FG, R_BITS = 12, 10, 12  # fraction bits of z, of gamma; minimum significant bits of the rsqrt
+
+    def __init__(self, gn: nn.GroupNorm, bits: int, in_max: float, out_max: float, spatial: int):
+        super().__init__()
+        self.groups, self.bits = gn.num_groups, bits
+        self.in_quant = act_quant(bits, in_max)
+        self.out_scale = po2_scale(out_max, bits)
+        n = gn.num_channels // gn.num_groups * spatial
+        self.f = self.R_BITS + math.ceil(math.log2(n * 2 ** (bits - 1)))
+        if 2 * self.f > 62:
+            raise ValueError(f"GroupNorm over {n} values at {bits} bits needs 2F = {2 * self.f} > 62 bits for its rsqrt")
+        g, b = fixed_point_affine(gn.weight.detach().double().numpy(), gn.bias.detach().double().numpy(),
+                                  self.out_scale, self.FT, self.FG)
+        self.register_buffer("g_c", torch.from_numpy(g))
+        self.register_buffer("b_c", torch.from_numpy(b))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, _ = to_int(self.in_quant(x))
+        lo, hi = int_range(self.bits, True)
+        out = groupnorm_ref(q, self.groups, self.g_c.numpy(), self.b_c.numpy(), self.f, self.FT, self.FG, lo, hi)
+        return _from_int(out, self.out_scale, x)
+
+
+class LUTActivation(nn.Module):
+    """SiLU/GELU as a table indexed by the quantized input."""
+
+    def __init__(self, function: str, bits: int, in_max: float, out_max: float):
+        super().__init__()
+        self.function, self.bits = function, bits
+        self.in_quant = act_quant(bits, in_max)
+        self.in_scale = po2_scale(in_max, bits)
+        self.out_scale = po2_scale(out_max, bits)
+        table = build_table(function, bits, True, self.in_scale, bits, True, self.out_scale)
+        self.register_buffer("table", torch.from_numpy(table))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, scale = to_int(self.in_quant(x))
+        if scale != self.in_scale:
+            raise RuntimeError(f"LUT input scale {scale} differs from the table's {self.in_scale}")
+        lo, _ = int_range(self.bits, True)
+        return _from_int(self.table.numpy()[q - lo], self.out_scale, x)
+
+
+class IntSoftmax(nn.Module):
+    """Integer softmax over the last axis; output UINT(bits) at scale 2^-(bits-1)."""
+
+    FE = 16  # fraction bits of the exp table
+
+    def __init__(self, bits: int, in_max: float):
+        super().__init__()
+        self.bits = bits
+        self.in_quant = act_quant(bits, in_max)
+        in_scale = po2_scale(in_max, bits)
+        self.register_buffer("table", torch.from_numpy(build_exp_table(in_scale, self.FE, 2**bits)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, _ = to_int(self.in_quant(x))
+        fo = self.bits - 1
+        shape = q.shape
+        out = softmax_ref(q.reshape(-1, shape[-1]), self.table.numpy(), fo).reshape(shape)
+        return _from_int(out, 2.0**-fo, x)
+
+
+class QuantMatMul(nn.Module):
+    """Activation x activation product of two quantized operands (exact in float64)."""
+
+    def __init__(self, bits_a: int, max_a: float, bits_b: int, max_b: float):
+        super().__init__()
+        self.quant_a, self.quant_b = act_quant(bits_a, max_a), act_quant(bits_b, max_b)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.quant_a(a).value, self.quant_b(b).value)
+
+
+class PassTimestep(nn.Module):
+    """Replaces the time-embedding MLP: hands the integer timestep on to the per-block tables."""
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+
+class TimestepTable(nn.Module):
+    """A per-timestep constant (a ROM): row t holds integers at a fixed scale."""
+
+    def __init__(self, values: torch.Tensor, scale: float):
+        super().__init__()
+        self.scale = scale
+        self.register_buffer("table", torch.round(values.double() / scale).to(torch.int64))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if t.dtype != torch.int64 or t.min() < 0 or t.max() >= len(self.table):
+            raise ValueError(f"timestep table covers integer t in [0, {len(self.table) - 1}], got {t.tolist()[:4]}")
+        return self.table[t].double() * self.scale

@@ -1,0 +1,155 @@
+"""Turn a float hwsim net into its hardware-exact quantized twin from a precision plan.
+
+Naive min-max post-training calibration: the float model samples a few DDIM trajectories, and
+forward hooks record the largest |value| at the input of every layer and the output of every
+nonlinearity. Conv/Linear layers become Brevitas ``QuantConv2d``/``QuantLinear`` (power-of-two
+weight and input scales, INT32 bias at the accumulator scale), the ops Brevitas keeps in float
+become the hardware-exact modules of :mod:`hwsim.quant.modules`, and the time embedding becomes
+per-timestep tables. Run the result in float64 (``.double()``): then every tensor is an exact
+integer multiple of its power-of-two scale (docs/numerics.md).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+
+import torch
+from brevitas.nn import QuantConv2d, QuantLinear
+from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint, Int8WeightPerTensorFixedPoint
+from brevitas.quant.scaled_int import Int32Bias
+from torch import nn
+
+from hwsim.diffusion.denoiser import TorchDenoiser
+from hwsim.diffusion.samplers import make_scheduler, sample
+from hwsim.diffusion.schedule import NoiseSchedule
+from hwsim.nets.common import MatMul
+from hwsim.nets.unet import AttentionBlock, ResBlock, UNet
+from hwsim.quant import modules as hw
+from hwsim.quant.plan import PrecisionPlan, resolve_for_net
+
+
+def fold_attention_scale(net: nn.Module) -> nn.Module:
+    """Fold attention's 1/sqrt(d) into the query rows of qkv (a non-power-of-two multiply would
+    otherwise sit between two quantizers). The float function is unchanged."""
+    for module in net.modules():
+        if isinstance(module, AttentionBlock) and module.scale != 1.0:
+            c = module.qkv.out_features // 3
+            with torch.no_grad():
+                module.qkv.weight[:c] *= module.scale
+                module.qkv.bias[:c] *= module.scale
+            module.scale = 1.0
+    return net
+
+
+@torch.no_grad()
+def calibration_inputs(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], num_samples: int = 32,
+                       steps: int = 50, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(x_t, t) pairs met along DDIM trajectories of the float model (data-free calibration)."""
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def recorder(x, t):
+        seen.append((x.clone(), t.clone()))
+        return net(x, t)
+
+    sample(recorder, make_scheduler("ddim", schedule), num_samples, shape, steps, seed=seed, progress=False)
+    return seen
+
+
+@torch.no_grad()
+def collect_ranges(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict[str, float]]:
+    """max |input| (and |output|, and the spatial size) of every module, over the calibration set."""
+    stats: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+    def hook(name):
+        def fn(module, args, output):
+            s = stats[name]
+            for i, a in enumerate(args):
+                if torch.is_tensor(a) and a.is_floating_point():
+                    s[f"in{i}"] = max(s[f"in{i}"], float(a.abs().max()))
+                    if a.ndim == 4:
+                        s["spatial"] = a.shape[2] * a.shape[3]
+            if torch.is_tensor(output) and output.is_floating_point():
+                s["out"] = max(s["out"], float(output.abs().max()))
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if n]
+    try:
+        for x, t in inputs:
+            net(x, t)
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: dict(v) for k, v in stats.items()}
+
+
+def _set(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, module)
+
+
+def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
+    weight_quant = Int8WeightPerChannelFixedPoint if prec.weight_granularity == "per_channel" else Int8WeightPerTensorFixedPoint
+    if prec.scale != "po2":
+        raise NotImplementedError("float scales are not implemented yet; use scale: po2")
+    common = dict(weight_quant=weight_quant, weight_bit_width=prec.weight_bits, bias_quant=Int32Bias,
+                  input_quant=hw.Int8ActPerTensorFixedPointMinMaxInit, input_bit_width=prec.act_bits,
+                  input_min_val=-max(in_max, 1e-8), input_max_val=max(in_max, 1e-8), return_quant_tensor=False)
+    if isinstance(layer, nn.Conv2d):
+        q = QuantConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                        padding=layer.padding, bias=layer.bias is not None, **common)
+    else:
+        q = QuantLinear(layer.in_features, layer.out_features, bias=layer.bias is not None, **common)
+    q.load_state_dict(layer.state_dict(), strict=False)
+    return q
+
+
+@torch.no_grad()
+def quantize_unet(net: UNet, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor, torch.Tensor]],
+                  num_train_timesteps: int) -> nn.Module:
+    """The hardware-exact quantized twin of a float U-Net (float64; the float net is not modified)."""
+    net = fold_attention_scale(copy.deepcopy(net).double().eval())
+    inputs = [(x.double(), t) for x, t in inputs]
+    ranges = collect_ranges(net, inputs)
+    precision = resolve_for_net(plan, net)
+    bits = plan.default.act_bits  # nonlinearities run at the default activation width
+
+    # time embedding -> per-timestep tables, computed with the float MLP before anything changes
+    all_t = torch.arange(num_train_timesteps)
+    temb = net.time_embed(all_t)
+    tables = {name: m.temb_proj(m.temb_act(temb)) for name, m in net.named_modules() if isinstance(m, ResBlock)}
+
+    for name, module in list(net.named_modules()):
+        if not name or name.startswith("time_embed") or name.endswith(("temb_proj", "temb_act")):
+            continue
+        r = ranges.get(name, {})
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            _set(net, name, _quant_layer(module, precision[name], r.get("in0", 0.0)))
+        elif isinstance(module, nn.GroupNorm):
+            _set(net, name, hw.IntGroupNorm(module, bits, r["in0"], r["out"], int(r.get("spatial", 1))))
+        elif isinstance(module, nn.SiLU):
+            _set(net, name, hw.LUTActivation("silu", bits, r["in0"], r["out"]))
+        elif isinstance(module, nn.Softmax):
+            _set(net, name, hw.IntSoftmax(bits, r["in0"]))
+        elif isinstance(module, MatMul):
+            _set(net, name, hw.QuantMatMul(bits, r["in0"], bits, r["in1"]))
+
+    net.time_embed = hw.PassTimestep()
+    for name, module in net.named_modules():
+        if isinstance(module, ResBlock):
+            conv1 = module.conv1
+            scale = conv1.quant_weight().scale.reshape(-1) * conv1.input_quant.scale()
+            module.temb_act = nn.Identity()
+            module.temb_proj = hw.TimestepTable(tables[name], scale.double())
+    return net.double().eval()
+
+
+def quantized_denoiser(qnet: nn.Module) -> TorchDenoiser:
+    """A Denoiser running the quantized net in float64 and returning float32 eps."""
+
+    class _Float64(TorchDenoiser):
+        @torch.no_grad()
+        def __call__(self, x_t, t):
+            return self.module(x_t.double(), t).float()
+
+    return _Float64(qnet)
