@@ -1,0 +1,75 @@
+"""The contract: the integer graph run by the simulator equals the quantized torch model in float64."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from hwsim.diffusion.schedule import NoiseSchedule
+from hwsim.export.intgraph import to_integer_graph
+from hwsim.intsim.executor import GraphError, Simulator
+from hwsim.intsim.ops.requant import AccumulatorOverflow
+from hwsim.nets import build_net
+from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.quantize import calibration_inputs, quantize_unet
+from tests.conftest import TINY_UNET
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    net = build_net("unet", TINY_UNET).eval()
+    return net, calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=8, steps=10)
+
+
+@pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel"), ((4, 4), "per_tensor")])
+def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity):
+    net, calib = tiny
+    qnet = quantize_unet(net, PrecisionPlan.uniform(*bits, weight_granularity=granularity), calib, 1000)
+    path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
+    sim = Simulator(path)
+    for x, t in calib[::3]:
+        with torch.no_grad():
+            expect = qnet(x.double(), t).numpy()
+        assert np.array_equal(sim.run(x.numpy(), t.numpy()), expect)
+
+
+def test_graph_is_integer_and_typed(tiny, tmp_path):
+    net, calib = tiny
+    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    model = onnx.load(str(path))
+    typed = {a.tensor_name for a in model.graph.quantization_annotation}
+    outputs = [n.output[0] for n in model.graph.node if n.op_type != "Dequant"]
+    assert set(outputs) <= typed
+    ints = Simulator(path).run_integers(calib[0][0].numpy(), calib[0][1].numpy())
+    assert all(v.dtype == np.int64 for k, v in ints.items() if k not in ("x", "eps"))
+
+
+def test_bad_inputs(tiny, tmp_path):
+    net, calib = tiny
+    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    sim = Simulator(path)
+    with pytest.raises(GraphError, match=r"input 'x': shape \(2, 1, 9, 9\) does not match"):
+        sim.run(np.zeros((2, 1, 9, 9)), np.zeros(2, dtype=np.int64))
+    (tmp_path / "bad.onnx").write_bytes(b"\x08garbage")
+    with pytest.raises(GraphError, match="not a readable ONNX file"):
+        Simulator(tmp_path / "bad.onnx")
+
+
+def test_unsupported_op_is_named(tmp_path):
+    node = onnx.helper.make_node("Relu", ["x"], ["eps"], name="my_relu")
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, [1])],
+                                   [onnx.helper.make_tensor_value_info("eps", onnx.TensorProto.DOUBLE, [1])])
+    onnx.save(onnx.helper.make_model(graph), str(tmp_path / "r.onnx"))
+    with pytest.raises(GraphError, match=r"node 'my_relu' has unsupported op onnx:Relu; supported: .*IntConv"):
+        Simulator(tmp_path / "r.onnx")
+
+
+def test_narrowed_accumulator_overflows_with_the_node_name(tiny, tmp_path):
+    net, calib = tiny
+    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    sim = Simulator(path)
+    conv = next(n for n in sim.nodes if n[1].__name__ == "IntConv")
+    sim.ranges[conv[3]] = (-4, 3)  # deliberately narrowed
+    with pytest.raises(AccumulatorOverflow, match=f"node '{conv[0]}'"):
+        sim.run(calib[0][0].numpy(), calib[0][1].numpy())
