@@ -16,7 +16,32 @@ from onnx import numpy_helper
 
 from hwsim.export.intgraph import EXPONENTS_KEY
 from hwsim.export.ops import DOMAIN, OPS
+from hwsim.intsim import kernels
 from hwsim.intsim.ops.requant import check_range
+
+
+def _fast(op_type: str, inputs: list[np.ndarray], a: dict, bound: int):
+    """The Numba/BLAS kernel of an op, or None to use the numpy reference."""
+    if op_type == "IntConv":
+        return kernels.int_conv(*inputs, a["strides"], a["pads"], bound)
+    if op_type == "IntLinear":
+        x, w, b = inputs
+        return kernels.int_matmul(x, w.T, bound) + b
+    if op_type == "IntMatMul":
+        return kernels.int_matmul(inputs[0], inputs[1], bound)
+    if op_type == "Requant":
+        return kernels.requant(inputs[0], list(a["shifts"]), a["axis"], a["qmin"], a["qmax"])
+    if op_type == "GroupNorm":
+        return kernels.groupnorm(*inputs, a)
+    if op_type == "Lut":
+        q = inputs[0]
+        lo, hi = a["in_min"], a["in_min"] + len(inputs[1]) - 1
+        if q.size and (q.min() < lo or q.max() > hi):
+            raise ValueError(f"LUT input outside its domain [{lo}, {hi}]")
+        return kernels.lut(q, inputs[1], a["in_min"])
+    if op_type == "Softmax":
+        return kernels.softmax(inputs[0], inputs[1], a["fo"])
+    return None
 
 
 class GraphError(RuntimeError):
@@ -26,8 +51,10 @@ class GraphError(RuntimeError):
 class Simulator:
     """``Simulator(path).run(x, t)`` -> eps (float64); ``.run_integers(x, t)`` -> every integer tensor."""
 
-    def __init__(self, path: str | Path, saturate: bool = False):
+    def __init__(self, path: str | Path, saturate: bool = False, reference: bool = False):
+        """``reference=True`` runs every op's numpy reference instead of the fast kernels."""
         self.path = Path(path)
+        self.reference = reference
         try:
             model = onnx.load(str(self.path))
         except Exception as err:  # protobuf raises several types on corrupt input
@@ -69,9 +96,12 @@ class Simulator:
         self._check_input("t", t)
         env: dict[str, np.ndarray] = {"x": x.astype(np.float64), "t": t, **self.consts}
         for name, op, inputs, output, attrs in self.nodes:
-            value = op.compute([env[i] for i in inputs], attrs)
-            if output in self.ranges:
-                lo, hi = self.ranges[output]
+            args = [env[i] for i in inputs]
+            lo, hi = self.ranges.get(output, (None, None))
+            value = None if self.reference or hi is None else _fast(op.__name__, args, attrs, hi)
+            if value is None:
+                value = op.compute(args, attrs)
+            if hi is not None:
                 value = check_range(value, lo, hi, name, self.saturate)
             env[output] = value
         return {k: v for k, v in env.items() if k not in self.consts}

@@ -27,11 +27,13 @@ def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity):
     net, calib = tiny
     qnet = quantize_unet(net, PrecisionPlan.uniform(*bits, weight_granularity=granularity), calib, 1000)
     path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
-    sim = Simulator(path)
+    fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::3]:
         with torch.no_grad():
             expect = qnet(x.double(), t).numpy()
-        assert np.array_equal(sim.run(x.numpy(), t.numpy()), expect)
+        assert np.array_equal(ref.run(x.numpy(), t.numpy()), expect)
+        got, want = fast.run_integers(x.numpy(), t.numpy()), ref.run_integers(x.numpy(), t.numpy())
+        assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
 
 
 def test_graph_is_integer_and_typed(tiny, tmp_path):
