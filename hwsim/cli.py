@@ -11,7 +11,8 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 # Errors a user can cause (bad file, bad key, unknown dataset) become one line and exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError, KeyError,
+                                                NotImplementedError)
 
 
 def user_errors(fn):
@@ -73,7 +74,8 @@ def sample_cmd(
     steps: int = typer.Option(50, help="sampler steps"),
     sampler: str = typer.Option("ddim", help="ddim (eta=0) or ddpm"),
     seed: int = typer.Option(0, help="seed of the initial noise"),
-    backend: str = typer.Option("torch", help="denoiser backend"),
+    backend: str = typer.Option("torch", help="denoiser backend: torch (float) or intsim"),
+    graph: Path = typer.Option(None, help="integer graph for --backend intsim (from 'hwsim export')"),
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
 ):
     """Generate images from a model directory."""
@@ -85,12 +87,12 @@ def sample_cmd(
     from hwsim.provenance import provenance
 
     set_threads(threads)
-    images = generate(model, n, steps, sampler, seed, backend)
+    images = generate(model, n, steps, sampler, seed, backend, graph=graph)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "samples.npy", images)
     save_grid(images, out / "samples.png")
     meta = {"model": str(model), "n": n, "steps": steps, "sampler": sampler, "seed": seed, "backend": backend,
-            "provenance": provenance()}
+            "graph": str(graph) if graph else None, "provenance": provenance()}
     (out / "sample.json").write_text(json.dumps(meta, indent=2) + "\n")
     typer.echo(f"{n} samples written to {out}")
 
@@ -104,7 +106,8 @@ def fid_cmd(
     extractor: list[str] = typer.Option(["classifier"], help="classifier and/or inception (repeatable)"),
     seed: int = typer.Option(0, help="seed of the initial noise and the bootstrap"),
     bootstrap: int = typer.Option(100, help="bootstrap resamples for the 95% interval"),
-    backend: str = typer.Option("torch", help="denoiser backend"),
+    backend: str = typer.Option("torch", help="denoiser backend: torch (float) or intsim"),
+    graph: Path = typer.Option(None, help="integer graph for --backend intsim (from 'hwsim export')"),
     json_out: Path = typer.Option(None, "--json", help="write the result here as JSON"),
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
 ):
@@ -123,9 +126,10 @@ def fid_cmd(
     set_threads(threads)
     spec = load_spec(model)
     started = time.time()
-    images = generate(model, samples, steps, "ddim", seed, backend)
+    images = generate(model, samples, steps, "ddim", seed, backend, graph=graph)
     result = {"model": str(model), "dataset": spec.dataset, "samples": samples, "steps": steps, "sampler": "ddim",
-              "seed": seed, "backend": backend, "sampling_seconds": round(time.time() - started, 1)}
+              "seed": seed, "backend": backend, "graph": str(graph) if graph else None,
+              "sampling_seconds": round(time.time() - started, 1)}
     for name in extractor:
         result[name] = score(images, spec.dataset, name, bootstrap, seed)
         fid, floor = result[name]["fid"], result[name]["floor"]
@@ -158,6 +162,27 @@ def demo(
     typer.echo(f"float classifier-FID of {report['model']}: {report['fid_classifier']:.3f} "
                f"(95% CI {report['fid_classifier_ci'][0]:.3f}-{report['fid_classifier_ci'][1]:.3f}; "
                f"data floor at {samples} samples: {report['fid_floor_classifier']:.3f}); report in {out / 'report.json'}")
+
+
+@app.command()
+@user_errors
+def export(
+    model: Path = MODEL_ARG,
+    plan: Path = typer.Option(..., help="precision plan (YAML or JSON)"),
+    out: Path = typer.Option(..., "--out", help="directory for integer.onnx and export.json"),
+    calib_samples: int = typer.Option(32, help="calibration trajectories of the float model"),
+    calib_steps: int = typer.Option(50, help="DDIM steps per calibration trajectory"),
+    seed: int = typer.Option(1234, help="seed of the calibration noise"),
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+):
+    """Quantize a model by a precision plan (min-max calibration) and write its integer graph."""
+    from hwsim.evaluate import set_threads
+    from hwsim.export.pipeline import CalibrationConfig, export_model
+    from hwsim.quant.plan import load_plan
+
+    set_threads(threads)
+    graph = export_model(model, load_plan(plan), out, CalibrationConfig(calib_samples, calib_steps, seed))
+    typer.echo(f"integer graph written to {graph} (bit-exact with the quantized model on the checked inputs)")
 
 
 @app.command()

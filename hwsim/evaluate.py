@@ -18,24 +18,32 @@ from hwsim.diffusion.samplers import make_scheduler, sample
 from hwsim.metrics import fid as fidlib
 from hwsim.modeldir import LoadedModel, load_model
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "intsim")
 
 
-def make_denoiser(model: LoadedModel, backend: str = "torch") -> Denoiser:
-    """The denoiser of ``model`` on ``backend`` (torch: the float PyTorch net)."""
+def make_denoiser(model: LoadedModel, backend: str = "torch", graph: str | Path | None = None) -> Denoiser:
+    """The denoiser of ``model`` on ``backend``: torch (the float net) or intsim (the integer
+    simulator running ``graph``, written by ``hwsim export``)."""
     if backend == "torch":
         return TorchDenoiser(model.net)
+    if backend == "intsim":
+        if graph is None:
+            raise ValueError("backend 'intsim' needs --graph (an integer graph written by 'hwsim export')")
+        from hwsim.intsim.denoiser import IntsimDenoiser
+
+        return IntsimDenoiser(graph)
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
 def generate(model_dir: str | Path, num_samples: int, steps: int = 50, sampler: str = "ddim", seed: int = 0,
-             backend: str = "torch", batch_size: int = 250, progress: bool = True) -> np.ndarray:
+             backend: str = "torch", batch_size: int = 250, progress: bool = True,
+             graph: str | Path | None = None) -> np.ndarray:
     """Generate ``num_samples`` images as uint8 [N, H, W] (DDIM uses eta = 0)."""
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
     model = load_model(model_dir)
     scheduler = make_scheduler(sampler, model.noise_schedule())
-    x = sample(make_denoiser(model, backend), scheduler, num_samples, model.spec.image_shape, steps,
+    x = sample(make_denoiser(model, backend, graph), scheduler, num_samples, model.spec.image_shape, steps,
                seed=seed, batch_size=batch_size, progress=progress)
     return to_uint8(x.numpy())
 

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from hwsim.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card"]
+COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -64,3 +64,25 @@ def test_demo_report(tiny_model_dir, tmp_path):
     assert {"model", "samples", "steps", "fid_classifier", "fid_floor_classifier", "seconds"} <= set(report)
     assert report["samples"] == 32 and report["steps"] == 4 and report["fid_classifier"] > report["fid_floor_classifier"]
     assert (out / "samples.png").stat().st_size > 0 and "samples.png" in (out / "index.html").read_text()
+
+
+def test_export_then_sample_and_fid_on_the_simulator(tiny_model_dir, tmp_path):
+    (tmp_path / "plan.yaml").write_text("default: {weight_bits: 8, act_bits: 8}\n")
+    result = runner.invoke(app, ["export", str(tiny_model_dir), "--plan", str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "q"),
+                                 "--calib-samples", "4", "--calib-steps", "5", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "q" / "export.json").read_text())
+    assert report["bit_exact_checks"] and all(c["equal"] for c in report["bit_exact_checks"])
+    graph = tmp_path / "q" / "integer.onnx"
+    result = runner.invoke(app, ["fid", str(tiny_model_dir), "--backend", "intsim", "--graph", str(graph), "--samples", "20",
+                                 "--steps", "3", "--bootstrap", "2", "--json", str(tmp_path / "f.json"), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "f.json").read_text())["backend"] == "intsim"
+    _one_line_error(runner.invoke(app, ["sample", str(tiny_model_dir), "--out", str(tmp_path / "s"), "--backend", "intsim"]),
+                    "needs --graph")
+
+
+def test_export_rejects_bad_plans(tiny_model_dir, tmp_path):
+    (tmp_path / "plan.yaml").write_text("default: {weight_bits: 33}\n")
+    _one_line_error(runner.invoke(app, ["export", str(tiny_model_dir), "--plan", str(tmp_path / "plan.yaml"), "--out", str(tmp_path)]),
+                    "weight_bits must be an integer in 2..16")

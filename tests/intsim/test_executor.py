@@ -75,3 +75,18 @@ def test_narrowed_accumulator_overflows_with_the_node_name(tiny, tmp_path):
     sim.ranges[conv[3]] = (-4, 3)  # deliberately narrowed
     with pytest.raises(AccumulatorOverflow, match=f"node '{conv[0]}'"):
         sim.run(calib[0][0].numpy(), calib[0][1].numpy())
+
+
+def test_sampling_through_the_simulator_equals_the_quantized_model(tiny, tmp_path):
+    """Same seeds, same eps at every step: the trajectories (hence any FID) are identical."""
+    from hwsim.diffusion.samplers import make_scheduler, sample
+    from hwsim.intsim.denoiser import IntsimDenoiser
+    from hwsim.quant.quantize import quantized_denoiser
+
+    net, calib = tiny
+    qnet = quantize_unet(net, PrecisionPlan.uniform(4, 8), calib, 1000)
+    path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
+    scheduler = make_scheduler("ddim", NoiseSchedule())
+    a = sample(quantized_denoiser(qnet), scheduler, 6, (1, 8, 8), 10, seed=7, progress=False)
+    b = sample(IntsimDenoiser(path), scheduler, 6, (1, 8, 8), 10, seed=7, progress=False)
+    assert torch.equal(a, b)
