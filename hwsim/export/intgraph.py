@@ -32,7 +32,7 @@ from hwsim.intsim.ops.lut import int_range
 from hwsim.nets.unet import Concat
 from hwsim.quant import modules as hw
 
-LEAVES = (QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul,
+LEAVES = (QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.IntModulation, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul,
           hw.TimestepTable, hw.PassTimestep, Concat, nn.Upsample, nn.Identity)
 EXPONENTS_KEY = "hwsim.exponents"
 
@@ -158,6 +158,16 @@ class _Builder(fx.Interpreter):
             gb = [self._init(f"{name}.g", m.g_c.numpy()), self._init(f"{name}.b", m.b_c.numpy())]
             return self._emit("GroupNorm", [q.name, *gb], name, exponent(m.out_scale, name), 1, -lo, shape,
                               groups=m.groups, f=m.f, ft=m.FT, fg=m.FG, qmin=lo, qmax=hi)
+        if isinstance(m, hw.IntModulation):
+            x, shift, scale = ins
+            q = self._requant(x, exponent(m.in_quant.act_quant.scale(), name)[0], m.bits, name, values[0].shape)
+            for label, meta, e in (("shift", shift, m.e_shift), ("scale", scale, m.e_scale)):
+                if meta.per_channel or int(meta.exp[0]) != e:
+                    raise ExportError(f"{name}: {label} table exponent {meta.exp.tolist()} differs from the module's {e}")
+            lo, hi = int_range(m.bits, True)
+            return self._emit("Modulate", [q.name, scale.name, shift.name], name, exponent(m.out_scale, name), 2, -lo,
+                              shape, f=m.f, ft=m.FT, e_scale=m.e_scale, e_shift=m.e_shift,
+                              e_out=int(exponent(m.out_scale, name)[0]), qmin=lo, qmax=hi)
         if isinstance(m, hw.LUTActivation):
             q = self._requant(ins[0], exponent(m.in_scale, name)[0], m.bits, name, values[0].shape)
             table = m.table.numpy()
@@ -218,6 +228,22 @@ class _Builder(fx.Interpreter):
         if not metas or not torch.is_tensor(out):  # shapes and sizes are plain Python values
             return out
         fname = getattr(target, "__name__", str(target))
+        if target is operator.add and len(metas) == 1:  # a constant (the DiT's position embedding)
+            src = self._per_tensor(metas[0], "add_const")
+            const = next(v for a, v in zip(args, values) if torch.is_tensor(v) and _split([a])[1] == [])
+            ints = torch.round(const.double() * 2.0 ** -float(src.exp[0]))
+            if not torch.equal(ints * 2.0 ** float(src.exp[0]), const.double()):
+                raise ExportError("add: the constant is not a multiple of the tensor's scale; quantize it first")
+            ints = ints.to(torch.int64).numpy()
+            name = self._init("add_const", ints)
+            return out, self._emit("IntAdd", [src.name, name], "add_const", src.exp, src.axis,
+                                   src.bound + int(np.abs(ints).max()), tuple(out.shape))
+        if target is operator.mul and len(metas) == 2:
+            a, b = metas
+            if a.per_channel and b.per_channel:
+                raise ExportError("mul: both operands have per-channel scales")
+            axis = a.axis if a.per_channel else b.axis
+            return out, self._emit("IntMul", [a.name, b.name], "mul", a.exp + b.exp, axis, a.bound * b.bound, tuple(out.shape))
         if target is operator.add and len(metas) == 2:
             a, b = metas
             if a.per_channel and b.per_channel and len(a.exp) != len(b.exp):
@@ -245,6 +271,8 @@ class _Builder(fx.Interpreter):
     def call_method(self, target, args, kwargs):
         values, metas = _split(args)
         out = getattr(values[0], target)(*values[1:], **kwargs)
+        if target == "chunk" and metas:
+            return self._chunk(metas[0], out, kwargs.get("dim", values[2] if len(values) > 2 else 0))
         if not metas or not torch.is_tensor(out):
             return out
         src = metas[0]
@@ -263,6 +291,21 @@ class _Builder(fx.Interpreter):
                 perm = [d % ndim for d in values[1:]]
             return out, self._emit("Transpose", [t.name], target, t.exp, 0, t.bound, tuple(out.shape), perm=perm)
         raise ExportError(f"unsupported tensor method .{target}()")
+
+    def _chunk(self, src: IntTensor, pieces, dim: int):
+        """``tensor.chunk(k, dim)``: one Slice per piece, each with its share of per-channel exponents."""
+        dim = dim % len(src.shape)
+        result, start = [], 0
+        for piece in pieces:
+            end = start + piece.shape[dim]
+            exp = src.exp[start:end] if src.per_channel and src.axis == dim else src.exp
+            if src.per_channel and src.axis != dim:
+                raise ExportError("chunk across a per-channel axis other than the chunked one")
+            meta = self._emit("Slice", [src.name], "chunk", exp, src.axis, src.bound, tuple(piece.shape),
+                              axis=dim, start=start, end=end)
+            result.append((piece, meta))
+            start = end
+        return tuple(result)
 
     def output(self, target, args, kwargs):
         value, src = args[0]

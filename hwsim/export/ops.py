@@ -15,7 +15,7 @@ from onnx import helper
 from qonnx.custom_op.base import CustomOp
 
 from hwsim.intsim.ops.lut import lut_ref
-from hwsim.intsim.ops.norm import groupnorm_ref
+from hwsim.intsim.ops.norm import groupnorm_ref, modulate_ref
 from hwsim.intsim.ops.requant import requant_ref, round_shift_ref
 from hwsim.intsim.ops.softmax import softmax_ref
 
@@ -150,6 +150,39 @@ class IntAdd(_IntOp):
     @staticmethod
     def compute(inputs, a):
         return inputs[0] + inputs[1]
+
+
+class IntMul(_IntOp):
+    """Elementwise product of two integer tensors (broadcasting): the adaLN gate."""
+
+    @staticmethod
+    def compute(inputs, a):
+        return inputs[0] * inputs[1]
+
+
+class Modulate(_IntOp):
+    """LayerNorm over the last axis, times (1 + scale), plus shift (DiT's adaLN)."""
+
+    ATTRS = {"f": ("i", True, 0), "ft": ("i", True, 0), "e_scale": ("i", True, 0), "e_shift": ("i", True, 0),
+             "e_out": ("i", True, 0), "qmin": ("i", True, 0), "qmax": ("i", True, 0)}
+
+    @staticmethod
+    def compute(inputs, a):
+        q, scale, shift = inputs
+        return modulate_ref(q, scale[:, None], shift[:, None], a["f"], a["ft"], a["e_scale"], a["e_shift"],
+                            a["e_out"], a["qmin"], a["qmax"])
+
+
+class Slice(_IntOp):
+    """A contiguous range [start, end) along one axis (chunk)."""
+
+    ATTRS = {"axis": ("i", True, 1), "start": ("i", True, 0), "end": ("i", True, 0)}
+
+    @staticmethod
+    def compute(inputs, a):
+        index = [slice(None)] * inputs[0].ndim
+        index[a["axis"]] = slice(a["start"], a["end"])
+        return inputs[0][tuple(index)]
 
 
 class GroupNorm(_IntOp):

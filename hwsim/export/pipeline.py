@@ -16,7 +16,7 @@ from hwsim.intsim.executor import Simulator
 from hwsim.modeldir import LoadedModel, load_model
 from hwsim.provenance import provenance
 from hwsim.quant.plan import PrecisionPlan
-from hwsim.quant.quantize import calibration_inputs, quantize_unet
+from hwsim.quant.quantize import calibration_inputs, quantize_net
 
 GRAPH_FILE = "integer.onnx"
 
@@ -30,10 +30,8 @@ class CalibrationConfig:
 
 def quantize_model(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig):
     """(quantized net, calibration inputs) of a model directory's float net."""
-    if model.spec.kind != "unet":
-        raise NotImplementedError(f"{model.path}: the integer path supports the U-Net so far, not {model.spec.kind!r}")
     inputs = calibration_inputs(model.net, model.noise_schedule(), model.spec.image_shape, calib.samples, calib.steps, calib.seed)
-    return quantize_unet(model.net, plan, inputs, model.spec.schedule.num_train_timesteps), inputs
+    return quantize_net(model.net, plan, inputs, model.spec.schedule.num_train_timesteps), inputs
 
 
 def export_model(model_dir: str | Path, plan: PrecisionPlan, out_dir: str | Path,

@@ -18,7 +18,7 @@ from brevitas.quant.fixed_point import Int8ActPerTensorFixedPointMinMaxInit
 from torch import nn
 
 from hwsim.intsim.ops.lut import build_table, int_range
-from hwsim.intsim.ops.norm import fixed_point_affine, groupnorm_ref
+from hwsim.intsim.ops.norm import fixed_point_affine, groupnorm_ref, modulate_ref
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
 
 
@@ -69,6 +69,32 @@ class IntGroupNorm(nn.Module):
         q, _ = to_int(self.in_quant(x))
         lo, hi = int_range(self.bits, True)
         out = groupnorm_ref(q, self.groups, self.g_c.numpy(), self.b_c.numpy(), self.f, self.FT, self.FG, lo, hi)
+        return _from_int(out, self.out_scale, x)
+
+
+class IntModulation(nn.Module):
+    """DiT's adaLN: integer LayerNorm, then (1 + scale) and shift from per-timestep tables."""
+
+    FT, R_BITS = 12, 12
+
+    def __init__(self, dim: int, bits: int, in_max: float, out_max: float, e_scale: int, e_shift: int):
+        super().__init__()
+        if e_scale > 0:
+            raise ValueError(f"adaLN scale table exponent {e_scale} > 0: '1 + scale' would not be an integer")
+        self.bits, self.e_scale, self.e_shift = bits, e_scale, e_shift
+        self.in_quant = act_quant(bits, in_max)
+        self.out_scale = po2_scale(out_max, bits)
+        self.f = self.R_BITS + math.ceil(math.log2(dim * 2 ** (bits - 1)))
+        if 2 * self.f > 62:
+            raise ValueError(f"LayerNorm over {dim} values at {bits} bits needs 2F = {2 * self.f} > 62 bits")
+
+    def forward(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        q, _ = to_int(self.in_quant(x))
+        s = torch.round(scale.double() * 2.0**-self.e_scale).to(torch.int64).numpy()
+        b = torch.round(shift.double() * 2.0**-self.e_shift).to(torch.int64).numpy()
+        lo, hi = int_range(self.bits, True)
+        e_out = int(round(math.log2(self.out_scale)))
+        out = modulate_ref(q, s[:, None], b[:, None], self.f, self.FT, self.e_scale, self.e_shift, e_out, lo, hi)
         return _from_int(out, self.out_scale, x)
 
 

@@ -12,6 +12,7 @@ integer multiple of its power-of-two scale (docs/numerics.md).
 from __future__ import annotations
 
 import copy
+import math
 from collections import defaultdict
 
 import torch
@@ -24,7 +25,8 @@ from hwsim.diffusion.denoiser import TorchDenoiser
 from hwsim.diffusion.samplers import make_scheduler, sample
 from hwsim.diffusion.schedule import NoiseSchedule
 from hwsim.nets.common import MatMul
-from hwsim.nets.unet import AttentionBlock, ResBlock, UNet
+from hwsim.nets.dit import DiT, DiTBlock
+from hwsim.nets.unet import ResBlock, UNet
 from hwsim.quant import modules as hw
 from hwsim.quant.plan import PrecisionPlan, resolve_for_net
 
@@ -33,7 +35,7 @@ def fold_attention_scale(net: nn.Module) -> nn.Module:
     """Fold attention's 1/sqrt(d) into the query rows of qkv (a non-power-of-two multiply would
     otherwise sit between two quantizers). The float function is unchanged."""
     for module in net.modules():
-        if isinstance(module, AttentionBlock) and module.scale != 1.0:
+        if hasattr(module, "qkv") and getattr(module, "scale", 1.0) != 1.0:
             c = module.qkv.out_features // 3
             with torch.no_grad():
                 module.qkv.weight[:c] *= module.scale
@@ -119,21 +121,7 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, inputs: list[tuple[torch.Tenso
     temb = net.time_embed(all_t)
     tables = {name: m.temb_proj(m.temb_act(temb)) for name, m in net.named_modules() if isinstance(m, ResBlock)}
 
-    for name, module in list(net.named_modules()):
-        if not name or name.startswith("time_embed") or name.endswith(("temb_proj", "temb_act")):
-            continue
-        r = ranges.get(name, {})
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            _set(net, name, _quant_layer(module, precision[name], r.get("in0", 0.0)))
-        elif isinstance(module, nn.GroupNorm):
-            _set(net, name, hw.IntGroupNorm(module, bits, r["in0"], r["out"], int(r.get("spatial", 1))))
-        elif isinstance(module, nn.SiLU):
-            _set(net, name, hw.LUTActivation("silu", bits, r["in0"], r["out"]))
-        elif isinstance(module, nn.Softmax):
-            _set(net, name, hw.IntSoftmax(bits, r["in0"]))
-        elif isinstance(module, MatMul):
-            _set(net, name, hw.QuantMatMul(bits, r["in0"], bits, r["in1"]))
-
+    _replace_common(net, precision, ranges, bits, skip=("time_embed", "temb_proj", "temb_act"))
     net.time_embed = hw.PassTimestep()
     for name, module in net.named_modules():
         if isinstance(module, ResBlock):
@@ -142,6 +130,83 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, inputs: list[tuple[torch.Tenso
             module.temb_act = nn.Identity()
             module.temb_proj = hw.TimestepTable(tables[name], scale.double())
     return net.double().eval()
+
+
+def _replace_common(net: nn.Module, precision, ranges, bits: int, skip: tuple[str, ...]) -> None:
+    """Swap layers and nonlinearities for their quantized / hardware-exact twins, by module name."""
+    for name, module in list(net.named_modules()):
+        if not name or any(part in skip for part in name.split(".")):
+            continue
+        r = ranges.get(name, {})
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            _set(net, name, _quant_layer(module, precision[name], r.get("in0", 0.0)))
+        elif isinstance(module, nn.GroupNorm):
+            _set(net, name, hw.IntGroupNorm(module, bits, r["in0"], r["out"], int(r.get("spatial", 1))))
+        elif isinstance(module, nn.SiLU):
+            _set(net, name, hw.LUTActivation("silu", bits, r["in0"], r["out"]))
+        elif isinstance(module, nn.GELU):
+            _set(net, name, hw.LUTActivation("gelu_tanh", bits, r["in0"], r["out"]))
+        elif isinstance(module, nn.Softmax):
+            _set(net, name, hw.IntSoftmax(bits, r["in0"]))
+        elif isinstance(module, MatMul):
+            _set(net, name, hw.QuantMatMul(bits, r["in0"], bits, r["in1"]))
+
+
+TABLE_BITS = 16  # width of the adaLN tables (ROM words)
+
+
+def _chunk_table(values: torch.Tensor, chunks: int) -> tuple[torch.Tensor, list[int]]:
+    """Per-chunk power-of-two scales for a [T, chunks*D] table: (scale per column, exponent per chunk)."""
+    d = values.shape[1] // chunks
+    exps = [int(round(math.log2(hw.po2_scale(float(c.abs().max()), TABLE_BITS)))) for c in values.split(d, dim=1)]
+    scale = torch.tensor([2.0**e for e in exps for _ in range(d)], dtype=torch.float64)
+    return scale, exps
+
+
+@torch.no_grad()
+def quantize_dit(net: DiT, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor, torch.Tensor]],
+                 num_train_timesteps: int) -> nn.Module:
+    """The hardware-exact quantized twin of a float DiT (float64; the float net is not modified)."""
+    net = fold_attention_scale(copy.deepcopy(net).double().eval())
+    inputs = [(x.double(), t) for x, t in inputs]
+    ranges = collect_ranges(net, inputs)
+    precision = resolve_for_net(plan, net)
+    bits = plan.default.act_bits
+    dim = net.config.dim
+
+    c = net.time_embed(torch.arange(num_train_timesteps))
+    tables = {name: (m.ada(m.ada_act(c)), 6) for name, m in net.named_modules() if isinstance(m, DiTBlock)}
+    tables[""] = (net.final_ada(net.final_ada_act(c)), 2)
+    _replace_common(net, precision, ranges, bits, skip=("time_embed", "ada", "ada_act", "final_ada", "final_ada_act"))
+
+    net.time_embed = hw.PassTimestep()
+    for prefix, (values, chunks) in tables.items():
+        owner = net.get_submodule(prefix) if prefix else net
+        scale, exps = _chunk_table(values, chunks)
+        table = hw.TimestepTable(values, scale)
+        mods = [("mod1", 0, 1), ("mod2", 3, 4)] if chunks == 6 else [("final_mod", 0, 1)]
+        for mod_name, shift_i, scale_i in mods:
+            full = f"{prefix}.{mod_name}" if prefix else mod_name
+            r = ranges[full]
+            setattr(owner, mod_name, hw.IntModulation(dim, bits, r["in0"], r["out"], exps[scale_i], exps[shift_i]))
+        if chunks == 6:
+            owner.ada_act, owner.ada = nn.Identity(), table
+        else:
+            owner.final_ada_act, owner.final_ada = nn.Identity(), table
+    # the fixed position embedding is added to the patchify accumulator: store it at that scale
+    patchify = net.patchify
+    acc_scale = float((patchify.quant_weight().scale.reshape(-1) * patchify.input_quant.scale()).min())
+    net.pos = torch.round(net.pos.double() / acc_scale) * acc_scale
+    return net.double().eval()
+
+
+def quantize_net(net: nn.Module, plan: PrecisionPlan, inputs, num_train_timesteps: int) -> nn.Module:
+    """Dispatch on the net's type (U-Net or DiT)."""
+    if isinstance(net, UNet):
+        return quantize_unet(net, plan, inputs, num_train_timesteps)
+    if isinstance(net, DiT):
+        return quantize_dit(net, plan, inputs, num_train_timesteps)
+    raise NotImplementedError(f"no quantization recipe for {type(net).__name__}")
 
 
 def quantized_denoiser(qnet: nn.Module) -> TorchDenoiser:

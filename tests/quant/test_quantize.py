@@ -80,3 +80,17 @@ def test_timestep_table_domain():
 def test_po2_scale_matches_brevitas():
     q = hw.act_quant(4, 3.0)
     assert float(q.act_quant.scale()) == hw.po2_scale(3.0, 4) == 0.5
+
+
+def test_dit_quantization_tracks_the_float_model():
+    from hwsim.quant.quantize import quantize_dit
+
+    torch.manual_seed(0)
+    net = build_net("dit", {"image_size": 8, "patch_size": 2, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2}).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=8, steps=10)
+    x, t = calib[4]
+    ref = net(x, t).double()
+    sqnr = {bits: _sqnr(ref, quantize_dit(net, PrecisionPlan.uniform(*bits), calib, 1000)(x.double(), t)) for bits in [(8, 8), (4, 4)]}
+    assert sqnr[(8, 8)] > 15 and sqnr[(8, 8)] > sqnr[(4, 4)]

@@ -52,6 +52,30 @@ def groupnorm_ref(q: np.ndarray, groups: int, g_c: np.ndarray, b_c: np.ndarray, 
     return np.clip(round_shift_ref(acc, ft + fg), qmin, qmax)
 
 
+def normalize_last_axis_ref(q: np.ndarray, f: int, ft: int) -> np.ndarray:
+    """LayerNorm's normalization over the last axis: z with ``ft`` fraction bits (int64)."""
+    q = np.asarray(q, dtype=np.int64)
+    n = q.shape[-1]
+    s = q.sum(axis=-1, keepdims=True)
+    d = n * (q * q).sum(axis=-1, keepdims=True) - s * s
+    return round_shift_ref((n * q - s) * isqrt_floor_div(2 * f, d), f - ft)
+
+
+def modulate_ref(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, f: int, ft: int, e_scale: int, e_shift: int,
+                 e_out: int, qmin: int, qmax: int) -> np.ndarray:
+    """DiT's adaLN: ``LayerNorm(x) * (1 + scale) + shift``, requantized to exponent ``e_out``.
+
+    ``scale`` and ``shift`` are integers at exponents ``e_scale`` and ``e_shift`` (per-timestep
+    table rows, broadcast over the tokens); ``1 + scale`` is ``2^-e_scale + scale`` at e_scale.
+    """
+    z = normalize_last_axis_ref(q, f, ft)  # exponent -ft
+    prod = z * (scale + (np.int64(1) << np.int64(-e_scale)))  # exponent e_scale - ft
+    e_prod = e_scale - ft
+    e_min = min(e_prod, e_shift)
+    total = (prod << np.int64(e_prod - e_min)) + (np.asarray(shift, dtype=np.int64) << np.int64(e_shift - e_min))
+    return np.clip(round_shift_ref(total, e_out - e_min), qmin, qmax)
+
+
 @numba.njit(cache=True)
 def _isqrt(m: np.int64) -> np.int64:
     if m <= 0:
