@@ -63,12 +63,23 @@ class Simulator:
         self.saturate = saturate
         self.inputs = [i.name for i in graph.input]
         self.input_shapes = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim] for i in graph.input}
-        self.consts = {init.name: numpy_helper.to_array(init).astype(np.int64) for init in graph.initializer}
+        self.consts = {}
+        for init in graph.initializer:
+            array = numpy_helper.to_array(init)
+            if not np.issubdtype(array.dtype, np.integer):
+                raise GraphError(f"{self.path}: tensor {init.name!r} is {array.dtype}; the integer graph carries integers only")
+            self.consts[init.name] = array.astype(np.int64)
+        float_ok = {("QuantInput", i.name) for i in graph.input if i.type.tensor_type.elem_type in (1, 11)}
+        dequantized = {n.output[0] for n in graph.node if n.op_type == "Dequant"}
         self.nodes = []
         for node in graph.node:
             if node.domain != DOMAIN or node.op_type not in OPS:
                 raise GraphError(f"{self.path}: node {node.name!r} has unsupported op {node.domain or 'onnx'}:{node.op_type}; "
                                  f"supported: {', '.join(sorted(OPS))}")
+            for name in node.input:
+                is_float_input = name in self.input_shapes and (node.op_type, name) not in float_ok and name != "t"
+                if is_float_input or name in dequantized:
+                    raise GraphError(f"{self.path}: node {node.name!r} reads float tensor {name!r}; only QuantInput may")
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             op = OPS[node.op_type]
             full = {k: attrs.get(k, spec[2]) for k, spec in op.ATTRS.items()}

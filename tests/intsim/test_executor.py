@@ -67,14 +67,35 @@ def test_unsupported_op_is_named(tmp_path):
         Simulator(tmp_path / "r.onnx")
 
 
-def test_narrowed_accumulator_overflows_with_the_node_name(tiny, tmp_path):
+def test_every_narrowed_accumulator_overflows_with_the_node_name(tiny, tmp_path):
     net, calib = tiny
     path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
-    sim = Simulator(path)
-    conv = next(n for n in sim.nodes if n[1].__name__ == "IntConv")
-    sim.ranges[conv[3]] = (-4, 3)  # deliberately narrowed
-    with pytest.raises(AccumulatorOverflow, match=f"node '{conv[0]}'"):
-        sim.run(calib[0][0].numpy(), calib[0][1].numpy())
+    x, t = calib[0][0].numpy(), calib[0][1].numpy()
+    accumulators = [n for n in Simulator(path).nodes if n[1].__name__ in ("IntConv", "IntLinear", "IntMatMul", "IntAdd")]
+    assert len(accumulators) > 30
+    for name, _, _, output, _ in accumulators:
+        sim = Simulator(path)
+        sim.ranges[output] = (-1, 0)  # deliberately narrowed to one bit
+        with pytest.raises(AccumulatorOverflow, match=f"node '{name}'"):
+            sim.run(x, t)
+        sim.saturate = True  # or saturate, if asked
+        assert np.isfinite(sim.run(x, t)).all()
+
+
+def test_float_tensor_between_nodes_is_refused(tiny, tmp_path):
+    net, calib = tiny
+    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    model = onnx.load(str(path))
+    init = model.graph.initializer[0]
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init).astype(np.float32), init.name))
+    onnx.save(model, str(tmp_path / "f.onnx"))
+    with pytest.raises(GraphError, match=f"tensor '{init.name}' is float32; the integer graph carries integers only"):
+        Simulator(tmp_path / "f.onnx")
+    model = onnx.load(str(path))
+    model.graph.node[5].input[0] = "x"  # a float input fed straight into an integer op
+    onnx.save(model, str(tmp_path / "g2.onnx"))
+    with pytest.raises(GraphError, match=r"reads float tensor 'x'; only QuantInput may"):
+        Simulator(tmp_path / "g2.onnx")
 
 
 def test_sampling_through_the_simulator_equals_the_quantized_model(tiny, tmp_path):
