@@ -185,6 +185,38 @@ def export(
     typer.echo(f"integer graph written to {graph} (bit-exact with the quantized model on the checked inputs)")
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, as speed ratios measured in one run.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("intsim")
+@user_errors
+def bench_intsim_cmd(
+    model: Path = typer.Option(..., "--model", help="model directory"),
+    json_out: Path = typer.Option(..., "--json", help="report file"),
+    batch: list[int] = typer.Option([1, 64], help="batch sizes (repeatable)"),
+    precision: list[str] = typer.Option(["W8A8", "W4A8"], help="uniform precisions, e.g. W4A8 (repeatable)"),
+    repeats: int = typer.Option(3, help="timed calls per measurement (minimum kept)"),
+    qonnx: bool = typer.Option(True, help="also time qonnx execute_onnx on the Brevitas QONNX export"),
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+):
+    """Simulator vs PyTorch fp32, Brevitas fake-quant and qonnx execute_onnx on one denoiser forward."""
+    from hwsim.bench import BenchConfig, bench_intsim, parse_precision, write_report
+    from hwsim.evaluate import set_threads
+
+    for p in precision:
+        parse_precision(p)
+    set_threads(threads)
+    work = json_out.parent / (json_out.stem + "-graphs")
+    report = bench_intsim(model, work, BenchConfig(batch_sizes=tuple(batch), precisions=tuple(precision), repeats=repeats),
+                          with_qonnx=qonnx)
+    write_report(report, json_out)
+    for r in report["rows"]:
+        extra = f", vs qonnx {r['intsim_vs_qonnx_exec']:.1f}x" if "intsim_vs_qonnx_exec" in r else ""
+        typer.echo(f"{r['precision']} batch {r['batch']}: intsim vs torch fp32 {r['intsim_vs_torch_fp32']:.2f}x, "
+                   f"vs brevitas {r['intsim_vs_brevitas']:.2f}x{extra}; bit-exact {r['bit_exact']}")
+
+
 @app.command()
 @user_errors
 def card(

@@ -86,3 +86,26 @@ def test_export_rejects_bad_plans(tiny_model_dir, tmp_path):
     (tmp_path / "plan.yaml").write_text("default: {weight_bits: 33}\n")
     _one_line_error(runner.invoke(app, ["export", str(tiny_model_dir), "--plan", str(tmp_path / "plan.yaml"), "--out", str(tmp_path)]),
                     "weight_bits must be an integer in 2..16")
+
+
+def _bench(model_dir, out, *extra):
+    return runner.invoke(app, ["bench", "intsim", "--model", str(model_dir), "--json", str(out), "--batch", "2",
+                               "--precision", "W4A8", "--repeats", "1", "--threads", "1", *extra])
+
+
+def test_bench_intsim_reports_ratios(tiny_model_dir, tmp_path):
+    result = _bench(tiny_model_dir, tmp_path / "b.json", "--no-qonnx")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b.json").read_text())
+    row = report["rows"][0]
+    assert report["bit_exact"] is True and row["batch"] == 2 and row["precision"] == "W4A8"
+    assert row["intsim_vs_torch_fp32"] > 0 and row["intsim_vs_brevitas"] > 0 and "qonnx_exec_s" not in row
+    _one_line_error(runner.invoke(app, ["bench", "intsim", "--model", str(tiny_model_dir), "--json", str(tmp_path / "c.json"),
+                                        "--precision", "8bit"]), "not of the form W<bits>A<bits>")
+
+
+@pytest.mark.slow
+def test_bench_intsim_against_qonnx_exec(tiny_model_dir, tmp_path):
+    result = _bench(tiny_model_dir, tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b.json").read_text())["rows"][0]["intsim_vs_qonnx_exec"] > 0

@@ -200,6 +200,19 @@ def quantize_dit(net: DiT, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor,
     return net.double().eval()
 
 
+@torch.no_grad()
+def quantize_layers_only(net: nn.Module, plan: PrecisionPlan, inputs) -> nn.Module:
+    """Plain Brevitas fake-quant: Conv/Linear quantized (same quantizers and calibration as the
+    hardware-exact net), everything else left in float. The baseline a Brevitas user would export."""
+    net = copy.deepcopy(net).eval()
+    ranges = collect_ranges(net, inputs)
+    precision = resolve_for_net(plan, net)
+    for name, module in list(net.named_modules()):
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            _set(net, name, _quant_layer(module, precision[name], ranges.get(name, {}).get("in0", 0.0)))
+    return net.eval()
+
+
 def quantize_net(net: nn.Module, plan: PrecisionPlan, inputs, num_train_timesteps: int) -> nn.Module:
     """Dispatch on the net's type (U-Net or DiT)."""
     if isinstance(net, UNet):

@@ -1,0 +1,115 @@
+"""``hwsim bench intsim``: the simulator's speed against PyTorch, Brevitas and qonnx, in one run.
+
+All four run the same denoiser forward on the same inputs in this process, so the ratios
+(speed-ups > 1 mean the simulator is faster) hold on any machine, unlike absolute times.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hwsim import config as cfgio
+from hwsim.export.intgraph import to_integer_graph
+from hwsim.export.pipeline import CalibrationConfig, quantize_model
+from hwsim.intsim.executor import Simulator
+from hwsim.modeldir import load_model
+from hwsim.provenance import provenance
+from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.quantize import quantize_layers_only
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    batch_sizes: tuple[int, ...] = (1, 64)
+    precisions: tuple[str, ...] = ("W8A8", "W4A8")
+    repeats: int = 3  # timed calls per measurement (the minimum is kept), after one warm-up call
+    qonnx_repeats: int = 1  # qonnx execute_onnx is slow: one timed call
+    timestep: int = 500
+    seed: int = 0
+    calibration: CalibrationConfig = CalibrationConfig(samples=8, steps=20)
+
+
+def parse_precision(text: str) -> tuple[int, int]:
+    try:
+        w, a = text.upper().removeprefix("W").split("A")
+        return int(w), int(a)
+    except ValueError:
+        raise ValueError(f"precision {text!r} is not of the form W<bits>A<bits>, e.g. W4A8") from None
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: Numba compilation, allocator, caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _qonnx_runner(module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, path: Path) -> Callable[[], object]:
+    """execute_onnx on the unmodified Brevitas QONNX export (static batch, as exported)."""
+    from brevitas.export import export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.util.cleanup import cleanup_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(module, args=(x, t), export_path=str(path), dynamo=False, opset_version=18)
+    model = cleanup_model(ModelWrapper(str(path)))
+    feed = {model.graph.input[0].name: x.numpy(), model.graph.input[1].name: t.numpy()}
+    return lambda: execute_onnx(model, feed)
+
+
+def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = BenchConfig(),
+                 with_qonnx: bool = True) -> dict:
+    """Time one denoiser forward per backend, precision and batch size; returns the report dict."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_model(model_dir)
+    float_net = model.net.float().eval()
+    rows = []
+    for precision in cfg.precisions:
+        plan = PrecisionPlan.uniform(*parse_precision(precision))
+        qnet, inputs = quantize_model(model, plan, cfg.calibration)
+        sim = Simulator(to_integer_graph(qnet, inputs[0], out / f"{precision}.onnx"))
+        brevitas = quantize_layers_only(float_net, plan, inputs)
+        for batch in cfg.batch_sizes:
+            gen = torch.Generator().manual_seed(cfg.seed)
+            x = torch.randn((batch, *model.spec.image_shape), generator=gen)
+            t = torch.full((batch,), cfg.timestep, dtype=torch.long)
+            xn, tn = x.numpy(), t.numpy()
+            with torch.no_grad():
+                row = {
+                    "precision": precision, "batch": batch,
+                    "torch_fp32_s": best_time(lambda: float_net(x, t), cfg.repeats),
+                    "brevitas_fakequant_s": best_time(lambda: brevitas(x, t), cfg.repeats),
+                    "intsim_s": best_time(lambda: sim.run(xn, tn), cfg.repeats),
+                    "bit_exact": bool(np.array_equal(sim.run(xn, tn), qnet(x.double(), t).numpy())),
+                }
+                if with_qonnx:
+                    run = _qonnx_runner(brevitas, x, t, out / f"brevitas-{precision}-b{batch}.onnx")
+                    row["qonnx_exec_s"] = best_time(run, cfg.qonnx_repeats)
+            row["intsim_vs_torch_fp32"] = row["torch_fp32_s"] / row["intsim_s"]
+            row["intsim_vs_brevitas"] = row["brevitas_fakequant_s"] / row["intsim_s"]
+            if with_qonnx:
+                row["intsim_vs_qonnx_exec"] = row["qonnx_exec_s"] / row["intsim_s"]
+            rows.append(row)
+    return {"model": str(model_dir), "config": cfgio.to_dict(cfg), "threads": torch.get_num_threads(),
+            "rows": rows, "bit_exact": all(r["bit_exact"] for r in rows), "provenance": provenance()}
+
+
+def write_report(report: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
