@@ -37,7 +37,7 @@ def act_quant(bits: int, max_abs: float) -> QuantIdentity:
 
 def to_int(qt) -> tuple[np.ndarray, float]:
     """A Brevitas QuantTensor -> (int64 numpy array, scale)."""
-    scale = float(qt.scale.reshape(-1)[0])
+    scale = float(qt.scale.detach().reshape(-1)[0])
     q = torch.round(qt.value.detach() / scale).to(torch.int64).numpy()
     return q, scale
 

@@ -11,9 +11,10 @@ from typing import Callable
 
 import numba
 import numpy as np
+from scipy.special import expit
 
 FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "silu": lambda x: x / (1.0 + np.exp(-x)),
+    "silu": lambda x: x * expit(x),  # expit: the logistic function without exp overflow
     "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))),
     "identity": lambda x: x,
 }
