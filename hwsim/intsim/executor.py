@@ -39,6 +39,8 @@ def _fast(op_type: str, inputs: list[np.ndarray], a: dict, bound: int):
         if q.size and (q.min() < lo or q.max() > hi):
             raise ValueError(f"LUT input outside its domain [{lo}, {hi}]")
         return kernels.lut(q, inputs[1], a["in_min"])
+    if op_type == "Modulate":
+        return kernels.modulate(*inputs, a)
     if op_type == "Softmax":
         return kernels.softmax(inputs[0], inputs[1], a["fo"])
     return None

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from hwsim.intsim.ops.lut import lut_kernel
-from hwsim.intsim.ops.norm import groupnorm_kernel
+from hwsim.intsim.ops.norm import groupnorm_kernel, modulate_kernel
 from hwsim.intsim.ops.requant import requant_kernel
 from hwsim.intsim.ops.softmax import softmax_kernel
 
@@ -90,3 +90,8 @@ def lut(q: np.ndarray, table: np.ndarray, in_min: int) -> np.ndarray:
 
 def softmax(q: np.ndarray, table: np.ndarray, fo: int) -> np.ndarray:
     return softmax_kernel(np.ascontiguousarray(q.reshape(-1, q.shape[-1])), table, fo).reshape(q.shape)
+
+
+def modulate(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, a: dict) -> np.ndarray:
+    return modulate_kernel(np.ascontiguousarray(q), np.ascontiguousarray(scale), np.ascontiguousarray(shift),
+                           a["f"], a["ft"], a["e_scale"], a["e_shift"], a["e_out"], a["qmin"], a["qmax"])

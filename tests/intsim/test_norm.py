@@ -47,3 +47,18 @@ def test_kernel_equals_reference(n, cg, length, bits, data):
     b = rng.integers(-(2**20), 2**20, channels)
     ref = groupnorm_ref(q, groups, g, b, F, FT, FG, -128, 127)
     assert np.array_equal(groupnorm_kernel(q.astype(np.int64), groups, g, b, F, FT, FG, -128, 127), ref)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 9), st.sampled_from([4, 16, 64]), st.integers(2, 9), st.integers(-15, -8),
+       st.integers(-15, -6), st.integers(-8, 0), st.data())
+def test_modulate_kernel_equals_reference(n, length, dim, bits, e_scale, e_shift, e_out, data):
+    from hwsim.intsim.ops.norm import modulate_kernel, modulate_ref
+
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    q = rng.integers(lo, hi + 1, (n, length, dim)).astype(np.int64)
+    scale, shift = rng.integers(-(2**15), 2**15, (n, dim)), rng.integers(-(2**15), 2**15, (n, dim))
+    f = 12 + int(np.ceil(np.log2(dim * 2 ** (bits - 1))))
+    ref = modulate_ref(q, scale[:, None], shift[:, None], f, 12, e_scale, e_shift, e_out, -128, 127)
+    assert np.array_equal(modulate_kernel(q, scale, shift, f, 12, e_scale, e_shift, e_out, -128, 127), ref)

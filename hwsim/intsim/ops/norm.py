@@ -126,3 +126,31 @@ def groupnorm_kernel(q: np.ndarray, groups: np.int64, g_c: np.ndarray, b_c: np.n
                     v = _round_shift(t * g_c[c] + b_c[c], ft + fg)
                     out[b, c, i] = qmin if v < qmin else (qmax if v > qmax else v)
     return out
+
+
+@numba.njit(cache=True)
+def modulate_kernel(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, f: np.int64, ft: np.int64,
+                    e_scale: np.int64, e_shift: np.int64, e_out: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
+    """Numba twin of :func:`modulate_ref` for q [N, L, D], scale/shift [N, D]."""
+    n_batch, length, dim = q.shape
+    out = np.empty_like(q)
+    num = np.int64(1) << (2 * f)
+    one = np.int64(1) << (-e_scale)
+    e_prod = e_scale - ft
+    e_min = min(e_prod, e_shift)
+    for b in range(n_batch):
+        for i in range(length):
+            s = np.int64(0)
+            sq = np.int64(0)
+            for c in range(dim):
+                v = q[b, i, c]
+                s += v
+                sq += v * v
+            d = dim * sq - s * s
+            r = _isqrt(num // d) if d > 0 else np.int64(0)
+            for c in range(dim):
+                z = _round_shift((dim * q[b, i, c] - s) * r, f - ft)
+                total = ((z * (scale[b, c] + one)) << (e_prod - e_min)) + (shift[b, c] << (e_shift - e_min))
+                v = _round_shift(total, e_out - e_min)
+                out[b, i, c] = qmin if v < qmin else (qmax if v > qmax else v)
+    return out
