@@ -101,6 +101,43 @@ class Simulator:
         if value.ndim != len(expect) or any(e is not None and e != v for e, v in zip(expect, value.shape)):
             raise GraphError(f"input {name!r}: shape {tuple(value.shape)} does not match the graph's {expect} (None = any)")
 
+    def enable_stats(self) -> None:
+        """Accumulate per-node statistics over every following run (see :meth:`stats`)."""
+        self._stats: dict[str, dict] = {}
+
+    def _record(self, node: str, output: str, value: np.ndarray) -> None:
+        s = self._stats.setdefault(node, {"tensor": output, "values": 0, "zeros": 0, "min": None, "max": None,
+                                          "toggle_bits": 0, "transitions": 0})
+        s["values"] += value.size
+        s["zeros"] += int(np.count_nonzero(value == 0))
+        lo, hi = int(value.min()), int(value.max())
+        s["min"] = lo if s["min"] is None else min(s["min"], lo)
+        s["max"] = hi if s["max"] is None else max(s["max"], hi)
+        # bit toggles between successive values of the stream (channels last, as hardware streams
+        # them), counted in the tensor's declared two's-complement width
+        stream = np.moveaxis(value, 1, -1).reshape(-1) if value.ndim > 2 else value.reshape(-1)
+        if stream.size > 1:
+            declared = self.ranges.get(output)
+            bits = (declared[1] + 1).bit_length() if declared else 64  # INTb holds [-2^(b-1), 2^(b-1)-1]
+            flips = np.bitwise_xor(stream[1:], stream[:-1]).view(np.uint64)
+            if bits < 64:
+                flips = flips & np.uint64((1 << bits) - 1)
+            s["toggle_bits"] += int(np.unpackbits(flips.view(np.uint8)).sum())
+            s["transitions"] += stream.size - 1
+
+    def stats(self) -> dict[str, dict]:
+        """Per node: zero fraction, observed range against the declared one, mean bit toggles per value."""
+        out = {}
+        for node, s in getattr(self, "_stats", {}).items():
+            declared = self.ranges.get(s["tensor"])
+            out[node] = {
+                "tensor": s["tensor"], "values": s["values"], "zero_fraction": s["zeros"] / max(1, s["values"]),
+                "observed_range": [s["min"], s["max"]], "declared_range": list(declared) if declared else None,
+                "declared_bits": (declared[1] + 1).bit_length() if declared else None,
+                "toggles_per_value": s["toggle_bits"] / max(1, s["transitions"]),
+            }
+        return out
+
     def run_integers(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
         x, t = np.asarray(x), np.asarray(t, dtype=np.int64)
         if not np.issubdtype(x.dtype, np.floating):
@@ -116,6 +153,8 @@ class Simulator:
                 value = op.compute(args, attrs)
             if hi is not None:
                 value = check_range(value, lo, hi, name, self.saturate)
+            if hasattr(self, "_stats") and value.dtype == np.int64 and value.size:
+                self._record(name, output, value)
             env[output] = value
         return {k: v for k, v in env.items() if k not in self.consts}
 

@@ -135,3 +135,32 @@ def test_simulator_equals_quantized_dit(tmp_path, bits, granularity):
         assert np.array_equal(fast.run(x.numpy(), t.numpy()), expect)
     ops_used = {n[1].__name__ for n in ref.nodes}
     assert {"Modulate", "IntMul", "Slice", "Lut", "Softmax", "IntMatMul", "TableLookup"} <= ops_used
+
+
+def test_per_node_statistics(tiny, tmp_path):
+    net, calib = tiny
+    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    sim = Simulator(path)
+    sim.enable_stats()
+    for x, t in calib[:3]:
+        sim.run(x.numpy(), t.numpy())
+    stats = sim.stats()
+    assert len(stats) == len(sim.nodes) - 1  # every integer node; Dequant's output is float
+    for node, s in stats.items():
+        lo, hi = s["observed_range"]
+        assert s["declared_range"][0] <= lo <= hi <= s["declared_range"][1], node
+        assert 0 <= s["zero_fraction"] <= 1 and 0 <= s["toggles_per_value"] <= 64
+    silu = [s for n, s in stats.items() if ":Lut:" in n]
+    assert silu and all(s["values"] > 0 for s in silu)
+
+
+def test_toggle_count_by_hand(tmp_path):
+    sim = Simulator.__new__(Simulator)
+    sim.ranges = {}
+    sim.enable_stats()
+    sim._record("n", "o", np.array([0, 3, 0, -1], dtype=np.int64))  # 0->3: 2 bits, 3->0: 2, 0->-1: 64
+    assert sim.stats()["n"]["toggles_per_value"] == pytest.approx(68 / 3)
+    assert sim.stats()["n"]["zero_fraction"] == 0.5
+    sim.ranges = {"o8": (-128, 127)}  # in a declared INT8 tensor, 0 -> -1 flips 8 bits
+    sim._record("m", "o8", np.array([0, 3, 0, -1], dtype=np.int64))
+    assert sim.stats()["m"]["toggles_per_value"] == pytest.approx(12 / 3) and sim.stats()["m"]["declared_bits"] == 8
