@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from hwsim.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "export"]
+COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "export", "sim"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -78,6 +78,11 @@ def test_export_then_sample_and_fid_on_the_simulator(tiny_model_dir, tmp_path):
                                  "--steps", "3", "--bootstrap", "2", "--json", str(tmp_path / "f.json"), "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "f.json").read_text())["backend"] == "intsim"
+    result = runner.invoke(app, ["sim", str(tiny_model_dir), "--graph", str(graph), "--stats", str(tmp_path / "s.json"),
+                                 "--samples", "3", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    nodes = json.loads((tmp_path / "s.json").read_text())["nodes"]
+    assert nodes and all("zero_fraction" in v for v in nodes.values())
     _one_line_error(runner.invoke(app, ["sample", str(tiny_model_dir), "--out", str(tmp_path / "s"), "--backend", "intsim"]),
                     "needs --graph")
 
