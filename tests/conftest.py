@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from hwsim.modeldir import ModelSpec, save_model
 from hwsim.nets import build_net
+
+# Fuzzing quotas scale with HWSIM_FUZZ_SCALE (`make fuzz` sets 20: over 10,000 kernel cases).
+FUZZ_SCALE = int(os.environ.get("HWSIM_FUZZ_SCALE", "1"))
+
+
+def fuzz(n: int) -> int:
+    """Number of hypothesis examples for a test whose CI quota is ``n``."""
+    return n * FUZZ_SCALE
+
 
 TINY_UNET = {"image_size": 8, "base_channels": 8, "channel_mults": [1, 2], "attention_levels": [1], "groups": 4}
 

@@ -4,6 +4,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwsim.diffusion.schedule import NoiseSchedule
 from hwsim.export.intgraph import to_integer_graph
@@ -12,7 +14,7 @@ from hwsim.intsim.ops.requant import AccumulatorOverflow
 from hwsim.nets import build_net
 from hwsim.quant.plan import PrecisionPlan
 from hwsim.quant.quantize import calibration_inputs, quantize_unet
-from tests.conftest import TINY_UNET
+from tests.conftest import TINY_UNET, fuzz
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +166,33 @@ def test_toggle_count_by_hand(tmp_path):
     sim.ranges = {"o8": (-128, 127)}  # in a declared INT8 tensor, 0 -> -1 flips 8 bits
     sim._record("m", "o8", np.array([0, 3, 0, -1], dtype=np.int64))
     assert sim.stats()["m"]["toggles_per_value"] == pytest.approx(12 / 3) and sim.stats()["m"]["declared_bits"] == 8
+
+
+@st.composite
+def _random_unet(draw):
+    levels = draw(st.integers(1, 3))
+    base = draw(st.sampled_from([4, 8]))
+    mults = [1] + [draw(st.sampled_from([1, 2])) for _ in range(levels - 1)]
+    groups = draw(st.sampled_from([g for g in (1, 2, 4) if all(base * m % g == 0 for m in mults)]))
+    attention = [lvl for lvl in range(levels) if draw(st.booleans())]
+    heads = draw(st.sampled_from([h for h in (1, 2) if all(base * m % h == 0 for m in mults)]))
+    cfg = {"image_size": 8, "base_channels": base, "channel_mults": mults, "res_blocks": draw(st.integers(1, 2)),
+           "attention_levels": attention, "groups": groups, "heads": heads}
+    plan = PrecisionPlan.uniform(draw(st.integers(2, 8)), draw(st.integers(3, 8)),
+                                 weight_granularity=draw(st.sampled_from(["per_tensor", "per_channel"])))
+    return cfg, plan, draw(st.integers(0, 1000))
+
+
+@settings(max_examples=fuzz(4), deadline=None)
+@given(_random_unet())
+def test_random_graphs_are_bit_exact(tmp_path_factory, case):
+    """Random U-Net topologies and precisions: every one is bit-exact through the simulator."""
+    cfg, plan, seed = case
+    torch.manual_seed(seed)
+    net = build_net("unet", cfg).eval()
+    calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=4, steps=4, seed=seed)
+    qnet = quantize_unet(net, plan, calib, 1000)
+    sim = Simulator(to_integer_graph(qnet, calib[0], tmp_path_factory.mktemp("g") / "g.onnx"))
+    for x, t in calib[::2]:
+        with torch.no_grad():
+            assert np.array_equal(sim.run(x.numpy(), t.numpy()), qnet(x.double(), t).numpy())

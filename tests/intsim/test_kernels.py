@@ -2,11 +2,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import fuzz
+
 from hwsim.export.ops import IntConv
 from hwsim.intsim import kernels
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=fuzz(60), deadline=None)
 @given(st.integers(1, 2), st.integers(1, 4), st.integers(1, 5), st.integers(3, 9), st.sampled_from([1, 3]),
        st.sampled_from([1, 2]), st.integers(2, 8), st.integers(2, 8), st.booleans(), st.data())
 def test_int_conv_equals_reference(n, c, oc, size, k, stride, abits, wbits, extreme, data):

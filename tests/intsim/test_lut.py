@@ -4,6 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import fuzz
+
 from hwsim.intsim.ops.lut import build_table, int_range, lut_kernel, lut_ref
 
 
@@ -16,7 +18,7 @@ def test_table_is_the_quantized_function(fn, torch_fn):
     assert np.array_equal(table, expect)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=fuzz(200), deadline=None)
 @given(st.integers(2, 10), st.booleans(), st.integers(-8, 2), st.data())
 def test_kernel_equals_reference(bits, signed, exp, data):
     lo, hi = int_range(bits, signed)

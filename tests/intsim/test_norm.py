@@ -3,6 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import fuzz
+
 from hwsim.intsim.ops.norm import fixed_point_affine, groupnorm_kernel, groupnorm_ref, isqrt_floor_div
 
 F, FT, FG = 30, 12, 10
@@ -35,7 +37,7 @@ def test_constant_group_gives_beta():
     assert groupnorm_ref(q, 2, g, b, F, FT, FG, -128, 127)[0, :, 0, 0].tolist() == [4, -2, 0, 8]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=fuzz(150), deadline=None)
 @given(st.integers(1, 3), st.sampled_from([(4, 2), (8, 4), (6, 1), (3, 3)]), st.integers(1, 20), st.integers(2, 9), st.data())
 def test_kernel_equals_reference(n, cg, length, bits, data):
     channels, groups = cg
@@ -49,7 +51,7 @@ def test_kernel_equals_reference(n, cg, length, bits, data):
     assert np.array_equal(groupnorm_kernel(q.astype(np.int64), groups, g, b, F, FT, FG, -128, 127), ref)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=fuzz(100), deadline=None)
 @given(st.integers(1, 3), st.integers(1, 9), st.sampled_from([4, 16, 64]), st.integers(2, 9), st.integers(-15, -8),
        st.integers(-15, -6), st.integers(-8, 0), st.data())
 def test_modulate_kernel_equals_reference(n, length, dim, bits, e_scale, e_shift, e_out, data):

@@ -3,6 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import fuzz
+
 from hwsim.intsim.ops.requant import AccumulatorOverflow, check_range, requant_kernel, requant_ref, round_shift_ref
 
 
@@ -19,7 +21,7 @@ def test_matches_float64_round_half_even():
         assert np.array_equal(round_shift_ref(acc, shift), np.round(acc * 2.0**-shift).astype(np.int64))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=fuzz(300), deadline=None)
 @given(
     st.lists(st.integers(-(2**50), 2**50), min_size=1, max_size=64),
     st.integers(-8, 40),

@@ -3,6 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import fuzz
+
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_kernel, softmax_ref
 
 
@@ -23,7 +25,7 @@ def test_table_tail_is_zero_and_clamped():
     assert out.tolist() == [[256, 0, 0]]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=fuzz(200), deadline=None)
 @given(st.integers(1, 4), st.integers(1, 40), st.integers(2, 9), st.integers(-6, 0), st.data())
 def test_kernel_equals_reference(rows, length, bits, exp, data):
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
