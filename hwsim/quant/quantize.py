@@ -106,14 +106,18 @@ def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
     return q
 
 
+def _prepare(net: nn.Module, plan: PrecisionPlan, inputs):
+    """A float64 copy with the attention scale folded, its calibration ranges and layer precisions."""
+    net = fold_attention_scale(copy.deepcopy(net).double().eval())
+    ranges = collect_ranges(net, [(x.double(), t) for x, t in inputs])
+    return net, ranges, resolve_for_net(plan, net)
+
+
 @torch.no_grad()
 def quantize_unet(net: UNet, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor, torch.Tensor]],
                   num_train_timesteps: int) -> nn.Module:
     """The hardware-exact quantized twin of a float U-Net (float64; the float net is not modified)."""
-    net = fold_attention_scale(copy.deepcopy(net).double().eval())
-    inputs = [(x.double(), t) for x, t in inputs]
-    ranges = collect_ranges(net, inputs)
-    precision = resolve_for_net(plan, net)
+    net, ranges, precision = _prepare(net, plan, inputs)
     bits = plan.default.act_bits  # nonlinearities run at the default activation width
 
     # time embedding -> per-timestep tables, computed with the float MLP before anything changes
@@ -167,10 +171,7 @@ def _chunk_table(values: torch.Tensor, chunks: int) -> tuple[torch.Tensor, list[
 def quantize_dit(net: DiT, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor, torch.Tensor]],
                  num_train_timesteps: int) -> nn.Module:
     """The hardware-exact quantized twin of a float DiT (float64; the float net is not modified)."""
-    net = fold_attention_scale(copy.deepcopy(net).double().eval())
-    inputs = [(x.double(), t) for x, t in inputs]
-    ranges = collect_ranges(net, inputs)
-    precision = resolve_for_net(plan, net)
+    net, ranges, precision = _prepare(net, plan, inputs)
     bits = plan.default.act_bits
     dim = net.config.dim
 

@@ -18,7 +18,7 @@ import math
 import numba
 import numpy as np
 
-from hwsim.intsim.ops.requant import round_shift_ref
+from hwsim.intsim.ops.requant import round_shift_ref, round_shift_scalar as _round_shift
 
 
 def isqrt_floor_div(numerator_log2: int, d: np.ndarray) -> np.ndarray:
@@ -86,18 +86,6 @@ def _isqrt(m: np.int64) -> np.int64:
     while (r + 1) * (r + 1) <= m:
         r += 1
     return r
-
-
-@numba.njit(cache=True)
-def _round_shift(x: np.int64, shift: np.int64) -> np.int64:
-    if shift <= 0:
-        return x << -shift
-    floor = x >> shift
-    rem = x - (floor << shift)
-    half = np.int64(1) << (shift - 1)
-    if rem > half or (rem == half and (floor & 1) == 1):
-        return floor + 1
-    return floor
 
 
 @numba.njit(cache=True)

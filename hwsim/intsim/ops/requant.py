@@ -32,7 +32,8 @@ def requant_ref(acc: np.ndarray, shift: int, qmin: int, qmax: int) -> np.ndarray
 
 
 @numba.njit(cache=True)
-def _round_shift_scalar(x: np.int64, shift: np.int64) -> np.int64:
+def round_shift_scalar(x: np.int64, shift: np.int64) -> np.int64:
+    """Scalar Numba twin of :func:`round_shift_ref`, shared by every kernel that requantizes."""
     if shift <= 0:
         return x << -shift
     floor = x >> shift
@@ -49,7 +50,7 @@ def requant_kernel(acc: np.ndarray, shift: np.int64, qmin: np.int64, qmax: np.in
     out = np.empty(acc.size, dtype=np.int64)
     flat = acc.ravel()
     for i in range(flat.size):
-        v = _round_shift_scalar(flat[i], shift)
+        v = round_shift_scalar(flat[i], shift)
         out[i] = qmin if v < qmin else (qmax if v > qmax else v)
     return out.reshape(acc.shape)
 
