@@ -173,6 +173,8 @@ def export(
     calib_samples: int = typer.Option(32, help="calibration trajectories of the float model"),
     calib_steps: int = typer.Option(50, help="DDIM steps per calibration trajectory"),
     seed: int = typer.Option(1234, help="seed of the calibration noise"),
+    check_samples: int = typer.Option(4, help="images in the bit-exactness check trajectory"),
+    check_steps: int = typer.Option(50, help="DDIM steps of the check (every timestep is compared)"),
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
 ):
     """Quantize a model by a precision plan (min-max calibration) and write its integer graph."""
@@ -181,8 +183,10 @@ def export(
     from hwsim.quant.plan import load_plan
 
     set_threads(threads)
-    graph = export_model(model, load_plan(plan), out, CalibrationConfig(calib_samples, calib_steps, seed))
-    typer.echo(f"integer graph written to {graph} (bit-exact with the quantized model on the checked inputs)")
+    graph = export_model(model, load_plan(plan), out, CalibrationConfig(calib_samples, calib_steps, seed),
+                         check_samples, check_steps)
+    typer.echo(f"integer graph written to {graph}: bit-exact with the quantized model at all {check_steps} "
+               f"timesteps of a {check_samples}-image DDIM trajectory")
 
 
 @app.command()

@@ -69,10 +69,10 @@ def test_demo_report(tiny_model_dir, tmp_path):
 def test_export_then_sample_and_fid_on_the_simulator(tiny_model_dir, tmp_path):
     (tmp_path / "plan.yaml").write_text("default: {weight_bits: 8, act_bits: 8}\n")
     result = runner.invoke(app, ["export", str(tiny_model_dir), "--plan", str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "q"),
-                                 "--calib-samples", "4", "--calib-steps", "5", "--threads", "1"])
+                                 "--calib-samples", "4", "--calib-steps", "5", "--check-steps", "10", "--threads", "1"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "q" / "export.json").read_text())
-    assert report["bit_exact_checks"] and all(c["equal"] for c in report["bit_exact_checks"])
+    assert len(report["bit_exact_checks"]) == 10 and report["check"]["all_equal"] is True
     graph = tmp_path / "q" / "integer.onnx"
     result = runner.invoke(app, ["fid", str(tiny_model_dir), "--backend", "intsim", "--graph", str(graph), "--samples", "20",
                                  "--steps", "3", "--bootstrap", "2", "--json", str(tmp_path / "f.json"), "--threads", "1"])
