@@ -106,9 +106,12 @@ class _Builder(fx.Interpreter):
         return tensor
 
     def _init(self, base: str, array: np.ndarray) -> str:
+        """A constant, stored in the narrowest integer type that holds it (the simulator widens)."""
         self.count += 1
         name = f"{base.replace('.', '_')}_{self.count}"
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        peak = int(np.abs(array).max()) if array.size else 0
+        dtype = next(d for d in (np.int8, np.int16, np.int32, np.int64) if peak <= np.iinfo(d).max)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array.astype(dtype)), name))
         return name
 
     def _requant(self, src, exp: int, bits: int, base: str, shape) -> IntTensor:
