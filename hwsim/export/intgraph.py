@@ -160,7 +160,7 @@ class _Builder(fx.Interpreter):
             lo, hi = int_range(m.bits, True)
             gb = [self._init(f"{name}.g", m.g_c.numpy()), self._init(f"{name}.b", m.b_c.numpy())]
             return self._emit("GroupNorm", [q.name, *gb], name, exponent(m.out_scale, name), 1, -lo, shape,
-                              groups=m.groups, f=m.f, ft=m.FT, fg=m.FG, qmin=lo, qmax=hi)
+                              groups=m.groups, ft=m.FT, fg=m.FG, qmin=lo, qmax=hi)
         if isinstance(m, hw.IntModulation):
             x, shift, scale = ins
             q = self._requant(x, exponent(m.in_quant.act_quant.scale(), name)[0], m.bits, name, values[0].shape)
@@ -169,7 +169,7 @@ class _Builder(fx.Interpreter):
                     raise ExportError(f"{name}: {label} table exponent {meta.exp.tolist()} differs from the module's {e}")
             lo, hi = int_range(m.bits, True)
             return self._emit("Modulate", [q.name, scale.name, shift.name], name, exponent(m.out_scale, name), 2, -lo,
-                              shape, f=m.f, ft=m.FT, e_scale=m.e_scale, e_shift=m.e_shift,
+                              shape, ft=m.FT, e_scale=m.e_scale, e_shift=m.e_shift,
                               e_out=int(exponent(m.out_scale, name)[0]), qmin=lo, qmax=hi)
         if isinstance(m, hw.LUTActivation):
             q = self._requant(ins[0], exponent(m.in_scale, name)[0], m.bits, name, values[0].shape)

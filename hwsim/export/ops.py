@@ -163,13 +163,13 @@ class IntMul(_IntOp):
 class Modulate(_IntOp):
     """LayerNorm over the last axis, times (1 + scale), plus shift (DiT's adaLN)."""
 
-    ATTRS = {"f": ("i", True, 0), "ft": ("i", True, 0), "e_scale": ("i", True, 0), "e_shift": ("i", True, 0),
+    ATTRS = {"ft": ("i", True, 0), "e_scale": ("i", True, 0), "e_shift": ("i", True, 0),
              "e_out": ("i", True, 0), "qmin": ("i", True, 0), "qmax": ("i", True, 0)}
 
     @staticmethod
     def compute(inputs, a):
         q, scale, shift = inputs
-        return modulate_ref(q, scale[:, None], shift[:, None], a["f"], a["ft"], a["e_scale"], a["e_shift"],
+        return modulate_ref(q, scale[:, None], shift[:, None], a["ft"], a["e_scale"], a["e_shift"],
                             a["e_out"], a["qmin"], a["qmax"])
 
 
@@ -186,13 +186,13 @@ class Slice(_IntOp):
 
 
 class GroupNorm(_IntOp):
-    ATTRS = {"groups": ("i", True, 1), "f": ("i", True, 0), "ft": ("i", True, 0), "fg": ("i", True, 0),
+    ATTRS = {"groups": ("i", True, 1), "ft": ("i", True, 0), "fg": ("i", True, 0),
              "qmin": ("i", True, 0), "qmax": ("i", True, 0)}
 
     @staticmethod
     def compute(inputs, a):
         q, g, b = inputs
-        return groupnorm_ref(q, a["groups"], g, b, a["f"], a["ft"], a["fg"], a["qmin"], a["qmax"])
+        return groupnorm_ref(q, a["groups"], g, b, a["ft"], a["fg"], a["qmin"], a["qmax"])
 
 
 class Lut(_IntOp):

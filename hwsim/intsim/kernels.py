@@ -81,7 +81,7 @@ def requant(x: np.ndarray, shifts: list[int], axis: int, qmin: int, qmax: int) -
 
 def groupnorm(q: np.ndarray, g, b, a: dict) -> np.ndarray:
     flat = np.ascontiguousarray(q.reshape(q.shape[0], q.shape[1], -1))
-    return groupnorm_kernel(flat, a["groups"], g, b, a["f"], a["ft"], a["fg"], a["qmin"], a["qmax"]).reshape(q.shape)
+    return groupnorm_kernel(flat, a["groups"], g, b, a["ft"], a["fg"], a["qmin"], a["qmax"]).reshape(q.shape)
 
 
 def lut(q: np.ndarray, table: np.ndarray, in_min: int) -> np.ndarray:
@@ -94,4 +94,4 @@ def softmax(q: np.ndarray, table: np.ndarray, fo: int) -> np.ndarray:
 
 def modulate(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, a: dict) -> np.ndarray:
     return modulate_kernel(np.ascontiguousarray(q), np.ascontiguousarray(scale), np.ascontiguousarray(shift),
-                           a["f"], a["ft"], a["e_scale"], a["e_shift"], a["e_out"], a["qmin"], a["qmax"])
+                           a["ft"], a["e_scale"], a["e_shift"], a["e_out"], a["qmin"], a["qmax"])

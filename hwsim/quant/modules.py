@@ -18,7 +18,7 @@ from brevitas.quant.fixed_point import Int8ActPerTensorFixedPointMinMaxInit
 from torch import nn
 
 from hwsim.intsim.ops.lut import build_table, int_range
-from hwsim.intsim.ops.norm import fixed_point_affine, groupnorm_ref, modulate_ref
+from hwsim.intsim.ops.norm import check_group_size, fixed_point_affine, groupnorm_ref, modulate_ref
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
 
 
@@ -49,17 +49,14 @@ def _from_int(q: np.ndarray, scale: float, like: torch.Tensor) -> torch.Tensor:
 class IntGroupNorm(nn.Module):
     """Integer GroupNorm (docs/numerics.md): quantized input, exact statistics, fixed-point affine."""
 
-    FT, FG, R_BITS = 12, 10, 12  # fraction bits of z, of gamma; minimum significant bits of the rsqrt
+    FT, FG = 12, 10  # fraction bits of the normalized value z and of gamma
 
     def __init__(self, gn: nn.GroupNorm, bits: int, in_max: float, out_max: float, spatial: int):
         super().__init__()
         self.groups, self.bits = gn.num_groups, bits
         self.in_quant = act_quant(bits, in_max)
         self.out_scale = po2_scale(out_max, bits)
-        n = gn.num_channels // gn.num_groups * spatial
-        self.f = self.R_BITS + math.ceil(math.log2(n * 2 ** (bits - 1)))
-        if 2 * self.f > 62:
-            raise ValueError(f"GroupNorm over {n} values at {bits} bits needs 2F = {2 * self.f} > 62 bits for its rsqrt")
+        check_group_size(gn.num_channels // gn.num_groups * spatial, bits, "GroupNorm")
         g, b = fixed_point_affine(gn.weight.detach().double().numpy(), gn.bias.detach().double().numpy(),
                                   self.out_scale, self.FT, self.FG)
         self.register_buffer("g_c", torch.from_numpy(g))
@@ -68,14 +65,14 @@ class IntGroupNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, _ = to_int(self.in_quant(x))
         lo, hi = int_range(self.bits, True)
-        out = groupnorm_ref(q, self.groups, self.g_c.numpy(), self.b_c.numpy(), self.f, self.FT, self.FG, lo, hi)
+        out = groupnorm_ref(q, self.groups, self.g_c.numpy(), self.b_c.numpy(), self.FT, self.FG, lo, hi)
         return _from_int(out, self.out_scale, x)
 
 
 class IntModulation(nn.Module):
     """DiT's adaLN: integer LayerNorm, then (1 + scale) and shift from per-timestep tables."""
 
-    FT, R_BITS = 12, 12
+    FT = 12  # fraction bits of the normalized value
 
     def __init__(self, dim: int, bits: int, in_max: float, out_max: float, e_scale: int, e_shift: int):
         super().__init__()
@@ -84,9 +81,7 @@ class IntModulation(nn.Module):
         self.bits, self.e_scale, self.e_shift = bits, e_scale, e_shift
         self.in_quant = act_quant(bits, in_max)
         self.out_scale = po2_scale(out_max, bits)
-        self.f = self.R_BITS + math.ceil(math.log2(dim * 2 ** (bits - 1)))
-        if 2 * self.f > 62:
-            raise ValueError(f"LayerNorm over {dim} values at {bits} bits needs 2F = {2 * self.f} > 62 bits")
+        check_group_size(dim, bits, "LayerNorm")
 
     def forward(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         q, _ = to_int(self.in_quant(x))
@@ -94,7 +89,7 @@ class IntModulation(nn.Module):
         b = torch.round(shift.double() * 2.0**-self.e_shift).to(torch.int64).numpy()
         lo, hi = int_range(self.bits, True)
         e_out = int(round(math.log2(self.out_scale)))
-        out = modulate_ref(q, s[:, None], b[:, None], self.f, self.FT, self.e_scale, self.e_shift, e_out, lo, hi)
+        out = modulate_ref(q, s[:, None], b[:, None], self.FT, self.e_scale, self.e_shift, e_out, lo, hi)
         return _from_int(out, self.out_scale, x)
 
 

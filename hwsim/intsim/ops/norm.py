@@ -1,14 +1,17 @@
-"""Integer GroupNorm / LayerNorm: exact sums, an integer reciprocal square root, fixed-point affine.
+"""Integer GroupNorm / LayerNorm: exact sums, a normalized integer reciprocal square root,
+fixed-point affine.
 
 Per group of ``n`` integers q: ``S = sum q``, ``Q = sum q^2``, ``D = n*Q - S^2`` (exact), so
-``z = (n*q - S) / sqrt(D)`` is the normalized value. The op computes
-``r = floor(2^F / sqrt(D)) = isqrt(floor(2^(2F) / D))`` (0 when D = 0, a constant group),
-``t = round_shift((n*q - S) * r, F - Ft)`` (z with Ft fraction bits), and the output
-``clamp(round_shift(t * G_c + B_c, Ft + Fg))`` with per-channel fixed-point gamma
-``G_c = round(gamma_c / s_out * 2^Fg)`` and beta ``B_c = round(beta_c / s_out * 2^(Ft+Fg))``.
-Every step is an integer operation a hardware block can do (an isqrt is a few adders per bit),
-and no intermediate exceeds int64. LayerNorm over the last axis is the case of one group with
-the channels last (the caller transposes).
+``z = (n*q - S) / sqrt(D)`` is the normalized value. The reciprocal square root is computed
+like a floating-point one, so that any group size fits in int64: ``D = m * 4^k`` with
+``k = max(0, ceil((bitlen(D) - 32) / 2))`` and ``m = D >> 2k`` (< 2^32, the low bits dropped),
+``r = isqrt(floor(2^62 / m))`` (= floor(2^31 / sqrt(m)), 16 to 31 significant bits), and
+``t = round_shift((n*q - S) * r, 31 + k - Ft)`` is z with Ft fraction bits (0 for a constant
+group, D = 0). GroupNorm's output is ``clamp(round_shift(t * G_c + B_c, Ft + Fg))`` with
+per-channel fixed-point gamma ``G_c = round(gamma_c / s_out * 2^Fg)`` and beta
+``B_c = round(beta_c / s_out * 2^(Ft+Fg))``. Every step is an integer operation a hardware
+block can do (a leading-zero count, a shift, an isqrt of 32 bits), and with
+``n * 2^bits < 2^31`` no intermediate exceeds int64.
 """
 
 from __future__ import annotations
@@ -20,11 +23,37 @@ import numpy as np
 
 from hwsim.intsim.ops.requant import round_shift_ref, round_shift_scalar as _round_shift
 
+M_BITS, NUM_LOG2 = 32, 62  # mantissa of D below 2^32; r = isqrt(2^62 // m) = floor(2^31 / sqrt(m))
+R_LOG2 = NUM_LOG2 // 2
 
-def isqrt_floor_div(numerator_log2: int, d: np.ndarray) -> np.ndarray:
-    """floor(sqrt(floor(2^numerator_log2 / d))) per element, 0 where d == 0 (exact, Python ints)."""
-    num = 1 << numerator_log2
-    return np.array([math.isqrt(num // int(v)) if v > 0 else 0 for v in d.ravel()], dtype=np.int64).reshape(d.shape)
+
+def check_group_size(n: int, bits: int, where: str) -> None:
+    """(n*q - S) * r must fit int64: n * 2^bits * 2^31 < 2^63."""
+    if n * 2**bits >= 2 ** (63 - R_LOG2 - 1):
+        raise ValueError(f"{where}: normalizing {n} values of {bits} bits overflows the int64 datapath")
+
+
+def rsqrt_ref(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(r, k) per element of D >= 0: 1/sqrt(D) ~= r * 2^-(31 + k); r = 0 where D == 0."""
+    r = np.zeros(d.shape, dtype=np.int64)
+    k = np.zeros(d.shape, dtype=np.int64)
+    for i, v in enumerate(d.ravel().tolist()):
+        if v > 0:
+            kk = max(0, -(-(v.bit_length() - M_BITS) // 2))
+            k.flat[i] = kk
+            r.flat[i] = math.isqrt((1 << NUM_LOG2) // (v >> (2 * kk)))
+    return r, k
+
+
+def _normalize(centered: np.ndarray, d: np.ndarray, ft: int) -> np.ndarray:
+    """round_shift(centered * r, 31 + k - ft) with per-group r, k broadcast over ``centered``."""
+    r, k = rsqrt_ref(d)
+    x = centered * r
+    shift = (R_LOG2 + k - ft) + np.zeros_like(x)
+    floor = x >> shift
+    rem = x - (floor << shift)
+    half = np.int64(1) << (shift - 1)
+    return floor + ((rem > half) | ((rem == half) & ((floor & 1) == 1))).astype(np.int64)
 
 
 def fixed_point_affine(gamma: np.ndarray, beta: np.ndarray, out_scale: float, ft: int, fg: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +63,7 @@ def fixed_point_affine(gamma: np.ndarray, beta: np.ndarray, out_scale: float, ft
     return g, b
 
 
-def groupnorm_ref(q: np.ndarray, groups: int, g_c: np.ndarray, b_c: np.ndarray, f: int, ft: int, fg: int,
+def groupnorm_ref(q: np.ndarray, groups: int, g_c: np.ndarray, b_c: np.ndarray, ft: int, fg: int,
                   qmin: int, qmax: int) -> np.ndarray:
     """Integer GroupNorm of q [N, C, ...] (int64) per the module docstring; returns int64 of q's shape."""
     q = np.asarray(q, dtype=np.int64)
@@ -45,30 +74,29 @@ def groupnorm_ref(q: np.ndarray, groups: int, g_c: np.ndarray, b_c: np.ndarray, 
     n = grouped.shape[2]
     s = grouped.sum(axis=2, keepdims=True)
     d = n * (grouped * grouped).sum(axis=2, keepdims=True) - s * s
-    r = isqrt_floor_div(2 * f, d)
-    t = round_shift_ref((n * grouped - s) * r, f - ft).reshape(q.shape)
+    t = _normalize(n * grouped - s, d, ft).reshape(q.shape)
     shape = (1, channels) + (1,) * (q.ndim - 2)
     acc = t * g_c.reshape(shape) + b_c.reshape(shape)
     return np.clip(round_shift_ref(acc, ft + fg), qmin, qmax)
 
 
-def normalize_last_axis_ref(q: np.ndarray, f: int, ft: int) -> np.ndarray:
+def normalize_last_axis_ref(q: np.ndarray, ft: int) -> np.ndarray:
     """LayerNorm's normalization over the last axis: z with ``ft`` fraction bits (int64)."""
     q = np.asarray(q, dtype=np.int64)
     n = q.shape[-1]
     s = q.sum(axis=-1, keepdims=True)
     d = n * (q * q).sum(axis=-1, keepdims=True) - s * s
-    return round_shift_ref((n * q - s) * isqrt_floor_div(2 * f, d), f - ft)
+    return _normalize(n * q - s, d, ft)
 
 
-def modulate_ref(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, f: int, ft: int, e_scale: int, e_shift: int,
+def modulate_ref(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, ft: int, e_scale: int, e_shift: int,
                  e_out: int, qmin: int, qmax: int) -> np.ndarray:
     """DiT's adaLN: ``LayerNorm(x) * (1 + scale) + shift``, requantized to exponent ``e_out``.
 
     ``scale`` and ``shift`` are integers at exponents ``e_scale`` and ``e_shift`` (per-timestep
     table rows, broadcast over the tokens); ``1 + scale`` is ``2^-e_scale + scale`` at e_scale.
     """
-    z = normalize_last_axis_ref(q, f, ft)  # exponent -ft
+    z = normalize_last_axis_ref(q, ft)  # exponent -ft
     prod = z * (scale + (np.int64(1) << np.int64(-e_scale)))  # exponent e_scale - ft
     e_prod = e_scale - ft
     e_min = min(e_prod, e_shift)
@@ -89,14 +117,27 @@ def _isqrt(m: np.int64) -> np.int64:
 
 
 @numba.njit(cache=True)
-def groupnorm_kernel(q: np.ndarray, groups: np.int64, g_c: np.ndarray, b_c: np.ndarray, f: np.int64,
-                     ft: np.int64, fg: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
+def _rsqrt(d: np.int64) -> tuple[np.int64, np.int64]:
+    """Numba twin of :func:`rsqrt_ref` for one D."""
+    if d <= 0:
+        return np.int64(0), np.int64(0)
+    bits = np.int64(0)
+    v = d
+    while v > 0:
+        bits += 1
+        v >>= 1
+    k = max(np.int64(0), (bits - M_BITS + 1) // 2)
+    return _isqrt((np.int64(1) << NUM_LOG2) // (d >> (2 * k))), k
+
+
+@numba.njit(cache=True)
+def groupnorm_kernel(q: np.ndarray, groups: np.int64, g_c: np.ndarray, b_c: np.ndarray, ft: np.int64,
+                     fg: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
     """Numba twin of :func:`groupnorm_ref` for q of shape [N, C, L] (spatial dims flattened)."""
     n_batch, channels, length = q.shape
     cg = channels // groups
     n = cg * length
     out = np.empty_like(q)
-    num = np.int64(1) << (2 * f)
     for b in range(n_batch):
         for g in range(groups):
             s = np.int64(0)
@@ -106,23 +147,21 @@ def groupnorm_kernel(q: np.ndarray, groups: np.int64, g_c: np.ndarray, b_c: np.n
                     v = q[b, c, i]
                     s += v
                     sq += v * v
-            d = n * sq - s * s
-            r = _isqrt(num // d) if d > 0 else np.int64(0)
+            r, k = _rsqrt(n * sq - s * s)
             for c in range(g * cg, (g + 1) * cg):
                 for i in range(length):
-                    t = _round_shift((n * q[b, c, i] - s) * r, f - ft)
+                    t = _round_shift((n * q[b, c, i] - s) * r, R_LOG2 + k - ft)
                     v = _round_shift(t * g_c[c] + b_c[c], ft + fg)
                     out[b, c, i] = qmin if v < qmin else (qmax if v > qmax else v)
     return out
 
 
 @numba.njit(cache=True)
-def modulate_kernel(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, f: np.int64, ft: np.int64,
-                    e_scale: np.int64, e_shift: np.int64, e_out: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
+def modulate_kernel(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, ft: np.int64, e_scale: np.int64,
+                    e_shift: np.int64, e_out: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
     """Numba twin of :func:`modulate_ref` for q [N, L, D], scale/shift [N, D]."""
     n_batch, length, dim = q.shape
     out = np.empty_like(q)
-    num = np.int64(1) << (2 * f)
     one = np.int64(1) << (-e_scale)
     e_prod = e_scale - ft
     e_min = min(e_prod, e_shift)
@@ -134,10 +173,9 @@ def modulate_kernel(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, f: np.i
                 v = q[b, i, c]
                 s += v
                 sq += v * v
-            d = dim * sq - s * s
-            r = _isqrt(num // d) if d > 0 else np.int64(0)
+            r, k = _rsqrt(dim * sq - s * s)
             for c in range(dim):
-                z = _round_shift((dim * q[b, i, c] - s) * r, f - ft)
+                z = _round_shift((dim * q[b, i, c] - s) * r, R_LOG2 + k - ft)
                 total = ((z * (scale[b, c] + one)) << (e_prod - e_min)) + (shift[b, c] << (e_shift - e_min))
                 v = _round_shift(total, e_out - e_min)
                 out[b, i, c] = qmin if v < qmin else (qmax if v > qmax else v)
