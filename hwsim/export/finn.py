@@ -8,8 +8,10 @@ Comparing hwsim with it keeps both honest (:mod:`hwsim.intsim.finn_exec` re-exec
 What FINN cannot do (docs/numerics.md, STACK.md "FINN"): GroupNorm stays an
 InstanceNormalization with no HW op (and breaks CreateDataflowPartition), SiLU becomes a float
 PWPolyF whose RTL exists only for Versal. So only conv/ReLU/residual blocks go through here;
-the full denoisers use hwsim's own integer graph. Caveat: ``MultiThreshold`` rounds half *up*,
-Brevitas' ``Quant`` half to even, so the two can differ by one LSB at exact ties.
+the full denoisers use hwsim's own integer graph. Caveats: ``MultiThreshold`` rounds half *up*,
+Brevitas' ``Quant`` half to even, so the two differ by one LSB at exact ties (seen with 4-bit
+weights); FINN graphs are batch 1; a residual Add whose branches carry different scales stays
+a float Add of two Mul nodes (MoveMulPastJoinAdd only moves equal scales).
 
 Needs ``FINN_BUILD_DIR`` set before import (FINN writes there, else into the cwd).
 """

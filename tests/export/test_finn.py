@@ -25,6 +25,9 @@ def finn(tmp_path, monkeypatch):
     return importlib.import_module("hwsim.export.finn")
 
 
+OUT_LSB = 4.0 / 128  # the output quantizer's scale: 2^ceil(log2(max_val=4)) / 2^7
+
+
 class Block(nn.Module):
     """QuantIdentity -> conv -> QuantReLU -> conv, + residual (1x1 conv or identity) -> QuantIdentity."""
 
@@ -104,7 +107,7 @@ def test_finn_equals_brevitas_and_simulator_equals_finn(tmp_path, finn, weight_b
         # FINN's MultiThreshold rounds activations half up, Brevitas' Quant half to even:
         # exactly equal to Brevitas with half-up activations, within one output LSB of plain Brevitas.
         assert np.array_equal(finn_out, ref_up)
-        assert np.abs(finn_out - ref_even).max() <= 4.0 / 128
+        assert np.abs(finn_out - ref_even).max() <= OUT_LSB
         sim_out = sim.run({iname: x})[oname]
         assert sim_out.dtype == finn_out.dtype and np.array_equal(sim_out, finn_out)
 
@@ -129,7 +132,8 @@ def test_multithreshold_kernel_equals_qonnx(rows, channels, steps, shared, seed)
     assert np.array_equal(multithreshold_ref(x, thr), expected)
     assert np.array_equal(multithreshold(x, thr), expected)
     chlast = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    assert np.array_equal(multithreshold(chlast, thr, channel_axis=-1), qonnx_multithreshold(chlast, thr, channels_last=True))
+    expected_last = qonnx_multithreshold(chlast, thr, channels_last=True)
+    assert np.array_equal(multithreshold(chlast, thr, channel_axis=-1), expected_last)
 
 
 @settings(max_examples=fuzz(20), deadline=None)
@@ -141,6 +145,31 @@ def test_multithreshold_kernel_equals_qonnx_float(x, thr):
     assert np.array_equal(multithreshold(x, thr), qonnx_multithreshold(x, thr))
 
 
+@pytest.mark.parametrize("kernel,stride,pads,dilations", [
+    ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((3, 2), (2, 1), (0, 1, 2, 0), (1, 1)),
+    ((2, 2), (1, 2), (1, 0, 0, 1), (2, 1)),
+    ((1, 1), (2, 2), (0, 0, 0, 0), (1, 1)),
+])
+def test_im2col_equals_qonnx(tmp_path, kernel, stride, pads, dilations):
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    node = helper.make_node("Im2Col", ["x"], ["y"], domain="qonnx.custom_op.general", name="im2col0",
+                            kernel_size=kernel, stride=stride, pad_amount=pads, dilations=dilations,
+                            input_shape="(1, 7, 6, 3)", pad_value=-2)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 7, 6, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = ModelWrapper(helper.make_model(graph)).transform(InferShapes())
+    model.set_tensor_datatype("x", DataType["INT8"])
+    model.save(str(tmp_path / "im2col.onnx"))
+    x = np.random.default_rng(0).integers(-128, 128, (1, 7, 6, 3)).astype(np.float32)
+    expected = execute_onnx(model, {"x": x})["y"]
+    assert np.array_equal(FinnSimulator(tmp_path / "im2col.onnx").run({"x": x})["y"], expected)
+
+
 def test_unsupported_node_is_named(tmp_path):
     import onnx
 
@@ -148,7 +177,8 @@ def test_unsupported_node_is_named(tmp_path):
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     onnx.save(helper.make_model(graph), tmp_path / "relu.onnx")
-    with pytest.raises(UnsupportedNode, match=r"node 'act0' has op type 'Relu', not one of the supported \[.*'MultiThreshold'"):
+    message = r"node 'act0' has op type 'Relu', not one of the supported \[.*'MultiThreshold'"
+    with pytest.raises(UnsupportedNode, match=message):
         FinnSimulator(tmp_path / "relu.onnx")
 
 
