@@ -149,6 +149,8 @@ def demo(
     samples: int = typer.Option(256, help="number of generated images"),
     steps: int = typer.Option(50, help="DDIM steps"),
     seed: int = typer.Option(0, help="seed"),
+    plan: Path = typer.Option(None, help="precision plan of the integer step (default: uniform W8A8)"),
+    integer_samples: int = typer.Option(16, help="images generated through the integer simulator"),
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
 ):
     """Run the flow on a shipped model and write a report (JSON + HTML + sample grid)."""
@@ -158,10 +160,12 @@ def demo(
 
     load_spec(model)  # fail early on a bad model directory
     set_threads(threads)
-    report = run_demo(DemoContext(model_dir=model, out=out, samples=samples, steps=steps, seed=seed))
+    report = run_demo(DemoContext(model_dir=model, out=out, samples=samples, steps=steps, seed=seed, plan=plan,
+                                  integer_samples=integer_samples))
     typer.echo(f"float classifier-FID of {report['model']}: {report['fid_classifier']:.3f} "
                f"(95% CI {report['fid_classifier_ci'][0]:.3f}-{report['fid_classifier_ci'][1]:.3f}; "
-               f"data floor at {samples} samples: {report['fid_floor_classifier']:.3f}); report in {out / 'report.json'}")
+               f"data floor at {samples} samples: {report['fid_floor_classifier']:.3f}); integer graph "
+               f"{report['integer_plan']} bit-exact: {report['integer_bit_exact']}; report in {out / 'report.json'}")
 
 
 @app.command()

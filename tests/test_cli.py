@@ -64,6 +64,7 @@ def test_demo_report(tiny_model_dir, tmp_path):
     assert {"model", "samples", "steps", "fid_classifier", "fid_floor_classifier", "seconds"} <= set(report)
     assert report["samples"] == 32 and report["steps"] == 4 and report["fid_classifier"] > report["fid_floor_classifier"]
     assert (out / "samples.png").stat().st_size > 0 and "samples.png" in (out / "index.html").read_text()
+    assert report["integer_bit_exact"] is True and report["integer_samples"] == 16 and (out / "samples_integer.png").is_file()
 
 
 def test_export_then_sample_and_fid_on_the_simulator(tiny_model_dir, tmp_path):
