@@ -172,7 +172,7 @@ def dataset_features(dataset: str, split: str, extractor_name: str, count: int |
         return load_file(str(cache))["features"]
     feats = extract_features(extractor, images)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent runs may fill the same cache
     save_file({"features": feats.contiguous()}, str(tmp))
     tmp.replace(cache)
     return feats
