@@ -52,6 +52,7 @@ def _fid_row(name: str, scored: dict, count: int) -> str:
             f"{f['fid'] / floor['fid']:.2f}x | {f['precision']:.3f} | {f['recall']:.3f} |")
 
 
+KIND_NAMES = {"unet": "DDPM U-Net", "dit": "DiT"}
 GOAL_RATIO = 5.0  # the spine's goal: classifier-FID at most 5x the data floor
 
 
@@ -70,7 +71,7 @@ def write_card(model_dir: Path) -> Path:
     goal_note = f"Goal: classifier-FID at most {GOAL_RATIO:g}x the data floor: {verdict} ({ratio:.2f}x).\n"
     text = f"""# {model_dir.name}
 
-A {spec.kind.upper()} eps-prediction denoiser, trained by hwsim on this project's CPU machine.
+A {KIND_NAMES[spec.kind]} eps-prediction denoiser, trained by hwsim on this project's CPU machine.
 
 - **Data**: {DATA[spec.dataset]}, scaled to [-1, 1].
 - **Net**: `{spec.kind}` {json.dumps(spec.net)}
