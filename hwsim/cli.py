@@ -274,9 +274,5 @@ def card(
     typer.echo(f"card written to {write_card(model)}")
 
 
-def main() -> None:  # pragma: no cover - console entry
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(app())

@@ -6,7 +6,6 @@ anyone is safe to load.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,7 +89,3 @@ def load_model(model_dir: str | Path) -> LoadedModel:
     if missing or unexpected:
         raise ModelDirError(f"{weights}: weights do not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return LoadedModel(spec, net.eval(), model_dir)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

@@ -24,6 +24,10 @@ def tiny():
     return net, calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=8, steps=10)
 
 
+def _w8a8_graph(net, calib, tmp_path):
+    return to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+
+
 @pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel"), ((4, 4), "per_tensor")])
 def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity):
     net, calib = tiny
@@ -40,7 +44,7 @@ def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity):
 
 def test_graph_is_integer_and_typed(tiny, tmp_path):
     net, calib = tiny
-    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    path = _w8a8_graph(net, calib, tmp_path)
     model = onnx.load(str(path))
     typed = {a.tensor_name for a in model.graph.quantization_annotation}
     outputs = [n.output[0] for n in model.graph.node if n.op_type != "Dequant"]
@@ -51,7 +55,7 @@ def test_graph_is_integer_and_typed(tiny, tmp_path):
 
 def test_bad_inputs(tiny, tmp_path):
     net, calib = tiny
-    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    path = _w8a8_graph(net, calib, tmp_path)
     sim = Simulator(path)
     with pytest.raises(GraphError, match=r"input 'x': shape \(2, 1, 9, 9\) does not match"):
         sim.run(np.zeros((2, 1, 9, 9)), np.zeros(2, dtype=np.int64))
@@ -71,7 +75,7 @@ def test_unsupported_op_is_named(tmp_path):
 
 def test_every_narrowed_accumulator_overflows_with_the_node_name(tiny, tmp_path):
     net, calib = tiny
-    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    path = _w8a8_graph(net, calib, tmp_path)
     x, t = calib[0][0].numpy(), calib[0][1].numpy()
     accumulators = [n for n in Simulator(path).nodes if n[1].__name__ in ("IntConv", "IntLinear", "IntMatMul", "IntAdd")]
     assert len(accumulators) > 30
@@ -86,7 +90,7 @@ def test_every_narrowed_accumulator_overflows_with_the_node_name(tiny, tmp_path)
 
 def test_float_tensor_between_nodes_is_refused(tiny, tmp_path):
     net, calib = tiny
-    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    path = _w8a8_graph(net, calib, tmp_path)
     model = onnx.load(str(path))
     init = model.graph.initializer[0]
     model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init).astype(np.float32), init.name))
@@ -141,7 +145,7 @@ def test_simulator_equals_quantized_dit(tmp_path, bits, granularity):
 
 def test_per_node_statistics(tiny, tmp_path):
     net, calib = tiny
-    path = to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    path = _w8a8_graph(net, calib, tmp_path)
     sim = Simulator(path)
     sim.enable_stats()
     for x, t in calib[:3]:
