@@ -44,17 +44,28 @@ class ExportError(RuntimeError):
 @dataclass
 class IntTensor:
     """An integer tensor of the graph: name, exponents (one, or one per channel along ``axis``),
-    the largest |value| it can hold (from datatypes and weights), and its shape (batch first)."""
+    the largest |value| it can hold (from datatypes and weights), its shape (batch first), and
+    the exact value interval where an op clamps to one (``[qmin, qmax]``; else ``[-bound, bound]``)."""
 
     name: str
     exp: np.ndarray
     axis: int
     bound: int
     shape: tuple[int, ...]
+    clamp: tuple[int, int] | None = None
+
+    @property
+    def interval(self) -> tuple[int, int]:
+        return self.clamp or (-self.bound, self.bound)
 
     @property
     def per_channel(self) -> bool:
         return len(self.exp) > 1
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """The narrowest two's-complement width (>= 2) holding [lo, hi]."""
+    return max(2, (-lo - 1).bit_length() + 1 if lo < 0 else 1, hi.bit_length() + 1)
 
 
 def exponent(scale: float | torch.Tensor, where: str) -> np.ndarray:
@@ -93,7 +104,8 @@ class _Builder(fx.Interpreter):
         self.count = 0
 
     # --- emitting -------------------------------------------------------------------------
-    def _emit(self, op: str, inputs: list[str], base: str, exp, ch_axis: int, bound: int, out_shape, **attrs) -> IntTensor:
+    def _emit(self, op: str, inputs: list[str], base: str, exp, ch_axis: int, bound: int, out_shape,
+              clamp: tuple[int, int] | None = None, **attrs) -> IntTensor:
         self.count += 1
         out = f"{base.replace('.', '_')}_{op}_{self.count}"
         self.nodes.append(ops.make_node(op, inputs, [out], name=f"{base}:{op}:{self.count}", **attrs))
@@ -101,7 +113,9 @@ class _Builder(fx.Interpreter):
             raise ExportError(f"{base}: values up to {bound} do not fit int64")
         exp = np.atleast_1d(np.asarray(exp, dtype=np.int64))
         exp = exp[:1] if np.all(exp == exp[0]) else exp  # one exponent if all channels agree
-        tensor = IntTensor(out, exp, ch_axis, int(bound), tuple(out_shape))
+        if "qmin" in attrs and clamp is None:
+            clamp = (attrs["qmin"], attrs["qmax"])
+        tensor = IntTensor(out, exp, ch_axis, int(bound), tuple(out_shape), clamp)
         self.tensors[out] = tensor
         return tensor
 
@@ -117,6 +131,9 @@ class _Builder(fx.Interpreter):
     def _requant(self, src, exp: int, bits: int, base: str, shape) -> IntTensor:
         """Quantize ``src`` (the float input's name, or an IntTensor) to exponent ``exp``, signed ``bits``."""
         qmin, qmax = int_range(int(bits), True)
+        lo, hi = (None, None) if isinstance(src, str) else src.interval
+        if not isinstance(src, str) and np.all(src.exp == exp) and qmin <= lo and hi <= qmax:
+            return src  # already on this grid and inside the range: the requant would be the identity
         if isinstance(src, str):
             return self._emit("QuantInput", [src], base, exp, 1, -qmin, shape, exponent=int(exp), qmin=qmin, qmax=qmax)
         return self._emit("Requant", [src.name], base, exp, src.axis, -qmin, src.shape,
@@ -175,12 +192,13 @@ class _Builder(fx.Interpreter):
             q = self._requant(ins[0], exponent(m.in_scale, name)[0], m.bits, name, values[0].shape)
             table = m.table.numpy()
             return self._emit("Lut", [q.name, self._init(f"{name}.table", table)], name, exponent(m.out_scale, name),
-                              q.axis, int(np.abs(table).max()), shape, in_min=int_range(m.bits, True)[0])
+                              q.axis, int(np.abs(table).max()), shape, (int(table.min()), int(table.max())),
+                              in_min=int_range(m.bits, True)[0])
         if isinstance(m, hw.IntSoftmax):
             q = self._requant(ins[0], exponent(m.in_quant.act_quant.scale(), name)[0], m.bits, name, values[0].shape)
             fo = m.bits - 1
             return self._emit("Softmax", [q.name, self._init(f"{name}.table", m.table.numpy())], name, [-fo], q.axis,
-                              2**fo, shape, fo=fo)
+                              2**fo, shape, (0, 2**fo), fo=fo)
         if isinstance(m, hw.QuantMatMul):
             qa, qb = m.quant_a.act_quant, m.quant_b.act_quant
             a = self._requant(ins[0], exponent(qa.scale(), name)[0], int(qa.bit_width()), f"{name}.a", values[0].shape)
@@ -195,12 +213,13 @@ class _Builder(fx.Interpreter):
             if (a.per_channel and a.axis != 1) or (b.per_channel and b.axis != 1):
                 raise ExportError(f"{name}: concatenation expects channel exponents on axis 1")
             exps = np.concatenate([np.broadcast_to(a.exp, (va.shape[1],)), np.broadcast_to(b.exp, (vb.shape[1],))])
-            return self._emit("Concat", [a.name, b.name], name, exps, 1, max(a.bound, b.bound), shape, axis=1)
+            clamp = (min(a.interval[0], b.interval[0]), max(a.interval[1], b.interval[1]))
+            return self._emit("Concat", [a.name, b.name], name, exps, 1, max(a.bound, b.bound), shape, clamp, axis=1)
         if isinstance(m, nn.Upsample):
             if m.mode != "nearest" or float(m.scale_factor) != 2.0:
                 raise ExportError(f"{name}: only nearest x2 upsampling is supported")
             src = ins[0]
-            return self._emit("Upsample", [src.name], name, src.exp, src.axis, src.bound, shape, factor=2)
+            return self._emit("Upsample", [src.name], name, src.exp, src.axis, src.bound, shape, src.clamp, factor=2)
         raise ExportError(f"{name}: unsupported module {type(m).__name__}")
 
     def _lower_layer(self, name: str, m, src, value: torch.Tensor, out: torch.Tensor) -> IntTensor:
@@ -264,10 +283,11 @@ class _Builder(fx.Interpreter):
             src, index = metas[0], values[1]
             if isinstance(index, int):
                 t = self._per_tensor(src, "take")
-                return out, self._emit("Take", [t.name], "take", t.exp, 0, t.bound, tuple(out.shape), axis=0, index=index)
+                return out, self._emit("Take", [t.name], "take", t.exp, 0, t.bound, tuple(out.shape), t.clamp,
+                                       axis=0, index=index)
             if isinstance(index, tuple) and all(i is None or i == slice(None) for i in index):
                 return out, self._emit("Reshape", [src.name], "unsqueeze", src.exp, src.axis, src.bound,
-                                       tuple(out.shape), shape=[-1, *out.shape[1:]])
+                                       tuple(out.shape), src.clamp, shape=[-1, *out.shape[1:]])
             raise ExportError(f"indexing with {index!r} is not supported")
         raise ExportError(f"unsupported function {fname} on integer tensors")
 
@@ -281,7 +301,7 @@ class _Builder(fx.Interpreter):
         src = metas[0]
         if target in ("reshape", "view", "flatten"):
             t = self._per_tensor(src, target)
-            return out, self._emit("Reshape", [t.name], target, t.exp, 0, t.bound, tuple(out.shape),
+            return out, self._emit("Reshape", [t.name], target, t.exp, 0, t.bound, tuple(out.shape), t.clamp,
                                    shape=[-1, *out.shape[1:]])
         if target in ("transpose", "permute"):
             t = self._per_tensor(src, target)
@@ -292,7 +312,7 @@ class _Builder(fx.Interpreter):
                 perm[i], perm[j] = perm[j], perm[i]
             else:
                 perm = [d % ndim for d in values[1:]]
-            return out, self._emit("Transpose", [t.name], target, t.exp, 0, t.bound, tuple(out.shape), perm=perm)
+            return out, self._emit("Transpose", [t.name], target, t.exp, 0, t.bound, tuple(out.shape), t.clamp, perm=perm)
         raise ExportError(f"unsupported tensor method .{target}()")
 
     def _chunk(self, src: IntTensor, pieces, dim: int):
@@ -304,7 +324,7 @@ class _Builder(fx.Interpreter):
             exp = src.exp[start:end] if src.per_channel and src.axis == dim else src.exp
             if src.per_channel and src.axis != dim:
                 raise ExportError("chunk across a per-channel axis other than the chunked one")
-            meta = self._emit("Slice", [src.name], "chunk", exp, src.axis, src.bound, tuple(piece.shape),
+            meta = self._emit("Slice", [src.name], "chunk", exp, src.axis, src.bound, tuple(piece.shape), src.clamp,
                               axis=dim, start=start, end=end)
             result.append((piece, meta))
             start = end
@@ -338,11 +358,11 @@ def to_integer_graph(module: nn.Module, example_input: tuple[torch.Tensor, torch
     wrapper = ModelWrapper(model)
     exps = {}
     for name, tensor in builder.tensors.items():
-        wrapper.set_tensor_datatype(name, DataType[f"INT{max(2, tensor.bound.bit_length() + 1)}"])
+        wrapper.set_tensor_datatype(name, DataType[f"INT{signed_bits(*tensor.interval)}"])
         exps[name] = {"exp": tensor.exp.tolist(), "axis": tensor.axis}
     for init in builder.inits:
         arr = numpy_helper.to_array(init)
-        wrapper.set_tensor_datatype(init.name, DataType[f"INT{max(2, int(np.abs(arr).max()).bit_length() + 1)}"])
+        wrapper.set_tensor_datatype(init.name, DataType[f"INT{signed_bits(int(arr.min()), int(arr.max()))}"])
     onnx.helper.set_model_props(wrapper.model, {EXPONENTS_KEY: json.dumps(exps)})
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

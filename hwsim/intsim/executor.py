@@ -20,15 +20,18 @@ from hwsim.intsim import kernels
 from hwsim.intsim.ops.requant import check_range
 
 
-def _fast(op_type: str, inputs: list[np.ndarray], a: dict, bound: int):
-    """The Numba/BLAS kernel of an op, or None to use the numpy reference."""
+def _fast(op_type: str, inputs: list[np.ndarray], a: dict, bound: int | None):
+    """The Numba/BLAS kernel of an op, or None to use the numpy reference.
+
+    ``bound`` caps |every partial sum| of a GEMM (None: unknown, so int64); see :func:`_gemm_bound`.
+    """
     if op_type == "IntConv":
         return kernels.int_conv(*inputs, a["strides"], a["pads"], bound)
     if op_type == "IntLinear":
         x, w, b = inputs
         return kernels.int_matmul(x, w.T, bound) + b
     if op_type == "IntMatMul":
-        return kernels.int_matmul(inputs[0], inputs[1], bound)
+        return kernels.int_matmul(inputs[0], inputs[1], bound and bound * inputs[0].shape[-1])
     if op_type == "Requant":
         return kernels.requant(inputs[0], list(a["shifts"]), a["axis"], a["qmin"], a["qmax"])
     if op_type == "GroupNorm":
@@ -43,6 +46,25 @@ def _fast(op_type: str, inputs: list[np.ndarray], a: dict, bound: int):
         return kernels.modulate(*inputs, a)
     if op_type == "Softmax":
         return kernels.softmax(inputs[0], inputs[1], a["fo"])
+    return None
+
+
+def _peak(interval: tuple[int, int] | None) -> int | None:
+    return None if interval is None else max(-interval[0], interval[1])
+
+
+def _gemm_bound(op_type: str, inputs: list[str], consts: dict, ranges: dict) -> int | None:
+    """A proven cap on |partial sums| of a GEMM node, from its input datatypes and constant weights.
+
+    Taken from the inputs, not from the output's declared range, so that a deliberately narrowed
+    output datatype is still reported as an overflow instead of a float GEMM rounding silently.
+    """
+    peaks = [_peak(ranges.get(name)) for name in inputs[:2]]
+    if op_type == "IntMatMul":  # per product; the executor multiplies by the inner dimension
+        return None if None in peaks else peaks[0] * peaks[1]
+    if op_type in ("IntConv", "IntLinear") and peaks[0] is not None and inputs[1] in consts:
+        w = consts[inputs[1]]
+        return int(np.abs(w.reshape(w.shape[0], -1)).sum(axis=1).max()) * peaks[0]
     return None
 
 
@@ -93,6 +115,10 @@ class Simulator:
                 if kv.key == "finn_datatype" and kv.value.startswith("INT"):
                     bits = int(kv.value[3:])
                     self.ranges[ann.tensor_name] = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        self.gemm_bounds = {name: _gemm_bound(op.__name__, ins, self.consts, self.ranges) for name, op, ins, _, _ in self.nodes}
+        # an op that clamps to [qmin, qmax] inside its declared range cannot overflow: skip its check
+        self.self_clamping = {name for name, _, _, out, a in self.nodes
+                              if "qmin" in a and out in self.ranges and self.ranges[out][0] <= a["qmin"] and a["qmax"] <= self.ranges[out][1]}
         props = {p.key: p.value for p in model.metadata_props}
         self.exponents = json.loads(props.get(EXPONENTS_KEY, "{}"))
 
@@ -148,10 +174,10 @@ class Simulator:
         for name, op, inputs, output, attrs in self.nodes:
             args = [env[i] for i in inputs]
             lo, hi = self.ranges.get(output, (None, None))
-            value = None if self.reference or hi is None else _fast(op.__name__, args, attrs, hi)
+            value = None if self.reference else _fast(op.__name__, args, attrs, self.gemm_bounds[name])
             if value is None:
                 value = op.compute(args, attrs)
-            if hi is not None:
+            if hi is not None and name not in self.self_clamping:
                 value = check_range(value, lo, hi, name, self.saturate)
             if hasattr(self, "_stats") and value.dtype == np.int64 and value.size:
                 self._record(name, output, value)

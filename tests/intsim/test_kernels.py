@@ -17,8 +17,8 @@ def test_int_conv_equals_reference(n, c, oc, size, k, stride, abits, wbits, extr
     x = rng.choice([-amax, amax - 1], (n, c, size, size)) if extreme else rng.integers(-amax, amax, (n, c, size, size))
     w = rng.choice([-wmax, wmax], (oc, c, k, k)) if extreme else rng.integers(-wmax, wmax + 1, (oc, c, k, k))
     b = rng.integers(-1000, 1000, oc)
-    pad = k // 2
-    attrs = {"strides": [stride, stride], "pads": [pad] * 4}
+    pads = data.draw(st.lists(st.integers(0, k - 1), min_size=4, max_size=4))  # asymmetric, as ONNX allows
+    attrs = {"strides": [stride, stride], "pads": pads}
     ref = IntConv.compute([x, w, b], attrs)
     bound = int(np.abs(w).reshape(oc, -1).sum(1).max() * amax + 1000)
     for b_used in (bound, 2**30, 2**60):  # float32, float64 and int64 paths

@@ -5,7 +5,9 @@ from hypothesis import strategies as st
 
 from tests.conftest import fuzz
 
-from hwsim.intsim.ops.requant import AccumulatorOverflow, check_range, requant_kernel, requant_ref, round_shift_ref
+from hwsim.export.ops import Requant
+from hwsim.intsim import kernels
+from hwsim.intsim.ops.requant import AccumulatorOverflow, check_range, requant_ref, round_shift_ref
 
 
 def test_ties_round_to_even():
@@ -30,7 +32,19 @@ def test_matches_float64_round_half_even():
 def test_kernel_equals_reference(values, shift, bits):
     acc = np.array(values, dtype=np.int64)
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    assert np.array_equal(requant_kernel(acc, shift, qmin, qmax), requant_ref(acc, shift, qmin, qmax))
+    assert np.array_equal(kernels.requant(acc, [shift], 0, qmin, qmax), requant_ref(acc, shift, qmin, qmax))
+
+
+@settings(max_examples=fuzz(200), deadline=None)
+@given(st.data(), st.integers(1, 3), st.integers(1, 6), st.integers(1, 7), st.integers(2, 16))
+def test_per_channel_kernel_equals_op_reference(data, batch, channels, inner, bits):
+    """Per-channel shifts along axis 1, as the graph's Requant nodes carry them."""
+    acc = np.array(data.draw(st.lists(st.integers(-(2**40), 2**40), min_size=batch * channels * inner,
+                                      max_size=batch * channels * inner)), dtype=np.int64).reshape(batch, channels, inner)
+    shifts = data.draw(st.lists(st.integers(-8, 40), min_size=channels, max_size=channels))
+    attrs = {"shifts": shifts, "axis": 1, "qmin": -(2 ** (bits - 1)), "qmax": 2 ** (bits - 1) - 1}
+    expect = Requant.compute([acc], attrs)
+    assert np.array_equal(kernels.requant(acc, shifts, 1, attrs["qmin"], attrs["qmax"]), expect)
 
 
 def test_overflow_names_the_node():

@@ -45,14 +45,27 @@ def round_shift_scalar(x: np.int64, shift: np.int64) -> np.int64:
 
 
 @numba.njit(cache=True)
-def requant_kernel(acc: np.ndarray, shift: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
-    """Numba twin of :func:`requant_ref` over a flat int64 array."""
-    out = np.empty(acc.size, dtype=np.int64)
-    flat = acc.ravel()
-    for i in range(flat.size):
-        v = round_shift_scalar(flat[i], shift)
-        out[i] = qmin if v < qmin else (qmax if v > qmax else v)
-    return out.reshape(acc.shape)
+def requant_kernel(acc: np.ndarray, shifts: np.ndarray, qmin: np.int64, qmax: np.int64) -> np.ndarray:
+    """Numba twin of :func:`requant_ref` over acc [outer, C, inner] with one shift per C (C may be 1).
+
+    The inner loop is branch-free (comparisons as 0/1 integers) so that LLVM vectorizes it.
+    """
+    outer, channels, inner = acc.shape
+    out = np.empty_like(acc)
+    for c in range(channels):
+        s = shifts[c]
+        left = max(-s, 0)
+        right = max(s, 0)
+        half = (np.int64(1) << right) >> 1  # 0 when right == 0: then rem == 0 and nothing rounds
+        for o in range(outer):
+            for i in range(inner):
+                x = acc[o, c, i] << left
+                floor = x >> right
+                rem = x - (floor << right)
+                up = np.int64(rem > half) | (np.int64(rem == half) & floor & np.int64(half > 0))
+                v = floor + up
+                out[o, c, i] = min(max(v, qmin), qmax)
+    return out
 
 
 def check_range(values: np.ndarray, lo: int, hi: int, node: str, saturate: bool = False) -> np.ndarray:
