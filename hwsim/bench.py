@@ -18,11 +18,11 @@ import torch
 
 from hwsim import config as cfgio
 from hwsim.export.intgraph import to_integer_graph
-from hwsim.export.pipeline import CalibrationConfig, quantize_model
 from hwsim.intsim.executor import Simulator
-from hwsim.modeldir import load_model
 from hwsim.provenance import provenance
+from hwsim.quant.calibrate import CalibrationConfig
 from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.qmodel import quantize_dir
 from hwsim.quant.quantize import quantize_layers_only
 
 
@@ -75,14 +75,13 @@ def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = 
     """Time one denoiser forward per backend, precision and batch size; returns the report dict."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_model(model_dir)
-    float_net = model.net.float().eval()
     rows = []
     for precision in cfg.precisions:
-        plan = PrecisionPlan.uniform(*parse_precision(precision))
-        qnet, inputs = quantize_model(model, plan, cfg.calibration)
-        sim = Simulator(to_integer_graph(qnet, inputs[0], out / f"{precision}.onnx"))
-        brevitas = quantize_layers_only(float_net, plan, inputs)
+        quantized = quantize_dir(model_dir, PrecisionPlan.uniform(*parse_precision(precision)), cfg.calibration)
+        model, qnet = quantized.model, quantized.net()
+        float_net = model.net.float().eval()
+        sim = Simulator(to_integer_graph(qnet, quantized.example_input(), out / f"{precision}.onnx"))
+        brevitas = quantize_layers_only(float_net, quantized.plan, quantized.ranges)
         for batch in cfg.batch_sizes:
             gen = torch.Generator().manual_seed(cfg.seed)
             x = torch.randn((batch, *model.spec.image_shape), generator=gen)

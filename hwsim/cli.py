@@ -62,7 +62,11 @@ def train_classifier(
     typer.echo(f"test accuracy {summary['test_accuracy']:.4f}; written to {out}")
 
 
-MODEL_ARG = typer.Argument(..., help="model directory (config.json + weights.safetensors)")
+MODEL_ARG = typer.Argument(..., help="model directory (config.json + weights.safetensors), float or quantized")
+BACKEND_OPT = typer.Option("torch", help="denoiser backend: torch (the float net, or a quantized directory's "
+                                         "hardware-exact net in float64) or intsim (the integer simulator)")
+GRAPH_OPT = typer.Option(None, help="integer graph for --backend intsim (default: a quantized directory's integer.onnx)")
+RESUME_OPT = typer.Option(None, "--resume-dir", help="keep finished batches here; rerunning resumes")
 
 
 @app.command("sample")
@@ -74,8 +78,9 @@ def sample_cmd(
     steps: int = typer.Option(50, help="sampler steps"),
     sampler: str = typer.Option("ddim", help="ddim (eta=0) or ddpm"),
     seed: int = typer.Option(0, help="seed of the initial noise"),
-    backend: str = typer.Option("torch", help="denoiser backend: torch (float) or intsim"),
-    graph: Path = typer.Option(None, help="integer graph for --backend intsim (from 'hwsim export')"),
+    backend: str = BACKEND_OPT,
+    graph: Path = GRAPH_OPT,
+    resume_dir: Path = RESUME_OPT,
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
 ):
     """Generate images from a model directory."""
@@ -87,7 +92,7 @@ def sample_cmd(
     from hwsim.provenance import provenance
 
     set_threads(threads)
-    images = generate(model, n, steps, sampler, seed, backend, graph=graph)
+    images = generate(model, n, steps, sampler, seed, backend, graph=graph, resume_dir=resume_dir)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "samples.npy", images)
     save_grid(images, out / "samples.png")
@@ -106,8 +111,9 @@ def fid_cmd(
     extractor: list[str] = typer.Option(["classifier"], help="classifier and/or inception (repeatable)"),
     seed: int = typer.Option(0, help="seed of the initial noise and the bootstrap"),
     bootstrap: int = typer.Option(100, help="bootstrap resamples for the 95% interval"),
-    backend: str = typer.Option("torch", help="denoiser backend: torch (float) or intsim"),
-    graph: Path = typer.Option(None, help="integer graph for --backend intsim (from 'hwsim export')"),
+    backend: str = BACKEND_OPT,
+    graph: Path = GRAPH_OPT,
+    resume_dir: Path = RESUME_OPT,
     json_out: Path = typer.Option(None, "--json", help="write the result here as JSON"),
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
 ):
@@ -126,7 +132,7 @@ def fid_cmd(
     set_threads(threads)
     spec = load_spec(model)
     started = time.time()
-    images = generate(model, samples, steps, "ddim", seed, backend, graph=graph)
+    images = generate(model, samples, steps, "ddim", seed, backend, graph=graph, resume_dir=resume_dir)
     result = {"model": str(model), "dataset": spec.dataset, "samples": samples, "steps": steps, "sampler": "ddim",
               "seed": seed, "backend": backend, "graph": str(graph) if graph else None,
               "sampling_seconds": round(time.time() - started, 1)}
@@ -168,27 +174,66 @@ def demo(
                f"{report['integer_plan']} bit-exact: {report['integer_bit_exact']}; report in {out / 'report.json'}")
 
 
+CALIB_SAMPLES_OPT = typer.Option(32, help="calibration trajectories of the float model")
+CALIB_STEPS_OPT = typer.Option(50, help="DDIM steps per calibration trajectory")
+CALIB_SEED_OPT = typer.Option(1234, help="seed of the calibration noise")
+CHECK_SAMPLES_OPT = typer.Option(4, help="images in the bit-exactness check trajectory")
+CHECK_STEPS_OPT = typer.Option(50, help="DDIM steps of the check (every timestep is compared)")
+
+
+@app.command()
+@user_errors
+def quantize(
+    model: Path = MODEL_ARG,
+    plan: Path = typer.Option(..., help="precision plan (YAML or JSON)"),
+    out: Path = typer.Option(..., "--out", help="quantized model directory to write"),
+    calib_samples: int = CALIB_SAMPLES_OPT,
+    calib_steps: int = CALIB_STEPS_OPT,
+    seed: int = CALIB_SEED_OPT,
+    check_samples: int = CHECK_SAMPLES_OPT,
+    check_steps: int = CHECK_STEPS_OPT,
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+):
+    """Quantize a float model directory (min-max PTQ) into a quantized model directory.
+
+    The directory holds the weights, plan and calibration ranges (safetensors + JSON), and its
+    integer graph, checked bit-exact; 'hwsim sample', 'fid' and 'export' load it as it is.
+    """
+    from hwsim.evaluate import set_threads
+    from hwsim.export.pipeline import export_model
+    from hwsim.quant.calibrate import CalibrationConfig
+    from hwsim.quant.plan import load_plan
+    from hwsim.quant.qmodel import quantize_dir, save_quantized
+
+    set_threads(threads)
+    save_quantized(quantize_dir(model, load_plan(plan), CalibrationConfig(calib_samples, calib_steps, seed)), out)
+    graph = export_model(out, None, out, check_samples=check_samples, check_steps=check_steps)
+    typer.echo(f"quantized model written to {out}; its integer graph {graph.name} is bit-exact with it at all "
+               f"{check_steps} timesteps of a {check_samples}-image DDIM trajectory")
+
+
 @app.command()
 @user_errors
 def export(
     model: Path = MODEL_ARG,
-    plan: Path = typer.Option(..., help="precision plan (YAML or JSON)"),
+    plan: Path = typer.Option(None, help="precision plan (YAML or JSON), for a float model directory"),
     out: Path = typer.Option(..., "--out", help="directory for integer.onnx and export.json"),
-    calib_samples: int = typer.Option(32, help="calibration trajectories of the float model"),
-    calib_steps: int = typer.Option(50, help="DDIM steps per calibration trajectory"),
-    seed: int = typer.Option(1234, help="seed of the calibration noise"),
-    check_samples: int = typer.Option(4, help="images in the bit-exactness check trajectory"),
-    check_steps: int = typer.Option(50, help="DDIM steps of the check (every timestep is compared)"),
+    calib_samples: int = CALIB_SAMPLES_OPT,
+    calib_steps: int = CALIB_STEPS_OPT,
+    seed: int = CALIB_SEED_OPT,
+    check_samples: int = CHECK_SAMPLES_OPT,
+    check_steps: int = CHECK_STEPS_OPT,
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
 ):
-    """Quantize a model by a precision plan (min-max calibration) and write its integer graph."""
+    """Write the integer graph of a quantized model directory (or of a float one quantized by --plan)."""
     from hwsim.evaluate import set_threads
-    from hwsim.export.pipeline import CalibrationConfig, export_model
+    from hwsim.export.pipeline import export_model
+    from hwsim.quant.calibrate import CalibrationConfig
     from hwsim.quant.plan import load_plan
 
     set_threads(threads)
-    graph = export_model(model, load_plan(plan), out, CalibrationConfig(calib_samples, calib_steps, seed),
-                         check_samples, check_steps)
+    graph = export_model(model, load_plan(plan) if plan else None, out,
+                         CalibrationConfig(calib_samples, calib_steps, seed), check_samples, check_steps)
     typer.echo(f"integer graph written to {graph}: bit-exact with the quantized model at all {check_steps} "
                f"timesteps of a {check_samples}-image DDIM trajectory")
 

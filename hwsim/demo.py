@@ -59,7 +59,8 @@ def step_fid(ctx: DemoContext) -> None:
 def step_integer(ctx: DemoContext) -> None:
     """Quantize (min-max), export the integer graph, check it bit-exact at every timestep of a
     trajectory, and sample a few images through the simulator from the same seeds as the float ones."""
-    from hwsim.export.pipeline import CalibrationConfig, export_model
+    from hwsim.export.pipeline import export_model
+    from hwsim.quant.calibrate import CalibrationConfig
     from hwsim.quant.plan import PrecisionPlan, load_plan
 
     plan = load_plan(ctx.plan) if ctx.plan else PrecisionPlan.uniform(8, 8)

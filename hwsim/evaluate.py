@@ -16,35 +16,60 @@ from hwsim.data import to_uint8
 from hwsim.diffusion.denoiser import Denoiser, TorchDenoiser
 from hwsim.diffusion.samplers import make_scheduler, sample
 from hwsim.metrics import fid as fidlib
-from hwsim.modeldir import LoadedModel, load_model
+from hwsim.diffusion.schedule import NoiseSchedule
+from hwsim.export.pipeline import GRAPH_FILE
+from hwsim.modeldir import WEIGHTS_FILE, load_model, load_spec
+from hwsim.provenance import file_sha256
+from hwsim.quant.qmodel import is_quantized, load_quantized
+from hwsim.quant.quantize import quantized_denoiser
+from hwsim.resume import BatchStore
 
 BACKENDS = ("torch", "intsim")
 
 
-def make_denoiser(model: LoadedModel, backend: str = "torch", graph: str | Path | None = None) -> Denoiser:
-    """The denoiser of ``model`` on ``backend``: torch (the float net) or intsim (the integer
-    simulator running ``graph``, written by ``hwsim export``)."""
-    if backend == "torch":
-        return TorchDenoiser(model.net)
-    if backend == "intsim":
-        if graph is None:
-            raise ValueError("backend 'intsim' needs --graph (an integer graph written by 'hwsim export')")
-        from hwsim.intsim.denoiser import IntsimDenoiser
+def make_denoiser(model_dir: str | Path, backend: str = "torch", graph: str | Path | None = None) -> Denoiser:
+    """The denoiser of a model directory on ``backend``.
 
-        return IntsimDenoiser(graph)
-    raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    torch runs the float net, or for a quantized directory (``hwsim quantize``) its hardware-exact
+    net in float64; intsim runs the integer simulator on ``graph``, which defaults to a quantized
+    directory's own ``integer.onnx``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    quantized = is_quantized(model_dir)
+    if backend == "torch":
+        if quantized:
+            return quantized_denoiser(load_quantized(model_dir).net())
+        return TorchDenoiser(load_model(model_dir).net)
+    graph = graph or (Path(model_dir) / GRAPH_FILE if quantized else None)
+    if graph is None:
+        raise ValueError("backend 'intsim' needs --graph (an integer graph written by 'hwsim export'), "
+                         "or a quantized model directory (from 'hwsim quantize')")
+    from hwsim.intsim.denoiser import IntsimDenoiser
+
+    return IntsimDenoiser(graph)
 
 
 def generate(model_dir: str | Path, num_samples: int, steps: int = 50, sampler: str = "ddim", seed: int = 0,
              backend: str = "torch", batch_size: int = 250, progress: bool = True,
-             graph: str | Path | None = None) -> np.ndarray:
-    """Generate ``num_samples`` images as uint8 [N, H, W] (DDIM uses eta = 0)."""
+             graph: str | Path | None = None, resume_dir: str | Path | None = None) -> np.ndarray:
+    """Generate ``num_samples`` images as uint8 [N, H, W] (DDIM uses eta = 0).
+
+    ``resume_dir`` keeps every finished batch, so an interrupted run continues where it stopped.
+    """
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
-    model = load_model(model_dir)
-    scheduler = make_scheduler(sampler, model.noise_schedule())
-    x = sample(make_denoiser(model, backend, graph), scheduler, num_samples, model.spec.image_shape, steps,
-               seed=seed, batch_size=batch_size, progress=progress)
+    spec = load_spec(model_dir)
+    denoiser = make_denoiser(model_dir, backend, graph)
+    scheduler = make_scheduler(sampler, NoiseSchedule(spec.schedule))
+    resume = None
+    if resume_dir is not None:
+        key = {"model": str(Path(model_dir).resolve()), "weights_sha256": file_sha256(Path(model_dir) / WEIGHTS_FILE),
+               "num_samples": num_samples, "steps": steps, "sampler": sampler, "seed": seed, "backend": backend,
+               "graph_sha256": file_sha256(Path(graph)) if graph else None, "batch_size": batch_size}
+        resume = BatchStore(resume_dir, key)
+    x = sample(denoiser, scheduler, num_samples, spec.image_shape, steps, seed=seed, batch_size=batch_size,
+               progress=progress, resume=resume)
     return to_uint8(x.numpy())
 
 

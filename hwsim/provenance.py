@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -39,3 +40,8 @@ def provenance() -> dict[str, object]:
         "host": {"machine": platform.machine(), "cpus": __import__("os").cpu_count()},
         "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a file (weights, graphs), so results name exactly what produced them."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from hwsim.diffusion.denoiser import Denoiser
 from hwsim.diffusion.schedule import NoiseSchedule
+from hwsim.resume import BatchStore
 
 
 class _StridedScheduler:
@@ -99,11 +100,13 @@ def sample(
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = True,
+    resume: BatchStore | None = None,
 ) -> torch.Tensor:
     """Run the reverse process from seeded noise; returns x_0 [num_samples, *shape] in [-1, 1].
 
     Sample i starts from the same x_T whatever the batch size. Stochastic samplers draw their
-    step noise from one generator per batch, seeded from (seed, batch index).
+    step noise from one generator per batch, seeded from (seed, batch index). With ``resume``,
+    finished batches are stored as they complete and skipped when the run is repeated.
     """
     scheduler.set_timesteps(num_steps)
     x_all = initial_noise(num_samples, shape, seed)
@@ -111,6 +114,11 @@ def sample(
     batches = range(0, num_samples, batch_size)
     bar = tqdm(total=len(batches) * num_steps, desc="sampling", unit="step", disable=not progress)
     for index, start in enumerate(batches):
+        done = resume.load(index) if resume else None
+        if done is not None:
+            out.append(torch.from_numpy(done))
+            bar.update(num_steps)
+            continue
         x = x_all[start : start + batch_size]
         gen = torch.Generator().manual_seed(seed * 1_000_003 + index + 1)
         for t in scheduler.timesteps:
@@ -118,5 +126,7 @@ def sample(
             x = scheduler.step(eps, t, x, generator=gen)
             bar.update(1)
         out.append(x.clamp(-1, 1))
+        if resume:
+            resume.save(index, out[-1].numpy())
     bar.close()
     return torch.cat(out)

@@ -1,10 +1,10 @@
-"""``hwsim export``: float model directory + precision plan -> calibrated quantized net -> integer graph."""
+"""``hwsim export``: a quantized model directory (or a float one + a plan, calibrated min-max on
+the fly) -> its hardware-exact net -> the integer graph, checked bit-exact along a trajectory."""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,25 +14,25 @@ from hwsim import config as cfgio
 from hwsim.diffusion.samplers import initial_noise, make_scheduler
 from hwsim.export.intgraph import to_integer_graph
 from hwsim.intsim.executor import Simulator
-from hwsim.modeldir import LoadedModel, load_model
+from hwsim.modeldir import LoadedModel
 from hwsim.provenance import provenance
+from hwsim.quant.calibrate import CalibrationConfig
 from hwsim.quant.plan import PrecisionPlan
-from hwsim.quant.quantize import calibration_inputs, quantize_net
+from hwsim.quant.qmodel import QuantizedModel, is_quantized, load_quantized, quantize_dir
 
 GRAPH_FILE = "integer.onnx"
 
 
-@dataclass(frozen=True)
-class CalibrationConfig:
-    samples: int = 32  # DDIM trajectories of the float model
-    steps: int = 50  # DDIM steps per trajectory (every step's input is a calibration point)
-    seed: int = 1234  # distinct from evaluation seeds, so calibration never sees the test noise
-
-
-def quantize_model(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig):
-    """(quantized net, calibration inputs) of a model directory's float net."""
-    inputs = calibration_inputs(model.net, model.noise_schedule(), model.spec.image_shape, calib.samples, calib.steps, calib.seed)
-    return quantize_net(model.net, plan, inputs, model.spec.schedule.num_train_timesteps), inputs
+def resolve_quantized(model_dir: str | Path, plan: PrecisionPlan | None,
+                      calib: CalibrationConfig = CalibrationConfig()) -> QuantizedModel:
+    """A quantized model directory as it is, or a float one quantized by ``plan`` (min-max)."""
+    if is_quantized(model_dir):
+        if plan is not None:
+            raise ValueError(f"{model_dir} is already quantized (its plan is in quant.json); drop --plan")
+        return load_quantized(model_dir)
+    if plan is None:
+        raise ValueError(f"{model_dir} is a float model: give --plan, or quantize it first with 'hwsim quantize'")
+    return quantize_dir(model_dir, plan, calib)
 
 
 @torch.no_grad()
@@ -52,20 +52,21 @@ def check_trajectory(qnet, sim: Simulator, model: LoadedModel, samples: int, ste
     return checks
 
 
-def export_model(model_dir: str | Path, plan: PrecisionPlan, out_dir: str | Path,
+def export_model(model_dir: str | Path, plan: PrecisionPlan | None, out_dir: str | Path,
                  calib: CalibrationConfig = CalibrationConfig(), check_samples: int = 4, check_steps: int = 50,
                  check_seed: int = 0) -> Path:
     """Write ``out_dir/integer.onnx`` and ``out_dir/export.json`` (plan, calibration, and the
     bit-exactness check against the quantized net at every timestep of a DDIM trajectory)."""
     started = time.time()
-    model = load_model(model_dir)
-    qnet, inputs = quantize_model(model, plan, calib)
+    quantized = resolve_quantized(model_dir, plan, calib)
+    qnet = quantized.net()
     out = Path(out_dir)
-    graph = to_integer_graph(qnet, inputs[0], out / GRAPH_FILE)
+    graph = to_integer_graph(qnet, quantized.example_input(), out / GRAPH_FILE)
     sim = Simulator(graph)
-    checks = check_trajectory(qnet, sim, model, check_samples, check_steps, check_seed)
+    checks = check_trajectory(qnet, sim, quantized.model, check_samples, check_steps, check_seed)
     report = {
-        "model": str(model_dir), "plan": cfgio.to_dict(plan), "calibration": cfgio.to_dict(calib),
+        "model": str(model_dir), "plan": cfgio.to_dict(quantized.plan),
+        "quantization": {k: v for k, v in quantized.meta.items() if k not in ("plan", "provenance")},
         "graph": GRAPH_FILE, "nodes": len(sim.nodes),
         "check": {"samples": check_samples, "steps": check_steps, "seed": check_seed,
                   "all_equal": all(c["equal"] for c in checks)},

@@ -14,7 +14,6 @@ saved to PNG, so that no metric rewards sub-LSB differences.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from hwsim.data import load_dataset, to_uint8
 from hwsim.metrics.classifier import load_classifier
+from hwsim.provenance import file_sha256
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXTRACTORS = ("classifier", "inception")
@@ -165,7 +165,7 @@ def dataset_features(dataset: str, split: str, extractor_name: str, count: int |
         if count > len(images):
             raise ValueError(f"{dataset} has only {len(images)} {split} images, asked for {count}")
         images = images[np.random.default_rng(seed).permutation(len(images))[:count]]
-    digest = hashlib.sha256(Path(extractor.path).read_bytes()).hexdigest()[:16]
+    digest = file_sha256(extractor.path)[:16]
     subset = "all" if count is None else f"{count}-seed{seed}"
     cache = (cache_dir or default_cache_dir()) / f"fid-{dataset}-{split}-{subset}-{extractor_name}-{digest}.safetensors"
     if cache.is_file():

@@ -1,8 +1,7 @@
 """Turn a float hwsim net into its hardware-exact quantized twin from a precision plan.
 
-Naive min-max post-training calibration: the float model samples a few DDIM trajectories, and
-forward hooks record the largest |value| at the input of every layer and the output of every
-nonlinearity. Conv/Linear layers become Brevitas ``QuantConv2d``/``QuantLinear`` (power-of-two
+The calibration ranges (:mod:`hwsim.quant.calibrate`, collected on :func:`prepared`) give every
+quantizer its clipping range. Conv/Linear layers become Brevitas ``QuantConv2d``/``QuantLinear`` (power-of-two
 weight and input scales, INT32 bias at the accumulator scale), the ops Brevitas keeps in float
 become the hardware-exact modules of :mod:`hwsim.quant.modules`, and the time embedding becomes
 per-timestep tables. Run the result in float64 (``.double()``): then every tensor is an exact
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections import defaultdict
 
 import torch
 from brevitas.nn import QuantConv2d, QuantLinear
@@ -22,12 +20,11 @@ from brevitas.quant.scaled_int import Int32Bias
 from torch import nn
 
 from hwsim.diffusion.denoiser import TorchDenoiser
-from hwsim.diffusion.samplers import make_scheduler, sample
-from hwsim.diffusion.schedule import NoiseSchedule
 from hwsim.nets.common import MatMul
 from hwsim.nets.dit import DiT, DiTBlock
 from hwsim.nets.unet import ResBlock, UNet
 from hwsim.quant import modules as hw
+from hwsim.quant.calibrate import Ranges, collect_ranges
 from hwsim.quant.plan import PrecisionPlan, resolve_for_net
 
 
@@ -42,47 +39,6 @@ def fold_attention_scale(net: nn.Module) -> nn.Module:
                 module.qkv.bias[:c] *= module.scale
             module.scale = 1.0
     return net
-
-
-@torch.no_grad()
-def calibration_inputs(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], num_samples: int = 32,
-                       steps: int = 50, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(x_t, t) pairs met along DDIM trajectories of the float model (data-free calibration)."""
-    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def recorder(x, t):
-        seen.append((x.clone(), t.clone()))
-        return net(x, t)
-
-    sample(recorder, make_scheduler("ddim", schedule), num_samples, shape, steps, seed=seed, progress=False)
-    return seen
-
-
-@torch.no_grad()
-def collect_ranges(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict[str, float]]:
-    """max |input| (and |output|, and the spatial size) of every module, over the calibration set."""
-    stats: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-
-    def hook(name):
-        def fn(module, args, output):
-            s = stats[name]
-            for i, a in enumerate(args):
-                if torch.is_tensor(a) and a.is_floating_point():
-                    s[f"in{i}"] = max(s[f"in{i}"], float(a.abs().max()))
-                    if a.ndim == 4:
-                        s["spatial"] = a.shape[2] * a.shape[3]
-            if torch.is_tensor(output) and output.is_floating_point():
-                s["out"] = max(s["out"], float(output.abs().max()))
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if n]
-    try:
-        for x, t in inputs:
-            net(x, t)
-    finally:
-        for h in handles:
-            h.remove()
-    return {k: dict(v) for k, v in stats.items()}
 
 
 def _set(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -106,18 +62,25 @@ def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
     return q
 
 
-def _prepare(net: nn.Module, plan: PrecisionPlan, inputs):
-    """A float64 copy with the attention scale folded, its calibration ranges and layer precisions."""
-    net = fold_attention_scale(copy.deepcopy(net).double().eval())
-    ranges = collect_ranges(net, [(x.double(), t) for x, t in inputs])
-    return net, ranges, resolve_for_net(plan, net)
+def prepared(net: nn.Module) -> nn.Module:
+    """The float64 copy that is quantized (attention scale folded); calibrate on this."""
+    return fold_attention_scale(copy.deepcopy(net).double().eval())
+
+
+def _check_ranges(net: nn.Module, ranges: Ranges) -> None:
+    needed = [n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.GroupNorm, nn.SiLU, nn.GELU,
+                                                                  nn.Softmax, MatMul))]
+    missing = [n for n in needed if n not in ranges]
+    if missing:
+        raise ValueError(f"calibration ranges miss {len(missing)} modules, e.g. {missing[:3]}; were they collected on this net?")
 
 
 @torch.no_grad()
-def quantize_unet(net: UNet, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor, torch.Tensor]],
-                  num_train_timesteps: int) -> nn.Module:
+def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_timesteps: int) -> nn.Module:
     """The hardware-exact quantized twin of a float U-Net (float64; the float net is not modified)."""
-    net, ranges, precision = _prepare(net, plan, inputs)
+    net = prepared(net)
+    _check_ranges(net, ranges)
+    precision = resolve_for_net(plan, net)
     bits = plan.default.act_bits  # nonlinearities run at the default activation width
 
     # time embedding -> per-timestep tables, computed with the float MLP before anything changes
@@ -168,10 +131,11 @@ def _chunk_table(values: torch.Tensor, chunks: int) -> tuple[torch.Tensor, list[
 
 
 @torch.no_grad()
-def quantize_dit(net: DiT, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor, torch.Tensor]],
-                 num_train_timesteps: int) -> nn.Module:
+def quantize_dit(net: DiT, plan: PrecisionPlan, ranges: Ranges, num_train_timesteps: int) -> nn.Module:
     """The hardware-exact quantized twin of a float DiT (float64; the float net is not modified)."""
-    net, ranges, precision = _prepare(net, plan, inputs)
+    net = prepared(net)
+    _check_ranges(net, ranges)
+    precision = resolve_for_net(plan, net)
     bits = plan.default.act_bits
     dim = net.config.dim
 
@@ -202,11 +166,10 @@ def quantize_dit(net: DiT, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def quantize_layers_only(net: nn.Module, plan: PrecisionPlan, inputs) -> nn.Module:
+def quantize_layers_only(net: nn.Module, plan: PrecisionPlan, ranges: Ranges) -> nn.Module:
     """Plain Brevitas fake-quant: Conv/Linear quantized (same quantizers and calibration as the
     hardware-exact net), everything else left in float. The baseline a Brevitas user would export."""
-    net = copy.deepcopy(net).eval()
-    ranges = collect_ranges(net, inputs)
+    net = fold_attention_scale(copy.deepcopy(net).eval())
     precision = resolve_for_net(plan, net)
     for name, module in list(net.named_modules()):
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -214,13 +177,19 @@ def quantize_layers_only(net: nn.Module, plan: PrecisionPlan, inputs) -> nn.Modu
     return net.eval()
 
 
-def quantize_net(net: nn.Module, plan: PrecisionPlan, inputs, num_train_timesteps: int) -> nn.Module:
+def quantize_net(net: nn.Module, plan: PrecisionPlan, ranges: Ranges, num_train_timesteps: int) -> nn.Module:
     """Dispatch on the net's type (U-Net or DiT)."""
     if isinstance(net, UNet):
-        return quantize_unet(net, plan, inputs, num_train_timesteps)
+        return quantize_unet(net, plan, ranges, num_train_timesteps)
     if isinstance(net, DiT):
-        return quantize_dit(net, plan, inputs, num_train_timesteps)
+        return quantize_dit(net, plan, ranges, num_train_timesteps)
     raise NotImplementedError(f"no quantization recipe for {type(net).__name__}")
+
+
+def quantize_calibrated(net: nn.Module, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor, torch.Tensor]],
+                        num_train_timesteps: int) -> nn.Module:
+    """Min-max ranges over ``inputs`` (calibration points (x_t, t)), then :func:`quantize_net`."""
+    return quantize_net(net, plan, collect_ranges(prepared(net), inputs), num_train_timesteps)
 
 
 def quantized_denoiser(qnet: nn.Module) -> TorchDenoiser:

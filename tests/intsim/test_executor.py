@@ -13,7 +13,8 @@ from hwsim.intsim.executor import GraphError, Simulator
 from hwsim.intsim.ops.requant import AccumulatorOverflow
 from hwsim.nets import build_net
 from hwsim.quant.plan import PrecisionPlan
-from hwsim.quant.quantize import calibration_inputs, quantize_unet
+from hwsim.quant.calibrate import calibration_inputs
+from hwsim.quant.quantize import quantize_calibrated
 from tests.conftest import TINY_UNET, fuzz
 
 
@@ -25,13 +26,13 @@ def tiny():
 
 
 def _w8a8_graph(net, calib, tmp_path):
-    return to_integer_graph(quantize_unet(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
+    return to_integer_graph(quantize_calibrated(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
 
 
 @pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel"), ((4, 4), "per_tensor")])
 def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity):
     net, calib = tiny
-    qnet = quantize_unet(net, PrecisionPlan.uniform(*bits, weight_granularity=granularity), calib, 1000)
+    qnet = quantize_calibrated(net, PrecisionPlan.uniform(*bits, weight_granularity=granularity), calib, 1000)
     path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
     fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::3]:
@@ -111,7 +112,7 @@ def test_sampling_through_the_simulator_equals_the_quantized_model(tiny, tmp_pat
     from hwsim.quant.quantize import quantized_denoiser
 
     net, calib = tiny
-    qnet = quantize_unet(net, PrecisionPlan.uniform(4, 8), calib, 1000)
+    qnet = quantize_calibrated(net, PrecisionPlan.uniform(4, 8), calib, 1000)
     path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
     scheduler = make_scheduler("ddim", NoiseSchedule())
     a = sample(quantized_denoiser(qnet), scheduler, 6, (1, 8, 8), 10, seed=7, progress=False)
@@ -124,14 +125,13 @@ TINY_DIT = {"image_size": 8, "patch_size": 2, "dim": 16, "depth": 2, "heads": 2,
 
 @pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel")])
 def test_simulator_equals_quantized_dit(tmp_path, bits, granularity):
-    from hwsim.quant.quantize import quantize_dit
 
     torch.manual_seed(0)
     net = build_net("dit", TINY_DIT).eval()
     for p in net.parameters():  # adaLN-Zero starts at zero: randomize so every path carries signal
         torch.nn.init.normal_(p, std=0.2)
     calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=8, steps=10)
-    qnet = quantize_dit(net, PrecisionPlan.uniform(*bits, weight_granularity=granularity), calib, 1000)
+    qnet = quantize_calibrated(net, PrecisionPlan.uniform(*bits, weight_granularity=granularity), calib, 1000)
     path = to_integer_graph(qnet, calib[0], tmp_path / "dit.onnx")
     fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::4]:
@@ -195,7 +195,7 @@ def test_random_graphs_are_bit_exact(tmp_path_factory, case):
     torch.manual_seed(seed)
     net = build_net("unet", cfg).eval()
     calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=4, steps=4, seed=seed)
-    qnet = quantize_unet(net, plan, calib, 1000)
+    qnet = quantize_calibrated(net, plan, calib, 1000)
     sim = Simulator(to_integer_graph(qnet, calib[0], tmp_path_factory.mktemp("g") / "g.onnx"))
     for x, t in calib[::2]:
         with torch.no_grad():

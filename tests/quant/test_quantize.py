@@ -8,7 +8,8 @@ from hwsim.diffusion.schedule import NoiseSchedule
 from hwsim.nets import build_net
 from hwsim.quant import modules as hw
 from hwsim.quant.plan import PrecisionPlan
-from hwsim.quant.quantize import calibration_inputs, fold_attention_scale, quantize_unet
+from hwsim.quant.calibrate import calibration_inputs
+from hwsim.quant.quantize import fold_attention_scale, quantize_calibrated
 from tests.conftest import TINY_UNET
 
 
@@ -35,7 +36,7 @@ def test_fold_attention_scale_keeps_the_float_function(float_net):
 
 def test_quantized_net_structure_and_float_net_untouched(float_net, calib):
     before = copy.deepcopy(float_net.state_dict())
-    q = quantize_unet(float_net, PrecisionPlan.uniform(8, 8), calib, 1000)
+    q = quantize_calibrated(float_net, PrecisionPlan.uniform(8, 8), calib, 1000)
     kinds = {type(m) for m in q.modules()}
     assert {QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul, hw.TimestepTable} <= kinds
     assert not any(type(m) in (torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.SiLU, torch.nn.Softmax) for m in q.modules())
@@ -44,7 +45,7 @@ def test_quantized_net_structure_and_float_net_untouched(float_net, calib):
 
 def test_accumulators_are_integers_at_their_scale(float_net, calib):
     """The premise of bit-exactness: in float64, every layer output is an integer times s_in * s_w."""
-    q = quantize_unet(float_net, PrecisionPlan.uniform(4, 8, weight_granularity="per_channel"), calib, 1000)
+    q = quantize_calibrated(float_net, PrecisionPlan.uniform(4, 8, weight_granularity="per_channel"), calib, 1000)
     checked = []
 
     def hook(module, args, output):
@@ -65,7 +66,7 @@ def test_accumulators_are_integers_at_their_scale(float_net, calib):
 def test_more_bits_less_error(float_net, calib):
     x, t = calib[4]
     ref = float_net(x, t).double()
-    sqnr = {bits: _sqnr(ref, quantize_unet(float_net, PrecisionPlan.uniform(*bits), calib, 1000)(x.double(), t))
+    sqnr = {bits: _sqnr(ref, quantize_calibrated(float_net, PrecisionPlan.uniform(*bits), calib, 1000)(x.double(), t))
             for bits in [(8, 8), (4, 8), (4, 4)]}
     assert sqnr[(8, 8)] > 15 and sqnr[(8, 8)] > sqnr[(4, 8)] > sqnr[(4, 4)]
 
@@ -83,7 +84,6 @@ def test_po2_scale_matches_brevitas():
 
 
 def test_dit_quantization_tracks_the_float_model():
-    from hwsim.quant.quantize import quantize_dit
 
     torch.manual_seed(0)
     net = build_net("dit", {"image_size": 8, "patch_size": 2, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2}).eval()
@@ -92,5 +92,5 @@ def test_dit_quantization_tracks_the_float_model():
     calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=8, steps=10)
     x, t = calib[4]
     ref = net(x, t).double()
-    sqnr = {bits: _sqnr(ref, quantize_dit(net, PrecisionPlan.uniform(*bits), calib, 1000)(x.double(), t)) for bits in [(8, 8), (4, 4)]}
+    sqnr = {bits: _sqnr(ref, quantize_calibrated(net, PrecisionPlan.uniform(*bits), calib, 1000)(x.double(), t)) for bits in [(8, 8), (4, 4)]}
     assert sqnr[(8, 8)] > 15 and sqnr[(8, 8)] > sqnr[(4, 4)]

@@ -1,0 +1,86 @@
+"""Quantized model directories: a float model directory plus what makes it quantized.
+
+``quant.json`` (plan, calibration config, methods, provenance) and ``calibration.safetensors``
+(the activation ranges) sit beside the usual ``config.json`` + ``weights.safetensors``; the
+weights are the float weights as the PTQ methods left them. Loading rebuilds the
+hardware-exact net from those without recalibrating, so ``hwsim sample``, ``hwsim fid`` and
+``hwsim export`` all run the very same quantized model. No pickles anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from hwsim import config as cfgio
+from hwsim.modeldir import LoadedModel, ModelDirError, load_model, save_model, save_tensors
+from hwsim.provenance import provenance
+from hwsim.quant.calibrate import (CalibrationConfig, Ranges, calibration_inputs, collect_ranges,
+                                   ranges_from_tensors, ranges_to_tensors)
+from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.quantize import prepared, quantize_net
+
+QUANT_FILE = "quant.json"
+RANGES_FILE = "calibration.safetensors"
+
+
+@dataclass
+class QuantizedModel:
+    model: LoadedModel  # the float net (weights as the methods left them)
+    plan: PrecisionPlan
+    ranges: Ranges
+    meta: dict
+
+    def net(self) -> nn.Module:
+        """The hardware-exact quantized net (float64)."""
+        return quantize_net(self.model.net, self.plan, self.ranges, self.model.spec.schedule.num_train_timesteps)
+
+    def example_input(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros((1, *self.model.spec.image_shape), dtype=torch.float64), torch.zeros(1, dtype=torch.long)
+
+
+def calibrate(model: LoadedModel, calib: CalibrationConfig) -> Ranges:
+    """Min-max ranges of the prepared float net over its own DDIM trajectories."""
+    inputs = calibration_inputs(model.net, model.noise_schedule(), model.spec.image_shape, calib.samples,
+                                calib.steps, calib.seed)
+    return collect_ranges(prepared(model.net), inputs)
+
+
+def is_quantized(model_dir: str | Path) -> bool:
+    return (Path(model_dir) / QUANT_FILE).is_file()
+
+
+def save_quantized(q: QuantizedModel, out_dir: str | Path) -> Path:
+    out = save_model(q.model.spec, q.model.net, out_dir)
+    save_tensors(ranges_to_tensors(q.ranges), out / RANGES_FILE)
+    meta = {**q.meta, "plan": cfgio.to_dict(q.plan), "provenance": provenance()}
+    (out / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def load_quantized(model_dir: str | Path) -> QuantizedModel:
+    model_dir = Path(model_dir)
+    if not is_quantized(model_dir):
+        raise ModelDirError(f"{model_dir}: not a quantized model directory (no {QUANT_FILE}); run 'hwsim quantize'")
+    try:
+        meta = json.loads((model_dir / QUANT_FILE).read_text())
+        plan = cfgio.from_dict(PrecisionPlan, meta["plan"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelDirError(f"{model_dir / QUANT_FILE}: invalid ({err})") from None
+    try:
+        ranges = ranges_from_tensors(load_file(str(model_dir / RANGES_FILE)))
+    except Exception as err:  # missing or corrupt file
+        raise ModelDirError(f"{model_dir / RANGES_FILE}: not a readable safetensors file ({err})") from None
+    return QuantizedModel(load_model(model_dir), plan, ranges, meta)
+
+
+def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationConfig = CalibrationConfig()) -> QuantizedModel:
+    """Naive min-max PTQ of a float model directory (the baseline every PTQ method is compared with)."""
+    model = load_model(model_dir)
+    return QuantizedModel(model, plan, calibrate(model, calib),
+                          {"source": str(model_dir), "methods": [], "calibration": cfgio.to_dict(calib)})
