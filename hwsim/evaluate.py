@@ -20,11 +20,20 @@ from hwsim.diffusion.schedule import NoiseSchedule
 from hwsim.export.pipeline import GRAPH_FILE
 from hwsim.modeldir import WEIGHTS_FILE, load_model, load_spec
 from hwsim.provenance import file_sha256
-from hwsim.quant.qmodel import is_quantized, load_quantized
+from hwsim.quant.qmodel import RANGES_FILE, is_quantized, load_quantized
 from hwsim.quant.quantize import quantized_denoiser
 from hwsim.resume import BatchStore
 
 BACKENDS = ("torch", "intsim")
+
+
+def denoiser_graph(model_dir: str | Path, backend: str, graph: str | Path | None) -> Path | None:
+    """The integer graph the intsim backend runs: the given one, else a quantized directory's own."""
+    if backend != "intsim":
+        return None
+    if graph is not None:
+        return Path(graph)
+    return Path(model_dir) / GRAPH_FILE if is_quantized(model_dir) else None
 
 
 def make_denoiser(model_dir: str | Path, backend: str = "torch", graph: str | Path | None = None) -> Denoiser:
@@ -41,7 +50,7 @@ def make_denoiser(model_dir: str | Path, backend: str = "torch", graph: str | Pa
         if quantized:
             return quantized_denoiser(load_quantized(model_dir).net())
         return TorchDenoiser(load_model(model_dir).net)
-    graph = graph or (Path(model_dir) / GRAPH_FILE if quantized else None)
+    graph = denoiser_graph(model_dir, backend, graph)
     if graph is None:
         raise ValueError("backend 'intsim' needs --graph (an integer graph written by 'hwsim export'), "
                          "or a quantized model directory (from 'hwsim quantize')")
@@ -64,9 +73,10 @@ def generate(model_dir: str | Path, num_samples: int, steps: int = 50, sampler: 
     scheduler = make_scheduler(sampler, NoiseSchedule(spec.schedule))
     resume = None
     if resume_dir is not None:
-        key = {"model": str(Path(model_dir).resolve()), "weights_sha256": file_sha256(Path(model_dir) / WEIGHTS_FILE),
-               "num_samples": num_samples, "steps": steps, "sampler": sampler, "seed": seed, "backend": backend,
-               "graph_sha256": file_sha256(Path(graph)) if graph else None, "batch_size": batch_size}
+        key = {"model": str(Path(model_dir).resolve()), "num_samples": num_samples, "steps": steps, "sampler": sampler,
+               "seed": seed, "backend": backend, "batch_size": batch_size}
+        files = [Path(model_dir) / WEIGHTS_FILE, Path(model_dir) / RANGES_FILE, denoiser_graph(model_dir, backend, graph)]
+        key.update({f"sha256:{f.name}": file_sha256(f) for f in files if f is not None and f.is_file()})
         resume = BatchStore(resume_dir, key)
     x = sample(denoiser, scheduler, num_samples, spec.image_shape, steps, seed=seed, batch_size=batch_size,
                progress=progress, resume=resume)
