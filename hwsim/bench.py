@@ -55,7 +55,7 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def _qonnx_runner(module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, path: Path) -> Callable[[], object]:
+def qonnx_runner(module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, path: Path) -> Callable[[], object]:
     """execute_onnx on the unmodified Brevitas QONNX export (static batch, as exported)."""
     from brevitas.export import export_qonnx
     from qonnx.core.modelwrapper import ModelWrapper
@@ -96,7 +96,7 @@ def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = 
                     "bit_exact": bool(np.array_equal(sim.run(xn, tn), qnet(x.double(), t).numpy())),
                 }
                 if with_qonnx:
-                    run = _qonnx_runner(brevitas, x, t, out / f"brevitas-{precision}-b{batch}.onnx")
+                    run = qonnx_runner(brevitas, x, t, out / f"brevitas-{precision}-b{batch}.onnx")
                     row["qonnx_exec_s"] = best_time(run, cfg.qonnx_repeats)
             row["intsim_vs_torch_fp32"] = row["torch_fp32_s"] / row["intsim_s"]
             row["intsim_vs_brevitas"] = row["brevitas_fakequant_s"] / row["intsim_s"]

@@ -1,17 +1,31 @@
 """Data-free calibration: the float model's own DDIM trajectories give the activation ranges.
 
-The float net samples a few trajectories (seeded apart from every evaluation seed); every
-denoiser call along them is a calibration point (x_t, t). Forward hooks on the prepared float64
-net record, per module, the largest |value| at each input and at the output: the min-max
-observer. The ranges are a plain ``{module: {"in0": max, "out": max, "spatial": HW}}`` dict, so a
-quantized model directory stores them (safetensors) and rebuilds its net without recalibrating.
+The float net samples a few trajectories (seeded apart from every evaluation seed). Which of
+the (x_t, t) met along them calibrate is the timestep strategy:
+
+- ``all``: every step of every trajectory;
+- ``uniform``: ``points`` inputs on evenly spaced steps (Q-Diffusion's uniform timestep sampling);
+- ``normal``: ``points`` inputs whose t is drawn from N(mean*T, std*T), clipped to [0, T-1] and
+  snapped to the nearest sampler step (PTQ4DM's normally distributed time-step calibration;
+  mean = std = 0.4 are the defaults of the PTQ4DM reference code, github.com/42shawn/PTQ4DM).
+
+Forward hooks on the prepared float64 net record per module the largest |value| of each input
+and of the output, and a bounded random subsample of the values. The observer turns them into a
+clipping range: ``minmax`` (the largest |value|), ``percentile`` (of |value|), or ``mse`` (the
+power-of-two range, among the four below the min-max one, with the least quantization error on
+the subsample; power-of-two scales leave only those choices). The result is a plain
+``{module: {"in0": max, "out": max, "spatial": HW}}`` dict, so a quantized model directory
+stores it (safetensors) and rebuilds its net without recalibrating.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,19 +33,36 @@ from hwsim.diffusion.samplers import make_scheduler, sample
 from hwsim.diffusion.schedule import NoiseSchedule
 
 Ranges = dict[str, dict[str, float]]
+TIMESTEP_STRATEGIES = ("all", "uniform", "normal")
+OBSERVERS = ("minmax", "percentile", "mse")
+SUBSAMPLE_PER_CALL, SUBSAMPLE_CAP = 2048, 2**17  # values kept per module input for the observers
 
 
 @dataclass(frozen=True)
 class CalibrationConfig:
     samples: int = 32  # DDIM trajectories of the float model
-    steps: int = 50  # DDIM steps per trajectory (every step's input is a calibration point)
+    steps: int = 50  # DDIM steps per trajectory
     seed: int = 1234  # distinct from evaluation seeds, so calibration never sees the test noise
+    timesteps: str = "all"  # which (x_t, t) calibrate: all | uniform | normal (module docstring)
+    points: int = 256  # calibration inputs drawn by the uniform and normal strategies
+    normal_mean: float = 0.4  # of the normal strategy, as fractions of the training timesteps T
+    normal_std: float = 0.4
+    observer: str = "minmax"  # minmax | percentile | mse
+    percentile: float = 99.99  # of |value|, for the percentile observer
+
+    def __post_init__(self):
+        if self.timesteps not in TIMESTEP_STRATEGIES:
+            raise ValueError(f"calibration timesteps {self.timesteps!r} unknown; known: {', '.join(TIMESTEP_STRATEGIES)}")
+        if self.observer not in OBSERVERS:
+            raise ValueError(f"calibration observer {self.observer!r} unknown; known: {', '.join(OBSERVERS)}")
+        if min(self.samples, self.steps, self.points) < 1 or not 0 < self.percentile <= 100 or self.normal_std <= 0:
+            raise ValueError(f"calibration config out of range: {self}")
 
 
 @torch.no_grad()
 def calibration_inputs(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], num_samples: int = 32,
                        steps: int = 50, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(x_t, t) pairs met along DDIM trajectories of the float model (data-free calibration)."""
+    """(x_t, t) batches met along DDIM trajectories of the float model, one per step."""
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def recorder(x, t):
@@ -42,22 +73,60 @@ def calibration_inputs(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int
     return seen
 
 
+def select_timesteps(trajectory: list[tuple[torch.Tensor, torch.Tensor]], cfg: CalibrationConfig,
+                     num_train_timesteps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The calibration inputs of ``cfg.timesteps`` out of a trajectory (one batch per step)."""
+    if cfg.timesteps == "all":
+        return trajectory
+    n = len(trajectory[0][0])
+    step_t = np.array([int(t[0]) for _, t in trajectory])
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.timesteps == "uniform":
+        chosen = np.round(np.linspace(0, len(trajectory) - 1, max(1, -(-cfg.points // n)))).astype(int)
+        picks = [(i, j) for i in chosen for j in range(n)][: cfg.points]
+    else:
+        t = np.clip(rng.normal(cfg.normal_mean, cfg.normal_std, cfg.points) * num_train_timesteps, 0, num_train_timesteps - 1)
+        steps = np.abs(step_t[None, :] - t[:, None]).argmin(axis=1)
+        picks = list(zip(steps.tolist(), rng.integers(0, n, cfg.points).tolist()))
+    by_step: dict[int, list[int]] = defaultdict(list)
+    for i, j in picks:
+        by_step[i].append(j)
+    return [(trajectory[i][0][js], trajectory[i][1][js]) for i, js in sorted(by_step.items())]
+
+
+class _Stats:
+    """Per module and key: max |value|, and a bounded random subsample of |value|."""
+
+    def __init__(self, seed: int):
+        self.peak: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.spatial: dict[str, int] = {}
+        self.values: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+        self.kept: dict[tuple[str, str], int] = defaultdict(int)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def add(self, name: str, key: str, a: torch.Tensor) -> None:
+        flat = a.detach().abs().reshape(-1)
+        self.peak[name][key] = max(self.peak[name][key], float(flat.max()))
+        if self.kept[(name, key)] < SUBSAMPLE_CAP:
+            idx = torch.randint(0, flat.numel(), (min(SUBSAMPLE_PER_CALL, flat.numel()),), generator=self.gen)
+            self.values[(name, key)].append(flat[idx].double().numpy())
+            self.kept[(name, key)] += len(idx)
+
+
 @torch.no_grad()
-def collect_ranges(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]]) -> Ranges:
-    """max |input| (and |output|, and the spatial size) of every module, over the calibration set."""
-    stats: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+def collect_stats(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]], seed: int = 0) -> _Stats:
+    stats = _Stats(seed)
     dtype = next(net.parameters()).dtype
 
     def hook(name):
         def fn(module, args, output):
-            s = stats[name]
             for i, a in enumerate(args):
                 if torch.is_tensor(a) and a.is_floating_point():
-                    s[f"in{i}"] = max(s[f"in{i}"], float(a.abs().max()))
+                    stats.add(name, f"in{i}", a)
                     if a.ndim == 4:
-                        s["spatial"] = a.shape[2] * a.shape[3]
+                        stats.spatial[name] = a.shape[2] * a.shape[3]
             if torch.is_tensor(output) and output.is_floating_point():
-                s["out"] = max(s["out"], float(output.abs().max()))
+                stats.add(name, "out", output)
         return fn
 
     handles = [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if n]
@@ -67,7 +136,44 @@ def collect_ranges(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor
     finally:
         for h in handles:
             h.remove()
-    return {k: dict(v) for k, v in stats.items()}
+    return stats
+
+
+def _mse_range(values: np.ndarray, peak: float, bits: int) -> float:
+    """The power-of-two clipping range (<= the min-max one) with the least quantization MSE."""
+    top = math.ceil(math.log2(max(peak, 1e-8)))
+    best, best_err = 2.0**top, math.inf
+    for e in range(top, top - 4, -1):
+        scale = 2.0**e / 2 ** (bits - 1)
+        err = float(np.mean((np.clip(np.round(values / scale), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1) * scale - values) ** 2))
+        if err < best_err:
+            best, best_err = 2.0**e, err
+    return min(best, peak)
+
+
+def observe(stats: _Stats, cfg: CalibrationConfig, bits_of: Callable[[str, str], int]) -> Ranges:
+    """Clipping ranges from the statistics by ``cfg.observer``; ``bits_of(module, key)`` gives
+    the quantizer's width (the MSE observer needs it)."""
+    ranges: Ranges = {}
+    for name, peaks in stats.peak.items():
+        r = ranges.setdefault(name, {})
+        for key, peak in peaks.items():
+            if cfg.observer == "minmax" or not stats.values.get((name, key)):
+                r[key] = peak
+                continue
+            values = np.concatenate(stats.values[(name, key)])
+            if cfg.observer == "percentile":
+                r[key] = min(peak, float(np.percentile(values, cfg.percentile)))
+            else:
+                r[key] = _mse_range(values, peak, bits_of(name, key))
+        if name in stats.spatial:
+            r["spatial"] = stats.spatial[name]
+    return ranges
+
+
+def collect_ranges(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]]) -> Ranges:
+    """Min-max ranges (largest |input|, |output|, and the spatial size) of every module."""
+    return observe(collect_stats(net, inputs), CalibrationConfig(), lambda name, key: 8)
 
 
 def ranges_to_tensors(ranges: Ranges) -> dict[str, torch.Tensor]:

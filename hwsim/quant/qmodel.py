@@ -20,9 +20,9 @@ from torch import nn
 from hwsim import config as cfgio
 from hwsim.modeldir import LoadedModel, ModelDirError, load_model, save_model, save_tensors
 from hwsim.provenance import provenance
-from hwsim.quant.calibrate import (CalibrationConfig, Ranges, calibration_inputs, collect_ranges,
-                                   ranges_from_tensors, ranges_to_tensors)
-from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.calibrate import (CalibrationConfig, Ranges, calibration_inputs, collect_stats, observe,
+                                   ranges_from_tensors, ranges_to_tensors, select_timesteps)
+from hwsim.quant.plan import PrecisionPlan, resolve_for_net
 from hwsim.quant.quantize import prepared, quantize_net
 
 QUANT_FILE = "quant.json"
@@ -44,11 +44,24 @@ class QuantizedModel:
         return torch.zeros((1, *self.model.spec.image_shape), dtype=torch.float64), torch.zeros(1, dtype=torch.long)
 
 
-def calibrate(model: LoadedModel, calib: CalibrationConfig) -> Ranges:
-    """Min-max ranges of the prepared float net over its own DDIM trajectories."""
-    inputs = calibration_inputs(model.net, model.noise_schedule(), model.spec.image_shape, calib.samples,
-                                calib.steps, calib.seed)
-    return collect_ranges(prepared(model.net), inputs)
+def calibration_set(model: LoadedModel, calib: CalibrationConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (x_t, t) inputs ``calib`` selects from the float model's own DDIM trajectories."""
+    trajectory = calibration_inputs(model.net, model.noise_schedule(), model.spec.image_shape, calib.samples,
+                                    calib.steps, calib.seed)
+    return select_timesteps(trajectory, calib, model.spec.schedule.num_train_timesteps)
+
+
+def calibrate(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig,
+              inputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> Ranges:
+    """Activation ranges of the prepared float net by ``calib`` (timestep strategy, observer)."""
+    net = prepared(model.net)
+    stats = collect_stats(net, inputs if inputs is not None else calibration_set(model, calib), calib.seed)
+    precision = resolve_for_net(plan, net)
+
+    def bits_of(module: str, key: str) -> int:
+        return precision[module].act_bits if module in precision and key == "in0" else plan.default.act_bits
+
+    return observe(stats, calib, bits_of)
 
 
 def is_quantized(model_dir: str | Path) -> bool:
@@ -82,5 +95,5 @@ def load_quantized(model_dir: str | Path) -> QuantizedModel:
 def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationConfig = CalibrationConfig()) -> QuantizedModel:
     """Naive min-max PTQ of a float model directory (the baseline every PTQ method is compared with)."""
     model = load_model(model_dir)
-    return QuantizedModel(model, plan, calibrate(model, calib),
+    return QuantizedModel(model, plan, calibrate(model, plan, calib),
                           {"source": str(model_dir), "methods": [], "calibration": cfgio.to_dict(calib)})
