@@ -37,16 +37,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "experiments/results/intsim")
     parser.add_argument("--work", type=Path, default=ROOT / "out/intsim_fid", help="quantized models and resume state")
+    parser.add_argument("--runs", nargs="*", default=[f"{m}-{p}" for m, p in RUNS], help="MODEL-PLAN pairs to run")
     args = parser.parse_args()
+    runs = [tuple(r.rsplit("-", 1)) for r in args.runs]
     set_threads(None)
     result_path = args.out / "fid_equality.json"
     report = json.loads(result_path.read_text()) if result_path.is_file() else {"rows": []}
-    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "work")}
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("out", "work", "runs")}
     if report.get("config", config) != config:
         raise SystemExit(f"{result_path} was made with {report['config']}, not {config}; move it away first")
     report["config"] = config
     done = {(r["model"], r["plan"]) for r in report["rows"]}
-    for model, plan in RUNS:
+    for model, plan in runs:
         if (model, plan) in done:
             continue
         qdir = args.work / "quantized" / f"{model}-{plan}"

@@ -187,6 +187,10 @@ def quantize(
     model: Path = MODEL_ARG,
     plan: Path = typer.Option(..., help="precision plan (YAML or JSON)"),
     out: Path = typer.Option(..., "--out", help="quantized model directory to write"),
+    method: list[str] = typer.Option([], help="PTQ method (repeatable; an unknown name lists the known ones)"),
+    timesteps: str = typer.Option("all", help="calibration timesteps: all, uniform (Q-Diffusion), normal (PTQ4DM)"),
+    points: int = typer.Option(256, help="calibration inputs drawn by --timesteps uniform/normal"),
+    observer: str = typer.Option("minmax", help="range observer: minmax, percentile, mse"),
     calib_samples: int = CALIB_SAMPLES_OPT,
     calib_steps: int = CALIB_STEPS_OPT,
     seed: int = CALIB_SEED_OPT,
@@ -194,10 +198,10 @@ def quantize(
     check_steps: int = CHECK_STEPS_OPT,
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
 ):
-    """Quantize a float model directory (min-max PTQ) into a quantized model directory.
+    """Quantize a float model directory (PTQ) into a quantized model directory.
 
-    The directory holds the weights, plan and calibration ranges (safetensors + JSON), and its
-    integer graph, checked bit-exact; 'hwsim sample', 'fid' and 'export' load it as it is.
+    The directory holds the weights, plan, calibration ranges and method results (safetensors +
+    JSON), and its integer graph, checked bit-exact; 'hwsim sample', 'fid' and 'export' load it.
     """
     from hwsim.evaluate import set_threads
     from hwsim.export.pipeline import export_model
@@ -206,7 +210,8 @@ def quantize(
     from hwsim.quant.qmodel import quantize_dir, save_quantized
 
     set_threads(threads)
-    save_quantized(quantize_dir(model, load_plan(plan), CalibrationConfig(calib_samples, calib_steps, seed)), out)
+    calib = CalibrationConfig(calib_samples, calib_steps, seed, timesteps=timesteps, points=points, observer=observer)
+    save_quantized(quantize_dir(model, load_plan(plan), calib, method), out)
     graph = export_model(out, None, out, check_samples=check_samples, check_steps=check_steps)
     typer.echo(f"quantized model written to {out}; its integer graph {graph.name} is bit-exact with it at all "
                f"{check_steps} timesteps of a {check_samples}-image DDIM trajectory")

@@ -20,7 +20,8 @@ from hwsim.diffusion.schedule import NoiseSchedule
 from hwsim.export.pipeline import GRAPH_FILE
 from hwsim.modeldir import WEIGHTS_FILE, load_model, load_spec
 from hwsim.provenance import file_sha256
-from hwsim.quant.qmodel import RANGES_FILE, is_quantized, load_quantized
+from hwsim.quant.methods.ptqd import CorrectedDenoiser
+from hwsim.quant.qmodel import RANGES_FILE, is_quantized, load_quantized, read_meta
 from hwsim.quant.quantize import quantized_denoiser
 from hwsim.resume import BatchStore
 
@@ -41,22 +42,25 @@ def make_denoiser(model_dir: str | Path, backend: str = "torch", graph: str | Pa
 
     torch runs the float net, or for a quantized directory (``hwsim quantize``) its hardware-exact
     net in float64; intsim runs the integer simulator on ``graph``, which defaults to a quantized
-    directory's own ``integer.onnx``.
+    directory's own ``integer.onnx``. A quantized directory's host-side PTQD correction, if it
+    has one, wraps either.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    quantized = is_quantized(model_dir)
+    if not is_quantized(model_dir):
+        if backend == "torch":
+            return TorchDenoiser(load_model(model_dir).net)
+        if graph is None:
+            raise ValueError("backend 'intsim' needs --graph (an integer graph written by 'hwsim export'), "
+                             "or a quantized model directory (from 'hwsim quantize')")
     if backend == "torch":
-        if quantized:
-            return quantized_denoiser(load_quantized(model_dir).net())
-        return TorchDenoiser(load_model(model_dir).net)
-    graph = denoiser_graph(model_dir, backend, graph)
-    if graph is None:
-        raise ValueError("backend 'intsim' needs --graph (an integer graph written by 'hwsim export'), "
-                         "or a quantized model directory (from 'hwsim quantize')")
-    from hwsim.intsim.denoiser import IntsimDenoiser
+        denoiser = quantized_denoiser(load_quantized(model_dir).net())
+    else:
+        from hwsim.intsim.denoiser import IntsimDenoiser
 
-    return IntsimDenoiser(graph)
+        denoiser = IntsimDenoiser(denoiser_graph(model_dir, backend, graph))
+    correction = read_meta(model_dir).get("ptqd") if is_quantized(model_dir) else None
+    return CorrectedDenoiser(denoiser, correction) if correction else denoiser
 
 
 def generate(model_dir: str | Path, num_samples: int, steps: int = 50, sampler: str = "ddim", seed: int = 0,

@@ -33,7 +33,7 @@ from hwsim.nets.unet import Concat
 from hwsim.quant import modules as hw
 
 LEAVES = (QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.IntModulation, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul,
-          hw.TimestepTable, hw.PassTimestep, Concat, nn.Upsample, nn.Identity)
+          hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, nn.Upsample, nn.Identity)
 EXPONENTS_KEY = "hwsim.exponents"
 
 
@@ -173,7 +173,7 @@ class _Builder(fx.Interpreter):
         if isinstance(m, (QuantConv2d, QuantLinear)):
             return self._lower_layer(name, m, ins[0], values[0], out)
         if isinstance(m, hw.IntGroupNorm):
-            q = self._requant(ins[0], exponent(m.in_quant.act_quant.scale(), name)[0], m.bits, name, values[0].shape)
+            q = self._requant(ins[0], exponent(m.in_quant.act_quant.scale(), name)[0], m.in_bits, name, values[0].shape)
             lo, hi = int_range(m.bits, True)
             gb = [self._init(f"{name}.g", m.g_c.numpy()), self._init(f"{name}.b", m.b_c.numpy())]
             return self._emit("GroupNorm", [q.name, *gb], name, exponent(m.out_scale, name), 1, -lo, shape,
@@ -208,8 +208,11 @@ class _Builder(fx.Interpreter):
             table = m.table.numpy()
             return self._emit("TableLookup", [ins[0].name, self._init(f"{name}.table", table)], name,
                               exponent(m.scale, name), 1, int(np.abs(table).max()), shape)
-        if isinstance(m, Concat):
+        if isinstance(m, (Concat, hw.SplitConcat)):
             (a, b), (va, vb) = ins, values
+            if isinstance(m, hw.SplitConcat):  # each input to its own grid first
+                a = self._requant(a, exponent(m.quant_a.act_quant.scale(), name)[0], m.bits, f"{name}.a", va.shape)
+                b = self._requant(b, exponent(m.quant_b.act_quant.scale(), name)[0], m.bits, f"{name}.b", vb.shape)
             if (a.per_channel and a.axis != 1) or (b.per_channel and b.axis != 1):
                 raise ExportError(f"{name}: concatenation expects channel exponents on axis 1")
             exps = np.concatenate([np.broadcast_to(a.exp, (va.shape[1],)), np.broadcast_to(b.exp, (vb.shape[1],))])

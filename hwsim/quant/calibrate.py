@@ -64,10 +64,11 @@ def calibration_inputs(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int
                        steps: int = 50, seed: int = 1234) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(x_t, t) batches met along DDIM trajectories of the float model, one per step."""
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    dtype = next(net.parameters()).dtype
 
     def recorder(x, t):
         seen.append((x.clone(), t.clone()))
-        return net(x, t)
+        return net(x.to(dtype), t).float()
 
     sample(recorder, make_scheduler("ddim", schedule), num_samples, shape, steps, seed=seed, progress=False)
     return seen

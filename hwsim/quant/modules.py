@@ -51,12 +51,14 @@ class IntGroupNorm(nn.Module):
 
     FT, FG = 12, 10  # fraction bits of the normalized value z and of gamma
 
-    def __init__(self, gn: nn.GroupNorm, bits: int, in_max: float, out_max: float, spatial: int):
+    def __init__(self, gn: nn.GroupNorm, bits: int, in_max: float, out_max: float, spatial: int,
+                 in_bits: int | None = None):
+        """``in_bits`` (default ``bits``): a wider input, as after a split-quantized concatenation."""
         super().__init__()
-        self.groups, self.bits = gn.num_groups, bits
-        self.in_quant = act_quant(bits, in_max)
+        self.groups, self.bits, self.in_bits = gn.num_groups, bits, in_bits or bits
+        self.in_quant = act_quant(self.in_bits, in_max)
         self.out_scale = po2_scale(out_max, bits)
-        check_group_size(gn.num_channels // gn.num_groups * spatial, bits, "GroupNorm")
+        check_group_size(gn.num_channels // gn.num_groups * spatial, self.in_bits, "GroupNorm")
         g, b = fixed_point_affine(gn.weight.detach().double().numpy(), gn.bias.detach().double().numpy(),
                                   self.out_scale, self.FT, self.FG)
         self.register_buffer("g_c", torch.from_numpy(g))
@@ -131,6 +133,23 @@ class IntSoftmax(nn.Module):
         shape = q.shape
         out = softmax_ref(q.reshape(-1, shape[-1]), self.table.numpy(), fo).reshape(shape)
         return _from_int(out, 2.0**-fo, x)
+
+
+class SplitConcat(nn.Module):
+    """Q-Diffusion's split shortcut: the two inputs of a skip concatenation quantized each with its
+    own power-of-two scale, then concatenated. Consumers read the result at the finer scale with
+    ``shift_bits`` more bits, which holds both halves exactly (a left shift of the coarser one)."""
+
+    def __init__(self, bits: int, max_a: float, max_b: float):
+        super().__init__()
+        self.quant_a, self.quant_b = act_quant(bits, max_a), act_quant(bits, max_b)
+        scales = [po2_scale(max_a, bits), po2_scale(max_b, bits)]
+        self.bits = bits
+        self.shift_bits = int(round(abs(math.log2(scales[0] / scales[1]))))
+        self.wide_max = max(scales) * 2 ** (bits - 1)  # the range consumers must cover
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.quant_a(a).value, self.quant_b(b).value], dim=1)
 
 
 class QuantMatMul(nn.Module):

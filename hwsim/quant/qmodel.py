@@ -18,12 +18,12 @@ from safetensors.torch import load_file
 from torch import nn
 
 from hwsim import config as cfgio
-from hwsim.modeldir import LoadedModel, ModelDirError, load_model, save_model, save_tensors
+from hwsim.modeldir import WEIGHTS_FILE, LoadedModel, ModelDirError, load_model, save_model, save_tensors
 from hwsim.provenance import provenance
 from hwsim.quant.calibrate import (CalibrationConfig, Ranges, calibration_inputs, collect_stats, observe,
                                    ranges_from_tensors, ranges_to_tensors, select_timesteps)
 from hwsim.quant.plan import PrecisionPlan, resolve_for_net
-from hwsim.quant.quantize import prepared, quantize_net
+from hwsim.quant.quantize import mark_folded, prepared, quantize_net
 
 QUANT_FILE = "quant.json"
 RANGES_FILE = "calibration.safetensors"
@@ -38,7 +38,8 @@ class QuantizedModel:
 
     def net(self) -> nn.Module:
         """The hardware-exact quantized net (float64)."""
-        return quantize_net(self.model.net, self.plan, self.ranges, self.model.spec.schedule.num_train_timesteps)
+        return quantize_net(self.model.net, self.plan, self.ranges, self.model.spec.schedule.num_train_timesteps,
+                            split_concat=bool(self.meta.get("split_concat")))
 
     def example_input(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros((1, *self.model.spec.image_shape), dtype=torch.float64), torch.zeros(1, dtype=torch.long)
@@ -68,6 +69,15 @@ def is_quantized(model_dir: str | Path) -> bool:
     return (Path(model_dir) / QUANT_FILE).is_file()
 
 
+def read_meta(model_dir: str | Path) -> dict:
+    """quant.json of a quantized model directory (plan, calibration, methods and their results)."""
+    path = Path(model_dir) / QUANT_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelDirError(f"{path}: not readable JSON ({err})") from None
+
+
 def save_quantized(q: QuantizedModel, out_dir: str | Path) -> Path:
     out = save_model(q.model.spec, q.model.net, out_dir)
     save_tensors(ranges_to_tensors(q.ranges), out / RANGES_FILE)
@@ -80,8 +90,8 @@ def load_quantized(model_dir: str | Path) -> QuantizedModel:
     model_dir = Path(model_dir)
     if not is_quantized(model_dir):
         raise ModelDirError(f"{model_dir}: not a quantized model directory (no {QUANT_FILE}); run 'hwsim quantize'")
+    meta = read_meta(model_dir)
     try:
-        meta = json.loads((model_dir / QUANT_FILE).read_text())
         plan = cfgio.from_dict(PrecisionPlan, meta["plan"])
     except (ValueError, KeyError, TypeError) as err:
         raise ModelDirError(f"{model_dir / QUANT_FILE}: invalid ({err})") from None
@@ -89,11 +99,27 @@ def load_quantized(model_dir: str | Path) -> QuantizedModel:
         ranges = ranges_from_tensors(load_file(str(model_dir / RANGES_FILE)))
     except Exception as err:  # missing or corrupt file
         raise ModelDirError(f"{model_dir / RANGES_FILE}: not a readable safetensors file ({err})") from None
-    return QuantizedModel(load_model(model_dir), plan, ranges, meta)
-
-
-def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationConfig = CalibrationConfig()) -> QuantizedModel:
-    """Naive min-max PTQ of a float model directory (the baseline every PTQ method is compared with)."""
     model = load_model(model_dir)
-    return QuantizedModel(model, plan, calibrate(model, plan, calib),
-                          {"source": str(model_dir), "methods": [], "calibration": cfgio.to_dict(calib)})
+    mark_folded(model.net)  # the saved weights are the prepared ones (attention scale folded)
+    model.net = model.net.double()
+    model.net.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))  # again, in float64: exact
+    return QuantizedModel(model, plan, ranges, meta)
+
+
+def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationConfig = CalibrationConfig(),
+                 methods: list[str] | tuple[str, ...] = ()) -> QuantizedModel:
+    """PTQ of a float model directory: the named methods (:mod:`hwsim.quant.methods`) around a
+    calibration by ``calib``; with no methods, naive min-max (the baseline of every comparison)."""
+    from hwsim.quant.methods import MethodContext, resolve
+
+    steps = resolve(methods)
+    model = load_model(model_dir)
+    model.net = prepared(model.net)  # float64, attention scale folded: what methods change and what is saved
+    ctx = MethodContext(model, plan, calib, calibration_set(model, calib),
+                        meta={"source": str(model_dir), "methods": list(methods), "calibration": cfgio.to_dict(calib)})
+    for _, method in (s for s in steps if s[1].stage == "float"):
+        method.apply(ctx)
+    ctx.ranges = calibrate(model, plan, calib, ctx.inputs)
+    for _, method in (s for s in steps if s[1].stage != "float"):
+        method.apply(ctx)
+    return QuantizedModel(model, plan, ctx.ranges, ctx.meta)

@@ -11,6 +11,7 @@ integer multiple of its power-of-two scale (docs/numerics.md).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import torch
@@ -28,16 +29,25 @@ from hwsim.quant.calibrate import Ranges, collect_ranges
 from hwsim.quant.plan import PrecisionPlan, resolve_for_net
 
 
+def _attentions(net: nn.Module):
+    return [m for m in net.modules() if hasattr(m, "qkv") and getattr(m, "scale", 1.0) != 1.0]
+
+
 def fold_attention_scale(net: nn.Module) -> nn.Module:
     """Fold attention's 1/sqrt(d) into the query rows of qkv (a non-power-of-two multiply would
     otherwise sit between two quantizers). The float function is unchanged."""
-    for module in net.modules():
-        if hasattr(module, "qkv") and getattr(module, "scale", 1.0) != 1.0:
-            c = module.qkv.out_features // 3
-            with torch.no_grad():
-                module.qkv.weight[:c] *= module.scale
-                module.qkv.bias[:c] *= module.scale
-            module.scale = 1.0
+    for module in _attentions(net):
+        c = module.qkv.out_features // 3
+        with torch.no_grad():
+            module.qkv.weight[:c] *= module.scale
+            module.qkv.bias[:c] *= module.scale
+    return mark_folded(net)
+
+
+def mark_folded(net: nn.Module) -> nn.Module:
+    """Declare the attention scale already folded into the weights (a net rebuilt to load them)."""
+    for module in _attentions(net):
+        module.scale = 1.0
     return net
 
 
@@ -76,8 +86,12 @@ def _check_ranges(net: nn.Module, ranges: Ranges) -> None:
 
 
 @torch.no_grad()
-def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_timesteps: int) -> nn.Module:
-    """The hardware-exact quantized twin of a float U-Net (float64; the float net is not modified)."""
+def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_timesteps: int,
+                  split_concat: bool = False) -> nn.Module:
+    """The hardware-exact quantized twin of a float U-Net (float64; the float net is not modified).
+
+    ``split_concat``: Q-Diffusion's split shortcut at every skip concatenation (hw.SplitConcat).
+    """
     net = prepared(net)
     _check_ranges(net, ranges)
     precision = resolve_for_net(plan, net)
@@ -88,6 +102,8 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_time
     temb = net.time_embed(all_t)
     tables = {name: m.temb_proj(m.temb_act(temb)) for name, m in net.named_modules() if isinstance(m, ResBlock)}
 
+    if split_concat:
+        _split_concats(net, precision, ranges, bits)
     _replace_common(net, precision, ranges, bits, skip=("time_embed", "temb_proj", "temb_act"))
     net.time_embed = hw.PassTimestep()
     for name, module in net.named_modules():
@@ -99,12 +115,31 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_time
     return net.double().eval()
 
 
+def _split_concats(net: UNet, precision, ranges: Ranges, bits: int) -> None:
+    """Split-quantize every skip concatenation; its consumers (the next block's norm1 and 1x1
+    shortcut) read it wider at the finer scale, so they hold both halves exactly."""
+    for i, level in enumerate(net.up):
+        r = ranges[f"concat.{i}"]
+        split = hw.SplitConcat(bits, r["in0"], r["in1"])
+        net.concat[i] = split
+        block, prefix = level.blocks[0], f"up.{i}.blocks.0"
+        wide_bits = bits + split.shift_bits
+        gn = ranges[f"{prefix}.norm1"]
+        block.norm1 = hw.IntGroupNorm(block.norm1, bits, split.wide_max, gn["out"], int(gn.get("spatial", 1)), wide_bits)
+        if isinstance(block.shortcut, nn.Conv2d):
+            prec = precision[f"{prefix}.shortcut"]
+            block.shortcut = _quant_layer(block.shortcut, dataclasses.replace(prec, act_bits=prec.act_bits + split.shift_bits),
+                                          split.wide_max)
+
+
 def _replace_common(net: nn.Module, precision, ranges, bits: int, skip: tuple[str, ...]) -> None:
     """Swap layers and nonlinearities for their quantized / hardware-exact twins, by module name."""
     for name, module in list(net.named_modules()):
         if not name or any(part in skip for part in name.split(".")):
             continue
         r = ranges.get(name, {})
+        if isinstance(module, (QuantConv2d, QuantLinear)):
+            continue  # already quantized (a split concatenation's consumer)
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             _set(net, name, _quant_layer(module, precision[name], r.get("in0", 0.0)))
         elif isinstance(module, nn.GroupNorm):
@@ -177,10 +212,13 @@ def quantize_layers_only(net: nn.Module, plan: PrecisionPlan, ranges: Ranges) ->
     return net.eval()
 
 
-def quantize_net(net: nn.Module, plan: PrecisionPlan, ranges: Ranges, num_train_timesteps: int) -> nn.Module:
+def quantize_net(net: nn.Module, plan: PrecisionPlan, ranges: Ranges, num_train_timesteps: int,
+                 split_concat: bool = False) -> nn.Module:
     """Dispatch on the net's type (U-Net or DiT)."""
     if isinstance(net, UNet):
-        return quantize_unet(net, plan, ranges, num_train_timesteps)
+        return quantize_unet(net, plan, ranges, num_train_timesteps, split_concat)
+    if split_concat:
+        raise ValueError(f"split-shortcut quantizes skip concatenations, which a {type(net).__name__} does not have")
     if isinstance(net, DiT):
         return quantize_dit(net, plan, ranges, num_train_timesteps)
     raise NotImplementedError(f"no quantization recipe for {type(net).__name__}")

@@ -14,7 +14,9 @@ from hwsim.intsim.ops.requant import AccumulatorOverflow
 from hwsim.nets import build_net
 from hwsim.quant.plan import PrecisionPlan
 from hwsim.quant.calibrate import calibration_inputs
-from hwsim.quant.quantize import quantize_calibrated
+from hwsim.quant import modules as hw
+from hwsim.quant.calibrate import collect_ranges
+from hwsim.quant.quantize import prepared, quantize_calibrated, quantize_net
 from tests.conftest import TINY_UNET, fuzz
 
 
@@ -29,10 +31,15 @@ def _w8a8_graph(net, calib, tmp_path):
     return to_integer_graph(quantize_calibrated(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
 
 
-@pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel"), ((4, 4), "per_tensor")])
-def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity):
+@pytest.mark.parametrize("bits, granularity, split", [((8, 8), "per_tensor", False), ((4, 8), "per_channel", False),
+                                                     ((4, 4), "per_tensor", False), ((8, 8), "per_tensor", True),
+                                                     ((4, 4), "per_channel", True)])
+def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity, split):
     net, calib = tiny
-    qnet = quantize_calibrated(net, PrecisionPlan.uniform(*bits, weight_granularity=granularity), calib, 1000)
+    plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity)
+    qnet = quantize_net(net, plan, collect_ranges(prepared(net), calib), 1000, split_concat=split)
+    if split:  # the halves really are on different grids somewhere, so the shifts are exercised
+        assert any(m.shift_bits > 0 for m in qnet.modules() if isinstance(m, hw.SplitConcat))
     path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
     fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::3]:

@@ -1,0 +1,77 @@
+"""PTQ methods as composable steps, selected by name (``hwsim quantize --method NAME``).
+
+Each method acts at one stage of :func:`hwsim.quant.qmodel.quantize_dir`, and the stages run
+in this order whatever order the names are given in:
+
+1. ``float``: change the float weights before calibration (equalization, pruning);
+2. calibration (timestep strategy and observer of :class:`CalibrationConfig`);
+3. ``weights``: choose the integer weights with the calibrated ranges (AdaRound);
+4. ``graph``: change how the quantized net is built (Q-Diffusion's split shortcut);
+5. ``sampler``: fit corrections applied by the host sampler (PTQD).
+
+A method reads and writes a :class:`MethodContext`; what it learns that is not a weight goes
+into ``meta`` (saved in quant.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from hwsim.modeldir import LoadedModel
+from hwsim.quant.calibrate import CalibrationConfig, Ranges
+from hwsim.quant.plan import PrecisionPlan
+
+STAGES = ("float", "weights", "graph", "sampler")
+
+
+@dataclass
+class MethodContext:
+    model: LoadedModel  # its net is the prepared float64 net; methods may change its weights
+    plan: PrecisionPlan
+    calib: CalibrationConfig
+    inputs: list[tuple[torch.Tensor, torch.Tensor]]  # calibration inputs (x_t, t)
+    ranges: Ranges | None = None  # set after calibration
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    stage: str
+    apply: Callable[[MethodContext], None]
+    summary: str
+
+
+def _split_shortcut(ctx: MethodContext) -> None:
+    from hwsim.nets.unet import UNet
+
+    if not isinstance(ctx.model.net, UNet):
+        raise ValueError(f"split-shortcut: a {type(ctx.model.net).__name__} has no skip concatenations")
+    ctx.meta["split_concat"] = True
+
+
+def _registry() -> dict[str, Method]:
+    from hwsim.quant.methods import adaround, ptqd
+
+    return {
+        "adaround": Method("weights", adaround.apply, "AdaRound: learned up/down rounding of every weight, layer by layer"),
+        "split-shortcut": Method("graph", _split_shortcut, "Q-Diffusion: skip concatenation inputs quantized separately"),
+        "ptqd": Method("sampler", ptqd.apply, "PTQD: per-timestep correction of correlated noise and residual bias, on the host"),
+    }
+
+
+def resolve(names: list[str] | tuple[str, ...]) -> list[tuple[str, Method]]:
+    """The methods by name, in stage order; an unknown or repeated name is an error."""
+    known = _registry()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown PTQ method(s) {unknown}; known: {', '.join(sorted(known))}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"PTQ methods repeated: {list(names)}")
+    return sorted(((n, known[n]) for n in names), key=lambda item: STAGES.index(item[1].stage))
+
+
+def available() -> dict[str, str]:
+    return {name: f"[{m.stage}] {m.summary}" for name, m in sorted(_registry().items())}
