@@ -219,6 +219,42 @@ def quantize(
 
 @app.command()
 @user_errors
+def diagnose(
+    model: Path = typer.Argument(..., help="quantized model directory (from 'hwsim quantize')"),
+    out: Path = typer.Option(..., "--out", help="directory for diagnose.json and sqnr.png"),
+    reference: Path = typer.Option(None, help="float model directory (default: the one it was quantized from)"),
+    samples: int = typer.Option(8, help="DDIM trajectories of the float model giving the inputs"),
+    groups: int = typer.Option(4, help="timestep groups"),
+    seed: int = typer.Option(0, help="seed of the trajectories"),
+    threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+):
+    """SQNR of every layer against the float model, per timestep group, with a heat map."""
+    import json
+
+    from hwsim.evaluate import set_threads
+    from hwsim.modeldir import load_model
+    from hwsim.provenance import provenance
+    from hwsim.quant.diagnose import fixed_inputs, output_mse, plot_sqnr, sqnr_report
+    from hwsim.quant.qmodel import load_quantized
+
+    set_threads(threads)
+    quantized = load_quantized(model)
+    float_model = load_model(reference or quantized.meta["source"])
+    inputs = fixed_inputs(float_model, samples=samples, seed=seed)
+    qnet = quantized.net()
+    report = sqnr_report(qnet, float_model.net, inputs, float_model.spec.schedule.num_train_timesteps, groups)
+    report.update({"model": str(model), "reference": str(reference or quantized.meta["source"]), "samples": samples,
+                   "seed": seed, "output_mse": output_mse(qnet, float_model.net, inputs), "provenance": provenance()})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "diagnose.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_sqnr(report, out / "sqnr.png")
+    worst = min(report["layers"], key=lambda n: min(v for v in report["sqnr_db"][n] if v is not None))
+    typer.echo(f"output SQNR per timestep group (dB): {[round(v, 1) for v in report['sqnr_db']['output']]}; "
+               f"worst layer {worst}; written to {out}")
+
+
+@app.command()
+@user_errors
 def export(
     model: Path = MODEL_ARG,
     plan: Path = typer.Option(None, help="precision plan (YAML or JSON), for a float model directory"),

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from hwsim.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "quantize", "export", "sim"]
+COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "quantize", "diagnose", "export", "sim"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -107,6 +107,12 @@ def test_quantized_directory_samples_identically_on_torch_and_intsim(tiny_model_
         assert result.exit_code == 0, result.output
         images[backend] = np.load(tmp_path / backend / "samples.npy")
     assert np.array_equal(images["torch"], images["intsim"])
+    result = runner.invoke(app, ["diagnose", str(q), "--out", str(tmp_path / "d"), "--samples", "2", "--groups", "2",
+                                 "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "d" / "diagnose.json").read_text())
+    assert len(report["sqnr_db"]["output"]) == 2 and (tmp_path / "d" / "sqnr.png").is_file()
+    assert set(report["layers"]) <= set(report["sqnr_db"]) and report["output_mse"] > 0
     _one_line_error(runner.invoke(app, ["export", str(q), "--plan", str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "e")]),
                     "already quantized")
     _one_line_error(runner.invoke(app, ["export", str(tiny_model_dir), "--out", str(tmp_path / "e")]), "give --plan")

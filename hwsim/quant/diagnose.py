@@ -42,10 +42,12 @@ def _sqnr_db(signal: float, noise: float) -> float:
 
 @torch.no_grad()
 def sqnr_report(qnet: nn.Module, float_net: nn.Module, inputs: Inputs, num_train_timesteps: int, groups: int = 4) -> dict:
-    """SQNR (dB) of every Conv/Linear output and of the net's output, per timestep group
+    """SQNR (dB) of every quantized Conv/Linear output (the time embedding and adaLN layers become
+    exact tables and have none) and of the net's output, per timestep group
     ([0, T/groups), ...), against the float net on the same inputs."""
     reference = prepared(float_net)
-    names = [n for n, m in reference.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    quantized = {n for n, m in qnet.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    names = [n for n, m in reference.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n in quantized]
     power = {n: np.zeros((groups, 2)) for n in [*names, "output"]}  # [signal, noise] per group
     captured: dict[str, dict[str, torch.Tensor]] = {"float": {}, "quant": {}}
 

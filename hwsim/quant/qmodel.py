@@ -24,6 +24,7 @@ from hwsim.quant.calibrate import (CalibrationConfig, Ranges, calibration_inputs
                                    ranges_from_tensors, ranges_to_tensors, select_timesteps)
 from hwsim.quant.plan import PrecisionPlan, resolve_for_net
 from hwsim.quant.quantize import mark_folded, prepared, quantize_net
+from hwsim.quant.sparsity import activation_sparsity
 
 QUANT_FILE = "quant.json"
 RANGES_FILE = "calibration.safetensors"
@@ -122,4 +123,7 @@ def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationC
     ctx.ranges = calibrate(model, plan, calib, ctx.inputs)
     for _, method in (s for s in steps if s[1].stage != "float"):
         method.apply(ctx)
-    return QuantizedModel(model, plan, ctx.ranges, ctx.meta)
+    quantized = QuantizedModel(model, plan, ctx.ranges, ctx.meta)
+    probe = ctx.inputs[:: max(1, len(ctx.inputs) // 4)][:4]  # a few calibration batches across the timesteps
+    ctx.meta["activation_sparsity"] = activation_sparsity(quantized.net(), probe)
+    return quantized

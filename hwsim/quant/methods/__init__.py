@@ -52,12 +52,23 @@ def _split_shortcut(ctx: MethodContext) -> None:
     ctx.meta["split_concat"] = True
 
 
+def _pruner(pattern: str) -> Callable[[MethodContext], None]:
+    def apply(ctx: MethodContext) -> None:
+        from hwsim.quant.sparsity import prune
+
+        ctx.meta.setdefault("weight_sparsity", {}).update(prune(ctx.model.net, pattern))
+    return apply
+
+
 def _registry() -> dict[str, Method]:
-    from hwsim.quant.methods import adaround, ptqd
+    from hwsim.quant.methods import adaround, ptqd, smoothquant
 
     return {
+        "smoothquant": Method("float", smoothquant.apply, "SmoothQuant/PTQ4DiT-style channel balancing of the DiT's adaLN-fed layers"),
         "adaround": Method("weights", adaround.apply, "AdaRound: learned up/down rounding of every weight, layer by layer"),
         "split-shortcut": Method("graph", _split_shortcut, "Q-Diffusion: skip concatenation inputs quantized separately"),
+        "sparse-2:4": Method("float", _pruner("2:4"), "2:4 structured weight pruning (then calibration)"),
+        "sparse-0.5": Method("float", _pruner("0.5"), "50% unstructured magnitude pruning (then calibration)"),
         "ptqd": Method("sampler", ptqd.apply, "PTQD: per-timestep correction of correlated noise and residual bias, on the host"),
     }
 

@@ -26,7 +26,7 @@ ZETA, GAMMA = 1.1, -0.1  # rectified sigmoid stretch (the AdaRound paper's value
 @dataclass(frozen=True)
 class AdaRoundConfig:
     iterations: int = 400
-    lr: float = 1e-2
+    lr: float = 3e-2
     reg_weight: float = 0.01  # lambda of the rounding regularizer
     beta_start: float = 20.0  # annealed to beta_end over the iterations after warmup
     beta_end: float = 2.0
@@ -122,10 +122,14 @@ def layer_inputs(net: nn.Module, names: list[str], inputs, images: int = 64, see
     return {n: torch.cat(v) for n, v in captured.items()}
 
 
-def apply(ctx, cfg: AdaRoundConfig = AdaRoundConfig()) -> None:
+DEFAULT = AdaRoundConfig()
+
+
+def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     """Replace every Conv/Linear weight of ``ctx.model.net`` by its AdaRound grid weights."""
     from hwsim.quant.plan import resolve_for_net
 
+    cfg = cfg or DEFAULT
     net = ctx.model.net
     precision = resolve_for_net(ctx.plan, net)
     names = [n for n in precision if n in ctx.ranges]
