@@ -1,0 +1,176 @@
+"""The PTQ table: FID of every (model, precision, sparsity, recipe) row of ptq_table.yaml,
+measured on the hardware-exact model (the integer simulator), paired initial noise.
+
+    python experiments/ptq_table.py [--config experiments/ptq_table.yaml] [--only ROW_ID ...]
+    python experiments/ptq_table.py --report     # rebuild table.md and fid.png from results.json
+
+Resumable at two levels: a finished row is never recomputed (results.json is rewritten after
+each row), and sampling keeps its finished batches (out/ptq_table/resume/ROW_ID). Quantized
+model directories are kept in out/ptq_table/quantized/ROW_ID, each with its integer graph and
+bit-exactness check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hwsim.evaluate import generate, score, set_threads
+from hwsim.export.pipeline import export_model
+from hwsim.modeldir import load_spec
+from hwsim.provenance import provenance
+from hwsim.quant.calibrate import CalibrationConfig
+from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.qmodel import is_quantized, quantize_dir, save_quantized
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments/results/ptq_table"  # changed by --results / --work
+WORK = ROOT / "out/ptq_table"
+ROW_KEYS = {"model", "precision", "recipe", "sparsity", "inception"}
+
+
+def row_id(row: dict) -> str:
+    parts = [row["model"], row["precision"].lower()]
+    if row.get("sparsity"):
+        parts.append("s" + row["sparsity"].replace(":", ""))
+    if row["precision"] != "fp":
+        parts.append(row["recipe"])
+    return "-".join(parts)
+
+
+def parse_precision(text: str) -> tuple[int, int]:
+    w, a = text.upper().removeprefix("W").split("A")
+    return int(w), int(a)
+
+
+def quantized_dir(row: dict, cfg: dict) -> Path:
+    """The row's quantized model directory, made (and checked bit-exact) on first use."""
+    out = WORK / "quantized" / row_id(row)
+    if is_quantized(out) and (out / "export.json").is_file():
+        return out
+    recipe = cfg["recipes"][row["recipe"]]
+    calib = CalibrationConfig(**cfg["calibration"], timesteps=recipe["timesteps"], observer=recipe["observer"])
+    methods = list(recipe["methods"]) + ([f"sparse-{row['sparsity']}"] if row.get("sparsity") else [])
+    quantized = quantize_dir(ROOT / "models" / row["model"], PrecisionPlan.uniform(*parse_precision(row["precision"])),
+                             calib, methods)
+    save_quantized(quantized, out)
+    export_model(out, None, out, check_samples=2, check_steps=cfg["steps"])  # raises unless bit-exact
+    return out
+
+
+def run_row(row: dict, cfg: dict) -> dict:
+    started = time.time()
+    if row["precision"] == "fp":
+        model_dir, backend = ROOT / "models" / row["model"], "torch"
+    else:
+        model_dir, backend = quantized_dir(row, cfg), "intsim"
+    quantize_seconds = round(time.time() - started, 1)
+    images = generate(model_dir, cfg["samples"], cfg["steps"], "ddim", cfg["seed"], backend, progress=False,
+                      resume_dir=WORK / "resume" / row_id(row))
+    dataset = load_spec(model_dir).dataset
+    classifier = score(images, dataset, "classifier", seed=cfg["seed"])
+    w, a = (None, None) if row["precision"] == "fp" else parse_precision(row["precision"])
+    result = {
+        "id": row_id(row), "model": row["model"], "w_bits": w, "a_bits": a, "sparsity": row.get("sparsity"),
+        "method": row.get("recipe", "fp"), "methods": cfg["recipes"][row["recipe"]] if "recipe" in row else None,
+        "backend": backend,
+        "fid_classifier": classifier["fid"]["fid"],
+        "fid_classifier_ci": [classifier["fid"]["ci_low"], classifier["fid"]["ci_high"]],
+        "fid_classifier_floor": classifier["floor"]["fid"],
+        "precision": classifier["fid"]["precision"], "recall": classifier["fid"]["recall"],
+        "fid_inception": None, "fid_inception_ci": None,
+        "quantize_seconds": quantize_seconds,
+    }
+    if row.get("inception"):
+        inception = score(images[: cfg["inception_samples"]], dataset, "inception", seed=cfg["seed"])
+        result["fid_inception"] = inception["fid"]["fid"]
+        result["fid_inception_ci"] = [inception["fid"]["ci_low"], inception["fid"]["ci_high"]]
+        result["fid_inception_floor"] = inception["floor"]["fid"]
+    if model_dir != ROOT / "models" / row["model"]:
+        meta = json.loads((model_dir / "quant.json").read_text())
+        result["mean_activation_sparsity"] = float(np.mean(list(meta["activation_sparsity"].values())))
+    result["seconds"] = round(time.time() - started, 1)
+    return result
+
+
+def _fmt(v, digits=1):
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def write_report(results: dict) -> None:
+    """table.md and fid.png from results.json (the numbers only ever come from there)."""
+    rows = results["rows"]
+    fp = {r["model"]: r["fid_classifier"] for r in rows if r["method"] == "fp"}
+    lines = ["| model | W/A | sparsity | method | classifier-FID [95% CI] | vs FP | Inception-FID | precision | recall |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        bits = "fp32" if r["w_bits"] is None else f"W{r['w_bits']}A{r['a_bits']}"
+        rel = f"{100 * (r['fid_classifier'] / fp[r['model']] - 1):+.1f}%" if r["model"] in fp and r["method"] != "fp" else ""
+        lo, hi = r["fid_classifier_ci"]
+        lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {r['method']} | {_fmt(r['fid_classifier'])} "
+                     f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
+                     f"{_fmt(r['recall'], 3)} |")
+    (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
+    labels = [r["id"] for r in rows]
+    values = [r["fid_classifier"] for r in rows]
+    err = np.array([[v - r["fid_classifier_ci"][0], r["fid_classifier_ci"][1] - v] for v, r in zip(values, rows)]).T
+    ax.barh(range(len(rows)), values, xerr=err, color=["tab:gray" if r["method"] == "fp" else "tab:blue" for r in rows])
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("classifier-FID (95% bootstrap interval)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "fid.png", dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    global RESULTS, WORK
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "experiments/ptq_table.yaml")
+    parser.add_argument("--only", nargs="*", help="row ids to run (default: all, in file order)")
+    parser.add_argument("--report", action="store_true", help="only rebuild table.md and fid.png")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--work", type=Path, default=WORK)
+    args = parser.parse_args()
+    RESULTS, WORK = args.results, args.work
+    cfg = yaml.safe_load(args.config.read_text())
+    for i, row in enumerate(cfg["rows"]):
+        unknown = set(row) - ROW_KEYS
+        if unknown or (row["precision"] != "fp" and row.get("recipe") not in cfg["recipes"]):
+            raise SystemExit(f"{args.config}: rows[{i}] has unknown keys {sorted(unknown)} or recipe {row.get('recipe')!r}")
+    path = RESULTS / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    if args.report:
+        write_report(results)
+        return
+    settings = {k: cfg[k] for k in ("samples", "inception_samples", "steps", "seed", "calibration", "recipes")}
+    if results.get("config", settings) != settings:
+        raise SystemExit(f"{path} was made with another config; move it away to start over")
+    results["config"] = settings
+    set_threads(None)
+    done = {r["id"] for r in results["rows"]}
+    for row in cfg["rows"]:
+        if row_id(row) in done or (args.only and row_id(row) not in args.only):
+            continue
+        results["rows"].append(run_row(row, cfg))
+        results["provenance"] = provenance()
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        write_report(results)
+        print(json.dumps(results["rows"][-1]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
