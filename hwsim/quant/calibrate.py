@@ -31,6 +31,7 @@ from torch import nn
 
 from hwsim.diffusion.samplers import make_scheduler, sample
 from hwsim.diffusion.schedule import NoiseSchedule
+from hwsim.quant.hooks import run_hooked
 
 Ranges = dict[str, dict[str, float]]
 TIMESTEP_STRATEGIES = ("all", "uniform", "normal")
@@ -117,7 +118,6 @@ class _Stats:
 @torch.no_grad()
 def collect_stats(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]], seed: int = 0) -> _Stats:
     stats = _Stats(seed)
-    dtype = next(net.parameters()).dtype
 
     def hook(name):
         def fn(module, args, output):
@@ -130,13 +130,7 @@ def collect_stats(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]
                 stats.add(name, "out", output)
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if n]
-    try:
-        for x, t in inputs:
-            net(x.to(dtype), t)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(net, [(m, hook(n)) for n, m in net.named_modules() if n], inputs)
     return stats
 
 

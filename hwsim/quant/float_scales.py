@@ -18,6 +18,7 @@ from torch import nn
 
 from hwsim.intsim.ops.requant import requant_ref
 from hwsim.quant.calibrate import Ranges
+from hwsim.quant.hooks import run_hooked
 
 
 def fixed_point_multiplier(ratio: float, mbits: int) -> tuple[int, int]:
@@ -87,15 +88,9 @@ def measure(net: nn.Module, ranges: Ranges, inputs: list[tuple[torch.Tensor, tor
                 t[0] += diff.size
                 t[1] += int(np.count_nonzero(diff))
                 t[2] = max(t[2], int(diff.max()) if diff.size else 0)
-        return module.register_forward_hook(fn)
+        return module, fn
 
-    handles = [hook(n, m) for n, m in layers.items()]
-    try:
-        for x, t in inputs:
-            net(x.double(), t)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(net, [hook(n, m) for n, m in layers.items()], inputs)
     per_layer = {n: {"ratio": ratios[n], **{f"m{b}": {"values": v, "differing": d, "rate": d / max(v, 1), "max_lsb": mx}
                                              for b, (v, d, mx) in tallies[n].items()}} for n in layers}
     overall = {}

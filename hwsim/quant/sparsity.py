@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hwsim.quant.hooks import run_hooked
 from hwsim.quant.plan import compute_layers
 
 
@@ -82,11 +83,5 @@ def activation_sparsity(qnet: nn.Module, inputs) -> dict[str, float]:
             z[1] += q.numel()
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in qnet.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))]
-    try:
-        for x, t in inputs:
-            qnet(x.double(), t)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(qnet, [(m, hook(n)) for n, m in qnet.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))], inputs)
     return {n: z / max(c, 1) for n, (z, c) in zeros.items()}

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hwsim.quant.hooks import run_hooked
 from hwsim.quant.modules import po2_scale
 from hwsim.quant.plan import LayerPrecision
 
@@ -112,13 +113,8 @@ def layer_inputs(net: nn.Module, names: list[str], inputs, images: int = 64, see
     pick = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(seed))[:images]
     captured: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     modules = dict(net.named_modules())
-    handles = [modules[n].register_forward_hook(lambda m, a, o, n=n: captured[n].append(a[0].detach())) for n in names]
-    try:
-        for chunk in pick.split(16):
-            net(x_all[chunk].to(torch.float64), t_all[chunk])
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = [(modules[n], lambda m, a, o, n=n: captured[n].append(a[0].detach())) for n in names]
+    run_hooked(net, hooks, [(x_all[chunk], t_all[chunk]) for chunk in pick.split(16)])
     return {n: torch.cat(v) for n, v in captured.items()}
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hwsim.quant.hooks import run_hooked
+
 ALPHA = 0.5  # migration strength, SmoothQuant's default
 
 
@@ -39,14 +41,7 @@ def _input_peaks(net: nn.Module, layers: list[nn.Module], inputs) -> list[torch.
             peaks[i] = p if peaks[i] is None else torch.maximum(peaks[i], p)
         return fn
 
-    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
-    try:
-        dtype = next(net.parameters()).dtype
-        for x, t in inputs:
-            net(x.to(dtype), t)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(net, [(layer, hook(i)) for i, layer in enumerate(layers)], inputs)
     return peaks
 
 
