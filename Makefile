@@ -42,8 +42,11 @@ test: setup
 test-slow: setup
 	$(VENV)/bin/pytest -q -m slow
 
+FUZZ_LOG ?= out/fuzz.log
 fuzz: setup
-	HWSIM_FUZZ_SCALE=20 $(VENV)/bin/pytest -q tests/intsim tests/export --hypothesis-show-statistics
+	mkdir -p $(dir $(FUZZ_LOG))
+	set -o pipefail; HWSIM_FUZZ_SCALE=20 $(VENV)/bin/pytest -q -p no:cacheprovider --hypothesis-show-statistics \
+	  tests/intsim tests/export tests/quant/test_float_scales.py 2>&1 | tee $(FUZZ_LOG)
 
 bench: setup
 	$(VENV)/bin/pytest -q -m bench tests/bench --benchmark-json out/bench.json
