@@ -56,8 +56,8 @@ def quantized_dir(row: dict, cfg: dict) -> Path:
     recipe = cfg["recipes"][row["recipe"]]
     calib = CalibrationConfig(**cfg["calibration"], timesteps=recipe["timesteps"], observer=recipe["observer"])
     methods = list(recipe["methods"]) + ([f"sparse-{row['sparsity']}"] if row.get("sparsity") else [])
-    quantized = quantize_dir(ROOT / "models" / row["model"], PrecisionPlan.uniform(*parse_precision(row["precision"])),
-                             calib, methods)
+    plan = PrecisionPlan.uniform(*parse_precision(row["precision"]), weight_granularity=cfg["weight_granularity"])
+    quantized = quantize_dir(ROOT / "models" / row["model"], plan, calib, methods)
     save_quantized(quantized, out)
     export_model(out, None, out, check_samples=2, check_steps=cfg["steps"])  # raises unless bit-exact
     return out
@@ -155,7 +155,8 @@ def main() -> None:
     if args.report:
         write_report(results)
         return
-    settings = {k: cfg[k] for k in ("samples", "inception_samples", "steps", "seed", "calibration", "recipes")}
+    settings = {k: cfg[k] for k in ("samples", "inception_samples", "steps", "seed", "weight_granularity", "calibration",
+                                    "recipes")}
     if results.get("config", settings) != settings:
         raise SystemExit(f"{path} was made with another config; move it away to start over")
     results["config"] = settings
