@@ -33,7 +33,7 @@ from hwsim.nets.unet import Concat
 from hwsim.quant import modules as hw
 
 LEAVES = (QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.IntModulation, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul,
-          hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, nn.Upsample, nn.Identity)
+          hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, hw.GroupQuantLinear, nn.Upsample, nn.Identity)
 EXPONENTS_KEY = "hwsim.exponents"
 
 
@@ -170,7 +170,7 @@ class _Builder(fx.Interpreter):
         shape = tuple(out.shape)
         if isinstance(m, (nn.Identity, hw.PassTimestep)):
             return ins[0]
-        if isinstance(m, (QuantConv2d, QuantLinear)):
+        if isinstance(m, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
             return self._lower_layer(name, m, ins[0], values[0], out)
         if isinstance(m, hw.IntGroupNorm):
             q = self._requant(ins[0], exponent(m.in_quant.act_quant.scale(), name)[0], m.in_bits, name, values[0].shape)

@@ -152,6 +152,44 @@ class SplitConcat(nn.Module):
         return torch.cat([self.quant_a(a).value, self.quant_b(b).value], dim=1)
 
 
+class GroupQuantLinear(nn.Module):
+    """Q-DiT-style group-wise weights: one power-of-two scale per (output channel, group of
+    ``group_size`` inputs), ``bits`` wide each. Exact as one integer weight per element at the
+    row's finest scale: a group with a coarser scale is its integers shifted left, so the
+    integer graph carries it as an ordinary IntLinear (wider integers = b-bit products plus a
+    shift). Exposes ``input_quant`` and ``quant_weight()`` as Brevitas' QuantLinear does."""
+
+    def __init__(self, layer: nn.Linear, bits: int, group_size: int, act_bits: int, in_max: float):
+        super().__init__()
+        w = layer.weight.detach().double()
+        out_f, in_f = w.shape
+        if in_f % group_size:
+            raise ValueError(f"group_size {group_size} does not divide the {in_f} inputs of a Linear layer")
+        groups = w.reshape(out_f, in_f // group_size, group_size)
+        peak = groups.abs().amax(dim=2, keepdim=True).clamp_min(1e-12)
+        exps = torch.ceil(torch.log2(peak)) - (bits - 1)  # scale 2^exps per group, as po2_scale
+        qmax = 2 ** (bits - 1) - 1
+        ints = torch.clamp(torch.round(groups / 2.0**exps), -qmax, qmax)
+        row_exp = exps.amin(dim=1, keepdim=True)
+        self.register_buffer("w_int", (ints * 2.0 ** (exps - row_exp)).reshape(out_f, in_f))  # exact integers
+        self.register_buffer("w_scale", (2.0 ** row_exp).reshape(out_f, 1))
+        self.bits, self.group_size = bits, group_size
+        self.in_quantizer = act_quant(act_bits, in_max)
+        self.input_quant = self.in_quantizer.act_quant
+        acc_scale = self.w_scale.reshape(-1) * self.input_quant.scale().detach().double()
+        bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros(out_f, dtype=torch.float64)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+        self.register_buffer("b_q", torch.round(bias / acc_scale) * acc_scale)
+
+    def quant_weight(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(value=self.w_int * self.w_scale, scale=self.w_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(self.in_quantizer(x).value, self.w_int * self.w_scale, self.b_q)
+
+
 class QuantMatMul(nn.Module):
     """Activation x activation product of two quantized operands (exact in float64)."""
 

@@ -25,7 +25,7 @@ from torch import nn
 from hwsim import config as cfgio
 
 MIN_BITS, MAX_BITS = 2, 16  # 1-bit (bipolar) layers are not part of the integer contract
-GRANULARITIES = ("per_tensor", "per_channel")
+GRANULARITIES = ("per_tensor", "per_channel", "per_group")  # per_group: Q-DiT-style, along the input
 SCALE_TYPES = ("po2", "float")  # po2: power-of-two scales, the bit-exact hardware default
 
 
@@ -39,6 +39,7 @@ class LayerPrecision:
     act_bits: int = 8  # bits of the layer's input activation
     weight_granularity: str = "per_tensor"
     scale: str = "po2"
+    group_size: int = 32  # inputs per weight scale with weight_granularity: per_group
 
     def __post_init__(self):
         for name in ("weight_bits", "act_bits"):
@@ -47,6 +48,8 @@ class LayerPrecision:
                 raise PlanError(f"{name} must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
         if self.weight_granularity not in GRANULARITIES:
             raise PlanError(f"weight_granularity must be one of {GRANULARITIES}, got {self.weight_granularity!r}")
+        if not isinstance(self.group_size, int) or self.group_size < 1:
+            raise PlanError(f"group_size must be a positive integer, got {self.group_size!r}")
         if self.scale not in SCALE_TYPES:
             raise PlanError(f"scale must be one of {SCALE_TYPES}, got {self.scale!r}")
 
@@ -59,6 +62,7 @@ class Override:
     act_bits: int | None = None
     weight_granularity: str | None = None
     scale: str | None = None
+    group_size: int | None = None
 
     def apply(self, base: LayerPrecision) -> LayerPrecision:
         fields = {f.name for f in dataclasses.fields(LayerPrecision)}

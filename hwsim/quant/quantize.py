@@ -57,6 +57,12 @@ def _set(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
+    if prec.weight_granularity == "per_group":
+        if not isinstance(layer, nn.Linear):
+            raise ValueError("per_group weights are implemented for Linear layers (the DiT's); use per_channel for convs")
+        if prec.scale != "po2":
+            raise NotImplementedError("float scales are not implemented yet; use scale: po2")
+        return hw.GroupQuantLinear(layer, prec.weight_bits, prec.group_size, prec.act_bits, in_max)
     weight_quant = Int8WeightPerChannelFixedPoint if prec.weight_granularity == "per_channel" else Int8WeightPerTensorFixedPoint
     if prec.scale != "po2":
         raise NotImplementedError("float scales are not implemented yet; use scale: po2")
@@ -138,7 +144,7 @@ def _replace_common(net: nn.Module, precision, ranges, bits: int, skip: tuple[st
         if not name or any(part in skip for part in name.split(".")):
             continue
         r = ranges.get(name, {})
-        if isinstance(module, (QuantConv2d, QuantLinear)):
+        if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
             continue  # already quantized (a split concatenation's consumer)
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             _set(net, name, _quant_layer(module, precision[name], r.get("in0", 0.0)))

@@ -72,6 +72,8 @@ def activation_sparsity(qnet: nn.Module, inputs) -> dict[str, float]:
     """Fraction of zero quantized inputs of every quantized Conv/Linear layer over ``inputs``."""
     from brevitas.nn import QuantConv2d, QuantLinear
 
+    from hwsim.quant.modules import GroupQuantLinear
+
     zeros: dict[str, list[float]] = {}
 
     def hook(name):
@@ -83,5 +85,5 @@ def activation_sparsity(qnet: nn.Module, inputs) -> dict[str, float]:
             z[1] += q.numel()
         return fn
 
-    run_hooked(qnet, [(m, hook(n)) for n, m in qnet.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))], inputs)
+    run_hooked(qnet, [(m, hook(n)) for n, m in qnet.named_modules() if isinstance(m, (QuantConv2d, QuantLinear, GroupQuantLinear))], inputs)
     return {n: z / max(c, 1) for n, (z, c) in zeros.items()}

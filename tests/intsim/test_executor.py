@@ -1,5 +1,7 @@
 """The contract: the integer graph run by the simulator equals the quantized torch model in float64."""
 
+import dataclasses
+
 import numpy as np
 import onnx
 import pytest
@@ -12,7 +14,7 @@ from hwsim.export.intgraph import to_integer_graph
 from hwsim.intsim.executor import GraphError, Simulator
 from hwsim.intsim.ops.requant import AccumulatorOverflow
 from hwsim.nets import build_net
-from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.plan import Override, PrecisionPlan
 from hwsim.quant.calibrate import calibration_inputs
 from hwsim.quant import modules as hw
 from hwsim.quant.calibrate import collect_ranges
@@ -130,15 +132,19 @@ def test_sampling_through_the_simulator_equals_the_quantized_model(tiny, tmp_pat
 TINY_DIT = {"image_size": 8, "patch_size": 2, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2}
 
 
-@pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel")])
+@pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel"), ((4, 8), "per_group")])
 def test_simulator_equals_quantized_dit(tmp_path, bits, granularity):
-
     torch.manual_seed(0)
     net = build_net("dit", TINY_DIT).eval()
     for p in net.parameters():  # adaLN-Zero starts at zero: randomize so every path carries signal
         torch.nn.init.normal_(p, std=0.2)
     calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=8, steps=10)
-    qnet = quantize_calibrated(net, PrecisionPlan.uniform(*bits, weight_granularity=granularity), calib, 1000)
+    plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity, group_size=8)
+    if granularity == "per_group":  # the patchify conv takes per-channel scales; every Linear is group-wise
+        plan = dataclasses.replace(plan, first=Override(weight_granularity="per_channel"))
+    qnet = quantize_calibrated(net, plan, calib, 1000)
+    if granularity == "per_group":
+        assert any(isinstance(m, hw.GroupQuantLinear) for m in qnet.modules())
     path = to_integer_graph(qnet, calib[0], tmp_path / "dit.onnx")
     fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::4]:

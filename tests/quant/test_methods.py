@@ -1,7 +1,9 @@
 """Every PTQ method beats naive min-max on a shipped model: lower output MSE against the float
 model on fixed inputs (DDIM trajectories of the float model, seed 0, every 5th of 50 steps).
-U-Net methods on unet-digits; the DiT's on dit-fashion (the zoo's only DiT)."""
+U-Net methods on unet-digits; the DiT's (smoothquant, group-wise weights) on dit-fashion, the
+zoo's only DiT."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ from hwsim.modeldir import load_model
 from hwsim.quant.calibrate import CalibrationConfig
 from hwsim.quant.diagnose import fixed_inputs, output_mse
 from hwsim.quant.methods.ptqd import CorrectedDenoiser
-from hwsim.quant.plan import PlanError, PrecisionPlan
+from hwsim.quant import modules as hw
+from hwsim.quant.plan import Override, PlanError, PrecisionPlan
 from hwsim.quant.qmodel import quantize_dir
 from hwsim.quant.quantize import prepared
 
@@ -73,6 +76,19 @@ def test_smoothquant_beats_naive_on_the_dit():
     naive, _ = _mse(model, inputs, plan, calib=calib)
     smooth, _ = _mse(model, inputs, plan, ("smoothquant",), calib)
     assert smooth < 0.8 * naive
+
+
+def test_groupwise_weights_beat_per_channel_on_the_dit():
+    """Q-DiT-style group-wise weight scales (32 inputs per scale) against per-channel scales."""
+    model = load_model(MODELS / "dit-fashion")
+    inputs = fixed_inputs(model, samples=4, stride=10)
+    calib = CalibrationConfig(samples=8, steps=20)
+    per_channel, _ = _mse(model, inputs, PrecisionPlan.uniform(4, 8, weight_granularity="per_channel"), calib=calib)
+    plan = dataclasses.replace(PrecisionPlan.uniform(4, 8, weight_granularity="per_group", group_size=32),
+                               first=Override(weight_granularity="per_channel"))
+    grouped, q = _mse(model, inputs, plan, calib=calib)
+    assert grouped < per_channel
+    assert any(isinstance(m, hw.GroupQuantLinear) for m in q.net().modules())
 
 
 def test_sparsity_patterns_survive_quantization(digits):

@@ -128,7 +128,7 @@ def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     cfg = cfg or DEFAULT
     net = ctx.model.net
     precision = resolve_for_net(ctx.plan, net)
-    names = [n for n in precision if n in ctx.ranges]
+    names = [n for n in precision if n in ctx.ranges and precision[n].weight_granularity != "per_group"]
     inputs = layer_inputs(net, names, ctx.inputs, seed=ctx.calib.seed)
     modules = dict(net.named_modules())
     changed = {}
