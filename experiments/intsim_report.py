@@ -103,7 +103,7 @@ def fuzz() -> list[str]:
     if not path.is_file():
         return []
     text = path.read_text()
-    counts = [int(n) for n in re.findall(r"- (\d+) passing examples", text)]
+    counts = [int(n) for n in re.findall(r"- (\d+) passing", text)]
     summary = [line for line in text.splitlines() if re.search(r"\d+ passed", line)]
     return ["", "## Fuzzing", "", "`make fuzz` (hypothesis at 20x the CI quotas; the log is `fuzz.log`): "
             f"{sum(counts):,} passing examples over {len(counts)} property tests; {summary[-1].strip('= ') if summary else ''}."]
