@@ -309,6 +309,65 @@ def sim(
     typer.echo(f"statistics of {len(report['nodes'])} nodes written to {stats}")
 
 
+GRAPH_SOURCE_ARG = typer.Argument(..., help="dataflow .onnx, integer graph .onnx, quantized model directory, "
+                                                "or float model directory with --plan")
+
+
+@app.command("map")
+@user_errors
+def map_cmd(
+    source: Path = GRAPH_SOURCE_ARG,
+    out: Path = typer.Option(..., "--out", help="dataflow graph .onnx to write"),
+    plan: Path = typer.Option(None, help="precision plan, for a float model directory"),
+    steps: int = typer.Option(50, help="sampler steps (rows of the timestep tables)"),
+):
+    """Map an integer graph to a dataflow graph of folded FINN-style nodes (folding 1 everywhere)."""
+    from hwsim.dataflow.mapping import load_dataflow
+    from hwsim.quant.plan import load_plan
+
+    graph = load_dataflow(source, steps, load_plan(plan) if plan else None, out.parent / (out.stem + "-export"))
+    graph.save(out)
+    typer.echo(f"{len(graph.nodes)} dataflow nodes written to {out}")
+
+
+@app.command()
+@user_errors
+def cost(
+    source: Path = GRAPH_SOURCE_ARG,
+    json_out: Path = typer.Option(..., "--json", help="cost report to write (a PNG of the nodes goes beside it)"),
+    plan: Path = typer.Option(None, help="precision plan, for a float model directory"),
+    device: str = typer.Option("ecp5-85f", help="device: ecp5-85f or xc7z020"),
+    target: str = typer.Option("device", help="'device' (fastest folding that fits) or cycles per denoiser step"),
+    steps: int = typer.Option(50, help="sampler steps per generated image"),
+    clock_mhz: float = typer.Option(100.0, help="clock for time, static energy and bandwidth"),
+    activity: Path = typer.Option(None, help="toggle statistics from 'hwsim sim --stats' for the FPGA energy model"),
+    max_fifo_depth: int = typer.Option(None, help="FIFO cap: report the FIFOs that would deadlock the pipeline"),
+):
+    """Fold to a target and report cycles, on-chip bits, resources and energy per step and per image."""
+    import json
+
+    from hwsim.dataflow.cost import CostConfig, activity_from_stats, cost_report, plot_report
+    from hwsim.dataflow.mapping import load_dataflow
+    from hwsim.quant.plan import load_plan
+
+    graph = load_dataflow(source, steps, load_plan(plan) if plan else None, json_out.parent / (json_out.stem + "-export"))
+    graph.steps = steps
+    toggles = activity_from_stats(graph, json.loads(activity.read_text())["nodes"]) if activity else None
+    cfg = CostConfig(device=device, target=target, clock_mhz=clock_mhz, max_fifo_depth=max_fifo_depth)
+    report = cost_report(graph, cfg, toggles)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(report, indent=2) + "\n")
+    plot_report(report, json_out.with_suffix(".png"))
+    e = report["energy_per_image_uj"]
+    typer.echo(f"{report['device']}: II {report['cycles_per_step']['ii']:,} / latency {report['cycles_per_step']['latency']:,} "
+               f"cycles per step, {report['seconds_per_image'] * 1e3:.1f} ms and {e['fpga'] / 1e3:.2f} mJ per image "
+               f"(ASIC 45 nm: {e['asic45nm']:.1f} uJ); fits: {report['fits']} {report['resources']}")
+    if report["deadlocks"]:
+        worst = max(report["deadlocks"], key=lambda f: f["depth"])
+        raise RuntimeError(f"deadlock: {len(report['deadlocks'])} FIFO(s) need more than {max_fifo_depth} elements, "
+                           f"e.g. {worst['producer']} -> {worst['consumer']} needs {worst['depth']} (report: {json_out})")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, as speed ratios measured in one run.")
 app.add_typer(bench_app, name="bench")
 

@@ -1,0 +1,1 @@
+"""Dataflow mapping and cost models: folded nodes, cycles, memory, resources and energy."""

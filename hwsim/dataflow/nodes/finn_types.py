@@ -1,0 +1,284 @@
+"""Node types FINN also has, with FINN's names, attributes and cycle formulas (finn-plus 1.6.1).
+
+Each ``get_exp_cycles`` is FINN's formula for the same attributes (checked against finn-plus in
+tests/dataflow/test_finn_equality.py); hwsim adds what FINN leaves out: operation counts for the
+energy models, stored bits, and an estimate for every node (FINN's base class returns 0).
+Source of each formula: the same-named class in ``finn.custom_op.fpgadataflow``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hwsim.dataflow.nodes.base import FINN_DOMAIN, DataflowNode, NoEstimate, Op, bits, divisors
+
+
+def acc_bits(node: DataflowNode) -> int:
+    return node.dt("accDataType")
+
+
+class MVAU(DataflowNode):
+    """Matrix-vector unit: MH x MW weights (or a dynamic MH x MW operand for attention),
+    PE output rows and SIMD input columns per cycle; requantization fused when ``noActivation=0``
+    (by power-of-two shift: round half to even and saturate, docs/numerics.md)."""
+
+    op_type = "MVAU"
+    domain = FINN_DOMAIN
+    FOLD = {"PE": "MH", "SIMD": "MW"}
+    PIPELINE_DEPTH = 5  # multiplier, adder tree, accumulator, requant, output register
+
+    def dynamic(self) -> bool:
+        return self.attrs.get("mem_mode") == "dynamic"
+
+    def fold_limit(self, attr: str) -> int:
+        """A convolution's SIMD must also divide the channels its sliding window streams."""
+        if attr == "SIMD" and "SIMDLimit" in self.attrs:
+            return int(self.attrs["SIMDLimit"])
+        return super().fold_limit(attr)
+
+    def get_exp_cycles(self) -> int:  # MVAU.get_exp_cycles, TH = 1, mmv = 1
+        a = self.attrs
+        return int((a["MH"] / a["PE"]) * (a["MW"] / a["SIMD"]) * self.n_vectors())
+
+    def first_output_delay(self) -> int:
+        """One whole input vector, then the multiplier, a log2(SIMD)-deep adder tree and the
+        accumulator (a dynamic operand must be complete first: the schedule waits for it)."""
+        a = self.attrs
+        return math.ceil(a["MW"] / a["SIMD"]) + self.PIPELINE_DEPTH + math.ceil(math.log2(a["SIMD"]))
+
+    def macs(self) -> int:
+        return self.attrs["MW"] * self.attrs["MH"] * self.n_vectors()
+
+    def mac_widths(self) -> tuple[int, int]:
+        return self.dt("inputDataType"), self.dt("weightDataType")
+
+    def weight_bits(self) -> int:
+        if self.dynamic():
+            return 0
+        a = self.attrs
+        return a["MW"] * a["MH"] * self.dt("weightDataType") + a.get("biasBits", 0) * a["MH"]
+
+    def buffer_bits(self) -> int:
+        """A dynamic operand is held whole (one MW x MH matrix per head) while it is used."""
+        a = self.attrs
+        return a["MW"] * a["MH"] * a.get("heads", 1) * self.dt("weightDataType") if self.dynamic() else 0
+
+    def op_counts(self) -> list[Op]:
+        a, w, x, acc = self.attrs, self.dt("weightDataType"), self.dt("inputDataType"), acc_bits(self)
+        words = self.get_exp_cycles()  # one weight word of PE*SIMD weights per cycle
+        mem = self.buffer_bits() or self.weight_bits()
+        outputs = a["MH"] * self.n_vectors()
+        ops = [Op("mult", self.macs(), x, w), Op("add", self.macs(), acc),
+               Op("mem_read", words, a["PE"] * a["SIMD"] * w, mem)]
+        if self.dynamic():  # the operand is written once per head
+            ops.append(Op("mem_write", a["MW"] * a["MH"] * a.get("heads", 1) // a["SIMD"], a["SIMD"] * w, mem))
+        if a.get("biasBits"):
+            ops.append(Op("add", outputs, acc))
+        if not a.get("noActivation", 1):
+            ops.append(Op("add", outputs, acc))  # round-half-even shift and saturate
+        return ops
+
+
+class ConvolutionInputGenerator(DataflowNode):
+    """Sliding-window generator (FINN's RTL SWG, default implementation style, 2D, not depthwise):
+    a line buffer that turns a channels-last image stream into the MVAU's k x k x C windows."""
+
+    op_type = "ConvolutionInputGenerator_rtl"
+    domain = FINN_DOMAIN + ".rtl"
+    FOLD = {"SIMD": "IFMChannels"}
+
+    def _geometry(self):
+        a = self.attrs
+        (kh, kw), (ih, iw), (oh, ow) = a["ConvKernelDim"], a["IFMDim"], a["OFMDim"]
+        (sh, sw), (dh, dw) = a["Stride"], a.get("Dilation", [1, 1])
+        return kh, kw, ih, iw, oh, ow, sh, sw, dh, dw, a["IFMChannels"] // a["SIMD"]
+
+    def buffer_depth(self) -> int:  # ConvolutionInputGenerator_rtl.get_buffer_depth, default style
+        kh, kw, ih, iw, oh, ow, sh, sw, dh, dw, cf = self._geometry()
+        depth = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
+        return depth + max(0, (sw - 1) - kh * kw) * cf + max(0, (sh - 1) * iw - kh * kw) * cf
+
+    def get_exp_cycles(self) -> int:  # ConvolutionInputGenerator_rtl.get_exp_cycles, 2D default
+        kh, kw, ih, iw, oh, ow, sh, sw, dh, dw, cf = self._geometry()
+        if kh == 1 and kw == 1 or ih == 1 or iw == 1:
+            raise NoEstimate(f"{self.name}: only 2D windows larger than 1x1 are modelled (FINN's default style)")
+        buffer_min = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
+        return int(buffer_min + oh * max(ow * kw * kh * cf, sw * iw * cf))
+
+    def first_output_delay(self) -> int:  # the first window needs (k_h - 1) rows and k_w pixels
+        kh, kw, ih, iw, *_, cf = self._geometry()
+        return ((kh - 1) * iw + kw) * cf + self.PIPELINE_DEPTH
+
+    def buffer_bits(self) -> int:
+        return self.buffer_depth() * self.attrs["SIMD"] * self.dt("inputDataType")
+
+    def op_counts(self) -> list[Op]:
+        kh, kw, ih, iw, oh, ow, *_, cf = self._geometry()
+        width, mem = self.attrs["SIMD"] * self.dt("inputDataType"), self.buffer_bits()
+        return [Op("mem_write", ih * iw * cf, width, mem), Op("mem_read", oh * ow * kh * kw * cf, width, mem)]
+
+
+class FMPadding(DataflowNode):
+    """Zero padding around a channels-last image (no arithmetic: a multiplexer)."""
+
+    op_type = "FMPadding"
+    domain = FINN_DOMAIN
+    FOLD = {"SIMD": "NumChannels"}
+
+    def padded(self) -> tuple[int, int]:
+        (h, w), p = self.attrs["ImgDim"], self.attrs["Padding"]
+        return h + p[0] + p[2], w + p[1] + p[3]
+
+    def get_exp_cycles(self) -> int:  # FMPadding.get_exp_cycles
+        oh, ow = self.padded()
+        return int(self.attrs["NumChannels"] / self.attrs["SIMD"] * self.attrs.get("numInputVectors", 1) * oh * ow)
+
+    def op_counts(self) -> list[Op]:
+        return []
+
+
+class _PerElement(DataflowNode):
+    """Nodes whose II is the folded output length: prod(numInputVectors) x channels / PE."""
+
+    CHANNELS = "NumChannels"
+    FOLD = {"PE": "NumChannels"}
+
+    def channels(self) -> int:
+        return int(self.attrs[self.CHANNELS])
+
+    def elements(self) -> int:
+        return self.n_vectors() * self.channels()
+
+    def get_exp_cycles(self) -> int:
+        fold = next(iter(self.FOLD))
+        return int(self.elements() // self.attrs[fold])
+
+
+class Requant(_PerElement):
+    """A stand-alone requantization (shift, round half to even, saturate) between two streams."""
+
+    op_type = "Requant"
+    domain = FINN_DOMAIN
+
+    def op_counts(self) -> list[Op]:
+        return [Op("add", self.elements(), self.dt("inputDataType"))]
+
+
+class DuplicateStreams(_PerElement):
+    """A fork: one stream copied to ``NumOutputStreams`` consumers."""
+
+    op_type = "DuplicateStreams"
+    domain = FINN_DOMAIN
+
+    def op_counts(self) -> list[Op]:
+        return []
+
+
+class _Elementwise(_PerElement):
+    """FINN's ElementwiseBinaryOperation: channels-last shapes, PE along the last axis. A right-hand
+    side that broadcasts over the pixels (the per-timestep bias or gate) is held in a row buffer."""
+
+    domain = FINN_DOMAIN
+    FOLD = {"PE": "channels"}
+
+    def fold_limit(self, attr: str) -> int:
+        return self.channels()
+
+    def channels(self) -> int:
+        return int(self.attrs["out_shape"][-1])
+
+    def elements(self) -> int:
+        return int(math.prod(self.attrs["out_shape"]))
+
+    def n_vectors(self) -> int:
+        return int(math.prod(self.attrs["out_shape"][:-1]))
+
+    def rhs_const(self) -> bool:
+        return self.attrs.get("rhs_style", "input") == "const"
+
+    def rhs_stored(self) -> bool:
+        """A constant right-hand side, or a streamed one that broadcasts, is held in memory."""
+        return self.rhs_const() or math.prod(self.attrs["rhs_shape"]) < self.elements()
+
+    def _rhs_bits(self) -> int:
+        return int(math.prod(self.attrs["rhs_shape"])) * bits(self.attrs["rhs_dtype"]) if self.rhs_stored() else 0
+
+    def weight_bits(self) -> int:
+        return self._rhs_bits() if self.rhs_const() else 0
+
+    def buffer_bits(self) -> int:
+        return 0 if self.rhs_const() else self._rhs_bits()
+
+    def _reads(self) -> list[Op]:
+        if not self.rhs_stored():
+            return []
+        word = self.attrs["PE"] * bits(self.attrs["rhs_dtype"])
+        return [Op("mem_read", self.get_exp_cycles(), word, self._rhs_bits())]
+
+
+class ElementwiseAdd(_Elementwise):
+    op_type = "ElementwiseAdd"
+
+    def op_counts(self) -> list[Op]:
+        return [Op("add", self.elements(), bits(self.attrs["out_dtype"]))] + self._reads()
+
+
+class ElementwiseMul(_Elementwise):
+    op_type = "ElementwiseMul"
+
+    def op_counts(self) -> list[Op]:
+        a = self.attrs
+        return [Op("mult", self.elements(), bits(a["lhs_dtype"]), bits(a["rhs_dtype"]))] + self._reads()
+
+
+class UpsampleNearestNeighbour(DataflowNode):
+    """Nearest-neighbour upsampling; one input row is buffered and emitted ``HO / HI`` times."""
+
+    op_type = "UpsampleNearestNeighbour"
+    domain = FINN_DOMAIN
+    FOLD = {"SIMD": "NumChannels"}
+
+    def get_exp_cycles(self) -> int:  # folded output shape without the SIMD axis
+        a = self.attrs
+        return int(a.get("batchSize", 1) * a["HO"] * a["WO"] * a["NumChannels"] // a["SIMD"])
+
+    def buffer_bits(self) -> int:
+        a = self.attrs
+        return a["WI"] * a["NumChannels"] * self.dt("inputDataType")
+
+    def op_counts(self) -> list[Op]:
+        a = self.attrs
+        width = a["SIMD"] * self.dt("inputDataType")
+        return [Op("mem_write", a["HI"] * a["WI"] * a["NumChannels"] // a["SIMD"], width, self.buffer_bits()),
+                Op("mem_read", self.get_exp_cycles(), width, self.buffer_bits())]
+
+
+class _MultiStream(DataflowNode):
+    """Concat and split along channels: SIMD must divide every stream's channel count."""
+
+    domain = FINN_DOMAIN
+    FOLD = {"SIMD": "ChannelsPerStream"}
+
+    def fold_limit(self, attr: str) -> int:
+        return math.gcd(*self.attrs["ChannelsPerStream"])
+
+    def fold_options(self) -> dict[str, list[int]]:
+        return {"SIMD": divisors(self.fold_limit("SIMD"))}
+
+    def get_exp_cycles(self) -> int:
+        return int(self.n_vectors() * sum(self.attrs["ChannelsPerStream"]) // self.attrs["SIMD"])
+
+    def op_counts(self) -> list[Op]:
+        return []
+
+
+class StreamingConcat(_MultiStream):
+    op_type = "StreamingConcat"
+
+
+class StreamingSplit(_MultiStream):
+    op_type = "StreamingSplit"
+
+
+FINN_NODE_TYPES = [MVAU, ConvolutionInputGenerator, FMPadding, Requant, DuplicateStreams, ElementwiseAdd,
+                   ElementwiseMul, UpsampleNearestNeighbour, StreamingConcat, StreamingSplit]

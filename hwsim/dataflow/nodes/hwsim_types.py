@@ -1,0 +1,205 @@
+"""Node types FINN does not have for a diffusion denoiser, in FINN's attribute style.
+
+FINN stops at GroupNorm (no HW op), SiLU (a float PWPolyF for Versal only) and an integer
+softmax (its HWSoftmax is float); the timestep tables and stream reordering of a denoiser have no
+FINN counterpart either (../shared/STACK.md "FINN"). Their datapaths follow docs/numerics.md so
+that the RTL issue can build exactly what is priced here. Cycle formulas use FINN's convention:
+the II of one evaluation is the number of folded stream words the node moves.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hwsim.dataflow.nodes.base import HWSIM_DOMAIN, DataflowNode, Op
+
+RSQRT_ADDS = 32  # a 32-bit integer square root, one add per result bit (docs/numerics.md, GroupNorm)
+RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
+
+
+class _Stream(DataflowNode):
+    """A node streaming ``numInputVectors`` x ``NumChannels`` values, PE per cycle."""
+
+    domain = HWSIM_DOMAIN
+    FOLD = {"PE": "NumChannels"}
+
+    def elements(self) -> int:
+        return self.n_vectors() * int(self.attrs["NumChannels"])
+
+    def get_exp_cycles(self) -> int:
+        return self.elements() // self.attrs["PE"]
+
+    def word(self, dtype_attr: str = "inputDataType") -> int:
+        return self.attrs["PE"] * self.dt(dtype_attr)
+
+
+class LutActivation(_Stream):
+    """SiLU/GELU as a table indexed by the integer input (2^inputbits entries), one table per PE lane."""
+
+    op_type = "LutActivation"
+
+    def weight_bits(self) -> int:
+        return self.attrs["PE"] * 2 ** self.dt("inputDataType") * self.dt("outputDataType")
+
+    def op_counts(self) -> list[Op]:
+        table = 2 ** self.dt("inputDataType") * self.dt("outputDataType")
+        return [Op("mem_read", self.elements(), self.dt("outputDataType"), table)]
+
+
+class GroupNorm(_Stream):
+    """Integer GroupNorm (docs/numerics.md): the whole map is buffered while the per-group sums
+    S and Q accumulate, then read back and normalized, so the latency is two passes and the buffer
+    is the whole input map. Single-buffered by default (``doubleBuffer=0``): a sampler's steps are
+    sequential, so a second buffer only helps when several images are in flight, where it halves
+    the node's II at twice the memory."""
+
+    op_type = "GroupNorm"
+
+    def group_size(self) -> int:
+        return self.elements() // self.attrs["groups"]
+
+    def _pass(self) -> int:
+        return self.elements() // self.attrs["PE"]
+
+    def get_exp_cycles(self) -> int:
+        return self._pass() * (1 if self.attrs.get("doubleBuffer", 0) else 2)
+
+    def first_output_delay(self) -> int:  # the whole map, then one rsqrt per group
+        return self._pass() + self.attrs["groups"] * RSQRT_ADDS + self.PIPELINE_DEPTH
+
+    def output_cycles(self) -> int:
+        return self._pass()
+
+    def buffer_bits(self) -> int:
+        return (1 + self.attrs.get("doubleBuffer", 0)) * self.elements() * self.dt("inputDataType")
+
+    def weight_bits(self) -> int:
+        return self.attrs["NumChannels"] * (self.attrs["gammaBits"] + self.attrs["betaBits"])
+
+    def op_counts(self) -> list[Op]:
+        n, x, groups = self.elements(), self.dt("inputDataType"), self.attrs["groups"]
+        centered = x + math.ceil(math.log2(self.group_size())) + 1
+        sums = 2 * x + math.ceil(math.log2(self.group_size()))
+        t = self.attrs["ft"] + 2
+        word, mem = self.word(), self.buffer_bits()
+        return [Op("add", n, sums), Op("mult", n, x, x), Op("add", n, sums),  # S and Q
+                Op("mem_write", n // self.attrs["PE"], word, mem), Op("mem_read", n // self.attrs["PE"], word, mem),
+                Op("add", groups * RSQRT_ADDS, 2 * sums),  # D and its integer rsqrt, once per group
+                Op("add", n, centered), Op("mult", n, centered, RSQRT_BITS), Op("add", n, centered + RSQRT_BITS),
+                Op("mult", n, t, self.attrs["gammaBits"]), Op("add", n, self.attrs["betaBits"]),
+                Op("add", n, self.attrs["betaBits"])]  # round-half-even shift and clamp
+
+
+class AdaLayerNorm(_Stream):
+    """DiT's adaLN ``LayerNorm(x) * (1 + scale) + shift`` over each token's ``NumChannels`` values;
+    scale and shift are the step's table rows (inputs 1 and 2). One token is buffered."""
+
+    op_type = "AdaLayerNorm"
+
+    def first_output_delay(self) -> int:  # one token, then its rsqrt
+        return self.attrs["NumChannels"] // self.attrs["PE"] + RSQRT_ADDS + self.PIPELINE_DEPTH
+
+    def buffer_bits(self) -> int:  # a token being normalized, the next one arriving, scale and shift rows
+        c = self.attrs["NumChannels"]
+        return 2 * c * self.dt("inputDataType") + c * (self.attrs["scaleBits"] + self.attrs["shiftBits"])
+
+    def op_counts(self) -> list[Op]:
+        n, x, c = self.elements(), self.dt("inputDataType"), self.attrs["NumChannels"]
+        tokens = self.n_vectors()
+        centered = x + math.ceil(math.log2(c)) + 1
+        sums = 2 * x + math.ceil(math.log2(c))
+        t = self.attrs["ft"] + 2
+        word, mem = self.word(), self.buffer_bits()
+        return [Op("add", n, sums), Op("mult", n, x, x), Op("add", n, sums),
+                Op("mem_write", n // self.attrs["PE"], word, mem), Op("mem_read", n // self.attrs["PE"], word, mem),
+                Op("add", tokens * RSQRT_ADDS, 2 * sums),
+                Op("add", n, centered), Op("mult", n, centered, RSQRT_BITS), Op("add", n, centered + RSQRT_BITS),
+                Op("mult", n, t, self.attrs["scaleBits"] + 1), Op("add", n, self.attrs["shiftBits"] + t),
+                Op("add", n, self.attrs["shiftBits"] + t)]
+
+
+class IntSoftmax(_Stream):
+    """Integer softmax over rows of ``NumChannels`` (docs/numerics.md): max, exp table, sum, and an
+    exact integer division per element. One row is buffered between the max/sum and divide passes."""
+
+    op_type = "IntSoftmax"
+
+    def first_output_delay(self) -> int:  # one row (max and sum), then a division
+        return self.attrs["NumChannels"] // self.attrs["PE"] + self.dt("outputDataType") + self.PIPELINE_DEPTH
+
+    def weight_bits(self) -> int:  # the exp table, one per lane
+        return self.attrs["PE"] * self.attrs["tableEntries"] * self.attrs["tableBits"]
+
+    def buffer_bits(self) -> int:
+        return 2 * self.attrs["NumChannels"] * self.attrs["tableBits"]
+
+    def op_counts(self) -> list[Op]:
+        n, x = self.elements(), self.dt("inputDataType")
+        rows = self.n_vectors()
+        sum_bits = self.attrs["tableBits"] + math.ceil(math.log2(self.attrs["NumChannels"]))
+        quotient = self.dt("outputDataType")
+        table = self.attrs["tableEntries"] * self.attrs["tableBits"]
+        word, mem = self.attrs["PE"] * self.attrs["tableBits"], self.buffer_bits()
+        return [Op("add", n, x), Op("add", n, x),  # running max, then max - q
+                Op("mem_read", n, self.attrs["tableBits"], table), Op("add", n, sum_bits),
+                Op("mem_write", n // self.attrs["PE"], word, mem), Op("mem_read", n // self.attrs["PE"], word, mem),
+                Op("add", n * quotient, sum_bits + 1), Op("add", rows, sum_bits)]  # restoring division per element
+
+
+class TimestepTable(DataflowNode):
+    """A per-timestep constant (time-embedding projection, adaLN rows) as a ROM with one row per
+    *sampler* step: the integer graph's table has a row for every training timestep, but the
+    hardware only ever reads the ``NumSteps`` rows its sampler visits (the host sends the step index)."""
+
+    op_type = "TimestepTable"
+    domain = HWSIM_DOMAIN
+    FOLD = {"PE": "EmbeddingDim"}
+
+    def get_exp_cycles(self) -> int:
+        return self.attrs["EmbeddingDim"] // self.attrs["PE"]
+
+    def weight_bits(self) -> int:
+        return self.attrs["NumSteps"] * self.attrs["EmbeddingDim"] * self.dt("EmbeddingType")
+
+    def op_counts(self) -> list[Op]:
+        return [Op("mem_read", self.get_exp_cycles(), self.attrs["PE"] * self.dt("EmbeddingType"), self.weight_bits())]
+
+
+class StreamReorder(_Stream):
+    """A change of stream order (reshape/transpose/slice chains that are not free in a channels-last
+    stream): a buffer of ``bufferDepth`` elements, the exact minimum for the permutation
+    (:mod:`hwsim.dataflow.layout`)."""
+
+    op_type = "StreamReorder"
+
+    def first_output_delay(self) -> int:
+        return self.attrs["bufferDepth"] // self.attrs["PE"] + self.PIPELINE_DEPTH
+
+    def buffer_bits(self) -> int:
+        return self.attrs["bufferDepth"] * self.dt("inputDataType")
+
+    def op_counts(self) -> list[Op]:
+        n, word, mem = self.elements() // self.attrs["PE"], self.word(), self.buffer_bits()
+        return [Op("mem_write", n, word, mem), Op("mem_read", n, word, mem)]
+
+
+class HostInput(_Stream):
+    """x_t, quantized to integers by the host (where the sampler runs), streamed in."""
+
+    op_type = "HostInput"
+
+    def op_counts(self) -> list[Op]:
+        return [Op("io", self.elements(), self.dt("outputDataType"))]
+
+
+class HostOutput(_Stream):
+    """The integer eps streamed back to the host, which dequantizes it and runs the sampler update."""
+
+    op_type = "HostOutput"
+
+    def op_counts(self) -> list[Op]:
+        return [Op("io", self.elements(), self.dt("inputDataType"))]
+
+
+HWSIM_NODE_TYPES = [LutActivation, GroupNorm, AdaLayerNorm, IntSoftmax, TimestepTable, StreamReorder, HostInput,
+                    HostOutput]

@@ -1,0 +1,115 @@
+"""Timing of one denoiser evaluation on the dataflow pipeline, the FIFOs it needs, and deadlocks.
+
+FINN's ``dataflow_performance`` adds up expected cycles along the critical path, which charges a
+streaming pipeline as if every node waited for its predecessor to finish. A denoiser's sampler
+steps are sequential (step k+1 needs step k's output), so the step *latency* is what an image
+costs, and it deserves a better model. Each stream gets the cycle of its first and of its last
+element:
+
+    first(out) = max(first(streamed inputs), last(stored inputs)) + delay(node)
+    last(out)  = max(first(out) + II(node), max(last(inputs)) + depth(node))
+
+where ``delay`` is how much input the node must see before its first output (a full input vector
+for an MVAU, the line buffer for a sliding window, the whole map for GroupNorm) and a *stored*
+input is one the node keeps whole before using (the dynamic operand of attention's matmuls, a
+per-step table row). Production and consumption of each stream are taken as linear ramps between
+those cycles; the FIFO an edge leaving a fork needs is the largest gap between elements produced
+and consumed (elsewhere a slow reader just back-pressures its producer). A fork whose branches are consumed at different times (a U-Net skip, attention's q waiting for
+k) needs exactly such FIFOs; if one is given less than it needs, the fork blocks and the pipeline
+deadlocks, which :func:`deadlocks` reports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwsim.dataflow.graph import DataflowGraph
+from hwsim.dataflow.nodes.base import DataflowNode, bits
+
+FORKS = {"DuplicateStreams", "StreamingSplit"}
+STORED_INPUT_TYPES = {"MVAU": {1}, "ElementwiseAdd": {1}, "ElementwiseMul": {1}, "AdaLayerNorm": {1, 2}}
+
+
+@dataclass(frozen=True)
+class Fifo:
+    stream: str
+    producer: str
+    consumer: str
+    depth: int  # elements
+    bits: int  # depth x element width
+
+
+@dataclass
+class Schedule:
+    first: dict[str, float]  # stream -> cycle of its first element
+    last: dict[str, float]  # stream -> cycle of its last element
+    ii: int  # the slowest node's cycles per evaluation: the pipeline's initiation interval
+    latency: int  # cycles from the first input element to the last output element
+    bottleneck: str
+    fifos: list[Fifo]
+
+    @property
+    def fifo_bits(self) -> int:
+        return sum(f.bits for f in self.fifos)
+
+
+def _stored(node: DataflowNode, index: int) -> bool:
+    if node.op_type == "MVAU" and node.attrs.get("mem_mode") != "dynamic":
+        return False
+    return index in STORED_INPUT_TYPES.get(node.op_type, set())
+
+
+def _elements(graph: DataflowGraph, stream: str) -> tuple[int, int]:
+    vecs, ch, dtype = graph.streams[stream]
+    return math.prod(vecs) * ch, bits(dtype)
+
+
+def _ramp_gap(p0: float, p1: float, c0: float, c1: float, n: int) -> int:
+    """Max over time of produced - consumed, both linear ramps of n elements."""
+    def produced(t):
+        return n if t >= p1 else (0 if t < p0 else n * (t - p0) / max(p1 - p0, 1))
+
+    def consumed(t):
+        return n if t >= c1 else (0 if t < c0 else n * (t - c0) / max(c1 - c0, 1))
+
+    return int(math.ceil(max(produced(t) - consumed(t) for t in (p0, p1, c0, c1))))
+
+
+def schedule(graph: DataflowGraph) -> Schedule:
+    """Stream timing, II, latency and FIFO depths of one evaluation (folding as set on the nodes)."""
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    for node in graph.nodes:
+        ins = [graph.stream(i) for i in node.inputs]
+        streamed = [s for k, s in enumerate(ins) if not _stored(node, k)]
+        stored = [s for k, s in enumerate(ins) if _stored(node, k)]
+        start = max([first[s] for s in streamed] + [last[s] for s in stored] + [0.0])
+        starts[node.name] = start
+        begin = start + node.first_output_delay()
+        end = max(begin + node.output_cycles(), max([last[s] for s in ins] + [0.0]) + node.PIPELINE_DEPTH)
+        ends[node.name] = end
+        for out in node.outputs:
+            first[out], last[out] = begin, end
+    fifos = []
+    producers = graph.producers()
+    for node in graph.nodes:
+        for k, i in enumerate(node.inputs):
+            s = graph.stream(i)
+            if _stored(node, k) or producers[s].op_type not in FORKS:
+                continue  # off a fork, a slower reader simply stalls its producer (back-pressure)
+            n, width = _elements(graph, s)
+            consume_end = max(last[s], starts[node.name] + node.output_cycles())
+            depth = _ramp_gap(first[s], last[s], starts[node.name], consume_end, n)
+            if depth > 2:
+                fifos.append(Fifo(s, producers[s].name, node.name, depth, depth * width))
+    slowest = max(graph.nodes, key=lambda n: n.get_exp_cycles())
+    latency = max(ends[n.name] for n in graph.nodes if not n.outputs)
+    return Schedule(first, last, slowest.get_exp_cycles(), int(math.ceil(latency)), slowest.name, fifos)
+
+
+def deadlocks(sched: Schedule, max_depth: int) -> list[Fifo]:
+    """FIFOs that need more than ``max_depth`` elements: with that cap the pipeline stalls for good."""
+    return [f for f in sched.fifos if f.depth > max_depth]

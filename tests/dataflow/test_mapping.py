@@ -1,0 +1,88 @@
+"""The mapping from the integer graph: every op placed, work counted as qonnx counts it, layout exact."""
+
+import collections
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwsim.dataflow import layout
+from hwsim.dataflow.graph import DataflowGraph, GraphError
+from hwsim.dataflow.inference_cost import qonnx_cost
+from hwsim.dataflow.mapping import load_dataflow, map_integer_graph
+from tests.conftest import fuzz
+
+
+@pytest.mark.parametrize("which", ["unet_graph", "dit_graph"])
+def test_macs_and_bitops_equal_qonnx_inference_cost(which, request, tmp_path):
+    path = request.getfixturevalue(which)
+    graph = map_integer_graph(path, steps=10)
+    qonnx = qonnx_cost(path, tmp_path)
+    assert graph.macs() == qonnx["total_macs"] > 0
+    assert graph.bitops() == qonnx["total_bops"]
+    assert qonnx["unsupported"] == "set()"  # qonnx reports it as a string
+
+
+def test_unet_node_types(unet_graph):
+    graph = map_integer_graph(unet_graph, steps=10)
+    types = collections.Counter(n.op_type for n in graph.nodes)
+    for t in ("MVAU", "ConvolutionInputGenerator_rtl", "FMPadding", "GroupNorm", "LutActivation", "ElementwiseAdd",
+              "IntSoftmax", "StreamingSplit", "StreamingConcat", "UpsampleNearestNeighbour", "TimestepTable",
+              "DuplicateStreams", "HostInput", "HostOutput"):
+        assert types[t] > 0, t
+    # channels-last streaming makes the attention's reshape/transpose chains free
+    assert types["StreamReorder"] == 0
+    # attention: q, k, v are channel ranges of each token; the two matmuls are dynamic MVAUs
+    split = next(n for n in graph.nodes if n.op_type == "StreamingSplit")
+    assert len(set(split.attrs["ChannelsPerStream"])) == 1 and len(split.attrs["ChannelsPerStream"]) == 3
+    assert sum(n.attrs.get("mem_mode") == "dynamic" for n in graph.nodes) == 2 * types["IntSoftmax"]
+    # timestep tables hold one row per sampler step, not per training timestep
+    assert all(n.attrs["NumSteps"] == 10 for n in graph.nodes if n.op_type == "TimestepTable")
+
+
+def test_dit_unpatchify_needs_a_reorder_buffer(dit_graph):
+    graph = map_integer_graph(dit_graph, steps=10)
+    reorders = [n for n in graph.nodes if n.op_type == "StreamReorder"]
+    assert len(reorders) == 1  # tokens of 2x2 patches back to pixel rows
+    # 4 patches per pixel row, 4 values each: the last patch's first pixel row (input 12) is needed
+    # at output 6, when 13 inputs have arrived and 6 left: 7 held, one passing straight through
+    assert reorders[0].attrs["bufferDepth"] == 6
+    assert {"AdaLayerNorm", "ElementwiseMul"} <= {n.op_type for n in graph.nodes}
+
+
+def test_save_and_load_round_trip(unet_graph, tmp_path):
+    graph = map_integer_graph(unet_graph, steps=10)
+    path = graph.save(tmp_path / "df.onnx")
+    again = load_dataflow(path, steps=10)
+    assert [n.to_dict() for n in again.nodes] == [
+        {**n.to_dict(), "inputs": [graph.stream(i) for i in n.inputs]} for n in graph.nodes]
+    assert again.macs() == graph.macs()
+
+
+def test_not_a_dataflow_graph_is_refused(unet_graph, tmp_path):
+    with pytest.raises(GraphError, match="not a dataflow graph"):
+        DataflowGraph.load(unet_graph)
+    with pytest.raises(FileNotFoundError, match="no such graph"):
+        load_dataflow(tmp_path / "missing", steps=10)
+
+
+def _buffer_by_simulation(sequence: np.ndarray) -> int:
+    """Stream the input in order, emit the outputs in ``sequence`` order; the most held at once."""
+    wanted, arrived, held, peak = set(sequence.tolist()), 0, set(), 0
+    for need in sequence.tolist():
+        while need not in held:
+            if arrived in wanted:
+                held.add(arrived)
+            arrived += 1
+            peak = max(peak, len(held))
+        held.remove(need)
+    return peak - 1
+
+
+@settings(max_examples=fuzz(60), deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.permutations(list(range(n)))), st.data())
+def test_reorder_depth_equals_a_simulated_buffer(perm, data):
+    keep = data.draw(st.lists(st.booleans(), min_size=len(perm), max_size=len(perm)))
+    seq = np.array([p for p, k in zip(perm, keep) if k] or perm[:1])
+    assert layout.reorder_depth(seq) == _buffer_by_simulation(seq)
