@@ -41,28 +41,34 @@ def _parallelism(combo: dict[str, int]) -> int:
     return p
 
 
-def fold_node(node: DataflowNode, target: int) -> bool:
-    """Least parallel folding of ``node`` that meets ``target`` cycles; the most parallel if none does."""
+def fold_node(node: DataflowNode, target: int, feeders: tuple[DataflowNode, ...] = ()) -> bool:
+    """Least parallel folding of ``node`` that meets ``target`` cycles, with the sliding window and
+    padding that feed it taking its SIMD; the most parallel if none does."""
     for combo in _candidates(node):
         node.set_folding(**combo)
-        if node.get_exp_cycles() <= target:
+        for f in feeders:
+            f.set_folding(SIMD=node.attrs["SIMD"])
+        if max(n.get_exp_cycles() for n in (node, *feeders)) <= target:
             return True
     return False
 
 
+def _feeders(graph: DataflowGraph, node: DataflowNode) -> tuple[DataflowNode, ...]:
+    producers, chain = graph.producers(), []
+    src = producers.get(graph.stream(node.inputs[0])) if node.inputs else None
+    while src is not None and src.op_type in FEEDS_MVAU:
+        chain.append(src)
+        src = producers.get(graph.stream(src.inputs[0]))
+    return tuple(chain)
+
+
 def fold_to_cycles(graph: DataflowGraph, target: int) -> FoldingResult:
     missed = []
-    producers = graph.producers()
     for node in graph.nodes:
         if node.op_type in FEEDS_MVAU:
-            continue  # set from the MVAU it feeds
-        if not fold_node(node, target):
+            continue  # folded with the MVAU it feeds
+        if not fold_node(node, target, _feeders(graph, node) if node.op_type == "MVAU" else ()):
             missed.append(node.name)
-        if node.op_type == "MVAU":
-            src = producers.get(graph.stream(node.inputs[0]))
-            while src is not None and src.op_type in FEEDS_MVAU:
-                src.set_folding(SIMD=node.attrs["SIMD"])
-                src = producers.get(graph.stream(src.inputs[0]))
     return FoldingResult(target, missed)
 
 

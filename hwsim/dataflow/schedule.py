@@ -57,6 +57,8 @@ class Schedule:
 def _stored(node: DataflowNode, index: int) -> bool:
     if node.op_type == "MVAU" and node.attrs.get("mem_mode") != "dynamic":
         return False
+    if node.op_type.startswith("Elementwise") and not node.rhs_stored():
+        return False  # two full streams, consumed in lockstep
     return index in STORED_INPUT_TYPES.get(node.op_type, set())
 
 

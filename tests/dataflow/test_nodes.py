@@ -1,0 +1,123 @@
+"""Every node type's formulas on a small case computed by hand; a node without an estimate raises."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from hwsim.dataflow.nodes import DataflowNode, FoldingError, NoEstimate, make_node
+from hwsim.dataflow.resources import Resources, estimate, load_device
+
+
+def node(op_type, **attrs):
+    return make_node(op_type, "n", attrs, inputs=["a", "b", "c"][: attrs.pop("_inputs", 1)], outputs=["y"])
+
+
+def test_mvau():
+    n = node("MVAU", MW=8, MH=4, PE=2, SIMD=4, numInputVectors=[3], inputDataType="INT8", weightDataType="INT4",
+             outputDataType="INT16", accDataType="INT16", resType="lut", noActivation=1)
+    assert n.get_exp_cycles() == (4 // 2) * (8 // 4) * 3 == 12
+    assert n.first_output_delay() == 8 // 4 + 5 + 2  # one input vector, pipeline, log2(SIMD) adder tree
+    assert n.get_latency() == 9 + 12
+    assert (n.macs(), n.bitops(), n.weight_bits(), n.buffer_bits()) == (96, 96 * 8 * 4, 8 * 4 * 4, 0)
+    # ECP5 by hand: base 100 LUT/100 FF; 8 LUT multipliers of 4x8 bits (256 LUT); a 4-input adder
+    # tree per PE (2 x 3 adders of 4+8+2 bits: 84 LUT); 2 accumulators of 16 bits (32 LUT);
+    # registers 2 x (4 x 12 + 2 x 16) = 160 FF; weights 32 bits wide x 4 deep in LUT RAM (32 LUT)
+    assert estimate(n, load_device("ecp5-85f")) == Resources(lut=100 + 256 + 84 + 32 + 32, ff=100 + 160)
+    n.set_folding(PE=1, SIMD=8)
+    assert n.get_exp_cycles() == 4 * 1 * 3
+    with pytest.raises(FoldingError, match="SIMD=3 must divide MW=8"):
+        n.set_folding(SIMD=3)
+
+
+def test_dynamic_mvau_holds_its_operand():
+    n = node("MVAU", MW=4, MH=6, PE=1, SIMD=1, numInputVectors=[6, 2], inputDataType="INT8", weightDataType="INT8",
+             outputDataType="INT8", accDataType="INT20", mem_mode="dynamic", heads=2, _inputs=2)
+    assert n.get_exp_cycles() == 6 * 4 * 12
+    assert (n.weight_bits(), n.buffer_bits()) == (0, 4 * 6 * 2 * 8)
+
+
+def test_sliding_window_and_padding():
+    swg = node("ConvolutionInputGenerator_rtl", ConvKernelDim=[3, 3], IFMChannels=4, IFMDim=[6, 6], OFMDim=[4, 4],
+               SIMD=2, Stride=[1, 1], Dilation=[1, 1], inputDataType="INT8")
+    buffer_min = (2 * 6 + 2 + 1) * 2  # (k-1) rows and k pixels of the padded input, 2 words per pixel
+    assert swg.get_exp_cycles() == buffer_min + 4 * max(4 * 9 * 2, 6 * 2) == 318
+    assert swg.buffer_bits() == buffer_min * 2 * 8
+    pad = node("FMPadding", ImgDim=[4, 4], Padding=[1, 1, 1, 1], NumChannels=4, SIMD=2, inputDataType="INT8")
+    assert pad.get_exp_cycles() == 6 * 6 * 2
+
+
+@pytest.mark.parametrize("op_type, attrs, cycles", [
+    ("Requant", dict(NumChannels=8, numInputVectors=[2, 3], PE=4, inputDataType="INT16", outputDataType="INT8"), 12),
+    ("DuplicateStreams", dict(NumChannels=8, numInputVectors=[3], PE=2, NumOutputStreams=2, inputDataType="INT8"), 12),
+    ("StreamingSplit", dict(ChannelsPerStream=[4, 4], SIMD=2, numInputVectors=[3], inputDataType="INT8"), 12),
+    ("StreamingConcat", dict(ChannelsPerStream=[4, 8], SIMD=4, numInputVectors=[2, 2], inputDataTypes=["INT8"] * 2), 12),
+    ("UpsampleNearestNeighbour", dict(HI=2, WI=2, HO=4, WO=4, NumChannels=8, SIMD=2, inputDataType="INT8"), 64),
+    ("HostInput", dict(NumChannels=1, numInputVectors=[8, 8], PE=1, outputDataType="INT8"), 64),
+    ("LutActivation", dict(NumChannels=8, numInputVectors=[5], PE=2, inputDataType="INT8", outputDataType="INT8"), 20),
+    ("TimestepTable", dict(EmbeddingDim=16, PE=4, NumSteps=50, EmbeddingType="INT12"), 4),
+])
+def test_streaming_cycles(op_type, attrs, cycles):
+    assert node(op_type, **attrs).get_exp_cycles() == cycles
+
+
+def test_tables_and_lookups():
+    lut = node("LutActivation", NumChannels=8, numInputVectors=[5], PE=2, inputDataType="INT8", outputDataType="INT8")
+    assert lut.weight_bits() == 2 * 256 * 8  # one 256-entry table per lane
+    # 2,048 bits exceed ECP5's LUT-RAM threshold: one DP16KD per lane
+    assert estimate(lut, load_device("ecp5-85f")) == Resources(lut=20, ff=20 + 2 * 8, bram=2)
+    table = node("TimestepTable", EmbeddingDim=16, PE=4, NumSteps=50, EmbeddingType="INT12")
+    assert table.weight_bits() == 50 * 16 * 12  # one row per sampler step
+
+
+def test_groupnorm_two_passes_and_whole_map():
+    attrs = dict(NumChannels=4, groups=2, numInputVectors=[2, 2], PE=1, ft=12, inputDataType="INT8",
+                 outputDataType="INT8", gammaBits=16, betaBits=26)
+    gn = node("GroupNorm", **attrs)
+    assert gn.get_exp_cycles() == 2 * 16  # single buffer: read the map, then write it
+    assert gn.first_output_delay() == 16 + 2 * 32 + 2  # the whole map, one 32-step rsqrt per group
+    assert (gn.buffer_bits(), gn.weight_bits()) == (16 * 8, 4 * (16 + 26))
+    double = node("GroupNorm", **attrs, doubleBuffer=1)
+    assert (double.get_exp_cycles(), double.buffer_bits()) == (16, 2 * 16 * 8)
+
+
+def test_row_nodes():
+    sm = node("IntSoftmax", NumChannels=4, numInputVectors=[3], PE=1, inputDataType="INT8", outputDataType="INT8",
+              tableEntries=32, tableBits=16)
+    assert (sm.get_exp_cycles(), sm.first_output_delay(), sm.weight_bits(), sm.buffer_bits()) == (12, 4 + 8 + 2, 512, 128)
+    ln = node("AdaLayerNorm", NumChannels=8, numInputVectors=[4], PE=2, ft=12, inputDataType="INT8",
+              outputDataType="INT8", scaleBits=16, shiftBits=16, _inputs=3)
+    assert (ln.get_exp_cycles(), ln.first_output_delay()) == (16, 4 + 32 + 2)
+    assert ln.buffer_bits() == 2 * 8 * 8 + 8 * 32
+    reorder = node("StreamReorder", NumChannels=1, numInputVectors=[4, 4], PE=1, bufferDepth=6,
+                   inputDataType="INT8", outputDataType="INT8")
+    assert (reorder.get_exp_cycles(), reorder.get_latency(), reorder.buffer_bits()) == (16, 6 + 2 + 16, 48)
+
+
+def test_elementwise_broadcast_and_constant():
+    add = node("ElementwiseAdd", PE=4, lhs_shape=[1, 4, 4, 8], rhs_shape=[1, 1, 1, 8], out_shape=[1, 4, 4, 8],
+               lhs_dtype="INT16", rhs_dtype="INT12", out_dtype="INT17", _inputs=2)
+    assert (add.get_exp_cycles(), add.buffer_bits(), add.weight_bits()) == (32, 8 * 12, 0)
+    const = node("ElementwiseAdd", PE=4, lhs_shape=[1, 4, 8], rhs_shape=[1, 4, 8], out_shape=[1, 4, 8],
+                 lhs_dtype="INT8", rhs_dtype="INT8", out_dtype="INT9", rhs_style="const")
+    assert (const.buffer_bits(), const.weight_bits()) == (0, 32 * 8)
+    with pytest.raises(FoldingError):
+        node("StreamingConcat", ChannelsPerStream=[4, 8], SIMD=8, numInputVectors=[1], inputDataTypes=["INT8"] * 2)
+
+
+@dataclass
+class Mystery(DataflowNode):
+    op_type = "Mystery"
+
+
+def test_a_node_without_an_estimate_raises():
+    n = Mystery("m", {})
+    for call in (n.get_exp_cycles, n.op_counts, lambda: estimate(n, load_device("ecp5-85f"))):
+        with pytest.raises(NoEstimate, match="Mystery"):
+            call()
+    with pytest.raises(NoEstimate, match="no dataflow node type 'Mystery'"):
+        make_node("Mystery", "m", {})
+
+
+def test_unknown_device():
+    with pytest.raises(ValueError, match="unknown device 'ice9'"):
+        load_device("ice9")
