@@ -33,6 +33,8 @@ class DemoContext:
     integer_samples: int = 16  # images generated through the integer simulator
     report: dict[str, Any] = field(default_factory=dict)  # becomes report.json
     images: np.ndarray | None = None
+    graph: Path | None = None  # the integer graph, once exported
+    device: str = "ecp5-85f"  # the cost step's device
 
 
 def step_sample(ctx: DemoContext) -> None:
@@ -66,6 +68,7 @@ def step_integer(ctx: DemoContext) -> None:
     plan = load_plan(ctx.plan) if ctx.plan else PrecisionPlan.uniform(8, 8)
     graph = export_model(ctx.model_dir, plan, ctx.out / "integer", CalibrationConfig(samples=16, steps=ctx.steps),
                          check_samples=2, check_steps=ctx.steps)
+    ctx.graph = graph
     export = json.loads((ctx.out / "integer" / "export.json").read_text())
     images = generate(ctx.model_dir, ctx.integer_samples, ctx.steps, "ddim", ctx.seed, backend="intsim", graph=graph)
     save_grid(images, ctx.out / "samples_integer.png")
@@ -77,8 +80,25 @@ def step_integer(ctx: DemoContext) -> None:
     )
 
 
+def step_cost(ctx: DemoContext) -> None:
+    """Map the integer graph to dataflow nodes, fold it to the fastest design that fits the device,
+    and price it per generated image (cycles, resources, energy)."""
+    from hwsim.dataflow.cost import CostConfig, cost_report, plot_report
+    from hwsim.dataflow.mapping import map_integer_graph
+
+    report = cost_report(map_integer_graph(ctx.graph, ctx.steps), CostConfig(device=ctx.device))
+    (ctx.out / "cost.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_report(report, ctx.out / "cost.png")
+    ctx.report.update(
+        cost_device=report["device"], cost_fits=report["fits"], cost_ii_cycles=report["cycles_per_step"]["ii"],
+        cost_step_latency_cycles=report["cycles_per_step"]["latency"], cost_ms_per_image=report["seconds_per_image"] * 1e3,
+        cost_energy_per_image_mj_fpga=report["energy_per_image_uj"]["fpga"] / 1e3,
+        cost_energy_per_image_uj_asic45nm=report["energy_per_image_uj"]["asic45nm"], cost_resources=report["resources"],
+    )
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
-    ("sample", step_sample), ("fid", step_fid), ("integer", step_integer),
+    ("sample", step_sample), ("fid", step_fid), ("integer", step_integer), ("cost", step_cost),
 ]
 
 
@@ -110,6 +130,7 @@ def _html(report: dict[str, Any]) -> str:
         f"<h1>hwsim demo: {html.escape(str(report['model']))}</h1>"
         "<p>float model</p><img src='samples.png' alt='samples'>"
         "<p>integer simulator (first images, same seeds)</p><img src='samples_integer.png' alt='integer samples'>"
+        "<p>dataflow cost per node (<a href='cost.json'>cost.json</a>)</p><img src='cost.png' alt='cost per node' width='100%'>"
         "<table>" + rows + "</table>"
         f"<p>git {html.escape(report['provenance']['git_commit'])}; full details in "
         "<a href='report.json'>report.json</a></p></body></html>\n"

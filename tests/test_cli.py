@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from hwsim.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "quantize", "diagnose", "export", "sim"]
+COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "quantize", "diagnose", "export", "sim", "map", "cost"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -65,6 +65,8 @@ def test_demo_report(tiny_model_dir, tmp_path):
     assert report["samples"] == 32 and report["steps"] == 4 and report["fid_classifier"] > report["fid_floor_classifier"]
     assert (out / "samples.png").stat().st_size > 0 and "samples.png" in (out / "index.html").read_text()
     assert report["integer_bit_exact"] is True and report["integer_samples"] == 16 and (out / "samples_integer.png").is_file()
+    assert report["cost_fits"] is True and report["cost_ii_cycles"] > 0 and (out / "cost.png").is_file()
+    assert json.loads((out / "cost.json").read_text())["steps"] == 4
 
 
 def test_export_then_sample_and_fid_on_the_simulator(tiny_model_dir, tmp_path):
