@@ -107,6 +107,7 @@ def cost_report(graph: DataflowGraph, cfg: CostConfig, activity: dict[str, float
               "fifos": sched.fifo_bits}
     onchip["total"] = sum(onchip.values())
     stuck = deadlocks(sched, cfg.max_fifo_depth) if cfg.max_fifo_depth is not None else []
+    offchip = None if device.fits(used) else _offchip_weights(graph, device, asic, fpga, fifo_res, sched.latency, cfg)
     return {
         "config": asdict(cfg), "graph": graph.source, "steps": steps, "device": device.name, "part": device.part,
         "folding": folding,
@@ -124,9 +125,35 @@ def cost_report(graph: DataflowGraph, cfg: CostConfig, activity: dict[str, float
         "onchip_bits": onchip, "fits": device.fits(used), "resources": used.to_dict(),
         "utilization": {k: round(v, 4) for k, v in device.utilization(used).items()},
         "budget": device.budget.to_dict(),
+        "offchip_weights": offchip,
         "fifos": [asdict(f) for f in sched.fifos], "deadlocks": [asdict(f) for f in stuck],
         "activity_measured": bool(activity), "nodes": nodes, "provenance": provenance(),
     }
+
+
+def _offchip_weights(graph: DataflowGraph, device, asic: AsicModel, fpga: FpgaModel, fifo_res: Resources,
+                     latency: int, cfg: CostConfig) -> dict:
+    """The same folding with every weight matrix streamed from DRAM as the MVAUs use it (FINN's
+    ``external`` mode: a weight word per cycle, no reuse across input vectors): what it frees on
+    chip, and the DRAM bandwidth and energy it costs."""
+    mvaus = [n for n in graph.nodes if n.op_type == "MVAU" and not n.dynamic()]
+    for n in mvaus:
+        n.attrs["mem_mode"] = "external"
+    try:
+        used = total(graph.nodes, device) + fifo_res
+        dram_bits = sum(op.count * op.a for n in mvaus for op in n.op_counts() if op.kind == "io")
+        asic_pj = sum(asic.node_pj(n) for n in mvaus)
+        fpga_pj = sum(fpga.node_pj(n) for n in mvaus)
+    finally:
+        for n in mvaus:
+            n.attrs["mem_mode"] = "internal_decoupled"
+    internal_asic = sum(asic.node_pj(n) for n in mvaus)
+    internal_fpga = sum(fpga.node_pj(n) for n in mvaus)
+    seconds = latency / (cfg.clock_mhz * 1e6)
+    return {"fits": device.fits(used), "resources": used.to_dict(), "dram_bits_per_step": dram_bits,
+            "dram_gbit_per_s_at_step_latency": dram_bits / seconds / 1e9,
+            "extra_energy_per_image_uj": {"fpga": graph.steps * (fpga_pj - internal_fpga) * 1e-6,
+                                          "asic45nm": graph.steps * (asic_pj - internal_asic) * 1e-6}}
 
 
 def plot_report(report: dict, out_png: str | Path, top: int = 40) -> Path:

@@ -36,6 +36,9 @@ class Resources:
     def __add__(self, other: "Resources") -> "Resources":
         return Resources(self.lut + other.lut, self.ff + other.ff, self.mult + other.mult, self.bram + other.bram)
 
+    def __sub__(self, other: "Resources") -> "Resources":
+        return Resources(self.lut - other.lut, self.ff - other.ff, self.mult - other.mult, self.bram - other.bram)
+
     def to_dict(self) -> dict:
         return {k: int(math.ceil(v)) for k, v in asdict(self).items()}
 
@@ -103,7 +106,7 @@ def _log2(n: int) -> int:
 
 
 # --- per node type ------------------------------------------------------------------------------------
-def _mvau_xilinx(node: DataflowNode) -> Resources:
+def _mvau_xilinx(node: DataflowNode, dev: Device) -> Resources:
     """FINN-R, as finn-plus's MVAU_hls implements it (internal_decoupled weights, thresholds in BRAM)."""
     a = node.attrs
     p, q, mw = a["PE"], a["SIMD"], a["MW"]
@@ -114,7 +117,16 @@ def _mvau_xilinx(node: DataflowNode) -> Resources:
     acc = min(node.dt("accDataType"), math.ceil(alpha + math.log(1 + 2 ** -alpha, 2) + 1))
     lut = int(300 + 1.1 * (p * (mult + adder_tree + acc)))
     dsp = int(p * q * math.ceil((w + x) / 48)) if a.get("resType") == "dsp" else 0
-    return Resources(lut=lut, mult=dsp, bram=_finn_bram(p * q * w, mw * a["MH"] / (p * q)) if not node.dynamic() else 0)
+    return Resources(lut=lut, mult=dsp) + weight_memory(node, dev)
+
+
+def weight_memory(node: DataflowNode, dev: Device) -> Resources:
+    """An MVAU's weight memory: PE*SIMD weights per word, MW*MH/(PE*SIMD) words (FINN-R's layout)."""
+    a = node.attrs
+    width, words = a["PE"] * a["SIMD"] * node.dt("weightDataType"), a["MW"] * a["MH"] // (a["PE"] * a["SIMD"])
+    if dev.family == "xilinx7":
+        return Resources(bram=_finn_bram(width, words))
+    return memory(width, words, dev)
 
 
 def _finn_bram(width: int, depth: float) -> int:
@@ -143,11 +155,10 @@ def _mvau(node: DataflowNode, dev: Device) -> Resources:
         lanes = lanes + adder(acc, dev, p) + registers(p * node.dt("outputDataType"))
     if a.get("biasBits"):
         lanes = lanes + adder(acc, dev, p)
-    words = a["MW"] * a["MH"] // (p * q)
     if node.dynamic():  # the operand buffer, written SIMD wide and read PE*SIMD wide
-        store = memory(p * q * w, words * a.get("heads", 1), dev)
+        store = memory(p * q * w, a["MW"] * a["MH"] // (p * q) * a.get("heads", 1), dev)
     else:
-        store = memory(p * q * w, words, dev)
+        store = weight_memory(node, dev)
     return Resources(lut=c["mvau_base_luts"], ff=c["mvau_base_ffs"]) + lanes + store
 
 
@@ -171,7 +182,9 @@ def estimate(node: DataflowNode, dev: Device) -> Resources:
     """The node's LUT/FF/multiplier/block-RAM cost on ``dev``."""
     t = node.op_type
     if t == "MVAU":
-        return _mvau_xilinx(node) if dev.family == "xilinx7" and not node.dynamic() else _mvau(node, dev)
+        if node.attrs.get("mem_mode") == "external":  # weights streamed from DRAM: no weight memory
+            return estimate(make_internal(node), dev) - weight_memory(node, dev)
+        return _mvau_xilinx(node, dev) if dev.family == "xilinx7" and not node.dynamic() else _mvau(node, dev)
     lanes, width = _word(node)
     buffer = node.buffer_bits()
     if t == "ConvolutionInputGenerator_rtl":
@@ -217,6 +230,10 @@ def estimate(node: DataflowNode, dev: Device) -> Resources:
     if t in ("HostInput", "HostOutput"):
         return _stream_node(node, dev, lanes * width, lanes * width)
     raise NoEstimate(f"{node.name} ({t}): no resource estimate for {dev.family}")
+
+
+def make_internal(node: DataflowNode) -> DataflowNode:
+    return type(node)(node.name, {**node.attrs, "mem_mode": "internal_decoupled"}, node.inputs, node.outputs, node.source)
 
 
 def total(nodes: list[DataflowNode], dev: Device) -> Resources:

@@ -6,12 +6,13 @@ import pytest
 from typer.testing import CliRunner
 
 from hwsim.cli import app
+from hwsim.dataflow.cost import CostConfig, _offchip_weights
 from hwsim.dataflow.energy import AsicModel, FpgaModel, load_tech
 from hwsim.dataflow.folding import fold_to_cycles, fold_to_device
 from hwsim.dataflow.graph import DataflowGraph
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.dataflow.nodes import make_node
-from hwsim.dataflow.resources import load_device, total
+from hwsim.dataflow.resources import Resources, load_device, total
 from hwsim.dataflow.schedule import deadlocks, schedule
 
 runner = CliRunner()
@@ -111,3 +112,20 @@ def test_cost_command_errors(unet_graph, tmp_path):
     assert bad.exit_code == 2 and "target 'fast'" in bad.output
     stuck = runner.invoke(app, ["cost", str(unet_graph), "--json", str(tmp_path / "c.json"), "--max-fifo-depth", "4"])
     assert stuck.exit_code == 2 and "deadlock" in stuck.output and "->" in stuck.output
+
+
+def test_offchip_weight_streaming(unet_graph):
+    graph = map_integer_graph(unet_graph, steps=10)
+    fold_to_cycles(graph, 2000)
+    device = load_device("ecp5-85f")
+    on_chip = total(graph.nodes, device)
+    fpga = FpgaModel(load_tech("ecp5"), device, 100)
+    result = _offchip_weights(graph, device, AsicModel(load_tech("asic45nm")), fpga, Resources(), schedule(graph).latency,
+                              CostConfig())
+    mvaus = [n for n in graph.nodes if n.op_type == "MVAU" and n.attrs.get("mem_mode") != "dynamic"]
+    # every weight word is fetched once per cycle of its MVAU
+    expect = sum(n.get_exp_cycles() * n.attrs["PE"] * n.attrs["SIMD"] * n.dt("weightDataType") for n in mvaus)
+    assert result["dram_bits_per_step"] == expect
+    assert result["resources"]["bram"] + result["resources"]["lut"] < on_chip.bram + on_chip.lut
+    assert result["extra_energy_per_image_uj"]["asic45nm"] > 0
+    assert all(n.attrs["mem_mode"] == "internal_decoupled" for n in mvaus)  # the graph is left as it was

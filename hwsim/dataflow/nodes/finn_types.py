@@ -52,8 +52,12 @@ class MVAU(DataflowNode):
     def mac_widths(self) -> tuple[int, int]:
         return self.dt("inputDataType"), self.dt("weightDataType")
 
+    def external(self) -> bool:
+        """Weights streamed from DRAM as they are used (FINN's ``external`` mem_mode)."""
+        return self.attrs.get("mem_mode") == "external"
+
     def weight_bits(self) -> int:
-        if self.dynamic():
+        if self.dynamic() or self.external():
             return 0
         a = self.attrs
         return a["MW"] * a["MH"] * self.dt("weightDataType") + a.get("biasBits", 0) * a["MH"]
@@ -68,8 +72,9 @@ class MVAU(DataflowNode):
         words = self.get_exp_cycles()  # one weight word of PE*SIMD weights per cycle
         mem = self.buffer_bits() or self.weight_bits()
         outputs = a["MH"] * self.n_vectors()
+        word = a["PE"] * a["SIMD"] * w
         ops = [Op("mult", self.macs(), x, w), Op("add", self.macs(), acc),
-               Op("mem_read", words, a["PE"] * a["SIMD"] * w, mem)]
+               Op("io", words, word) if self.external() else Op("mem_read", words, word, mem)]
         if self.dynamic():  # the operand is written once per head
             ops.append(Op("mem_write", a["MW"] * a["MH"] * a.get("heads", 1) // a["SIMD"], a["SIMD"] * w, mem))
         if a.get("biasBits"):
