@@ -19,7 +19,7 @@ from hwsim.config import from_dict
 from hwsim.dataflow.energy import AsicModel, FpgaModel, host_update_pj, load_tech
 from hwsim.dataflow.folding import assign_multipliers, fold_to_cycles, fold_to_device
 from hwsim.dataflow.graph import DataflowGraph
-from hwsim.dataflow.resources import Resources, estimate, load_device, memory, total
+from hwsim.dataflow.resources import Resources, estimate, fifo_memory, load_device, total
 from hwsim.dataflow.schedule import deadlocks, schedule
 from hwsim.provenance import provenance
 
@@ -90,9 +90,7 @@ def cost_report(graph: DataflowGraph, cfg: CostConfig, activity: dict[str, float
             "resources": r.to_dict(), "activity": activity.get(n.name),
             "energy_pj": {"asic45nm": asic.node_pj(n), "fpga": fpga.node_pj(n, activity.get(n.name))},
         })
-    fifo_res = Resources()
-    for f in sched.fifos:
-        fifo_res = fifo_res + memory(f.bits // f.depth, f.depth, device)
+    fifo_res = fifo_memory(sched.fifos, device)
     used = total(graph.nodes, device) + fifo_res
     steps = graph.steps
     host_pj, host_flops = host_update_pj(_output_elements(graph), asic)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from hwsim.dataflow.graph import DataflowGraph
 from hwsim.dataflow.nodes.base import DataflowNode
-from hwsim.dataflow.resources import Device, Resources, estimate, total
+from hwsim.dataflow.resources import Device, estimate, fifo_memory, total
+from hwsim.dataflow.schedule import schedule
 
 FEEDS_MVAU = {"ConvolutionInputGenerator_rtl", "FMPadding"}
 
@@ -88,16 +89,16 @@ def assign_multipliers(graph: DataflowGraph, device: Device) -> None:
 
 
 def fold_to_device(graph: DataflowGraph, device: Device, max_cycles: int | None = None) -> FoldingResult:
-    """The smallest cycle target (to within 2%) whose folded design fits ``device``."""
+    """The smallest cycle target (to within 2%) whose folded design, FIFOs included, fits ``device``."""
     if max_cycles is None:
         for n in graph.nodes:
             n.set_folding(**{a: 1 for a in n.FOLD})
         max_cycles = max(n.get_exp_cycles() for n in graph.nodes)
 
-    def fits(target: int) -> bool:
+    def fits(target: int) -> bool:  # nodes and the FIFOs their schedule needs
         fold_to_cycles(graph, target)
         assign_multipliers(graph, device)
-        return device.fits(total(graph.nodes, device))
+        return device.fits(total(graph.nodes, device) + fifo_memory(schedule(graph).fifos, device))
 
     lo, hi = 1, max_cycles
     if not fits(hi):
@@ -113,7 +114,3 @@ def fold_to_device(graph: DataflowGraph, device: Device, max_cycles: int | None 
     result = fold_to_cycles(graph, hi)
     assign_multipliers(graph, device)
     return result
-
-
-def used(graph: DataflowGraph, device: Device) -> Resources:
-    return total(graph.nodes, device)

@@ -236,6 +236,14 @@ def make_internal(node: DataflowNode) -> DataflowNode:
     return type(node)(node.name, {**node.attrs, "mem_mode": "internal_decoupled"}, node.inputs, node.outputs, node.source)
 
 
+def fifo_memory(fifos, dev: Device) -> Resources:
+    """The FIFOs of a schedule (:class:`hwsim.dataflow.schedule.Fifo`), each a memory of its depth."""
+    out = Resources()
+    for f in fifos:
+        out = out + memory(f.bits // f.depth, f.depth, dev)
+    return out
+
+
 def total(nodes: list[DataflowNode], dev: Device) -> Resources:
     out = Resources()
     for n in nodes:
