@@ -68,11 +68,58 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fit_findings(out: Path) -> list[str]:
+    """Which denoiser fits the ECP5-85F, at which precision and folding (from the reports)."""
+    lines = []
+    for model in MODELS:
+        for precision in PRECISIONS:
+            reports = {t: json.loads((out / f"{model}-{precision}-ecp5-85f-{t}.json").read_text())
+                       for d, t in TARGETS if d == "ecp5-85f"}
+            best = reports["device"]
+            budget = best["budget"]
+            if best["fits"]:
+                lines.append(f"- **{model} {precision.upper()} fits** the ECP5-85F: fastest folding II "
+                             f"{best['cycles_per_step']['ii']:,} cycles per step, latency {best['cycles_per_step']['latency']:,}, "
+                             f"{best['seconds_per_image'] * 1e3:.1f} ms per 50-step image at 100 MHz, using "
+                             f"{best['resources']['lut']:,} LUT, {best['resources']['mult']} MULT18, "
+                             f"{best['resources']['bram']} of {budget['bram']} DP16KD with "
+                             f"{best['onchip_bits']['buffers'] / 1e3:.0f} kbit of buffers and {best['onchip_bits']['fifos'] / 1e3:.0f} kbit of FIFOs counted.")
+                continue
+            least = min(reports.values(), key=lambda r: r["resources"]["bram"])
+            over = {k: f"{least['resources'][k]:,} of {budget[k]:,}" for k in budget if least["resources"][k] > budget[k]}
+            off = least.get("offchip_weights") or {}
+            lines.append(f"- **{model} {precision.upper()} does not fit** at any of the foldings tried: the least "
+                         f"demanding needs {', '.join(f'{k} {v}' for k, v in over.items())} (on-chip: weights "
+                         f"{least['onchip_bits']['weights'] / 1e3:.0f} kbit, buffers {least['onchip_bits']['buffers'] / 1e3:.0f} kbit, "
+                         f"FIFOs {least['onchip_bits']['fifos'] / 1e3:.0f} kbit). With every weight streamed from DRAM it "
+                         f"{'would fit' if off.get('fits') else 'still would not fit'}"
+                         + (f", at {off['dram_gbit_per_s_at_step_latency']:.1f} Gbit/s of weight traffic." if off else "."))
+    return lines
+
+
+def write_readme(out: Path) -> None:
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    text = ["# Cost reports of the zoo (issue 5)", "",
+            "    python experiments/cost_report.py    # about 10 minutes on 2 cores", "",
+            "One JSON (cycles, FIFOs, on-chip bits, resources, energy, every node, config, provenance) and one",
+            "PNG (per-node cycles, LUTs, block RAMs, energy) per model, precision, device and folding target.",
+            "Integer graphs: naive min-max, per-tensor W8A8 and W4A8 (bit-exact with the quantized models).",
+            "FPGA activity: toggle rates measured by the integer simulator over 4 images x 50 DDIM steps.",
+            "How each number is computed, and which constants are assumptions: `docs/dataflow.md`.", "",
+            "## Which denoiser fits an ECP5-85F", "", *fit_findings(out), "",
+            "## All reports", "", summary(rows)]
+    (out / "README.md").write_text("\n".join(text))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--work", type=Path, default=ROOT / "out/cost")
+    parser.add_argument("--readme", action="store_true", help="only rebuild README.md from the reports")
     args = parser.parse_args()
+    if args.readme:
+        write_readme(args.out)
+        return
     set_threads(None)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -93,7 +140,7 @@ def main() -> None:
                                                     "seconds_per_image", "energy_per_image_uj", "resources", "onchip_bits")})
                 print(name, report["fits"], report["cycles_per_step"]["ii"], flush=True)
     (args.out / "summary.json").write_text(json.dumps({"rows": rows, "provenance": provenance()}, indent=2) + "\n")
-    (args.out / "summary.md").write_text(summary(rows))
+    write_readme(args.out)
 
 
 if __name__ == "__main__":

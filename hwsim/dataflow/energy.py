@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from hwsim.dataflow.nodes.base import DataflowNode, NoEstimate, Op
-from hwsim.dataflow.resources import Device, estimate
+from hwsim.dataflow.resources import Device, estimate, named_yaml
 
 TECH = Path(__file__).parent / "tech"
 PJ = 1e-12
@@ -33,11 +31,7 @@ PJ = 1e-12
 
 @lru_cache
 def load_tech(name: str) -> dict:
-    path = TECH / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in TECH.glob("*.yaml"))
-        raise ValueError(f"unknown technology {name!r}; known: {', '.join(known)}")
-    return yaml.safe_load(path.read_text())
+    return named_yaml(TECH, name, "technology")
 
 
 @dataclass(frozen=True)

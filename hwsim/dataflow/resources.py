@@ -63,13 +63,18 @@ class Device:
         return {k: getattr(used, k) / getattr(self.budget, k) for k in ("lut", "ff", "mult", "bram")}
 
 
+def named_yaml(folder: Path, name: str, kind: str) -> dict:
+    """``folder/name.yaml``, or an error listing the known names (devices, technologies)."""
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
+    return yaml.safe_load(path.read_text())
+
+
 @lru_cache
 def load_device(name: str) -> Device:
-    path = DEVICES / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in DEVICES.glob("*.yaml"))
-        raise ValueError(f"unknown device {name!r}; known: {', '.join(known)}")
-    d = yaml.safe_load(path.read_text())
+    d = named_yaml(DEVICES, name, "device")
     b = d["budget"]
     return Device(d["name"], d["family"], d["part"], d["lut_inputs"], Resources(b["lut"], b["ff"], b["mult"], b["bram"]),
                   d["mult_width_a"], d["mult_width_b"], tuple(tuple(s) for s in d["bram_shapes"]),

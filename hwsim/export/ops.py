@@ -16,7 +16,7 @@ from qonnx.custom_op.base import CustomOp
 
 from hwsim.intsim.ops.lut import lut_ref
 from hwsim.intsim.ops.norm import groupnorm_ref, modulate_ref
-from hwsim.intsim.ops.requant import requant_ref, round_shift_ref
+from hwsim.intsim.ops.requant import requant_ref
 from hwsim.intsim.ops.softmax import softmax_ref
 
 DOMAIN = "hwsim.export.ops"

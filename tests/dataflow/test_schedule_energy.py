@@ -75,7 +75,6 @@ def test_folding_meets_targets_and_the_device(unet_graph):
         result = fold_to_cycles(graph, target)
         assert result.missed == [] and max(n.get_exp_cycles() for n in graph.nodes) <= target
         # a sliding window streams into its MVAU: one width
-        producers = graph.producers()
         for n in graph.nodes:
             if n.op_type == "ConvolutionInputGenerator_rtl":
                 mvau = next(m for m in graph.nodes if m.inputs and graph.stream(m.inputs[0]) == n.outputs[0])
