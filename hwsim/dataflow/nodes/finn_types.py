@@ -25,7 +25,7 @@ class MVAU(DataflowNode):
     op_type = "MVAU"
     domain = FINN_DOMAIN
     FOLD = {"PE": "MH", "SIMD": "MW"}
-    PIPELINE_DEPTH = 5  # multiplier, adder tree, accumulator, requant, output register
+    PIPELINE_DEPTH = 2  # rtl/mvau: operand read, products; the accumulator is the output register
 
     def dynamic(self) -> bool:
         return self.attrs.get("mem_mode") == "dynamic"
@@ -41,10 +41,15 @@ class MVAU(DataflowNode):
         return int((a["MH"] / a["PE"]) * (a["MW"] / a["SIMD"]) * self.n_vectors())
 
     def first_output_delay(self) -> int:
-        """One whole input vector, then the multiplier, a log2(SIMD)-deep adder tree and the
-        accumulator (a dynamic operand must be complete first: the schedule waits for it)."""
+        """One whole input vector, then the operand and product registers and a log2(SIMD)-deep
+        adder tree (a dynamic operand must be complete first: the schedule waits for it).
+        Measured on rtl/mvau (experiments/results/rtl/cycles.json)."""
         a = self.attrs
-        return math.ceil(a["MW"] / a["SIMD"]) + self.PIPELINE_DEPTH + math.ceil(math.log2(a["SIMD"]))
+        return a["MW"] // a["SIMD"] + self.PIPELINE_DEPTH + math.ceil(math.log2(a["SIMD"]))
+
+    def output_cycles(self) -> int:
+        """The first output needs one input vector (MW/SIMD cycles) of the II; the rest follow."""
+        return self.get_exp_cycles() - self.attrs["MW"] // self.attrs["SIMD"]
 
     def macs(self) -> int:
         return self.attrs["MW"] * self.attrs["MH"] * self.n_vectors()

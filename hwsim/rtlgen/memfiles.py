@@ -1,0 +1,53 @@
+"""Integer tensors <-> the hex memory files and packed stream words the RTL blocks read.
+
+A word packs ``lanes`` two's-complement values of ``bits`` each, lane i in bits [i*bits, (i+1)*bits)
+(the RTL's ``x[i*BITS +: BITS]``); memory files hold one word per line in hex, as $readmemh reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def fits(values: np.ndarray, bits: int, signed: bool = True) -> bool:
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    return bool(np.all((values >= lo) & (values <= hi)))
+
+
+def pack(values, bits: int, signed: bool = True) -> int:
+    """One word from a sequence of lane values (lane 0 in the low bits)."""
+    values = [int(v) for v in values]
+    if not fits(np.asarray(values), bits, signed):
+        raise ValueError(f"values {values} do not fit {'signed' if signed else 'unsigned'} {bits} bits")
+    word = 0
+    for i, v in enumerate(values):
+        word |= (v & ((1 << bits) - 1)) << (i * bits)
+    return word
+
+
+def unpack(word: int, lanes: int, bits: int, signed: bool = True) -> list[int]:
+    out = []
+    for i in range(lanes):
+        v = (word >> (i * bits)) & ((1 << bits) - 1)
+        out.append(v - (1 << bits) if signed and v >> (bits - 1) else v)
+    return out
+
+
+def write_mem(path: str | Path, words: list[list[int]] | np.ndarray, bits: int, signed: bool = True) -> Path:
+    """A $readmemh file: one line per word, each word packing its row of lane values."""
+    rows = np.atleast_2d(np.asarray(words, dtype=np.int64))
+    digits = max(1, -(-rows.shape[1] * bits // 4))
+    path = Path(path)
+    path.write_text("".join(f"{pack(row, bits, signed):0{digits}x}\n" for row in rows))
+    return path
+
+
+def mvau_memories(weights: np.ndarray, bias: np.ndarray, shifts: np.ndarray, pe: int, simd: int) -> dict[str, np.ndarray]:
+    """The MVAU's weight words (nf, sf) with lane pe*SIMD+s = W[nf*PE+pe][sf*SIMD+s], bias and shifts."""
+    mh, mw = weights.shape
+    if mh % pe or mw % simd:
+        raise ValueError(f"PE={pe} must divide MH={mh} and SIMD={simd} must divide MW={mw}")
+    words = weights.reshape(mh // pe, pe, mw // simd, simd).transpose(0, 2, 1, 3).reshape(-1, pe * simd)
+    return {"weights": words, "bias": np.asarray(bias).reshape(-1, 1), "shift": np.asarray(shifts).reshape(-1, 1)}

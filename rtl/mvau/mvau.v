@@ -1,0 +1,177 @@
+// Matrix-vector-activation unit: y[c] = requant(sum_k W[c][k] * x[k] + b[c]) for every input vector,
+// folded FINN-style: SIMD inputs and PE output channels per cycle, MH/PE x MW/SIMD cycles per vector.
+// Requantization (ACTIVATION = 1) is hwsim's: shift right by shift[c] rounding half to even (or shift
+// left when shift[c] < 0), then saturate to [QMIN, QMAX] (docs/numerics.md). With ACTIVATION = 0 the
+// exact accumulator (with bias) is the output and OBITS must equal ACCBITS.
+//
+// Stream protocol: valid/ready on both sides; a beat moves when valid and ready are both high.
+// Input beat: SIMD lanes of ABITS, lane i in in_data[i*ABITS +: ABITS]. Output beat: PE lanes of OBITS.
+// Order: for each vector, output channel groups nf = 0..MH/PE-1, each after MW/SIMD input words;
+// the vector is read from the stream during nf = 0 and replayed from an input buffer afterwards.
+// Memories: WEIGHT_FILE (hex, MH/PE x MW/SIMD words of PE*SIMD*WBITS bits, word nf*SF+sf, lane
+// pe*SIMD+s = W[nf*PE+pe][sf*SIMD+s]), BIAS_FILE (MH words of BBITS), SHIFT_FILE (MH words of SHBITS).
+// Pipeline: weight/input read, products, ceil(log2(SIMD)) adder-tree levels, accumulate and requant.
+// Vendor-neutral: multipliers and memories are inferred by synthesis.
+`default_nettype none
+
+module mvau #(
+    parameter integer MW = 8,
+    parameter integer MH = 4,
+    parameter integer PE = 2,
+    parameter integer SIMD = 4,
+    parameter integer ABITS = 8,
+    parameter integer WBITS = 4,
+    parameter integer BBITS = 16,
+    parameter integer ACCBITS = 24,
+    parameter integer OBITS = 8,
+    parameter integer SHBITS = 8,
+    parameter integer SIGNED_IN = 1,
+    parameter integer ACTIVATION = 1,
+    parameter integer QMIN = -128,
+    parameter integer QMAX = 127,
+    parameter WEIGHT_FILE = "weights.mem",
+    parameter BIAS_FILE = "bias.mem",
+    parameter SHIFT_FILE = "shift.mem"
+) (
+    input  wire                  clk,
+    input  wire                  rst,
+    input  wire                  in_valid,
+    output wire                  in_ready,
+    input  wire [SIMD*ABITS-1:0] in_data,
+    output reg                   out_valid,
+    input  wire                  out_ready,
+    output reg  [PE*OBITS-1:0]   out_data
+);
+    localparam integer SF = MW / SIMD;
+    localparam integer NF = MH / PE;
+    localparam integer LEVELS = (SIMD <= 1) ? 0 : $clog2(SIMD);
+    localparam integer NP = 1 << LEVELS;  // adder-tree leaves per PE (SIMD padded to a power of two)
+    localparam integer SFB = (SF <= 1) ? 1 : $clog2(SF);
+    localparam integer NFB = (NF <= 1) ? 1 : $clog2(NF);
+
+    // --- memories -------------------------------------------------------------------------------
+    reg [PE*SIMD*WBITS-1:0] wmem [0:NF*SF-1];
+    reg signed [BBITS-1:0]  bmem [0:MH-1];
+    reg signed [SHBITS-1:0] smem [0:MH-1];
+    reg [SIMD*ABITS-1:0]    ibuf [0:SF-1];
+    initial begin
+        $readmemh(WEIGHT_FILE, wmem);
+        $readmemh(BIAS_FILE, bmem);
+        $readmemh(SHIFT_FILE, smem);
+    end
+
+    // --- control: the pipeline moves when the output register is free or being read ------------
+    wire en = !out_valid || out_ready;
+    reg [SFB-1:0] sf;
+    reg [NFB-1:0] nf;
+    wire reading = (nf == 0);
+    assign in_ready = en && reading;
+    wire fire = en && (reading ? in_valid : 1'b1);
+
+    always @(posedge clk) begin
+        if (rst) begin
+            sf <= 0;
+            nf <= 0;
+        end else if (fire) begin
+            if (reading) ibuf[sf] <= in_data;
+            if (sf == SF - 1) begin
+                sf <= 0;
+                nf <= (nf == NF - 1) ? 0 : nf + 1;
+            end else begin
+                sf <= sf + 1;
+            end
+        end
+    end
+
+    // --- stage 1: operands ------------------------------------------------------------------------
+    reg                     v1, first1, last1;
+    reg [NFB-1:0]           nf1;
+    reg [SIMD*ABITS-1:0]    x1;
+    reg [PE*SIMD*WBITS-1:0] w1;
+    always @(posedge clk) begin
+        if (rst) v1 <= 1'b0;
+        else if (en) begin
+            v1 <= fire;
+            first1 <= (sf == 0);
+            last1 <= (sf == SF - 1);
+            nf1 <= nf;
+            x1 <= reading ? in_data : ibuf[sf];
+            w1 <= wmem[nf * SF + sf];
+        end
+    end
+
+    // --- stage 2 and the adder tree: level 0 holds the products, level LEVELS the dot products ---
+    localparam integer LW = PE * NP;  // one tree level: PE x NP values, levels stored one after another
+    reg signed [ACCBITS-1:0] tree [0:(LEVELS+1)*LW-1];
+    reg [LEVELS:0]   vt, firstt, lastt;
+    reg [NFB-1:0]    nft [0:LEVELS];
+    integer p, s, l, j;
+    always @(posedge clk) begin
+        if (rst) vt <= 0;
+        else if (en) begin
+            vt[0] <= v1;
+            firstt[0] <= first1;
+            lastt[0] <= last1;
+            nft[0] <= nf1;
+            for (p = 0; p < PE; p = p + 1)
+                for (s = 0; s < NP; s = s + 1)
+                    tree[p * NP + s] <= (s < SIMD) ? product(x1[s * ABITS +: ABITS], w1[(p * SIMD + s) * WBITS +: WBITS]) : 0;
+            for (l = 0; l < LEVELS; l = l + 1) begin
+                vt[l + 1] <= vt[l];
+                firstt[l + 1] <= firstt[l];
+                lastt[l + 1] <= lastt[l];
+                nft[l + 1] <= nft[l];
+                for (p = 0; p < PE; p = p + 1)
+                    for (j = 0; j < (NP >> (l + 1)); j = j + 1)
+                        tree[(l + 1) * LW + p * NP + j] <= tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1];
+            end
+        end
+    end
+
+    // --- accumulate, add bias, requantize ----------------------------------------------------------
+    reg signed [ACCBITS-1:0] acc [0:PE-1];
+    reg signed [ACCBITS-1:0] total;
+    always @(posedge clk) begin
+        if (rst) out_valid <= 1'b0;
+        else if (en) begin
+            out_valid <= vt[LEVELS] && lastt[LEVELS];
+            for (p = 0; p < PE; p = p + 1) begin
+                total = (firstt[LEVELS] ? 0 : acc[p]) + tree[LEVELS * LW + p * NP];
+                if (vt[LEVELS]) acc[p] <= total;
+                if (vt[LEVELS] && lastt[LEVELS])
+                    out_data[p * OBITS +: OBITS] <= activate(total + bmem[nft[LEVELS] * PE + p], smem[nft[LEVELS] * PE + p]);
+            end
+        end
+    end
+
+    function signed [ACCBITS-1:0] product(input [ABITS-1:0] x, input [WBITS-1:0] w);
+        reg signed [ABITS:0] xs;
+        begin
+            xs = SIGNED_IN ? {x[ABITS-1], x} : {1'b0, x};
+            product = xs * $signed(w);
+        end
+    endfunction
+
+    // round half to even by 2^shift (shift > 0), exact left shift (shift <= 0), then saturate
+    function [OBITS-1:0] activate(input signed [ACCBITS-1:0] x, input signed [SHBITS-1:0] shift);
+        reg signed [63:0] wide, floor, rem, half, r;
+        begin
+            wide = x;
+            if (ACTIVATION == 0) r = wide;
+            else begin
+                if (shift <= 0) r = wide <<< (-shift);
+                else begin
+                    floor = wide >>> shift;
+                    rem = wide - (floor <<< shift);
+                    half = 64'sd1 <<< (shift - 1);
+                    r = floor + (((rem > half) || ((rem == half) && floor[0])) ? 1 : 0);
+                end
+                if (r < QMIN) r = QMIN;
+                if (r > QMAX) r = QMAX;
+            end
+            activate = r[OBITS-1:0];
+        end
+    endfunction
+endmodule
+
+`default_nettype wire
