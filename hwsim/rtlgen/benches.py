@@ -67,14 +67,127 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
     write_mem(build / "shift.mem", mem["shift"], params["SHBITS"])
     inputs = [pack(row, cfg.ABITS, cfg.SIGNED_IN) for vec in x for row in vec.reshape(-1, cfg.SIMD)]
     nf = cfg.MH // cfg.PE
-    result = run_stream([RTL / "mvau" / "mvau.v"], "mvau", params, inputs, vectors * nf, build, sim, backpressure, seed)
-    got = np.array([unpack(word, cfg.PE, params["OBITS"]) for word in result["outputs"]]).reshape(vectors, -1)
+    result = run_stream([RTL / "mvau" / "mvau.v"], "mvau", params, {"in": inputs}, {"out": vectors * nf}, build, sim,
+                        backpressure, seed)
+    got = np.array([unpack(word, cfg.PE, params["OBITS"]) for word in result["outputs"]["out"]]).reshape(vectors, -1)
     report = {"node": "MVAU", "config": asdict(cfg), "sim": sim, "bit_exact": bool(np.array_equal(got, expect)),
               "values": int(expect.size)}
     if not backpressure:
         per_eval = cfg.NIV * nf
-        outs, ins = result["out_cycles"], result["in_cycles"]
+        outs, ins = result["out_cycles"]["out"], result["in_cycles"]["in"]
         node = mvau_node(cfg)
         report["measured"] = {"ii": outs[per_eval] - outs[0], "latency": outs[per_eval - 1] - ins[0]}
         report["modelled"] = {"ii": node.get_exp_cycles(), "latency": node.get_latency()}
     return report
+
+
+# --- stream blocks with one register stage ---------------------------------------------------------
+def _words(values: np.ndarray, lanes: int) -> np.ndarray:
+    """[elements] in stream order -> [words, lanes]."""
+    return np.asarray(values, dtype=np.int64).reshape(-1, lanes)
+
+
+def _measure(report: dict, result: dict, node, per_eval: dict[str, int], out_port: str = "out") -> dict:
+    """II and latency of evaluation 1 from the handshake cycles (two evaluations back to back)."""
+    outs = result["out_cycles"][out_port]
+    first_in = min(c[0] for c in result["in_cycles"].values())
+    n = per_eval[out_port]
+    report["measured"] = {"ii": outs[n] - outs[0], "latency": outs[n - 1] - first_in}
+    report["modelled"] = {"ii": node.get_exp_cycles(), "latency": node.get_latency()}
+    return report
+
+
+def _bench(toplevel: str, source: str, params: dict, inputs: dict[str, tuple[np.ndarray, int, bool]],
+           outputs: dict[str, tuple[np.ndarray, int, bool]], node, build_dir, sim, backpressure, seed,
+           memories: dict[str, tuple[np.ndarray, int]] | None = None) -> dict:
+    """Run one block: ``inputs``/``outputs`` map ports to (words [n, lanes], lane bits, signed) for
+    one evaluation; without back-pressure the evaluation is streamed twice and timed."""
+    build = Path(build_dir)
+    build.mkdir(parents=True, exist_ok=True)
+    for name, (values, bits) in (memories or {}).items():
+        write_mem(build / name, values, bits)
+    reps = 1 if backpressure else 2
+    words_in = {p: [pack(row, bits, signed) for row in np.concatenate([w] * reps)] for p, (w, bits, signed) in inputs.items()}
+    expect = {p: len(w) * reps for p, (w, _, _) in outputs.items()}
+    result = run_stream([RTL / source], toplevel, params, words_in, expect, build, sim, backpressure, seed)
+    exact = all(np.array_equal(np.array([unpack(x, w.shape[1], bits, signed) for x in result["outputs"][p]]),
+                               np.concatenate([w] * reps)) for p, (w, bits, signed) in outputs.items())
+    report = {"node": node.op_type if node is not None else toplevel, "config": params, "sim": sim, "bit_exact": exact}
+    if not backpressure and node is not None:
+        _measure(report, result, node, {p: len(w) for p, (w, _, _) in outputs.items()}, next(iter(outputs)))
+    return report
+
+
+def bench_requant(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-(1 << 15), 1 << 15, size=(vectors, channels))
+    shifts = rng.integers(-1, 9, size=channels)
+    y = Requant.compute([x], {"shifts": shifts.tolist(), "axis": 1, "qmin": -128, "qmax": 127})
+    node = make_node("Requant", "requant", {"NumChannels": channels, "PE": pe, "numInputVectors": [vectors],
+                                            "inputDataType": "INT17", "outputDataType": "INT8"})
+    params = dict(CHANNELS=channels, PE=pe, IBITS=17, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127)
+    return _bench("requant", "requant/requant.v", params, {"in": (_words(x, pe), 17, True)},
+                  {"out": (_words(y, pe), 8, True)}, node, build_dir, sim, backpressure, seed,
+                  {"shift.mem": (shifts.reshape(-1, 1), 8)})
+
+
+def bench_lut(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
+    from hwsim.export.ops import Lut
+
+    rng = np.random.default_rng(seed)
+    table = rng.integers(-128, 128, size=256)
+    x = rng.integers(-128, 128, size=(vectors, channels))
+    y = Lut.compute([x, table], {"in_min": -128})
+    node = make_node("LutActivation", "lut", {"NumChannels": channels, "PE": pe, "numInputVectors": [vectors],
+                                              "inputDataType": "INT8", "outputDataType": "INT8"})
+    return _bench("lut_activation", "lut/lut_activation.v", dict(PE=pe, IBITS=8, OBITS=8, IN_MIN=-128),
+                  {"in": (_words(x, pe), 8, True)}, {"out": (_words(y, pe), 8, True)}, node, build_dir, sim,
+                  backpressure, seed, {"table.mem": (table.reshape(-1, 1), 8)})
+
+
+def bench_elementwise(op: str, channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True,
+                      seed=0) -> dict:
+    from hwsim.export.ops import IntAdd, IntMul
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, size=(vectors, channels))
+    b = rng.integers(-512, 512, size=(vectors, channels))
+    y = (IntAdd if op == "add" else IntMul).compute([a, b], {})
+    obits = 11 if op == "add" else 18
+    node = make_node("ElementwiseAdd" if op == "add" else "ElementwiseMul", op,
+                     {"PE": pe, "lhs_shape": [1, vectors, channels], "rhs_shape": [1, vectors, channels],
+                      "out_shape": [1, vectors, channels], "lhs_dtype": "INT8", "rhs_dtype": "INT10",
+                      "out_dtype": f"INT{obits}"})
+    params = dict(PE=pe, ABITS=8, BBITS=10, OBITS=obits, OP=0 if op == "add" else 1)
+    return _bench("elementwise", "elementwise/elementwise.v", params,
+                  {"in0": (_words(a, pe), 8, True), "in1": (_words(b, pe), 10, True)},
+                  {"out": (_words(y, pe), obits, True)}, node, build_dir, sim, backpressure, seed)
+
+
+def bench_duplicate(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = _words(rng.integers(-128, 128, size=(vectors, channels)), pe)
+    node = make_node("DuplicateStreams", "dup", {"NumChannels": channels, "PE": pe, "numInputVectors": [vectors],
+                                                 "NumOutputStreams": 2, "inputDataType": "INT8"})
+    return _bench("duplicate", "duplicate/duplicate.v", dict(WIDTH=8 * pe), {"in": (x, 8, True)},
+                  {"out0": (x, 8, True), "out1": (x, 8, True)}, node, build_dir, sim, backpressure, seed)
+
+
+def bench_fmpad(h: int, w: int, channels: int, simd: int, pads: tuple[int, int, int, int], build_dir, sim="icarus",
+                backpressure=True, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(h, w, channels))
+    pt, pl, pb, pr = pads
+    y = np.pad(x, ((pt, pb), (pl, pr), (0, 0)))
+    node = make_node("FMPadding", "pad", {"ImgDim": [h, w], "Padding": list(pads), "NumChannels": channels,
+                                          "SIMD": simd, "inputDataType": "INT8"})
+    params = dict(H=h, W=w, CHANNELS=channels, SIMD=simd, BITS=8, PT=pt, PL=pl, PB=pb, PR=pr)
+    return _bench("fmpad", "fmpad/fmpad.v", params, {"in": (_words(x, simd), 8, True)},
+                  {"out": (_words(y, simd), 8, True)}, node, build_dir, sim, backpressure, seed)
+
+
+def bench_fifo(width: int, depth: int, words: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(words, 1))
+    return _bench("fifo", "fifo/fifo.v", dict(WIDTH=width, DEPTH=depth), {"in": (x, width, True)},
+                  {"out": (x, width, True)}, None, build_dir, sim, backpressure, seed)

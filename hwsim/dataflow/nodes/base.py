@@ -66,7 +66,8 @@ class DataflowNode:
     op_type: ClassVar[str] = ""
     domain: ClassVar[str] = HWSIM_DOMAIN
     FOLD: ClassVar[dict[str, str]] = {}
-    PIPELINE_DEPTH: ClassVar[int] = 2  # register stages from first input to first output
+    PIPELINE_DEPTH: ClassVar[int] = 2  # register stages from first input to first output (an
+    # estimate where no RTL exists yet; node types with RTL set what their block measures)
 
     def __post_init__(self) -> None:
         self.check_folding()
@@ -102,8 +103,8 @@ class DataflowNode:
         return self.PIPELINE_DEPTH
 
     def output_cycles(self) -> int:
-        """Cycles from the first to the last output element at full rate."""
-        return self.get_exp_cycles()
+        """Cycles from the first to the last output word at full rate (the first is one of the II's)."""
+        return self.get_exp_cycles() - 1
 
     # --- work and storage ----------------------------------------------------------------------
     def macs(self) -> int:

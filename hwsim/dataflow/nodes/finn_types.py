@@ -134,6 +134,13 @@ class FMPadding(DataflowNode):
     op_type = "FMPadding"
     domain = FINN_DOMAIN
     FOLD = {"SIMD": "NumChannels"}
+    PIPELINE_DEPTH = 1  # rtl/fmpad: one register stage
+
+    def get_latency(self) -> int:
+        """First input to last output: the words before the first input's position are padding."""
+        (h, w), p = self.attrs["ImgDim"], self.attrs["Padding"]
+        before = (p[0] * (w + p[1] + p[3]) + p[1]) * self.attrs["NumChannels"] // self.attrs["SIMD"]
+        return self.get_exp_cycles() - before
 
     def padded(self) -> tuple[int, int]:
         (h, w), p = self.attrs["ImgDim"], self.attrs["Padding"]
@@ -169,6 +176,7 @@ class Requant(_PerElement):
 
     op_type = "Requant"
     domain = FINN_DOMAIN
+    PIPELINE_DEPTH = 1  # rtl/requant: one register stage
 
     def op_counts(self) -> list[Op]:
         return [Op("add", self.elements(), self.dt("inputDataType"))]
@@ -179,6 +187,7 @@ class DuplicateStreams(_PerElement):
 
     op_type = "DuplicateStreams"
     domain = FINN_DOMAIN
+    PIPELINE_DEPTH = 1  # rtl/duplicate: one register per output
 
     def op_counts(self) -> list[Op]:
         return []
@@ -190,6 +199,7 @@ class _Elementwise(_PerElement):
 
     domain = FINN_DOMAIN
     FOLD = {"PE": "channels"}
+    PIPELINE_DEPTH = 1  # rtl/elementwise: one register stage
 
     def fold_limit(self, attr: str) -> int:
         return self.channels()

@@ -37,6 +37,7 @@ class LutActivation(_Stream):
     """SiLU/GELU as a table indexed by the integer input (2^inputbits entries), one table per PE lane."""
 
     op_type = "LutActivation"
+    PIPELINE_DEPTH = 1  # rtl/lut: the table read is the register stage
 
     def weight_bits(self) -> int:
         return self.attrs["PE"] * 2 ** self.dt("inputDataType") * self.dt("outputDataType")
