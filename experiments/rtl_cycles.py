@@ -33,6 +33,10 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("ElementwiseAdd", lambda d: benches.bench_elementwise("add", 8, 2, 5, d, backpressure=False)),
     ("DuplicateStreams", lambda d: benches.bench_duplicate(4, 2, 6, d, backpressure=False)),
     ("FMPadding", lambda d: benches.bench_fmpad(3, 4, 4, 2, (1, 1, 1, 1), d, backpressure=False)),
+    ("ConvolutionInputGenerator", lambda d: benches.bench_swg(6, 6, 2, 1, (3, 3), (1, 1), d, backpressure=False)),
+    ("ConvolutionInputGenerator", lambda d: benches.bench_swg(7, 7, 4, 2, (3, 3), (2, 2), d, backpressure=False)),
+    ("ConvolutionInputGenerator", lambda d: benches.bench_swg(8, 8, 1, 1, (4, 4), (4, 4), d, backpressure=False)),
+    ("ConvolutionInputGenerator", lambda d: benches.bench_swg(5, 9, 3, 3, (2, 3), (1, 2), d, backpressure=False)),
 ]
 
 
@@ -59,6 +63,11 @@ def held_out(rng: random.Random, per_type: int):
         pads = tuple(rng.randint(0, 2) for _ in range(4))
         yield "FMPadding", lambda d, h=h, w=w, c=c, pe=pe, pads=pads: benches.bench_fmpad(h, w, c, pe, pads, d,
                                                                                          backpressure=False)
+        k = (rng.randint(1, 4), rng.randint(2, 4))
+        stride = (rng.randint(1, k[0]), rng.randint(1, k[1]))
+        ih, iw = rng.randint(k[0], 9), rng.randint(k[1], 9)
+        yield "ConvolutionInputGenerator", lambda d, ih=ih, iw=iw, c=c, pe=pe, k=k, s=stride: benches.bench_swg(
+            ih, iw, c, pe, k, s, d, backpressure=False)
 
 
 def main() -> None:

@@ -191,3 +191,25 @@ def bench_fifo(width: int, depth: int, words: int, build_dir, sim="icarus", back
     x = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(words, 1))
     return _bench("fifo", "fifo/fifo.v", dict(WIDTH=width, DEPTH=depth), {"in": (x, width, True)},
                   {"out": (x, width, True)}, None, build_dir, sim, backpressure, seed)
+
+
+def swg_windows(image: np.ndarray, k: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """[IH, IW, C] channels-last -> [OH*OW, K_H*K_W*C] windows in (ky, kx, c) order (the MVAU's MW)."""
+    (kh, kw), (sh, sw) = k, stride
+    ih, iw, c = image.shape
+    oh, ow = (ih - kh) // sh + 1, (iw - kw) // sw + 1
+    return np.stack([image[y * sh:y * sh + kh, x * sw:x * sw + kw].reshape(-1) for y in range(oh) for x in range(ow)])
+
+
+def bench_swg(ih: int, iw: int, channels: int, simd: int, k: tuple[int, int], stride: tuple[int, int], build_dir,
+              sim="icarus", backpressure=True, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(ih, iw, channels))
+    y = swg_windows(x, k, stride)
+    oh, ow = (ih - k[0]) // stride[0] + 1, (iw - k[1]) // stride[1] + 1
+    node = make_node("ConvolutionInputGenerator_rtl", "swg", {
+        "ConvKernelDim": list(k), "IFMChannels": channels, "IFMDim": [ih, iw], "OFMDim": [oh, ow], "SIMD": simd,
+        "Stride": list(stride), "Dilation": [1, 1], "inputDataType": "INT8", "outputDataType": "INT8"})
+    params = dict(K_H=k[0], K_W=k[1], IH=ih, IW=iw, S_H=stride[0], S_W=stride[1], CHANNELS=channels, SIMD=simd, BITS=8)
+    return _bench("swg", "swg/swg.v", params, {"in": (_words(x, simd), 8, True)}, {"out": (_words(y, simd), 8, True)},
+                  node, build_dir, sim, backpressure, seed)

@@ -17,7 +17,11 @@ from hwsim.rtlgen import benches
     lambda d, **k: benches.bench_fmpad(3, 4, 4, 2, (1, 1, 1, 1), d, **k),
     lambda d, **k: benches.bench_fmpad(2, 3, 3, 3, (0, 2, 1, 0), d, **k),
     lambda d, **k: benches.bench_fifo(12, 4, 40, d, **k),
-], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo"])
+    lambda d, **k: benches.bench_swg(6, 6, 2, 1, (3, 3), (1, 1), d, **k),
+    lambda d, **k: benches.bench_swg(7, 7, 4, 2, (3, 3), (2, 2), d, **k),
+    lambda d, **k: benches.bench_swg(8, 8, 1, 1, (4, 4), (4, 4), d, **k),
+], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "swg",
+        "swg-stride2", "swg-patchify"])
 def test_bit_exact_under_backpressure(case, tmp_path):
     assert case(tmp_path, backpressure=True, seed=3)["bit_exact"]
 
@@ -26,13 +30,18 @@ def test_verilator_elementwise(tmp_path):
     assert benches.bench_elementwise("add", 8, 4, 3, tmp_path, sim="verilator", seed=4)["bit_exact"]
 
 
+def test_verilator_swg(tmp_path):
+    assert benches.bench_swg(6, 6, 2, 1, (3, 3), (1, 1), tmp_path, sim="verilator", seed=5)["bit_exact"]
+
+
 @pytest.mark.parametrize("case", [  # configurations not among those the constants were read from
     lambda d: benches.bench_requant(12, 4, 3, d, backpressure=False),
     lambda d: benches.bench_lut(6, 2, 7, d, backpressure=False),
     lambda d: benches.bench_elementwise("mul", 4, 4, 9, d, backpressure=False),
     lambda d: benches.bench_duplicate(6, 3, 5, d, backpressure=False),
     lambda d: benches.bench_fmpad(4, 2, 2, 1, (2, 0, 1, 3), d, backpressure=False),
-], ids=["requant", "lut", "mul", "duplicate", "pad"])
+    lambda d: benches.bench_swg(9, 7, 6, 3, (3, 2), (2, 1), d, backpressure=False),
+], ids=["requant", "lut", "mul", "duplicate", "pad", "swg"])
 def test_cycles_equal_the_model(case, tmp_path):
     report = case(tmp_path)
     assert report["bit_exact"] and report["measured"] == report["modelled"]

@@ -103,21 +103,29 @@ class ConvolutionInputGenerator(DataflowNode):
         (sh, sw), (dh, dw) = a["Stride"], a.get("Dilation", [1, 1])
         return kh, kw, ih, iw, oh, ow, sh, sw, dh, dw, a["IFMChannels"] // a["SIMD"]
 
-    def buffer_depth(self) -> int:  # ConvolutionInputGenerator_rtl.get_buffer_depth, default style
+    PIPELINE_DEPTH = 1  # rtl/swg: the buffer read is the output register
+
+    def buffer_min(self) -> int:  # FINN's buffer_min_size: the first window's last word
         kh, kw, ih, iw, oh, ow, sh, sw, dh, dw, cf = self._geometry()
-        depth = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
-        return depth + max(0, (sw - 1) - kh * kw) * cf + max(0, (sh - 1) * iw - kh * kw) * cf
+        return ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
+
+    def buffer_depth(self) -> int:
+        """rtl/swg's circular buffer: the rows the windows of one output row and the next need,
+        rounded up to a power of two (FINN's RTL SWG sizes it without the rounding)."""
+        kh, kw, ih, iw, oh, ow, sh, sw, dh, dw, cf = self._geometry()
+        return 1 << math.ceil(math.log2(((kh + sh - 1) * iw + kw + sw) * cf))
 
     def get_exp_cycles(self) -> int:  # ConvolutionInputGenerator_rtl.get_exp_cycles, 2D default
         kh, kw, ih, iw, oh, ow, sh, sw, dh, dw, cf = self._geometry()
         if kh == 1 and kw == 1 or ih == 1 or iw == 1:
             raise NoEstimate(f"{self.name}: only 2D windows larger than 1x1 are modelled (FINN's default style)")
-        buffer_min = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
-        return int(buffer_min + oh * max(ow * kw * kh * cf, sw * iw * cf))
+        return int(self.buffer_min() + oh * max(ow * kw * kh * cf, sw * iw * cf))
 
-    def first_output_delay(self) -> int:  # the first window needs (k_h - 1) rows and k_w pixels
-        kh, kw, ih, iw, *_, cf = self._geometry()
-        return ((kh - 1) * iw + kw) * cf + self.PIPELINE_DEPTH
+    def first_output_delay(self) -> int:  # a frame starts once buffer_min words are in
+        return self.buffer_min() + self.PIPELINE_DEPTH
+
+    def output_cycles(self) -> int:
+        return self.get_exp_cycles() - self.first_output_delay()
 
     def buffer_bits(self) -> int:
         return self.buffer_depth() * self.attrs["SIMD"] * self.dt("inputDataType")

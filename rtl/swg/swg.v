@@ -1,0 +1,97 @@
+// Sliding-window generator (FINN's ConvolutionInputGenerator, default style, 2D, dilation 1): turns a
+// channels-last image stream into the MVAU's windows, window (oy, ox) emitted as (ky, kx, channel
+// fold) words, channels fastest, so word order matches the MVAU's MW index (ky*K_W + kx)*C + c.
+//
+// A circular line buffer of 2^ceil(log2(((K_H+S_H-1)*IW + K_W+S_W)*CF)) words holds the rows
+// the windows still need; the writer stores one input word per cycle while the oldest needed word
+// is less than the buffer's size behind; the reader starts a frame once FINN's buffer_min words
+// ((K_H-1)*IW + K_W)*CF are in, then emits one window word per cycle as soon as it has arrived.
+// Frames do not overlap (the next frame's first word is taken after the last window word), so
+// one evaluation takes buffer_min + OH * max(OW*K_H*K_W*CF, S_W*IW*CF) cycles, FINN's formula.
+`default_nettype none
+
+module swg #(
+    parameter integer K_H = 3,
+    parameter integer K_W = 3,
+    parameter integer IH = 6,
+    parameter integer IW = 6,
+    parameter integer S_H = 1,
+    parameter integer S_W = 1,
+    parameter integer CHANNELS = 2,
+    parameter integer SIMD = 1,
+    parameter integer BITS = 8
+) (
+    input  wire                 clk,
+    input  wire                 rst,
+    input  wire                 in_valid,
+    output wire                 in_ready,
+    input  wire [SIMD*BITS-1:0] in_data,
+    output reg                  out_valid,
+    input  wire                 out_ready,
+    output reg  [SIMD*BITS-1:0] out_data
+);
+    localparam integer CF = CHANNELS / SIMD;
+    localparam integer OH = (IH - K_H) / S_H + 1;
+    localparam integer OW = (IW - K_W) / S_W + 1;
+    localparam integer TOTAL_IN = IH * IW * CF;
+    localparam integer BUFFER_MIN = ((K_H - 1) * IW + K_W) * CF;
+    localparam integer AB = $clog2(((K_H + S_H - 1) * IW + K_W + S_W) * CF);
+    localparam integer DEPTH = 1 << AB;
+
+    reg [SIMD*BITS-1:0] mem [0:DEPTH-1];
+    reg [31:0] wcount;                 // words of the current frame written
+    reg [31:0] oy, ox, ky, kx, c;      // the next window word to emit
+    reg rdone;                         // every window word of the frame emitted
+    wire [31:0] p = ((oy * S_H + ky) * IW + (ox * S_W + kx)) * CF + c;
+    wire [31:0] oldest = (oy * S_H * IW + ox * S_W) * CF;
+    wire started = (wcount >= BUFFER_MIN) || (wcount == TOTAL_IN);
+    wire en = !out_valid || out_ready;
+    wire rfire = en && !rdone && started && (p < wcount);
+    wire last_read = (oy == OH - 1) && (ox == OW - 1) && (ky == K_H - 1) && (kx == K_W - 1) && (c == CF - 1);
+    wire frame_end = (rdone || (rfire && last_read)) && (wcount == TOTAL_IN);
+    assign in_ready = (wcount < TOTAL_IN) && (rdone || (wcount - oldest < DEPTH));
+    wire wfire = in_valid && in_ready;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            wcount <= 0;
+            rdone <= 1'b0;
+            out_valid <= 1'b0;
+            {oy, ox, ky, kx, c} <= 0;
+        end else begin
+            if (wfire) mem[wcount[AB-1:0]] <= in_data;
+            if (frame_end) begin
+                wcount <= 0;
+                rdone <= 1'b0;
+            end else begin
+                if (wfire) wcount <= wcount + 1;
+                if (rfire && last_read) rdone <= 1'b1;
+            end
+            if (en) begin
+                out_valid <= rfire;
+                if (rfire) out_data <= mem[p[AB-1:0]];
+            end
+            if (rfire) begin
+                if (c != CF - 1) c <= c + 1;
+                else begin
+                    c <= 0;
+                    if (kx != K_W - 1) kx <= kx + 1;
+                    else begin
+                        kx <= 0;
+                        if (ky != K_H - 1) ky <= ky + 1;
+                        else begin
+                            ky <= 0;
+                            if (ox != OW - 1) ox <= ox + 1;
+                            else begin
+                                ox <= 0;
+                                oy <= (oy == OH - 1) ? 0 : oy + 1;
+                            end
+                        end
+                    end
+                end
+            end
+        end
+    end
+endmodule
+
+`default_nettype wire
