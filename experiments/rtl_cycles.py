@@ -64,7 +64,7 @@ def held_out(rng: random.Random, per_type: int):
         yield "FMPadding", lambda d, h=h, w=w, c=c, pe=pe, pads=pads: benches.bench_fmpad(h, w, c, pe, pads, d,
                                                                                          backpressure=False)
         k = (rng.randint(1, 4), rng.randint(2, 4))
-        stride = (rng.randint(1, k[0]), rng.randint(1, k[1]))
+        stride = (rng.randint(1, min(k)),) * 2  # square, as every mapped convolution
         ih, iw = rng.randint(k[0], 9), rng.randint(k[1], 9)
         yield "ConvolutionInputGenerator", lambda d, ih=ih, iw=iw, c=c, pe=pe, k=k, s=stride: benches.bench_swg(
             ih, iw, c, pe, k, s, d, backpressure=False)

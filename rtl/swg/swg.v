@@ -7,7 +7,8 @@
 // is less than the buffer's size behind; the reader starts a frame once FINN's buffer_min words
 // ((K_H-1)*IW + K_W)*CF are in, then emits one window word per cycle as soon as it has arrived.
 // Frames do not overlap (the next frame's first word is taken after the last window word), so
-// one evaluation takes buffer_min + OH * max(OW*K_H*K_W*CF, S_W*IW*CF) cycles, FINN's formula.
+// one evaluation takes buffer_min + OH * max(OW*K_H*K_W*CF, S_W*IW*CF) cycles, FINN's formula, for
+// square strides (the only ones hwsim maps; with S_H != S_W the block is correct but slower or faster).
 `default_nettype none
 
 module swg #(
@@ -48,9 +49,12 @@ module swg #(
     wire en = !out_valid || out_ready;
     wire rfire = en && !rdone && started && (p < wcount);
     wire last_read = (oy == OH - 1) && (ox == OW - 1) && (ky == K_H - 1) && (kx == K_W - 1) && (c == CF - 1);
-    wire frame_end = (rdone || (rfire && last_read)) && (wcount == TOTAL_IN);
-    assign in_ready = (wcount < TOTAL_IN) && (rdone || (wcount - oldest < DEPTH));
+    // a write may run ahead of the oldest needed word by less than the buffer; the reader's oldest
+    // word can also lie ahead of the writer (columns or rows no window reads)
+    assign in_ready = (wcount < TOTAL_IN) && (rdone || wcount < oldest || (wcount - oldest < DEPTH));
     wire wfire = in_valid && in_ready;
+    wire all_written = (wcount == TOTAL_IN) || (wfire && wcount == TOTAL_IN - 1);
+    wire frame_end = (rdone || (rfire && last_read)) && all_written;
 
     always @(posedge clk) begin
         if (rst) begin

@@ -40,7 +40,7 @@ def test_verilator_swg(tmp_path):
     lambda d: benches.bench_elementwise("mul", 4, 4, 9, d, backpressure=False),
     lambda d: benches.bench_duplicate(6, 3, 5, d, backpressure=False),
     lambda d: benches.bench_fmpad(4, 2, 2, 1, (2, 0, 1, 3), d, backpressure=False),
-    lambda d: benches.bench_swg(9, 7, 6, 3, (3, 2), (2, 1), d, backpressure=False),
+    lambda d: benches.bench_swg(9, 7, 6, 3, (3, 2), (2, 2), d, backpressure=False),
 ], ids=["requant", "lut", "mul", "duplicate", "pad", "swg"])
 def test_cycles_equal_the_model(case, tmp_path):
     report = case(tmp_path)

@@ -119,6 +119,8 @@ class ConvolutionInputGenerator(DataflowNode):
         kh, kw, ih, iw, oh, ow, sh, sw, dh, dw, cf = self._geometry()
         if kh == 1 and kw == 1 or ih == 1 or iw == 1:
             raise NoEstimate(f"{self.name}: only 2D windows larger than 1x1 are modelled (FINN's default style)")
+        if sh != sw:  # FINN's formula reads stride_w rows per output row; rtl/swg reads stride_h
+            raise NoEstimate(f"{self.name}: stride {sh}x{sw}: only square strides are modelled (measured on rtl/swg)")
         return int(self.buffer_min() + oh * max(ow * kw * kh * cf, sw * iw * cf))
 
     def first_output_delay(self) -> int:  # a frame starts once buffer_min words are in
