@@ -36,7 +36,7 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("ConvolutionInputGenerator", lambda d: benches.bench_swg(6, 6, 2, 1, (3, 3), (1, 1), d, backpressure=False)),
     ("ConvolutionInputGenerator", lambda d: benches.bench_swg(7, 7, 4, 2, (3, 3), (2, 2), d, backpressure=False)),
     ("ConvolutionInputGenerator", lambda d: benches.bench_swg(8, 8, 1, 1, (4, 4), (4, 4), d, backpressure=False)),
-    ("ConvolutionInputGenerator", lambda d: benches.bench_swg(5, 9, 3, 3, (2, 3), (1, 2), d, backpressure=False)),
+    ("ConvolutionInputGenerator", lambda d: benches.bench_swg(5, 9, 3, 3, (2, 3), (2, 2), d, backpressure=False)),
 ]
 
 
