@@ -37,6 +37,11 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("ConvolutionInputGenerator", lambda d: benches.bench_swg(7, 7, 4, 2, (3, 3), (2, 2), d, backpressure=False)),
     ("ConvolutionInputGenerator", lambda d: benches.bench_swg(8, 8, 1, 1, (4, 4), (4, 4), d, backpressure=False)),
     ("ConvolutionInputGenerator", lambda d: benches.bench_swg(5, 9, 3, 3, (2, 3), (2, 2), d, backpressure=False)),
+    ("GroupNorm", lambda d: benches.bench_groupnorm(4, 2, 2, 2, 2, d, backpressure=False)),
+    ("GroupNorm", lambda d: benches.bench_groupnorm(8, 4, 4, 3, 3, d, backpressure=False)),
+    ("GroupNorm", lambda d: benches.bench_groupnorm(6, 3, 1, 4, 2, d, backpressure=False)),
+    ("GroupNorm", lambda d: benches.bench_groupnorm(16, 8, 8, 5, 5, d, backpressure=False)),
+    ("GroupNorm", lambda d: benches.bench_groupnorm(4, 1, 4, 2, 3, d, backpressure=False)),
 ]
 
 
@@ -68,6 +73,9 @@ def held_out(rng: random.Random, per_type: int):
         ih, iw = rng.randint(k[0], 9), rng.randint(k[1], 9)
         yield "ConvolutionInputGenerator", lambda d, ih=ih, iw=iw, c=c, pe=pe, k=k, s=stride: benches.bench_swg(
             ih, iw, c, pe, k, s, d, backpressure=False)
+        groups = _divisor(rng, c)
+        yield "GroupNorm", lambda d, c=c, groups=groups, pe=pe, h=h, w=w: benches.bench_groupnorm(
+            c, groups, pe, h, w, d, backpressure=False, seed=rng.randint(0, 99))
 
 
 def main() -> None:

@@ -213,3 +213,26 @@ def bench_swg(ih: int, iw: int, channels: int, simd: int, k: tuple[int, int], st
     params = dict(K_H=k[0], K_W=k[1], IH=ih, IW=iw, S_H=stride[0], S_W=stride[1], CHANNELS=channels, SIMD=simd, BITS=8)
     return _bench("swg", "swg/swg.v", params, {"in": (_words(x, simd), 8, True)}, {"out": (_words(y, simd), 8, True)},
                   node, build_dir, sim, backpressure, seed)
+
+
+def bench_groupnorm(channels: int, groups: int, pe: int, h: int, w: int, build_dir, sim="icarus", backpressure=True,
+                    seed=0) -> dict:
+    from hwsim.intsim.ops.norm import groupnorm_ref
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(1, channels, h, w))
+    if seed % 2:
+        x[:, : channels // groups] = 7  # a constant group: D = 0
+    ft, fg = 12, 10
+    gamma = rng.integers(-(1 << 13), 1 << 13, size=channels)
+    beta = rng.integers(-(1 << 22), 1 << 22, size=channels)
+    y = groupnorm_ref(x, groups, gamma, beta, ft, fg, -128, 127)
+    node = make_node("GroupNorm", "gn", {"NumChannels": channels, "groups": groups, "PE": pe, "numInputVectors": [h, w],
+                                         "ft": ft, "inputDataType": "INT8", "outputDataType": "INT8", "gammaBits": 16,
+                                         "betaBits": 26})
+    params = dict(CHANNELS=channels, GROUPS=groups, PE=pe, PIXELS=h * w, IBITS=8, OBITS=8, FT=ft, FG=fg, GBITS=16,
+                  BBITS=26, QMIN=-128, QMAX=127)
+    stream = lambda a: _words(np.moveaxis(a[0], 0, -1).reshape(-1), pe)  # NCHW -> channels-last words
+    return _bench("groupnorm", "groupnorm/groupnorm.v", params, {"in": (stream(x), 8, True)},
+                  {"out": (stream(y), 8, True)}, node, build_dir, sim, backpressure, seed,
+                  {"gamma.mem": (gamma.reshape(-1, 1), 16), "beta.mem": (beta.reshape(-1, 1), 26)})

@@ -45,3 +45,14 @@ def test_verilator_swg(tmp_path):
 def test_cycles_equal_the_model(case, tmp_path):
     report = case(tmp_path)
     assert report["bit_exact"] and report["measured"] == report["modelled"]
+
+
+@pytest.mark.parametrize("args", [(4, 2, 2, 2, 2), (8, 4, 4, 3, 3), (6, 3, 1, 4, 2), (4, 1, 4, 2, 3)], ids=str)
+@pytest.mark.parametrize("seed", [0, 1])  # odd seeds make one group constant (D = 0)
+def test_groupnorm_bit_exact(args, seed, tmp_path):
+    assert benches.bench_groupnorm(*args, tmp_path, backpressure=True, seed=seed)["bit_exact"]
+
+
+def test_groupnorm_cycles_held_out(tmp_path):
+    report = benches.bench_groupnorm(12, 6, 3, 3, 4, tmp_path, backpressure=False)
+    assert report["bit_exact"] and report["measured"] == report["modelled"]

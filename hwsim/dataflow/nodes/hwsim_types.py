@@ -15,6 +15,10 @@ from hwsim.dataflow.nodes.base import HWSIM_DOMAIN, DataflowNode, Op
 
 RSQRT_ADDS = 32  # a 32-bit integer square root, one add per result bit (docs/numerics.md, GroupNorm)
 RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
+# rtl/groupnorm solves each group serially: set-up, a 63-step restoring division of 2^62 by m,
+# a 32-step square root, store; and 2 cycles pass between its phases (measured)
+SOLVE_CYCLES = 1 + 63 + 32 + 1
+PHASE_CYCLES = 2
 
 
 class _Stream(DataflowNode):
@@ -48,11 +52,11 @@ class LutActivation(_Stream):
 
 
 class GroupNorm(_Stream):
-    """Integer GroupNorm (docs/numerics.md): the whole map is buffered while the per-group sums
-    S and Q accumulate, then read back and normalized, so the latency is two passes and the buffer
-    is the whole input map. Single-buffered by default (``doubleBuffer=0``): a sampler's steps are
-    sequential, so a second buffer only helps when several images are in flight, where it halves
-    the node's II at twice the memory."""
+    """Integer GroupNorm (docs/numerics.md, rtl/groupnorm): the whole map is buffered while the
+    per-group sums S and Q accumulate, each group's reciprocal square root is solved serially, then
+    the map is read back normalized. Single-buffered (``doubleBuffer=0``, what rtl/groupnorm builds):
+    a sampler's steps are sequential, so a second buffer only helps with several images in flight;
+    ``doubleBuffer=1`` is priced as an estimate (one pass per evaluation), no RTL yet."""
 
     op_type = "GroupNorm"
 
@@ -62,14 +66,19 @@ class GroupNorm(_Stream):
     def _pass(self) -> int:
         return self.elements() // self.attrs["PE"]
 
-    def get_exp_cycles(self) -> int:
-        return self._pass() * (1 if self.attrs.get("doubleBuffer", 0) else 2)
+    def _solve(self) -> int:
+        return self.attrs["groups"] * SOLVE_CYCLES + PHASE_CYCLES
 
-    def first_output_delay(self) -> int:  # the whole map, then one rsqrt per group
-        return self._pass() + self.attrs["groups"] * RSQRT_ADDS + self.PIPELINE_DEPTH
+    def get_exp_cycles(self) -> int:
+        if self.attrs.get("doubleBuffer", 0):
+            return max(self._pass(), self._solve())
+        return 2 * self._pass() + self._solve()
+
+    def first_output_delay(self) -> int:  # the whole map, then the groups' square roots
+        return self._pass() + self._solve()
 
     def output_cycles(self) -> int:
-        return self._pass()
+        return self._pass() - 1
 
     def buffer_bits(self) -> int:
         return (1 + self.attrs.get("doubleBuffer", 0)) * self.elements() * self.dt("inputDataType")
@@ -85,7 +94,7 @@ class GroupNorm(_Stream):
         word, mem = self.word(), self.buffer_bits()
         return [Op("add", n, sums), Op("mult", n, x, x), Op("add", n, sums),  # S and Q
                 Op("mem_write", n // self.attrs["PE"], word, mem), Op("mem_read", n // self.attrs["PE"], word, mem),
-                Op("add", groups * RSQRT_ADDS, 2 * sums),  # D and its integer rsqrt, once per group
+                Op("add", groups * (SOLVE_CYCLES - 2), 64),  # D's division and square root, per group
                 Op("add", n, centered), Op("mult", n, centered, RSQRT_BITS), Op("add", n, centered + RSQRT_BITS),
                 Op("mult", n, t, self.attrs["gammaBits"]), Op("add", n, self.attrs["betaBits"]),
                 Op("add", n, self.attrs["betaBits"])]  # round-half-even shift and clamp

@@ -1,0 +1,216 @@
+// Integer GroupNorm (docs/numerics.md) of one channels-last map per evaluation, bit-exact with
+// hwsim.intsim.ops.norm.groupnorm_ref. Per group of n = PIXELS*CHANNELS/GROUPS integers q:
+//   S = sum q, Q = sum q^2, D = n*Q - S^2, k = max(0, ceil((bitlen(D) - 32) / 2)), m = D >> 2k,
+//   r = isqrt(floor(2^62 / m))  (r = k = 0 when D = 0),
+//   t = round_shift((n*q - S) * r, 31 + k - FT),  y = clamp(round_shift(t*G[c] + B[c], FT + FG)).
+// Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
+// S and Q accumulate per group; SOLVE computes r and k group by group with a restoring divider
+// (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
+// cycle, normalized. round_shift rounds half to even. 64-bit datapath (the numerics keep every
+// intermediate inside int64).
+`default_nettype none
+
+module groupnorm #(
+    parameter integer CHANNELS = 4,
+    parameter integer GROUPS = 2,
+    parameter integer PE = 2,
+    parameter integer PIXELS = 4,
+    parameter integer IBITS = 8,
+    parameter integer OBITS = 8,
+    parameter integer FT = 12,
+    parameter integer FG = 10,
+    parameter integer GBITS = 16,
+    parameter integer BBITS = 26,
+    parameter integer QMIN = -128,
+    parameter integer QMAX = 127,
+    parameter GAMMA_FILE = "gamma.mem",
+    parameter BETA_FILE = "beta.mem"
+) (
+    input  wire                clk,
+    input  wire                rst,
+    input  wire                in_valid,
+    output wire                in_ready,
+    input  wire [PE*IBITS-1:0] in_data,
+    output reg                 out_valid,
+    input  wire                out_ready,
+    output reg  [PE*OBITS-1:0] out_data
+);
+    localparam integer FOLDS = CHANNELS / PE;
+    localparam integer WORDS = PIXELS * FOLDS;
+    localparam integer CPG = CHANNELS / GROUPS;
+    localparam integer N = PIXELS * CPG;
+    localparam [1:0] LOAD = 2'd0, SOLVE = 2'd1, EMIT = 2'd2;
+
+    reg [PE*IBITS-1:0] buffer [0:WORDS-1];
+    reg signed [GBITS-1:0] gamma [0:CHANNELS-1];
+    reg signed [BBITS-1:0] beta [0:CHANNELS-1];
+    initial begin
+        $readmemh(GAMMA_FILE, gamma);
+        $readmemh(BETA_FILE, beta);
+    end
+    reg signed [63:0] s_acc [0:GROUPS-1];
+    reg signed [63:0] q_acc [0:GROUPS-1];
+    reg [63:0] r_of [0:GROUPS-1];
+    reg [7:0]  k_of [0:GROUPS-1];
+
+    reg [1:0] phase;
+    reg [31:0] widx, ridx;  // words taken / words read back
+    reg v1;                 // a word read back, not yet normalized
+    wire drained = (phase == EMIT) && (ridx == WORDS) && !v1;  // the last word has left the buffer stage
+    assign in_ready = (phase == LOAD);
+    wire take = in_valid && in_ready;
+
+    // --- LOAD: buffer the map, accumulate S and Q per group ---------------------------------------
+    integer p, g;
+    reg [31:0] fold;
+    reg signed [63:0] x;
+    always @(posedge clk) begin
+        if (rst) begin
+            for (g = 0; g < GROUPS; g = g + 1) begin
+                s_acc[g] <= 0;
+                q_acc[g] <= 0;
+            end
+        end else if (take) begin
+            buffer[widx] <= in_data;
+            fold = widx % FOLDS;
+            for (p = 0; p < PE; p = p + 1) begin
+                x = $signed(in_data[p * IBITS +: IBITS]);
+                g = (fold * PE + p) / CPG;
+                s_acc[g] = s_acc[g] + x;
+                q_acc[g] = q_acc[g] + x * x;
+            end
+        end else if (drained) begin
+            for (g = 0; g < GROUPS; g = g + 1) begin
+                s_acc[g] <= 0;
+                q_acc[g] <= 0;
+            end
+        end
+    end
+
+    // --- SOLVE: r = isqrt(2^62 / m), k, per group -------------------------------------------------
+    reg [31:0] sg;          // group being solved
+    reg [7:0]  step;        // 0: set up; 1..63: divide; 64..95: square root; 96: store
+    reg [63:0] m, rem, quo, num, res, bitv;
+    reg [7:0]  kk;
+    reg signed [63:0] d;
+    integer b, len;
+    always @(posedge clk) begin
+        if (rst) begin
+            phase <= LOAD;
+            widx <= 0;
+            sg <= 0;
+            step <= 0;
+        end else begin
+            case (phase)
+                LOAD: if (take) begin
+                    widx <= widx + 1;
+                    if (widx == WORDS - 1) begin
+                        phase <= SOLVE;
+                        sg <= 0;
+                        step <= 0;
+                    end
+                end
+                SOLVE: begin
+                    if (step == 0) begin
+                        d = N * q_acc[sg] - s_acc[sg] * s_acc[sg];
+                        len = 0;
+                        for (b = 0; b < 64; b = b + 1)
+                            if (d[b]) len = b + 1;
+                        kk = (len > 32) ? (len - 31) / 2 : 0;
+                        m <= d >> (2 * kk);
+                        k_of[sg] <= (d == 0) ? 0 : kk;
+                        rem <= 0;
+                        quo <= 0;
+                        step <= 1;
+                    end else if (step <= 63) begin  // restoring division of 2^62 by m, MSB first
+                        if ((((rem << 1) | (step == 1)) >= m) && (m != 0)) begin
+                            rem <= ((rem << 1) | (step == 1)) - m;
+                            quo <= (quo << 1) | 1;
+                        end else begin
+                            rem <= (rem << 1) | (step == 1);
+                            quo <= quo << 1;
+                        end
+                        if (step == 63) begin
+                            num <= ((((rem << 1) | 0) >= m) && (m != 0)) ? ((quo << 1) | 1) : (quo << 1);
+                            res <= 0;
+                            bitv <= 64'd1 << 62;
+                        end
+                        step <= step + 1;
+                    end else if (step <= 95) begin  // bit-serial integer square root of num
+                        if (num >= res + bitv) begin
+                            num <= num - (res + bitv);
+                            res <= (res >> 1) + bitv;
+                        end else begin
+                            res <= res >> 1;
+                        end
+                        bitv <= bitv >> 2;
+                        step <= step + 1;
+                    end else begin
+                        r_of[sg] <= (m == 0) ? 0 : res;
+                        step <= 0;
+                        if (sg == GROUPS - 1) phase <= EMIT;
+                        else sg <= sg + 1;
+                    end
+                end
+                EMIT: if (drained) begin
+                    phase <= LOAD;
+                    widx <= 0;
+                end
+                default: phase <= LOAD;
+            endcase
+        end
+    end
+
+    // --- EMIT: read back and normalize, one word per cycle ----------------------------------------
+    wire en = !out_valid || out_ready;
+    wire rfire = en && (phase == EMIT) && (ridx < WORDS);
+    reg [PE*IBITS-1:0] w1;
+    reg [31:0] fold1;
+    reg signed [63:0] centered, prod, t, acc;
+    integer c, lane, grp;
+    always @(posedge clk) begin
+        if (rst) begin
+            ridx <= 0;
+            v1 <= 1'b0;
+            out_valid <= 1'b0;
+        end else begin
+            if (drained) ridx <= 0;
+            else if (rfire) ridx <= ridx + 1;
+            if (en) begin
+                v1 <= rfire;
+                w1 <= buffer[ridx];
+                fold1 <= ridx % FOLDS;
+                out_valid <= v1;
+                if (v1)
+                    for (lane = 0; lane < PE; lane = lane + 1) begin
+                        c = fold1 * PE + lane;
+                        grp = c / CPG;
+                        centered = N * $signed(w1[lane * IBITS +: IBITS]) - s_acc[grp];
+                        prod = centered * $signed({1'b0, r_of[grp]});
+                        t = round_shift(prod, 31 + k_of[grp] - FT);
+                        acc = t * gamma[c] + beta[c];
+                        out_data[lane * OBITS +: OBITS] <= saturate(round_shift(acc, FT + FG));
+                    end
+            end
+        end
+    end
+
+    function signed [63:0] round_shift(input signed [63:0] v, input integer shift);
+        reg signed [63:0] floor, rest, half;
+        begin
+            if (shift <= 0) round_shift = v <<< (-shift);
+            else begin
+                floor = v >>> shift;
+                rest = v - (floor <<< shift);
+                half = 64'sd1 <<< (shift - 1);
+                round_shift = floor + (((rest > half) || ((rest == half) && floor[0])) ? 1 : 0);
+            end
+        end
+    endfunction
+
+    function [OBITS-1:0] saturate(input signed [63:0] v);
+        saturate = (v < QMIN) ? QMIN[OBITS-1:0] : ((v > QMAX) ? QMAX[OBITS-1:0] : v[OBITS-1:0]);
+    endfunction
+endmodule
+
+`default_nettype wire
