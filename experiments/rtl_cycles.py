@@ -42,6 +42,10 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("GroupNorm", lambda d: benches.bench_groupnorm(6, 3, 1, 4, 2, d, backpressure=False)),
     ("GroupNorm", lambda d: benches.bench_groupnorm(16, 8, 8, 5, 5, d, backpressure=False)),
     ("GroupNorm", lambda d: benches.bench_groupnorm(4, 1, 4, 2, 3, d, backpressure=False)),
+    ("TimestepTable", lambda d: benches.bench_timestep_table(10, 16, 4, 5, d, backpressure=False)),
+    ("TimestepTable", lambda d: benches.bench_timestep_table(7, 6, 2, 3, d, backpressure=False)),
+    ("ElementwiseAdd (broadcast)", lambda d: benches.bench_broadcast("add", 8, 2, 5, d, backpressure=False)),
+    ("ElementwiseMul (broadcast)", lambda d: benches.bench_broadcast("mul", 6, 3, 4, d, backpressure=False)),
 ]
 
 
@@ -73,6 +77,10 @@ def held_out(rng: random.Random, per_type: int):
         ih, iw = rng.randint(k[0], 9), rng.randint(k[1], 9)
         yield "ConvolutionInputGenerator", lambda d, ih=ih, iw=iw, c=c, pe=pe, k=k, s=stride: benches.bench_swg(
             ih, iw, c, pe, k, s, d, backpressure=False)
+        yield "TimestepTable", lambda d, c=c, pe=pe, v=v: benches.bench_timestep_table(v + 2, c, pe, 1, d,
+                                                                                        backpressure=False)
+        yield "ElementwiseAdd (broadcast)", lambda d, c=c, pe=pe, v=v: benches.bench_broadcast(
+            "add", c, pe, v + 1, d, backpressure=False)
         groups = _divisor(rng, c)
         yield "GroupNorm", lambda d, c=c, groups=groups, pe=pe, h=h, w=w: benches.bench_groupnorm(
             c, groups, pe, h, w, d, backpressure=False, seed=rng.randint(0, 99))

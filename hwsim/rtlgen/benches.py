@@ -236,3 +236,42 @@ def bench_groupnorm(channels: int, groups: int, pe: int, h: int, w: int, build_d
     return _bench("groupnorm", "groupnorm/groupnorm.v", params, {"in": (stream(x), 8, True)},
                   {"out": (stream(y), 8, True)}, node, build_dir, sim, backpressure, seed,
                   {"gamma.mem": (gamma.reshape(-1, 1), 16), "beta.mem": (beta.reshape(-1, 1), 26)})
+
+
+def bench_timestep_table(steps: int, dim: int, pe: int, lookups: int, build_dir, sim="icarus", backpressure=True,
+                         seed=0) -> dict:
+    from hwsim.export.ops import TableLookup
+
+    rng = np.random.default_rng(seed)
+    table = rng.integers(-(1 << 11), 1 << 11, size=(steps, dim))
+    t = rng.integers(0, steps, size=lookups)
+    rows = TableLookup.compute([t, table], {})
+    node = make_node("TimestepTable", "table", {"EmbeddingDim": dim, "PE": pe, "NumSteps": steps, "EmbeddingType": "INT12"})
+    if backpressure:
+        ins, outs = t.reshape(-1, 1), rows.reshape(-1, pe)
+    else:  # one lookup per evaluation (streamed twice by _bench)
+        ins, outs = t[:1].reshape(1, 1), rows[:1].reshape(-1, pe)
+    return _bench("timestep_table", "timestep/timestep_table.v", dict(STEPS=steps, DIM=dim, PE=pe, BITS=12, IBITS=16),
+                  {"in": (ins, 16, False)}, {"out": (outs, 12, True)}, node, build_dir, sim, backpressure, seed,
+                  {"table.mem": (table.reshape(-1, pe), 12)})
+
+
+def bench_broadcast(op: str, channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True,
+                    seed=0) -> dict:
+    from hwsim.export.ops import IntAdd, IntMul
+
+    if vectors < 2:
+        raise ValueError("a row broadcast over one vector is a plain elementwise operation (bench_elementwise)")
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(vectors, channels))
+    row = rng.integers(-2048, 2048, size=(1, channels))
+    y = (IntAdd if op == "add" else IntMul).compute([x, row], {})
+    obits = 13 if op == "add" else 20
+    node = make_node("ElementwiseAdd" if op == "add" else "ElementwiseMul", op,
+                     {"PE": pe, "lhs_shape": [1, vectors, channels], "rhs_shape": [1, 1, channels],
+                      "out_shape": [1, vectors, channels], "lhs_dtype": "INT8", "rhs_dtype": "INT12",
+                      "out_dtype": f"INT{obits}"})
+    params = dict(PE=pe, FOLDS=channels // pe, VECTORS=vectors, ABITS=8, BBITS=12, OBITS=obits, OP=0 if op == "add" else 1)
+    return _bench("broadcast", "elementwise/broadcast.v", params,
+                  {"in0": (_words(x, pe), 8, True), "in1": (_words(row, pe), 12, True)},
+                  {"out": (_words(y, pe), obits, True)}, node, build_dir, sim, backpressure, seed)

@@ -56,3 +56,15 @@ def test_groupnorm_bit_exact(args, seed, tmp_path):
 def test_groupnorm_cycles_held_out(tmp_path):
     report = benches.bench_groupnorm(12, 6, 3, 3, 4, tmp_path, backpressure=False)
     assert report["bit_exact"] and report["measured"] == report["modelled"]
+
+
+@pytest.mark.parametrize("case", [
+    lambda d, **k: benches.bench_timestep_table(10, 16, 4, 5, d, **k),
+    lambda d, **k: benches.bench_timestep_table(3, 5, 5, 4, d, **k),
+    lambda d, **k: benches.bench_broadcast("add", 8, 2, 5, d, **k),
+    lambda d, **k: benches.bench_broadcast("mul", 6, 3, 4, d, **k),
+], ids=["table", "table-pe5", "bias", "gate"])
+def test_tables_and_broadcast(case, tmp_path):
+    assert case(tmp_path, backpressure=True, seed=2)["bit_exact"]
+    timed = case(tmp_path / "timed", backpressure=False)
+    assert timed["bit_exact"] and timed["measured"] == timed["modelled"]

@@ -239,6 +239,12 @@ class _Elementwise(_PerElement):
     def buffer_bits(self) -> int:
         return 0 if self.rhs_const() else self._rhs_bits()
 
+    def get_latency(self) -> int:
+        """A streamed row that broadcasts (rtl/elementwise/broadcast.v) loads before the first output;
+        in a pipeline the schedule waits for it instead (it is a stored input)."""
+        row = self.channels() // self.attrs["PE"] if self.rhs_stored() and not self.rhs_const() else 0
+        return row + super().get_latency()
+
     def _reads(self) -> list[Op]:
         if not self.rhs_stored():
             return []
