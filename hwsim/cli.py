@@ -368,6 +368,47 @@ def cost(
                            f"e.g. {worst['producer']} -> {worst['consumer']} needs {worst['depth']} (report: {json_out})")
 
 
+@app.command()
+@user_errors
+def rtl(
+    source: Path = GRAPH_SOURCE_ARG,
+    block: str = typer.Option(..., help="the block to build: every dataflow node named PREFIX..., with its joins"),
+    out: Path = typer.Option(..., "--out", help="directory for the Verilog top, memory files and the simulation"),
+    plan: Path = typer.Option(None, help="precision plan, for a float model directory"),
+    lanes: int = typer.Option(1, help="PE/SIMD of every node of the block (streams must agree: no width converters yet)"),
+    steps: int = typer.Option(50, help="DDIM steps: the rows of the timestep tables"),
+    verify: bool = typer.Option(False, "--verify", help="simulate it against the integer simulator"),
+    samples: int = typer.Option(20, help="random (x, t) inputs for --verify"),
+    sim: str = typer.Option("icarus", help="icarus or verilator"),
+):
+    """Generate a stitched Verilog design of one block of a dataflow graph (and check it with --verify)."""
+    import json
+
+    from hwsim.dataflow.mapping import load_dataflow
+    from hwsim.diffusion.samplers import make_scheduler
+    from hwsim.diffusion.schedule import NoiseSchedule
+    from hwsim.quant.plan import load_plan
+    from hwsim.rtlgen.stitch import block_nodes, fold_uniform, generate, verify as verify_block
+
+    graph = load_dataflow(source, steps, load_plan(plan) if plan else None, out / "export")
+    scheduler = make_scheduler("ddim", NoiseSchedule())
+    scheduler.set_timesteps(steps)
+    timesteps = [int(t) for t in scheduler.timesteps]
+    names = block_nodes(graph, block)
+    if verify:
+        report = verify_block(graph, names, out, timesteps, samples, sim, lanes=lanes)
+        (out / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"{report['nodes']} nodes on {sim}, {samples} inputs: "
+                   f"{'bit-exact' if report['bit_exact'] else 'MISMATCH ' + str(report['mismatched_words'])}")
+        if not report["bit_exact"]:
+            raise RuntimeError(f"{block}: the RTL differs from the simulator (report: {out / 'verify.json'})")
+    else:
+        fold_uniform(graph, names, lanes)
+        design = generate(graph, names, out, timesteps)
+        typer.echo(f"{len(names)} nodes written to {design.top} (ports: "
+                   f"{', '.join(p.name for p in design.inputs + design.tables + design.outputs)})")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, as speed ratios measured in one run.")
 app.add_typer(bench_app, name="bench")
 

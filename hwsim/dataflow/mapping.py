@@ -326,12 +326,14 @@ def _map_gemm(n: _Node, st: _State, resolve, add, consumers, fused, shapes, dtyp
                 pad = f"{n.name}:pad"
                 add("FMPadding", pad, {"ImgDim": [h, wd], "Padding": [pt, pl, pb, pr], "NumChannels": c, "SIMD": 1,
                                        "inputDataType": dtypes[x]}, [src], [pad], n.name)
+                st.graph.streams[pad] = ([h + pt + pb, wd + pl + pr], c, dtypes[x])
                 src = pad
             swg = f"{n.name}:swg"
             add("ConvolutionInputGenerator_rtl", swg, {
                 "ConvKernelDim": [kh, kw], "IFMChannels": c, "IFMDim": [h + pt + pb, wd + pl + pr], "OFMDim": [oh, ow],
                 "SIMD": 1, "Stride": [sh, sw], "Dilation": [1, 1], "inputDataType": dtypes[x],
                 "outputDataType": dtypes[x], "depthwise": 0, "M": 1, "parallel_window": 0}, [src], [swg], n.name)
+            st.graph.streams[swg] = ([oh, ow, kh * kw], c, dtypes[x])
             feed = swg
         attrs = {"MW": c * kh * kw, "MH": oc, "numInputVectors": [1, oh, ow], "SIMDLimit": c}  # SWG and MVAU share SIMD
         ins = [feed]

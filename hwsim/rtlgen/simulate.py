@@ -29,7 +29,7 @@ def _verilator_on_path() -> None:
 
 def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dict[str, list[int]],
                expect: dict[str, int], build_dir: Path, sim: str = "icarus", backpressure: bool = True,
-               seed: int = 0) -> dict:
+               seed: int = 0, max_cycles: int = 500_000) -> dict:
     """Simulate ``toplevel`` in ``build_dir`` (memory files are read relative to it): ``inputs`` maps
     each input port to its words, ``expect`` each output port to its word count. Returns the
     bench's output words and handshake cycles per port (:mod:`hwsim.rtlgen.stream_tb`)."""
@@ -43,7 +43,8 @@ def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dic
     build_dir.mkdir(parents=True, exist_ok=True)
     cfg = build_dir / "tb.json"
     out = build_dir / "tb_out.json"
-    cfg.write_text(json.dumps({"inputs": inputs, "outputs": expect, "backpressure": backpressure, "seed": seed}))
+    cfg.write_text(json.dumps({"inputs": inputs, "outputs": expect, "backpressure": backpressure, "seed": seed,
+                               "max_cycles": max_cycles}))
     runner = get_runner(sim)
     build_args = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL"] if sim == "verilator" else []
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel, parameters=parameters, always=True,

@@ -40,7 +40,8 @@ async def stream(dut):
     cycle, limit = 0, cfg.get("max_cycles", 500000)
     while any(len(got[p]) < n for p, n in wanted.items()):
         if cycle > limit:
-            raise AssertionError(f"stalled after {cycle} cycles: got {({p: len(v) for p, v in got.items()})} of {wanted}")
+            raise AssertionError(f"stalled after {cycle} cycles: got {({p: len(v) for p, v in got.items()})} of {wanted}; "
+                                 f"inputs left {({p: len(q) for p, q in pending.items()})}")
         offered = {}
         for port, queue in pending.items():
             offered[port] = bool(queue) and (not gaps or rng.random() < 0.7)
