@@ -48,6 +48,7 @@ def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dic
     runner = get_runner(sim)
     build_args = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL"] if sim == "verilator" else []
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel, parameters=parameters, always=True,
+                 includes=[str(RTL / "common")],
                  build_dir=str(build_dir), timescale=("1ns", "1ps"), build_args=build_args,
                  log_file=str(build_dir / "build.log"))
     env = {"HWSIM_TB": str(cfg), "HWSIM_TB_OUT": str(out),

@@ -195,18 +195,7 @@ module groupnorm #(
         end
     end
 
-    function signed [63:0] round_shift(input signed [63:0] v, input integer shift);
-        reg signed [63:0] floor, rest, half;
-        begin
-            if (shift <= 0) round_shift = v <<< (-shift);
-            else begin
-                floor = v >>> shift;
-                rest = v - (floor <<< shift);
-                half = 64'sd1 <<< (shift - 1);
-                round_shift = floor + (((rest > half) || ((rest == half) && floor[0])) ? 1 : 0);
-            end
-        end
-    endfunction
+    `include "round_shift.vh"
 
     function [OBITS-1:0] saturate(input signed [63:0] v);
         saturate = (v < QMIN) ? QMIN[OBITS-1:0] : ((v > QMAX) ? QMAX[OBITS-1:0] : v[OBITS-1:0]);

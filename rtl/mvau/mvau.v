@@ -152,20 +152,15 @@ module mvau #(
         end
     endfunction
 
-    // round half to even by 2^shift (shift > 0), exact left shift (shift <= 0), then saturate
+    `include "round_shift.vh"
+
+    // requantize (shift, round half to even, saturate) or pass the accumulator through
     function [OBITS-1:0] activate(input signed [ACCBITS-1:0] x, input signed [SHBITS-1:0] shift);
-        reg signed [63:0] wide, floor, rem, half, r;
+        reg signed [63:0] r;
         begin
-            wide = x;
-            if (ACTIVATION == 0) r = wide;
-            else begin
-                if (shift <= 0) r = wide <<< (-shift);
-                else begin
-                    floor = wide >>> shift;
-                    rem = wide - (floor <<< shift);
-                    half = 64'sd1 <<< (shift - 1);
-                    r = floor + (((rem > half) || ((rem == half) && floor[0])) ? 1 : 0);
-                end
+            r = x;
+            if (ACTIVATION != 0) begin
+                r = round_shift(r, shift);
                 if (r < QMIN) r = QMIN;
                 if (r > QMAX) r = QMAX;
             end

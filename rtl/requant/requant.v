@@ -43,17 +43,12 @@ module requant #(
         end
     end
 
+    `include "round_shift.vh"
+
     function [OBITS-1:0] requantize(input signed [IBITS-1:0] x, input signed [SHBITS-1:0] shift);
-        reg signed [63:0] wide, floor, rem, half, r;
+        reg signed [63:0] r;
         begin
-            wide = x;
-            if (shift <= 0) r = wide <<< (-shift);
-            else begin
-                floor = wide >>> shift;
-                rem = wide - (floor <<< shift);
-                half = 64'sd1 <<< (shift - 1);
-                r = floor + (((rem > half) || ((rem == half) && floor[0])) ? 1 : 0);
-            end
+            r = round_shift(x, shift);
             if (r < QMIN) r = QMIN;
             if (r > QMAX) r = QMAX;
             requantize = r[OBITS-1:0];
