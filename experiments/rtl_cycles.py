@@ -46,6 +46,10 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("TimestepTable", lambda d: benches.bench_timestep_table(7, 6, 2, 3, d, backpressure=False)),
     ("ElementwiseAdd (broadcast)", lambda d: benches.bench_broadcast("add", 8, 2, 5, d, backpressure=False)),
     ("ElementwiseMul (broadcast)", lambda d: benches.bench_broadcast("mul", 6, 3, 4, d, backpressure=False)),
+    ("UpsampleNearestNeighbour", lambda d: benches.bench_upsample(2, 3, 4, 2, 2, d, backpressure=False)),
+    ("UpsampleNearestNeighbour", lambda d: benches.bench_upsample(3, 2, 3, 1, 3, d, backpressure=False)),
+    ("StreamingConcat", lambda d: benches.bench_concat(4, 2, 2, 2, 3, d, backpressure=False)),
+    ("StreamingSplit", lambda d: benches.bench_concat(3, 6, 3, 2, 2, d, split=True, backpressure=False)),
 ]
 
 
@@ -81,6 +85,12 @@ def held_out(rng: random.Random, per_type: int):
                                                                                         backpressure=False)
         yield "ElementwiseAdd (broadcast)", lambda d, c=c, pe=pe, v=v: benches.bench_broadcast(
             "add", c, pe, v + 1, d, backpressure=False)
+        yield "UpsampleNearestNeighbour", lambda d, h=h, w=w, c=c, pe=pe: benches.bench_upsample(
+            h, w, c, pe, 2, d, backpressure=False)
+        yield "StreamingConcat", lambda d, c=c, pe=pe, h=h, w=w: benches.bench_concat(c, 2 * c, pe, h, w, d,
+                                                                                     backpressure=False)
+        yield "StreamingSplit", lambda d, c=c, pe=pe, h=h, w=w: benches.bench_concat(2 * c, c, pe, h, w, d, split=True,
+                                                                                    backpressure=False)
         groups = _divisor(rng, c)
         yield "GroupNorm", lambda d, c=c, groups=groups, pe=pe, h=h, w=w: benches.bench_groupnorm(
             c, groups, pe, h, w, d, backpressure=False, seed=rng.randint(0, 99))

@@ -31,7 +31,8 @@ SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "
            "LutActivation": "lut/lut_activation.v", "FMPadding": "fmpad/fmpad.v",
            "ConvolutionInputGenerator_rtl": "swg/swg.v", "TimestepTable": "timestep/timestep_table.v",
            "elementwise": "elementwise/elementwise.v", "broadcast": "elementwise/broadcast.v",
-           "DuplicateStreams": "duplicate/duplicate.v", "fifo": "fifo/fifo.v"}
+           "DuplicateStreams": "duplicate/duplicate.v", "fifo": "fifo/fifo.v", "upsample": "upsample/upsample.v",
+           "concat": "concat/concat.v", "split": "concat/split.v"}
 
 
 class StitchError(ValueError):
@@ -165,6 +166,15 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         if node.rhs_stored():
             return "broadcast", dict(common, FOLDS=node.channels() // a["PE"], VECTORS=node.n_vectors())
         return "elementwise", common
+    if t == "UpsampleNearestNeighbour":
+        return "upsample", dict(HI=a["HI"], WI=a["WI"], FACTOR=a["HO"] // a["HI"], CHANNELS=a["NumChannels"],
+                                SIMD=a["SIMD"], BITS=node.dt("inputDataType"))
+    if t in ("StreamingConcat", "StreamingSplit"):
+        widths = {bits(d) for d in a.get("inputDataTypes", [a.get("inputDataType")])}
+        if len(a["ChannelsPerStream"]) != 2 or len(widths) != 1:
+            raise StitchError(f"{node.name}: only two streams of one width are built ({a['ChannelsPerStream']}, {widths})")
+        c0, c1 = a["ChannelsPerStream"]
+        return ("concat" if t == "StreamingConcat" else "split"), dict(C0=c0, C1=c1, SIMD=a["SIMD"], BITS=widths.pop())
     if t == "DuplicateStreams":
         if a["NumOutputStreams"] != 2:
             raise StitchError(f"{node.name}: only two-way forks are built")
@@ -173,9 +183,9 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
 
 
 def _ports(module: str) -> tuple[list[str], list[str]]:
-    if module in ("elementwise", "broadcast"):
+    if module in ("elementwise", "broadcast", "concat"):
         return ["in0", "in1"], ["out"]
-    if module == "duplicate":
+    if module in ("duplicate", "split"):
         return ["in"], ["out0", "out1"]
     return ["in"], ["out"]
 

@@ -21,8 +21,11 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_swg(6, 6, 2, 1, (3, 3), (1, 1), d, **k),
     lambda d, **k: benches.bench_swg(7, 7, 4, 2, (3, 3), (2, 2), d, **k),
     lambda d, **k: benches.bench_swg(8, 8, 1, 1, (4, 4), (4, 4), d, **k),
+    lambda d, **k: benches.bench_upsample(2, 3, 4, 2, 2, d, **k),
+    lambda d, **k: benches.bench_concat(4, 2, 2, 2, 3, d, **k),
+    lambda d, **k: benches.bench_concat(3, 6, 3, 2, 2, d, split=True, **k),
 ], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "swg",
-        "swg-stride2", "swg-patchify"])
+        "swg-stride2", "swg-patchify", "upsample", "concat", "split"])
 @pytest.mark.parametrize("sim", SIMS)
 def test_bit_exact_under_backpressure(case, sim, tmp_path):
     assert case(tmp_path, backpressure=True, seed=3, sim=sim)["bit_exact"]
@@ -43,7 +46,10 @@ def test_verilator_swg(tmp_path):
     lambda d: benches.bench_duplicate(6, 3, 5, d, backpressure=False),
     lambda d: benches.bench_fmpad(4, 2, 2, 1, (2, 0, 1, 3), d, backpressure=False),
     lambda d: benches.bench_swg(9, 7, 6, 3, (3, 2), (2, 2), d, backpressure=False),
-], ids=["requant", "lut", "mul", "duplicate", "pad", "swg"])
+    lambda d: benches.bench_upsample(3, 2, 6, 3, 3, d, backpressure=False),
+    lambda d: benches.bench_concat(2, 8, 2, 3, 1, d, backpressure=False),
+    lambda d: benches.bench_concat(6, 3, 3, 1, 4, d, split=True, backpressure=False),
+], ids=["requant", "lut", "mul", "duplicate", "pad", "swg", "upsample", "concat", "split"])
 def test_cycles_equal_the_model(case, tmp_path):
     report = case(tmp_path)
     assert report["bit_exact"] and report["measured"] == report["modelled"]

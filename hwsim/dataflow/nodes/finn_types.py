@@ -273,6 +273,7 @@ class UpsampleNearestNeighbour(DataflowNode):
     op_type = "UpsampleNearestNeighbour"
     domain = FINN_DOMAIN
     FOLD = {"SIMD": "NumChannels"}
+    PIPELINE_DEPTH = 1  # rtl/upsample: one register stage
 
     def get_exp_cycles(self) -> int:  # folded output shape without the SIMD axis
         a = self.attrs
@@ -294,6 +295,7 @@ class _MultiStream(DataflowNode):
 
     domain = FINN_DOMAIN
     FOLD = {"SIMD": "ChannelsPerStream"}
+    PIPELINE_DEPTH = 1  # rtl/concat: one register stage (per output for the split)
 
     def fold_limit(self, attr: str) -> int:
         return math.gcd(*self.attrs["ChannelsPerStream"])
