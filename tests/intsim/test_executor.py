@@ -19,7 +19,7 @@ from hwsim.quant.calibrate import calibration_inputs
 from hwsim.quant import modules as hw
 from hwsim.quant.calibrate import collect_ranges
 from hwsim.quant.quantize import prepared, quantize_calibrated, quantize_net
-from tests.conftest import TINY_UNET, fuzz
+from tests.conftest import TINY_DIT, TINY_UNET, fuzz
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +127,6 @@ def test_sampling_through_the_simulator_equals_the_quantized_model(tiny, tmp_pat
     a = sample(quantized_denoiser(qnet), scheduler, 6, (1, 8, 8), 10, seed=7, progress=False)
     b = sample(IntsimDenoiser(path), scheduler, 6, (1, 8, 8), 10, seed=7, progress=False)
     assert torch.equal(a, b)
-
-
-TINY_DIT = {"image_size": 8, "patch_size": 2, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2}
 
 
 @pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel"), ((4, 8), "per_group")])

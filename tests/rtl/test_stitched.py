@@ -6,12 +6,11 @@ import pytest
 
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.rtlgen.stitch import StitchError, block_nodes, generate, verify
-from tests.dataflow.conftest import unet_graph  # noqa: F401  (the fixture)
 
 TIMESTEPS = list(range(0, 1000, 100))
 
 
-def test_residual_block_bit_exact(unet_graph, tmp_path):  # noqa: F811
+def test_residual_block_bit_exact(unet_graph, tmp_path):
     graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
     names = block_nodes(graph, "mid.blocks.0")
     types = {graph.node(n).op_type for n in names}
@@ -20,7 +19,7 @@ def test_residual_block_bit_exact(unet_graph, tmp_path):  # noqa: F811
     assert report["bit_exact"] and report["words"]["out0"] > 0
 
 
-def test_unbuilt_node_types_are_refused(unet_graph, tmp_path):  # noqa: F811
+def test_unbuilt_node_types_are_refused(unet_graph, tmp_path):
     graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
     attention = [n.name for n in graph.nodes if n.op_type == "IntSoftmax"][:1]
     with pytest.raises(StitchError, match="no RTL yet"):

@@ -148,12 +148,12 @@ class FMPadding(DataflowNode):
 
     def get_latency(self) -> int:
         """First input to last output: the words before the first input's position are padding."""
-        (h, w), p = self.attrs["ImgDim"], self.attrs["Padding"]
+        w, p = self.attrs["ImgDim"][1], self.attrs["Padding"]
         before = (p[0] * (w + p[1] + p[3]) + p[1]) * self.attrs["NumChannels"] // self.attrs["SIMD"]
         return self.get_exp_cycles() - before
 
     def padded(self) -> tuple[int, int]:
-        (h, w), p = self.attrs["ImgDim"], self.attrs["Padding"]
+        w, p = self.attrs["ImgDim"][1], self.attrs["Padding"]
         return h + p[0] + p[2], w + p[1] + p[3]
 
     def get_exp_cycles(self) -> int:  # FMPadding.get_exp_cycles
