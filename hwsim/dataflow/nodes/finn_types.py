@@ -153,7 +153,7 @@ class FMPadding(DataflowNode):
         return self.get_exp_cycles() - before
 
     def padded(self) -> tuple[int, int]:
-        w, p = self.attrs["ImgDim"][1], self.attrs["Padding"]
+        (h, w), p = self.attrs["ImgDim"], self.attrs["Padding"]
         return h + p[0] + p[2], w + p[1] + p[3]
 
     def get_exp_cycles(self) -> int:  # FMPadding.get_exp_cycles
