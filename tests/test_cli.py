@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 from hwsim.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "quantize", "diagnose", "export", "sim", "map", "cost"]
+COMMANDS = ["train", "train-classifier", "sample", "fid", "demo", "card", "quantize", "diagnose", "export", "sim", "map", "cost", "rtl"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

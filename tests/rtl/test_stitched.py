@@ -2,7 +2,12 @@
 requantization, skip add) generated from the mapped tiny U-Net, bit-exact with the integer simulator
 under random back-pressure. experiments/rtl_stitched.py runs 20 inputs on the shipped unet-digits."""
 
+import json
+
 import pytest
+from typer.testing import CliRunner
+
+from hwsim.cli import app
 
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.rtlgen.stitch import StitchError, block_nodes, generate, verify
@@ -26,3 +31,15 @@ def test_unbuilt_node_types_are_refused(unet_graph, tmp_path):
         generate(graph, attention, tmp_path, TIMESTEPS)
     with pytest.raises(StitchError, match="no dataflow node"):
         block_nodes(graph, "nowhere")
+
+
+def test_rtl_command(unet_graph, tmp_path):
+    runner = CliRunner()
+    done = runner.invoke(app, ["rtl", str(unet_graph), "--block", "mid.blocks.0", "--lanes", "4", "--steps", "10",
+                               "--out", str(tmp_path / "v"), "--verify", "--samples", "2"])
+    assert done.exit_code == 0, done.output
+    assert "bit-exact" in done.output and json.loads((tmp_path / "v" / "verify.json").read_text())["bit_exact"]
+    bad = runner.invoke(app, ["rtl", str(unet_graph), "--block", "nowhere", "--out", str(tmp_path / "w")])
+    assert bad.exit_code == 2 and "no dataflow node is named 'nowhere'" in bad.output
+    bad = runner.invoke(app, ["rtl", str(unet_graph), "--block", "mid.blocks.0", "--lanes", "3", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "must divide" in bad.output
