@@ -19,20 +19,13 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.inference_cost import inference_cost
 
-from hwsim.intsim.executor import Simulator
-
-
-def _shapes(path: Path) -> tuple[Simulator, dict]:
-    sim = Simulator(path)
-    shape = [d or 1 for d in sim.input_shapes["x"]]
-    env = sim.run_integers(np.random.default_rng(0).uniform(-1, 1, size=shape), np.zeros(1, dtype=np.int64))
-    return sim, {k: v.shape for k, v in env.items()} | {k: v.shape for k, v in sim.consts.items()}
+from hwsim.dataflow.mapping import tensor_shapes
 
 
 def standard_view(integer_graph: str | Path, out: str | Path) -> Path:
     """The integer graph's Conv/MatMul work as a standard, datatype-annotated ONNX graph (batch 1)."""
     integer_graph = Path(integer_graph)
-    sim, shapes = _shapes(integer_graph)
+    sim, shapes = tensor_shapes(integer_graph)
     source = ModelWrapper(str(integer_graph))
     nodes, inputs, outputs, inits, annotate = [], [], [], [], {}
 

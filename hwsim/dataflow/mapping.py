@@ -64,13 +64,16 @@ class _State:
     alias: dict[str, str] = field(default_factory=dict)  # integer tensor -> dataflow tensor
 
 
-def _load(path: Path) -> tuple[list[_Node], dict, dict, dict]:
+def tensor_shapes(path: str | Path) -> tuple[Simulator, dict[str, tuple[int, ...]]]:
+    """The integer graph's simulator and every tensor's shape at batch 1, from one run."""
     sim = Simulator(path)
-    rng = np.random.default_rng(0)
     shape = [d or 1 for d in sim.input_shapes["x"]]
-    env = sim.run_integers(rng.uniform(-1, 1, size=shape), np.zeros(1, dtype=np.int64))
-    shapes = {k: tuple(v.shape) for k, v in env.items()}
-    shapes.update({k: tuple(v.shape) for k, v in sim.consts.items()})
+    env = sim.run_integers(np.random.default_rng(0).uniform(-1, 1, size=shape), np.zeros(1, dtype=np.int64))
+    return sim, {k: tuple(v.shape) for k, v in env.items()} | {k: tuple(v.shape) for k, v in sim.consts.items()}
+
+
+def _load(path: Path) -> tuple[list[_Node], dict, dict, dict]:
+    sim, shapes = tensor_shapes(path)
     model = ModelWrapper(str(path))
     dtypes = {}
     for name in shapes:
