@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import tempfile
 from pathlib import Path
@@ -28,6 +29,10 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("MVAU", lambda d: benches.bench_mvau(MvauConfig(16, 8, 8, 16, WBITS=2, ABITS=4, SIGNED_IN=False), d, backpressure=False)),
     ("MVAU", lambda d: benches.bench_mvau(MvauConfig(9, 4, 1, 3, ACTIVATION=False), d, backpressure=False)),
     ("MVAU", lambda d: benches.bench_mvau(MvauConfig(6, 3, 3, 2, WBITS=3, ABITS=5), d, backpressure=False)),
+    ("MVAU N:M", lambda d: benches.bench_mvau(MvauConfig(16, 4, 2, 2, N=2, M=4), d, backpressure=False)),
+    ("MVAU N:M", lambda d: benches.bench_mvau(MvauConfig(12, 6, 3, 3, N=1, M=4, NIV=2), d, backpressure=False)),
+    ("MVAU N:M", lambda d: benches.bench_mvau(MvauConfig(16, 8, 8, 4, N=2, M=8, ACTIVATION=False), d, backpressure=False)),
+    ("MVAU N:M", lambda d: benches.bench_mvau(MvauConfig(8, 4, 1, 1, N=2, M=4), d, backpressure=False)),
     ("Requant", lambda d: benches.bench_requant(8, 2, 5, d, backpressure=False)),
     ("LutActivation", lambda d: benches.bench_lut(8, 4, 5, d, backpressure=False)),
     ("ElementwiseAdd", lambda d: benches.bench_elementwise("add", 8, 2, 5, d, backpressure=False)),
@@ -64,6 +69,12 @@ def held_out(rng: random.Random, per_type: int):
         cfg = MvauConfig(mw, mh, _divisor(rng, mh), _divisor(rng, mw), WBITS=rng.choice([2, 4, 8]),
                          ABITS=rng.choice([4, 8]), ACTIVATION=rng.random() < 0.7, NIV=rng.randint(1, 4))
         yield "MVAU", lambda d, cfg=cfg: benches.bench_mvau(cfg, d, backpressure=False, seed=rng.randint(0, 999))
+        m = rng.choice([4, 8])
+        sparse = MvauConfig(m * rng.randint(1, 4), mh, _divisor(rng, mh), 1, N=rng.randint(1, m // 2), M=m,
+                            NIV=rng.randint(1, 3))
+        simd = _divisor(rng, math.gcd(sparse.MW, sparse.MW * sparse.N // m))
+        sparse = MvauConfig(sparse.MW, mh, sparse.PE, simd, N=sparse.N, M=m, NIV=sparse.NIV)
+        yield "MVAU N:M", lambda d, cfg=sparse: benches.bench_mvau(cfg, d, backpressure=False, seed=rng.randint(0, 999))
         c = rng.choice([2, 4, 6, 8, 12, 16])
         pe, v = _divisor(rng, c), rng.randint(1, 8)
         yield "Requant", lambda d, c=c, pe=pe, v=v: benches.bench_requant(c, pe, v, d, backpressure=False)

@@ -62,6 +62,7 @@ class _State:
     dtypes: dict[str, str]
     order: dict[str, tuple[int, ...]] = field(default_factory=dict)  # stream order per dataflow tensor
     alias: dict[str, str] = field(default_factory=dict)  # integer tensor -> dataflow tensor
+    consts: dict[str, np.ndarray] = field(default_factory=dict)  # the integer graph's weights
 
 
 def tensor_shapes(path: str | Path) -> tuple[Simulator, dict[str, tuple[int, ...]]]:
@@ -106,7 +107,7 @@ def map_integer_graph(path: str | Path, steps: int) -> DataflowGraph:
     for n in nodes:
         for i in n.inputs:
             consumers[i].append(n)
-    st = _State(DataflowGraph(source=str(path), steps=steps), shapes, dtypes)
+    st = _State(DataflowGraph(source=str(path), steps=steps), shapes, dtypes, consts=consts)
     producer = {n.output: n for n in nodes}
     fused: set[str] = set()
 
@@ -307,6 +308,24 @@ def _channels_last_shape(rhs_shape, order, out_shape) -> list[int]:
     return [int(v) for v in full]
 
 
+def mvau_rows(weights: np.ndarray) -> np.ndarray:
+    """Weights as the MVAU holds them: [MH, MW], a convolution's columns in (ky, kx, c) order."""
+    return weights.transpose(0, 2, 3, 1).reshape(weights.shape[0], -1) if weights.ndim == 4 else weights
+
+
+def nm_pattern(rows: np.ndarray, ms: tuple[int, ...] = (4, 8)) -> dict[str, int]:
+    """The sparsest N:M structure the weights have along the MVAU's rows (at most half kept), as
+    the sparse MVAU's attributes; none if every group of M has more than M/2 non-zeros."""
+    best = {}
+    for m in ms:
+        if rows.shape[1] % m:
+            continue
+        n = int((rows.reshape(rows.shape[0], -1, m) != 0).sum(axis=2).max())
+        if n <= m // 2 and (not best or n / m < best["sparsityN"] / best["sparsityM"]):
+            best = {"sparsityN": max(n, 1), "sparsityM": m}
+    return best
+
+
 def _map_gemm(n: _Node, st: _State, resolve, add, consumers, fused, shapes, dtypes) -> tuple[str, tuple]:
     out = n.output
     x, w = n.inputs[0], n.inputs[1]
@@ -357,6 +376,7 @@ def _map_gemm(n: _Node, st: _State, resolve, add, consumers, fused, shapes, dtyp
     attrs.update(act, PE=1, SIMD=1, inputDataType=dtypes[x], weightDataType=dtypes[w], resType="lut")
     if n.op_type != "IntMatMul":
         attrs["biasBits"] = bits(dtypes[n.inputs[2]])
+        attrs.update(nm_pattern(mvau_rows(st.consts[w])))
     add("MVAU", n.name, attrs, ins, [final], n.name + (f"+{requant.name}" if requant else ""))
     if n.op_type == "IntConv":
         return final, layout.CHANNELS_LAST

@@ -17,7 +17,7 @@ import numpy as np
 
 from hwsim.dataflow.nodes import make_node
 from hwsim.export.ops import IntLinear, Requant
-from hwsim.rtlgen.memfiles import mvau_memories, pack, unpack, write_mem
+from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, pack, unpack, write_mem
 from hwsim.rtlgen.simulate import RTL, run_stream
 
 
@@ -32,6 +32,8 @@ class MvauConfig:
     ACTIVATION: bool = True
     SIGNED_IN: bool = True
     NIV: int = 3  # input vectors per evaluation
+    N: int = 1  # N:M sparse weights when M > 1
+    M: int = 1
 
 
 def mvau_node(cfg: MvauConfig):
@@ -39,7 +41,7 @@ def mvau_node(cfg: MvauConfig):
     return make_node("MVAU", "mvau", {"MW": cfg.MW, "MH": cfg.MH, "PE": cfg.PE, "SIMD": cfg.SIMD,
                                       "numInputVectors": [cfg.NIV], "inputDataType": f"INT{cfg.ABITS}",
                                       "weightDataType": f"INT{cfg.WBITS}", "accDataType": "INT32",
-                                      "noActivation": int(not cfg.ACTIVATION)})
+                                      "noActivation": int(not cfg.ACTIVATION), "sparsityN": cfg.N, "sparsityM": cfg.M})
 
 
 def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", backpressure: bool = True,
@@ -48,6 +50,9 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
     evaluations = 1 if backpressure else 2
     vectors = cfg.NIV * evaluations
     w = rng.integers(-(1 << (cfg.WBITS - 1)), 1 << (cfg.WBITS - 1), size=(cfg.MH, cfg.MW))
+    if cfg.M > 1:  # keep N random weights of every group of M (some may be zero anyway)
+        keep = np.argsort(rng.random((cfg.MH, cfg.MW // cfg.M, cfg.M)), axis=-1) < cfg.N
+        w = w * keep.reshape(w.shape)
     lo, hi = (-(1 << (cfg.ABITS - 1)), (1 << (cfg.ABITS - 1)) - 1) if cfg.SIGNED_IN else (0, (1 << cfg.ABITS) - 1)
     x = rng.integers(lo, hi + 1, size=(vectors, cfg.MW))
     b = rng.integers(-200, 200, size=cfg.MH)
@@ -61,7 +66,14 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
                   ACTIVATION=int(cfg.ACTIVATION), QMIN=qmin, QMAX=qmax)
     build = Path(build_dir)
     build.mkdir(parents=True, exist_ok=True)
-    mem = mvau_memories(w, b, shifts, cfg.PE, cfg.SIMD)
+    if cfg.M > 1:
+        values, positions = nm_compress(w, cfg.N, cfg.M)
+        mem = mvau_memories(values, b, shifts, cfg.PE, cfg.SIMD)
+        write_mem(build / "index.mem", mvau_memories(positions, b, shifts, cfg.PE, cfg.SIMD)["weights"],
+                  max(1, (cfg.M - 1).bit_length()), signed=False)
+        params.update(N=cfg.N, M=cfg.M)
+    else:
+        mem = mvau_memories(w, b, shifts, cfg.PE, cfg.SIMD)
     write_mem(build / "weights.mem", mem["weights"], cfg.WBITS)
     write_mem(build / "bias.mem", mem["bias"], params["BBITS"])
     write_mem(build / "shift.mem", mem["shift"], params["SHBITS"])

@@ -51,3 +51,21 @@ def mvau_memories(weights: np.ndarray, bias: np.ndarray, shifts: np.ndarray, pe:
         raise ValueError(f"PE={pe} must divide MH={mh} and SIMD={simd} must divide MW={mw}")
     words = weights.reshape(mh // pe, pe, mw // simd, simd).transpose(0, 2, 1, 3).reshape(-1, pe * simd)
     return {"weights": words, "bias": np.asarray(bias).reshape(-1, 1), "shift": np.asarray(shifts).reshape(-1, 1)}
+
+
+def nm_compress(weights: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """N:M sparse weights [MH, MW] -> (values, positions) [MH, MW*N/M]: per group of M inputs, its
+    (at most N) non-zero weights and their positions in the group, zero-padded to N."""
+    mh, mw = weights.shape
+    if mw % m:
+        raise ValueError(f"MW={mw} is not a multiple of M={m}")
+    groups = weights.reshape(mh, mw // m, m)
+    values = np.zeros((mh, mw // m, n), dtype=np.int64)
+    positions = np.zeros((mh, mw // m, n), dtype=np.int64)
+    for r in range(mh):
+        for g in range(mw // m):
+            nz = np.flatnonzero(groups[r, g])
+            if len(nz) > n:
+                raise ValueError(f"row {r}, group {g}: {len(nz)} non-zero weights, more than N={n}")
+            values[r, g, : len(nz)], positions[r, g, : len(nz)] = groups[r, g, nz], nz
+    return values.reshape(mh, -1), positions.reshape(mh, -1)

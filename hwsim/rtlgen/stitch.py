@@ -20,11 +20,12 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from hwsim.dataflow.graph import DataflowGraph
+from hwsim.dataflow.mapping import mvau_rows
 from hwsim.dataflow.nodes import DataflowNode
 from hwsim.dataflow.nodes.base import bits
 from hwsim.dataflow.schedule import schedule
 from hwsim.intsim.executor import Simulator
-from hwsim.rtlgen.memfiles import mvau_memories, write_mem
+from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, write_mem
 from hwsim.rtlgen.simulate import RTL
 
 SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "groupnorm/groupnorm.v",
@@ -81,8 +82,8 @@ class _Context:
     def sources(self, node: DataflowNode) -> list[tuple[str, list[str], str, dict]]:
         return [self.int_nodes[s] for s in node.source.split("+") if s in self.int_nodes]
 
-    def mem(self, name: str, values: np.ndarray, width: int) -> str:
-        write_mem(self.out / name, values, width)
+    def mem(self, name: str, values: np.ndarray, width: int, signed: bool = True) -> str:
+        write_mem(self.out / name, values, width, signed)
         return name
 
 
@@ -108,14 +109,19 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         if a.get("mem_mode") == "dynamic":
             raise StitchError(f"{node.name}: the dynamic (attention) MVAU has no RTL yet")
         (gemm, ins, out, _), *rest = ctx.sources(node)
-        w = ctx.sim.consts[ins[1]]
-        w = w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1) if gemm == "IntConv" else w  # (ky, kx, c) order
+        w = mvau_rows(ctx.sim.consts[ins[1]])  # a convolution's columns in (ky, kx, c) order
         bias = ctx.sim.consts[ins[2]]
         activation = not a.get("noActivation", 1)
         shifts = _per_channel(rest[0][3]["shifts"], a["MH"]) if activation else np.zeros(a["MH"], dtype=np.int64)
         qmin, qmax = _clamp(rest[0][3], node.dt("outputDataType")) if activation else (0, 0)
         bbits = ctx.bits(ins[2])
         accbits = max(node.dt("accDataType"), bbits + 1)
+        sparse = {}
+        if node.sparse():  # stored non-zeros and their positions (rtl/mvau with M > 1)
+            w, positions = nm_compress(w, a["sparsityN"], a["sparsityM"])
+            index = mvau_memories(positions, bias, shifts, a["PE"], a["SIMD"])["weights"]
+            sparse = dict(N=a["sparsityN"], M=a["sparsityM"],
+                          INDEX_FILE=ctx.mem(f"{uid}_index.mem", index, node.index_bits(), signed=False))
         mem = mvau_memories(w, bias, shifts, a["PE"], a["SIMD"])
         wbits = node.dt("weightDataType")
         return "mvau", dict(MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"], ABITS=node.dt("inputDataType"),
@@ -124,7 +130,7 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                             ACTIVATION=int(activation), QMIN=qmin, QMAX=qmax,
                             WEIGHT_FILE=ctx.mem(f"{uid}_weights.mem", mem["weights"], wbits),
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
-                            SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8))
+                            SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), **sparse)
     if t == "Requant":
         (_, _, _, ia), = ctx.sources(node)
         shifts = _per_channel(ia["shifts"], a["NumChannels"])

@@ -11,6 +11,11 @@
 // Memories: WEIGHT_FILE (hex, MH/PE x MW/SIMD words of PE*SIMD*WBITS bits, word nf*SF+sf, lane
 // pe*SIMD+s = W[nf*PE+pe][sf*SIMD+s]), BIAS_FILE (MH words of BBITS), SHIFT_FILE (MH words of SHBITS).
 // Pipeline: weight/input read, products, ceil(log2(SIMD)) adder-tree levels, accumulate and requant.
+// N:M sparse weights (M > 1): every group of M consecutive inputs has at most N non-zero weights per
+// output channel; only those are stored (WEIGHT_FILE words of MW*N/M/SIMD per channel group) with
+// their positions in the group (INDEX_FILE, clog2(M) bits each), and only they are multiplied: the
+// vector is first taken whole into a buffer (MW/SIMD cycles), then each group of PE channels takes
+// MW*N/(M*SIMD) cycles instead of MW/SIMD.
 // Vendor-neutral: multipliers and memories are inferred by synthesis.
 `default_nettype none
 
@@ -29,7 +34,10 @@ module mvau #(
     parameter integer ACTIVATION = 1,
     parameter integer QMIN = -128,
     parameter integer QMAX = 127,
+    parameter integer N = 1,
+    parameter integer M = 1,
     parameter WEIGHT_FILE = "weights.mem",
+    parameter INDEX_FILE = "index.mem",
     parameter BIAS_FILE = "bias.mem",
     parameter SHIFT_FILE = "shift.mem"
 ) (
@@ -42,8 +50,11 @@ module mvau #(
     input  wire                  out_ready,
     output reg  [PE*OBITS-1:0]   out_data
 );
-    localparam integer SF = MW / SIMD;
+    localparam integer SPARSE = (M > 1);
+    localparam integer SF = SPARSE ? MW * N / (M * SIMD) : MW / SIMD;  // weight words per channel group
+    localparam integer SFI = MW / SIMD;                                 // input words per vector
     localparam integer NF = MH / PE;
+    localparam integer IB = (M <= 1) ? 1 : $clog2(M);
     localparam integer LEVELS = (SIMD <= 1) ? 0 : $clog2(SIMD);
     localparam integer NP = 1 << LEVELS;  // adder-tree leaves per PE (SIMD padded to a power of two)
     localparam integer SFB = (SF <= 1) ? 1 : $clog2(SF);
@@ -54,8 +65,11 @@ module mvau #(
     reg signed [BBITS-1:0]  bmem [0:MH-1];
     reg signed [SHBITS-1:0] smem [0:MH-1];
     reg [SIMD*ABITS-1:0]    ibuf [0:SF-1];
+    reg [PE*SIMD*IB-1:0]    imem [0:NF*SF-1];
+    reg [ABITS-1:0]         xbuf [0:MW-1];  // the whole vector (sparse mode)
     initial begin
         $readmemh(WEIGHT_FILE, wmem);
+        if (SPARSE) $readmemh(INDEX_FILE, imem);
         $readmemh(BIAS_FILE, bmem);
         $readmemh(SHIFT_FILE, smem);
     end
@@ -64,30 +78,47 @@ module mvau #(
     wire en = !out_valid || out_ready;
     reg [SFB-1:0] sf;
     reg [NFB-1:0] nf;
-    wire reading = (nf == 0);
-    assign in_ready = en && reading;
-    wire fire = en && (reading ? in_valid : 1'b1);
+    reg loading;          // sparse mode: taking the next vector into xbuf
+    reg [31:0] lcount;
+    reg v1;
+    wire reading = !SPARSE && (nf == 0);
+    assign in_ready = SPARSE ? (loading && !v1) : (en && reading);
+    wire fire = SPARSE ? (en && !loading) : (en && (reading ? in_valid : 1'b1));
+    integer ls;
 
     always @(posedge clk) begin
         if (rst) begin
             sf <= 0;
             nf <= 0;
-        end else if (fire) begin
-            if (reading) ibuf[sf] <= in_data;
-            if (sf == SF - 1) begin
-                sf <= 0;
-                nf <= (nf == NF - 1) ? 0 : nf + 1;
-            end else begin
-                sf <= sf + 1;
+            loading <= 1'b1;
+            lcount <= 0;
+        end else begin
+            if (SPARSE && in_valid && in_ready) begin
+                for (ls = 0; ls < SIMD; ls = ls + 1)
+                    xbuf[lcount * SIMD + ls] <= in_data[ls * ABITS +: ABITS];
+                lcount <= (lcount == SFI - 1) ? 0 : lcount + 1;
+                if (lcount == SFI - 1) loading <= 1'b0;
+            end
+            if (fire) begin
+                if (reading) ibuf[sf] <= in_data;
+                if (sf == SF - 1) begin
+                    sf <= 0;
+                    nf <= (nf == NF - 1) ? 0 : nf + 1;
+                    if (SPARSE && nf == NF - 1) loading <= 1'b1;
+                end else begin
+                    sf <= sf + 1;
+                end
             end
         end
     end
 
     // --- stage 1: operands ------------------------------------------------------------------------
-    reg                     v1, first1, last1;
+    reg                     first1, last1;
     reg [NFB-1:0]           nf1;
+    reg [SFB-1:0]           sf1;
     reg [SIMD*ABITS-1:0]    x1;
     reg [PE*SIMD*WBITS-1:0] w1;
+    reg [PE*SIMD*IB-1:0]    i1;
     always @(posedge clk) begin
         if (rst) v1 <= 1'b0;
         else if (en) begin
@@ -95,10 +126,20 @@ module mvau #(
             first1 <= (sf == 0);
             last1 <= (sf == SF - 1);
             nf1 <= nf;
+            sf1 <= sf;
             x1 <= reading ? in_data : ibuf[sf];
             w1 <= wmem[nf * SF + sf];
+            i1 <= imem[nf * SF + sf];
         end
     end
+
+    // the input a weight lane multiplies: its lane of the word (dense), or its position in its group
+    function [ABITS-1:0] operand(input integer p, input integer s);
+        begin
+            if (SPARSE) operand = xbuf[((sf1 * SIMD + s) / N) * M + i1[(p * SIMD + s) * IB +: IB]];
+            else operand = x1[s * ABITS +: ABITS];
+        end
+    endfunction
 
     // --- stage 2 and the adder tree: level 0 holds the products, level LEVELS the dot products ---
     localparam integer LW = PE * NP;  // one tree level: PE x NP values, levels stored one after another
@@ -115,7 +156,7 @@ module mvau #(
             nft[0] <= nf1;
             for (p = 0; p < PE; p = p + 1)
                 for (s = 0; s < NP; s = s + 1)
-                    tree[p * NP + s] <= (s < SIMD) ? product(x1[s * ABITS +: ABITS], w1[(p * SIMD + s) * WBITS +: WBITS]) : 0;
+                    tree[p * NP + s] <= (s < SIMD) ? product(operand(p, s), w1[(p * SIMD + s) * WBITS +: WBITS]) : 0;
             for (l = 0; l < LEVELS; l = l + 1) begin
                 vt[l + 1] <= vt[l];
                 firstt[l + 1] <= firstt[l];

@@ -86,3 +86,39 @@ def test_reorder_depth_equals_a_simulated_buffer(perm, data):
     keep = data.draw(st.lists(st.booleans(), min_size=len(perm), max_size=len(perm)))
     seq = np.array([p for p, k in zip(perm, keep) if k] or perm[:1])
     assert layout.reorder_depth(seq) == _buffer_by_simulation(seq)
+
+
+def test_nm_structure_is_found_in_the_mvau_order():
+    from hwsim.dataflow.mapping import mvau_rows, nm_pattern
+
+    rows = np.zeros((2, 16), dtype=np.int64)
+    rows[:, ::4], rows[:, 1::4] = 3, -1  # two of every four
+    assert nm_pattern(rows) == {"sparsityN": 2, "sparsityM": 4}
+    rows[0, 2] = 5
+    assert nm_pattern(rows) == {}  # three of four in one group: nothing to exploit
+    # a 3x3 convolution pruned 2:4 along PyTorch's (c, ky, kx) order is not 2:4 along (ky, kx, c)
+    torch_order = np.random.default_rng(0).integers(1, 100, size=(1, 36)).reshape(1, 9, 4)
+    torch_order = torch_order * (np.argsort(np.argsort(-torch_order, axis=2), axis=2) < 2)  # top 2 of 4
+    conv = torch_order.reshape(1, 4, 3, 3)
+    assert nm_pattern(conv.reshape(1, -1)) == {"sparsityN": 2, "sparsityM": 4}
+    assert nm_pattern(mvau_rows(conv)) == {}
+
+
+def test_sparse_model_maps_to_sparse_mvaus(tiny_model_dir, tmp_path):
+    from hwsim.export.pipeline import export_model
+    from hwsim.quant.calibrate import CalibrationConfig
+    from hwsim.quant.plan import PrecisionPlan
+    from hwsim.quant.qmodel import quantize_dir, save_quantized
+
+    quantized = quantize_dir(tiny_model_dir, PrecisionPlan.uniform(8, 8), CalibrationConfig(samples=2, steps=4), ["sparse-2:4"])
+    save_quantized(quantized, tmp_path / "q")
+    graph = map_integer_graph(export_model(tmp_path / "q", None, tmp_path / "q", check_samples=1, check_steps=4), steps=4)
+    sparse = [n for n in graph.nodes if n.op_type == "MVAU" and n.sparse()]
+    assert sparse and all(n.macs() * 2 == n.attrs["MW"] * n.attrs["MH"] * n.n_vectors() for n in sparse)
+    assert all(n.attrs["sparsityN"] == 2 and n.attrs["sparsityM"] == 4 for n in sparse)
+    # the stitched RTL of a block with a sparse 1x1 shortcut equals the simulator
+    from hwsim.rtlgen.stitch import block_nodes, verify
+
+    names = block_nodes(graph, "down.1.blocks.0")
+    assert any(graph.node(n).op_type == "MVAU" and graph.node(n).sparse() for n in names)
+    assert verify(graph, names, tmp_path / "rtl", list(range(0, 1000, 250)), samples=2, lanes=4)["bit_exact"]

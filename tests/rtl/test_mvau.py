@@ -3,7 +3,7 @@ Verilator, with random gaps and back-pressure; its measured cycles against the c
 
 import pytest
 
-from hwsim.rtlgen.benches import MvauConfig, bench_mvau
+from hwsim.rtlgen.benches import MvauConfig, bench_mvau, mvau_node
 from tests.rtl import SIMS
 
 CONFIGS = [
@@ -30,3 +30,25 @@ def test_mvau_cycles_equal_the_model(cfg, tmp_path):
     """Configurations not among those the MVAU's latency constants were read from."""
     report = bench_mvau(cfg, tmp_path, "icarus", backpressure=False)
     assert report["bit_exact"] and report["measured"] == report["modelled"]
+
+
+SPARSE_HELD_OUT = [MvauConfig(24, 6, 2, 3, N=2, M=4, NIV=2), MvauConfig(32, 16, 4, 4, N=1, M=8, ACTIVATION=False)]
+
+
+@pytest.mark.parametrize("cfg", SPARSE_HELD_OUT, ids=str)
+def test_sparse_mvau_bit_exact_and_cycles(cfg, tmp_path):
+    assert bench_mvau(cfg, tmp_path / "bp", "icarus", backpressure=True, seed=4)["bit_exact"]
+    report = bench_mvau(cfg, tmp_path / "timed", "icarus", backpressure=False)
+    assert report["bit_exact"] and report["measured"] == report["modelled"]
+
+
+def test_cycles_fall_with_sparsity_as_modelled(tmp_path):
+    """8 channel groups of 4 input words: 2:4 and 1:4 beat dense, as break_even_density says."""
+    measured = {}
+    for n, m in ((1, 1), (2, 4), (1, 4)):
+        cfg = MvauConfig(16, 8, 1, 4, N=n, M=m, NIV=2)
+        report = bench_mvau(cfg, tmp_path / f"{n}-{m}", "icarus", backpressure=False)
+        assert report["bit_exact"] and report["measured"] == report["modelled"]
+        measured[n / m] = report["measured"]["ii"]
+    assert measured[1.0] > measured[0.5] > measured[0.25]
+    assert 0.5 < mvau_node(MvauConfig(16, 8, 1, 4, N=2, M=4)).break_even_density()["cycles"]

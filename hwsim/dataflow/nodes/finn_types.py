@@ -31,28 +31,61 @@ class MVAU(DataflowNode):
         return self.attrs.get("mem_mode") == "dynamic"
 
     def fold_limit(self, attr: str) -> int:
-        """A convolution's SIMD must also divide the channels its sliding window streams."""
-        if attr == "SIMD" and "SIMDLimit" in self.attrs:
-            return int(self.attrs["SIMDLimit"])
-        return super().fold_limit(attr)
+        """A convolution's SIMD must also divide the channels its sliding window streams; a sparse
+        one's must divide both the input length and the stored (compressed) row length."""
+        if attr != "SIMD":
+            return super().fold_limit(attr)
+        limit = int(self.attrs.get("SIMDLimit", self.attrs["MW"]))
+        return math.gcd(limit, self.stored_row()) if self.sparse() else limit
 
-    def get_exp_cycles(self) -> int:  # MVAU.get_exp_cycles, TH = 1, mmv = 1
+    def sparse(self) -> bool:
+        """N:M sparse weights (``sparsityN``/``sparsityM``, hwsim's attributes; rtl/mvau with M > 1)."""
+        return self.attrs.get("sparsityM", 1) > 1
+
+    def stored_row(self) -> int:
+        """Weights stored (and multiplied) per output channel: MW, or MW*N/M when sparse."""
         a = self.attrs
-        return int((a["MH"] / a["PE"]) * (a["MW"] / a["SIMD"]) * self.n_vectors())
+        return a["MW"] * a.get("sparsityN", 1) // a.get("sparsityM", 1)
+
+    def break_even_density(self) -> dict[str, float]:
+        """The N/M below which sparse weights pay on rtl/mvau: in storage, (W + log2 M) bits per
+        stored weight against W per weight; in cycles, MW/SIMD + 1 (taking the vector first) +
+        MH/PE * N/M * MW/SIMD against MH/PE * MW/SIMD. Index width taken at this node's M."""
+        a = self.attrs
+        w, m = self.dt("weightDataType"), a.get("sparsityM", 4)
+        nf, sfi = a["MH"] // a["PE"], a["MW"] // a["SIMD"]
+        return {"storage": w / (w + max(1, (m - 1).bit_length())), "cycles": 1 - (sfi + 1) / (nf * sfi)}
+
+    def index_bits(self) -> int:
+        return max(1, (self.attrs.get("sparsityM", 1) - 1).bit_length()) if self.sparse() else 0
+
+    def get_exp_cycles(self) -> int:
+        a = self.attrs
+        if self.sparse():  # rtl/mvau, M > 1: take the vector (MW/SIMD), then MH/PE groups of stored words, 1 turn-around
+            return int(self.n_vectors() * (a["MW"] // a["SIMD"] + (a["MH"] // a["PE"]) * (self.stored_row() // a["SIMD"]) + 1))
+        return int((a["MH"] / a["PE"]) * (a["MW"] / a["SIMD"]) * self.n_vectors())  # MVAU.get_exp_cycles, TH = 1
 
     def first_output_delay(self) -> int:
         """One whole input vector, then the operand and product registers and a log2(SIMD)-deep
         adder tree (a dynamic operand must be complete first: the schedule waits for it).
         Measured on rtl/mvau (experiments/results/rtl/cycles.json)."""
         a = self.attrs
-        return a["MW"] // a["SIMD"] + self.PIPELINE_DEPTH + math.ceil(math.log2(a["SIMD"]))
+        tree = self.PIPELINE_DEPTH + math.ceil(math.log2(a["SIMD"]))
+        if self.sparse():  # the whole vector, then the first channel group's stored words
+            return a["MW"] // a["SIMD"] + self.stored_row() // a["SIMD"] + tree
+        return a["MW"] // a["SIMD"] + tree
 
     def output_cycles(self) -> int:
         """The first output needs one input vector (MW/SIMD cycles) of the II; the rest follow."""
-        return self.get_exp_cycles() - self.attrs["MW"] // self.attrs["SIMD"]
+        a = self.attrs
+        if self.sparse():  # minus the first vector's load and first group; its turn-around comes last
+            return self.get_exp_cycles() - a["MW"] // a["SIMD"] - self.stored_row() // a["SIMD"] - 1
+        return self.get_exp_cycles() - a["MW"] // a["SIMD"]
 
     def macs(self) -> int:
-        return self.attrs["MW"] * self.attrs["MH"] * self.n_vectors()
+        """Multiply-accumulates performed: every stored weight once per vector (zeros of a dense
+        row included, the pruned ones of a sparse row not)."""
+        return self.stored_row() * self.attrs["MH"] * self.n_vectors()
 
     def mac_widths(self) -> tuple[int, int]:
         return self.dt("inputDataType"), self.dt("weightDataType")
@@ -65,7 +98,7 @@ class MVAU(DataflowNode):
         if self.dynamic() or self.external():
             return 0
         a = self.attrs
-        return a["MW"] * a["MH"] * self.dt("weightDataType") + a.get("biasBits", 0) * a["MH"]
+        return self.stored_row() * a["MH"] * (self.dt("weightDataType") + self.index_bits()) + a.get("biasBits", 0) * a["MH"]
 
     def buffer_bits(self) -> int:
         """A dynamic operand is held whole (one MW x MH matrix per head) while it is used."""
@@ -77,7 +110,7 @@ class MVAU(DataflowNode):
         words = self.get_exp_cycles()  # one weight word of PE*SIMD weights per cycle
         mem = self.buffer_bits() or self.weight_bits()
         outputs = a["MH"] * self.n_vectors()
-        word = a["PE"] * a["SIMD"] * w
+        word = a["PE"] * a["SIMD"] * (w + self.index_bits())
         ops = [Op("mult", self.macs(), x, w), Op("add", self.macs(), acc),
                Op("io", words, word) if self.external() else Op("mem_read", words, word, mem)]
         if self.dynamic():  # the operand is written once per head
