@@ -88,6 +88,9 @@ def cost_report(graph: DataflowGraph, cfg: CostConfig, activity: dict[str, float
             "exp_cycles": n.get_exp_cycles(), "latency": n.get_latency(),
             "macs": n.macs(), "bitops": n.bitops(), "weight_bits": n.weight_bits(), "buffer_bits": n.buffer_bits(),
             "resources": r.to_dict(), "activity": activity.get(n.name),
+            "sparsity": ({"N": n.attrs.get("sparsityN", 1), "M": n.attrs.get("sparsityM", 1),
+                          "break_even_density": n.break_even_density()}
+                         if n.op_type == "MVAU" and not n.dynamic() else None),
             "energy_pj": {"asic45nm": asic.node_pj(n), "fpga": fpga.node_pj(n, activity.get(n.name))},
         })
     fifo_res = fifo_memory(sched.fifos, device)

@@ -97,6 +97,8 @@ def test_cost_and_map_commands(unet_graph, tmp_path):
         assert key in report
     assert report["cycles_per_image"] > 10 * report["cycles_per_step"]["latency"] - 1
     assert (tmp_path / "c.png").is_file()
+    mvaus = [n for n in report["nodes"] if n["sparsity"]]
+    assert mvaus and all(0 < n["sparsity"]["break_even_density"]["storage"] < 1 for n in mvaus)
     result = runner.invoke(app, ["map", str(unet_graph), "--out", str(tmp_path / "df.onnx"), "--steps", "10"])
     assert result.exit_code == 0, result.output
     again = runner.invoke(app, ["cost", str(tmp_path / "df.onnx"), "--json", str(tmp_path / "d.json"), "--steps", "10"])
