@@ -189,7 +189,7 @@ module groupnorm #(
                         prod = centered * $signed({1'b0, r_of[grp]});
                         t = round_shift(prod, 31 + k_of[grp] - FT);
                         acc = t * gamma[c] + beta[c];
-                        out_data[lane * OBITS +: OBITS] <= saturate(round_shift(acc, FT + FG));
+                        out_data[lane * OBITS +: OBITS] <= requantize(acc, FT + FG);
                     end
             end
         end
@@ -197,9 +197,6 @@ module groupnorm #(
 
     `include "round_shift.vh"
 
-    function [OBITS-1:0] saturate(input signed [63:0] v);
-        saturate = (v < QMIN) ? QMIN[OBITS-1:0] : ((v > QMAX) ? QMAX[OBITS-1:0] : v[OBITS-1:0]);
-    endfunction
 endmodule
 
 `default_nettype wire

@@ -197,16 +197,7 @@ module mvau #(
 
     // requantize (shift, round half to even, saturate) or pass the accumulator through
     function [OBITS-1:0] activate(input signed [ACCBITS-1:0] x, input signed [SHBITS-1:0] shift);
-        reg signed [63:0] r;
-        begin
-            r = x;
-            if (ACTIVATION != 0) begin
-                r = round_shift(r, shift);
-                if (r < QMIN) r = QMIN;
-                if (r > QMAX) r = QMAX;
-            end
-            activate = r[OBITS-1:0];
-        end
+        activate = (ACTIVATION != 0) ? requantize(x, shift) : x[OBITS-1:0];
     endfunction
 endmodule
 

@@ -45,15 +45,6 @@ module requant #(
 
     `include "round_shift.vh"
 
-    function [OBITS-1:0] requantize(input signed [IBITS-1:0] x, input signed [SHBITS-1:0] shift);
-        reg signed [63:0] r;
-        begin
-            r = round_shift(x, shift);
-            if (r < QMIN) r = QMIN;
-            if (r > QMAX) r = QMAX;
-            requantize = r[OBITS-1:0];
-        end
-    endfunction
 endmodule
 
 `default_nettype wire
