@@ -29,6 +29,8 @@ class DataflowGraph:
         self.steps = steps  # sampler steps per generated image (rows of the timestep tables)
         self.views: dict[str, str] = {}  # a stream read with another shape -> the stream itself
         self.streams: dict[str, tuple[list[int], int, str]] = {}  # stream -> (vectors, channels, datatype)
+        # stream -> (the integer tensor it carries, the axis order it streams it in)
+        self.carries: dict[str, tuple[str, tuple[int, ...]]] = {}
 
     # --- building --------------------------------------------------------------------------------
     def add(self, node: DataflowNode) -> None:
@@ -75,6 +77,8 @@ class DataflowGraph:
                              inputs=[stream], outputs=outs, source="fork")
             for reader, out in zip(readers, outs):
                 self.streams[out] = self.streams[stream]
+                if stream in self.carries:
+                    self.carries[out] = self.carries[stream]
                 reader.inputs = [out if self.stream(i) == stream else i for i in reader.inputs]
             self.nodes.insert(self.nodes.index(self.producers()[stream]) + 1, fork)
 
@@ -107,7 +111,7 @@ class DataflowGraph:
             onnx_node.doc_string = n.source
         graph = helper.make_graph(nodes, "dataflow", [], [])
         model = helper.make_model(graph, producer_name="hwsim")
-        meta = {"source": self.source, "steps": self.steps, "streams": self.streams}
+        meta = {"source": self.source, "steps": self.steps, "streams": self.streams, "carries": self.carries}
         helper.set_model_props(model, {META_KEY: json.dumps(meta)})
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +131,7 @@ class DataflowGraph:
         meta = json.loads(props[META_KEY])
         graph = cls(meta["source"], meta["steps"])
         graph.streams = {k: tuple(v) for k, v in meta["streams"].items()}
+        graph.carries = {k: (t, tuple(o)) for k, (t, o) in meta.get("carries", {}).items()}
         for n in model.graph.node:
             attrs = {a.name: _value(helper.get_attribute_value(a)) for a in n.attribute}
             graph.add(make_node(n.op_type, n.name, attrs, inputs=list(n.input), outputs=list(n.output),

@@ -16,6 +16,8 @@ take/slice drops are never stored). An identity chain needs 0.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from hwsim.export.ops import OPS
@@ -66,3 +68,14 @@ def best_order(in_shape, in_order, chain, rank: int) -> tuple[tuple[int, ...], i
     costs = [(chain_cost(in_shape, in_order, chain, order)[0], order) for order in candidate_orders(rank)]
     depth, order = min(costs, key=lambda c: c[0])
     return order, depth
+
+
+def streamed_order(in_shape, in_order, chain, rank: int) -> tuple[int, ...] | None:
+    """The axis order in which the chain's output arrives as the input streams (batch axis first),
+    if the chain is a pure relabelling of the stream; None if no axis order describes it."""
+    out = apply_chain(stream_positions(tuple(in_shape), tuple(in_order)), chain)
+    for rest in itertools.permutations(range(1, rank)):
+        order = (0, *rest)
+        if np.all(np.diff(np.transpose(out, order).ravel()) > 0):
+            return order
+    return None

@@ -117,6 +117,7 @@ def map_integer_graph(path: str | Path, steps: int) -> DataflowGraph:
     def register(stream: str, tensor: str, order) -> None:
         """``stream`` carries integer tensor ``tensor`` in ``order``."""
         st.alias[tensor], st.order[stream] = stream, order
+        st.graph.carries[stream] = (tensor, tuple(order))
         vecs, ch = _rows(shapes[tensor], order)
         st.graph.streams[stream] = (vecs, ch, dt(tensor))
 
@@ -143,12 +144,15 @@ def map_integer_graph(path: str | Path, steps: int) -> DataflowGraph:
             _split(src, cur, consumer)
             return resolve(tensor, want, consumer)
         rank = len(shapes[tensor])
-        if want in (None, "any"):
+        if want == "any" and (order := layout.streamed_order(shapes[cur], st.order[src], chain, rank)):
+            depth = 0  # stored whole by its reader, in the order it arrives
+        elif want in (None, "any"):
             order, depth = layout.best_order(shapes[cur], st.order[src], chain, rank)
             depth = 0 if want == "any" else depth
         else:
             order, depth = want, layout.chain_cost(shapes[cur], st.order[src], chain, want)[0]
         if depth == 0:  # the same stream, read with another shape
+            st.graph.carries[f"{src}:as:{tensor}"] = (tensor, tuple(order))
             return st.graph.add_view(f"{src}:as:{tensor}", src, order, st.order)
         name = f"reorder_{tensor}"
         vecs, ch = _rows(shapes[tensor], order)
@@ -371,7 +375,7 @@ def _map_gemm(n: _Node, st: _State, resolve, add, consumers, fused, shapes, dtyp
         operand = resolve(w, "any", n.name)
         heads = a_shape[1] if rank == 4 else 1
         attrs = {"MW": a_shape[-1], "MH": b_shape[-1], "numInputVectors": [a_shape[-2], heads] if rank == 4 else [a_shape[-2]],
-                 "mem_mode": "dynamic", "heads": heads}
+                 "mem_mode": "dynamic", "heads": heads, "operandOrder": list(st.order[operand])}  # as streamed
         ins = [src, operand]
     attrs.update(act, PE=1, SIMD=1, inputDataType=dtypes[x], weightDataType=dtypes[w], resType="lut")
     if n.op_type != "IntMatMul":

@@ -78,6 +78,24 @@ def _ramp_gap(p0: float, p1: float, c0: float, c1: float, n: int) -> int:
     return int(math.ceil(max(produced(t) - consumed(t) for t in (p0, p1, c0, c1))))
 
 
+def _consumption_starts(graph: DataflowGraph, starts: dict[str, float], first: dict[str, float]) -> dict[str, float]:
+    """When each node really starts taking its streamed inputs: a streaming node cannot run ahead of
+    its reader by more than its own delay, so one that feeds a node still waiting (q's requant before
+    QK^T, which waits for all of k) waits too, and the FIFO belongs before it, on the fork's edge.
+    Forks do not propagate the wait: the FIFOs on their branches are what is being sized."""
+    consumers = graph.consumers()
+    consume: dict[str, float] = {}
+    for node in reversed(graph.nodes):
+        start = starts[node.name]
+        if node.op_type not in FORKS:
+            readers = [first[out] if _stored(r, [graph.stream(i) for i in r.inputs].index(out)) else consume[r.name]
+                       for out in node.outputs for r in consumers.get(out, [])]
+            if readers:
+                start = max(start, min(readers) - node.first_output_delay())
+        consume[node.name] = start
+    return consume
+
+
 def schedule(graph: DataflowGraph) -> Schedule:
     """Stream timing, II, latency and FIFO depths of one evaluation (folding as set on the nodes)."""
     first: dict[str, float] = {}
@@ -95,6 +113,7 @@ def schedule(graph: DataflowGraph) -> Schedule:
         ends[node.name] = end
         for out in node.outputs:
             first[out], last[out] = begin, end
+    consume = _consumption_starts(graph, starts, first)
     fifos = []
     producers = graph.producers()
     for node in graph.nodes:
@@ -103,8 +122,8 @@ def schedule(graph: DataflowGraph) -> Schedule:
             if _stored(node, k) or producers[s].op_type not in FORKS:
                 continue  # off a fork, a slower reader simply stalls its producer (back-pressure)
             n, width = _elements(graph, s)
-            consume_end = max(last[s], starts[node.name] + node.output_cycles())
-            depth = _ramp_gap(first[s], last[s], starts[node.name], consume_end, n)
+            consume_end = max(last[s], consume[node.name] + node.output_cycles())
+            depth = _ramp_gap(first[s], last[s], consume[node.name], consume_end, n)
             if depth > 2:
                 fifos.append(Fifo(s, producers[s].name, node.name, depth, depth * width))
     slowest = max(graph.nodes, key=lambda n: n.get_exp_cycles())

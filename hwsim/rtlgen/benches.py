@@ -17,7 +17,7 @@ import numpy as np
 
 from hwsim.dataflow.nodes import make_node
 from hwsim.export.ops import IntLinear, Requant
-from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, pack, unpack, write_mem
+from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, pack, unpack, write_mem
 from hwsim.rtlgen.simulate import RTL, run_stream
 
 
@@ -90,6 +90,64 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
         node = mvau_node(cfg)
         report["measured"] = {"ii": outs[per_eval] - outs[0], "latency": outs[per_eval - 1] - ins[0]}
         report["modelled"] = {"ii": node.get_exp_cycles(), "latency": node.get_latency()}
+    return report
+
+
+@dataclass(frozen=True)
+class DynamicMvauConfig:
+    """Attention's matmul A[h, L, K] x B[h, K, M]: A token-major (a vector per token and head), the
+    operand B streamed token by token as K^T ("kt", QK^T: K rows of every token) or V ("v", AV)."""
+
+    K: int
+    M: int
+    PE: int
+    SIMD: int
+    HEADS: int = 2
+    L: int = 3
+    ORDER: str = "kt"
+    ABITS: int = 8
+    WBITS: int = 8
+    SIGNED_IN: bool = True
+    ACTIVATION: bool = True
+
+
+def dynamic_mvau_node(cfg: DynamicMvauConfig):
+    return make_node("MVAU", "mvau", {"MW": cfg.K, "MH": cfg.M, "PE": cfg.PE, "SIMD": cfg.SIMD, "mem_mode": "dynamic",
+                                      "heads": cfg.HEADS, "numInputVectors": [cfg.L, cfg.HEADS],
+                                      "inputDataType": f"INT{cfg.ABITS}", "weightDataType": f"INT{cfg.WBITS}",
+                                      "accDataType": "INT32", "noActivation": int(not cfg.ACTIVATION)})
+
+
+def bench_dynamic_mvau(cfg: DynamicMvauConfig, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
+    """A and B random (extremes included), expected = IntMatMul then a per-tensor Requant."""
+    rng = np.random.default_rng(seed)
+    h, n_tok = cfg.HEADS, cfg.L
+    a_lo = -(1 << (cfg.ABITS - 1)) if cfg.SIGNED_IN else 0
+    a_hi = (1 << (cfg.ABITS - 1)) - 1 if cfg.SIGNED_IN else (1 << cfg.ABITS) - 1
+    a = rng.integers(a_lo, a_hi + 1, size=(1, h, n_tok, cfg.K))
+    a[0, 0, 0] = a_lo
+    b = rng.integers(-(1 << (cfg.WBITS - 1)), 1 << (cfg.WBITS - 1), size=(1, h, cfg.K, cfg.M))
+    b[0, -1, :, 0] = -(1 << (cfg.WBITS - 1))
+    acc = np.matmul(a, b)  # [1, h, L, M]
+    accbits = int(np.abs(acc).max()).bit_length() + 2
+    shift = int(rng.integers(2, 8))
+    out = Requant.compute([acc], {"shifts": [shift], "axis": 1, "qmin": -128, "qmax": 127}) if cfg.ACTIVATION else acc
+    obits = 8 if cfg.ACTIVATION else accbits
+    # operand order as the mapping streams it: K^T = B [N, h, K=d, M=L] token by token -> axes (0, 3, 1, 2);
+    # V = B [N, h, K=L, M=d] token by token -> axes (0, 2, 1, 3)
+    order = (0, 3, 1, 2) if cfg.ORDER == "kt" else (0, 2, 1, 3)
+    operand = np.transpose(b, order).reshape(-1)
+    params = dict(MW=cfg.K, MH=cfg.M, PE=cfg.PE, SIMD=cfg.SIMD, ABITS=cfg.ABITS, WBITS=cfg.WBITS, BBITS=8,
+                  ACCBITS=accbits, OBITS=obits, SHBITS=8, SIGNED_IN=int(cfg.SIGNED_IN), ACTIVATION=int(cfg.ACTIVATION),
+                  QMIN=-128, QMAX=127, DYNAMIC=1, HEADS=h, VECTORS=n_tok * h, OLANES=cfg.SIMD,
+                  **operand_loops(order, b.shape, cfg.SIMD))
+    report = _bench("mvau", "mvau/mvau.v", params,
+                    {"in": (_words(a.transpose(0, 2, 1, 3).reshape(-1), cfg.SIMD), cfg.ABITS, cfg.SIGNED_IN),
+                     "op": (_words(operand, cfg.SIMD), cfg.WBITS, True)},
+                    {"out": (_words(out.transpose(0, 2, 1, 3).reshape(-1), cfg.PE), obits, True)},
+                    dynamic_mvau_node(cfg), build_dir, sim, backpressure, seed,
+                    memories={"shift.mem": (np.full((cfg.M, 1), shift), 8)})
+    report["config"] = asdict(cfg)
     return report
 
 

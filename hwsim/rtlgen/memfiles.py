@@ -69,3 +69,18 @@ def nm_compress(weights: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.nda
                 raise ValueError(f"row {r}, group {g}: {len(nz)} non-zero weights, more than N={n}")
             values[r, g, : len(nz)], positions[r, g, : len(nz)] = groups[r, g, nz], nz
     return values.reshape(mh, -1), positions.reshape(mh, -1)
+
+
+def operand_loops(order: tuple[int, ...], shape: tuple[int, ...], lanes: int) -> dict[str, int]:
+    """rtl/mvau's operand-stream loops (O_N0..2 outer to inner, strides O_S0..2) for the operand
+    tensor ``shape`` ([N, (h,) K, M]) streamed in the axis ``order``, ``lanes`` elements a beat: RAM element W_h[m][k] sits at
+    h*M*K + m*K + k."""
+    *_, k, m = shape
+    if shape[order[-1]] % lanes:
+        raise ValueError(f"operand {shape} streamed in order {order}: {lanes} lanes do not divide the inner loop")
+    stride = {len(shape) - 1: k, len(shape) - 2: 1}
+    if len(shape) == 4:
+        stride[1] = m * k
+    loops = [(shape[a], stride[a]) for a in order if a != 0]
+    loops = [(1, 0)] * (3 - len(loops)) + loops
+    return {f"O_N{i}": n for i, (n, _) in enumerate(loops)} | {f"O_S{i}": s for i, (_, s) in enumerate(loops)}

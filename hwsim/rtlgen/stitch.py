@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
 from hwsim.dataflow.graph import DataflowGraph
 from hwsim.dataflow.mapping import mvau_rows
-from hwsim.dataflow.nodes import DataflowNode
+from hwsim.dataflow.nodes import DataflowNode, make_node
 from hwsim.dataflow.nodes.base import bits
 from hwsim.dataflow.schedule import schedule
 from hwsim.intsim.executor import Simulator
-from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, write_mem
+from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, write_mem
 from hwsim.rtlgen.simulate import RTL
 
 SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "groupnorm/groupnorm.v",
@@ -46,6 +47,7 @@ class Port:
     stream: str  # the dataflow stream it carries
     lanes: int
     bits: int
+    signed: bool = True
 
 
 @dataclass
@@ -102,18 +104,77 @@ def _clamp(attrs: dict, out_bits: int) -> tuple[int, int]:
     return max(int(attrs["qmin"]), lo), min(int(attrs["qmax"]), hi)
 
 
+def _requant_of(node: DataflowNode, ctx: _Context) -> tuple[np.ndarray, int, int]:
+    """(per-channel shifts, qmin, qmax) of an MVAU's fused requantization (zeros, 0, 0 without)."""
+    if node.attrs.get("noActivation", 1):
+        return np.zeros(node.attrs["MH"], dtype=np.int64), 0, 0
+    _, *rest = ctx.sources(node)
+    return (_per_channel(rest[0][3]["shifts"], node.attrs["MH"]),
+            *_clamp(rest[0][3], node.dt("outputDataType")))
+
+
+def _dynamic_mvau(node: DataflowNode, uid: str, ctx: _Context) -> dict:
+    """rtl/mvau with DYNAMIC = 1: the operand stream's loops from the order the mapping streams it in."""
+    a = node.attrs
+    order = tuple(a["operandOrder"])
+    shape = (1, a["heads"], a["MW"], a["MH"]) if len(order) == 4 else (1, a["MW"], a["MH"])
+    shifts, qmin, qmax = _requant_of(node, ctx)
+    activation = not a.get("noActivation", 1)
+    accbits = node.dt("accDataType")
+    try:
+        loops = operand_loops(order, shape, a["SIMD"])
+    except ValueError as e:
+        raise StitchError(f"{node.name}: {e}") from None
+    return dict(MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"], ABITS=node.dt("inputDataType"),
+                WBITS=node.dt("weightDataType"), BBITS=1, ACCBITS=accbits,
+                OBITS=node.dt("outputDataType") if activation else accbits, SHBITS=8,
+                SIGNED_IN=int(DataType[a["inputDataType"]].signed()), SIGNED_W=int(DataType[a["weightDataType"]].signed()),
+                ACTIVATION=int(activation), QMIN=qmin, QMAX=qmax, DYNAMIC=1, HEADS=a["heads"],
+                VECTORS=node.n_vectors(), OLANES=a["SIMD"], **loops,
+                SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8))
+
+
+def binary_forks(graph: DataflowGraph, names: list[str]) -> list[str]:
+    """Every n-way StreamingSplit or DuplicateStreams among ``names`` (n > 2) replaced, in ``graph``,
+    by a chain of two-way ones (the blocks rtl/ has); the chain keeps the original output streams."""
+    names = list(names)
+    for node in [n for n in graph.nodes if n.name in set(names)]:
+        k = len(node.outputs)
+        if node.op_type not in ("StreamingSplit", "DuplicateStreams") or k <= 2:
+            continue
+        vecs, _, dtype = graph.streams[graph.stream(node.inputs[0])]
+        chain, src = [], node.inputs[0]
+        for i in range(k - 1):
+            rest = node.outputs[-1] if i == k - 2 else f"{node.name}:rest{i}"
+            attrs = dict(node.attrs)
+            if node.op_type == "StreamingSplit":
+                widths = node.attrs["ChannelsPerStream"][i:]
+                attrs["ChannelsPerStream"] = [widths[0], sum(widths[1:])]
+                graph.streams[rest] = (vecs, sum(widths[1:]), dtype)
+            else:
+                attrs["NumOutputStreams"] = 2
+                graph.streams[rest] = graph.streams[graph.stream(node.inputs[0])]
+            chain.append(make_node(node.op_type, f"{node.name}:{i}", attrs, inputs=[src], outputs=[node.outputs[i], rest],
+                                   source=node.source))
+            src = rest
+        at = graph.nodes.index(node)
+        graph.nodes[at:at + 1] = chain
+        at = names.index(node.name)
+        names[at:at + 1] = [c.name for c in chain]
+    return names
+
+
 def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
     """(module, parameters) of one node's block; memory files written."""
     a, t = node.attrs, node.op_type
+    if t == "MVAU" and node.dynamic():
+        return "mvau", _dynamic_mvau(node, uid, ctx)
     if t == "MVAU":
-        if a.get("mem_mode") == "dynamic":
-            raise StitchError(f"{node.name}: the dynamic (attention) MVAU has no RTL yet")
-        (gemm, ins, out, _), *rest = ctx.sources(node)
+        (gemm, ins, out, _), *_ = ctx.sources(node)
         w = mvau_rows(ctx.sim.consts[ins[1]])  # a convolution's columns in (ky, kx, c) order
         bias = ctx.sim.consts[ins[2]]
         activation = not a.get("noActivation", 1)
-        shifts = _per_channel(rest[0][3]["shifts"], a["MH"]) if activation else np.zeros(a["MH"], dtype=np.int64)
-        qmin, qmax = _clamp(rest[0][3], node.dt("outputDataType")) if activation else (0, 0)
+        shifts, qmin, qmax = _requant_of(node, ctx)
         bbits = ctx.bits(ins[2])
         accbits = max(node.dt("accDataType"), bbits + 1)
         sparse = {}
@@ -126,7 +187,8 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         wbits = node.dt("weightDataType")
         return "mvau", dict(MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"], ABITS=node.dt("inputDataType"),
                             WBITS=wbits, BBITS=bbits, ACCBITS=accbits,
-                            OBITS=node.dt("outputDataType") if activation else accbits, SHBITS=8, SIGNED_IN=1,
+                            OBITS=node.dt("outputDataType") if activation else accbits, SHBITS=8,
+                            SIGNED_IN=int(DataType[a["inputDataType"]].signed()),
                             ACTIVATION=int(activation), QMIN=qmin, QMAX=qmax,
                             WEIGHT_FILE=ctx.mem(f"{uid}_weights.mem", mem["weights"], wbits),
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
@@ -188,7 +250,9 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
     raise StitchError(f"{node.name}: node type {t} has no RTL yet")
 
 
-def _ports(module: str) -> tuple[list[str], list[str]]:
+def _ports(module: str, params: dict) -> tuple[list[str], list[str]]:
+    if params.get("DYNAMIC"):
+        return ["in", "op"], ["out"]
     if module in ("elementwise", "broadcast", "concat"):
         return ["in0", "in1"], ["out"]
     if module in ("duplicate", "split"):
@@ -206,6 +270,7 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = _Context(graph, out, timesteps)
+    names = binary_forks(graph, names)
     nodes = [n for n in graph.nodes if n.name in set(names)]
     if len(nodes) != len(set(names)):
         missing = sorted(set(names) - {n.name for n in nodes})
@@ -238,7 +303,7 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
     for k, n in enumerate(nodes):
         uid = f"u{k}"
         module, params = _emit(n, uid, ctx)
-        in_ports, out_ports = _ports(module)
+        in_ports, out_ports = _ports(module, params)
         conns = []
         srcs = [graph.stream(i) for i in n.inputs]
         if n.op_type == "TimestepTable":
@@ -276,7 +341,7 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
                 bundle(o, lanes * b)
                 conns.append((port_name, o))
             else:  # leaves the subgraph
-                design.outputs.append(Port(f"out{len(design.outputs)}", o, lanes, b))
+                design.outputs.append(Port(f"out{len(design.outputs)}", o, lanes, b, DataType[graph.streams[o][2]].signed()))
                 bundle(design.outputs[-1].name, lanes * b, "out")
                 conns.append((port_name, design.outputs[-1].name))
         plist = ", ".join(f".{k2}({_value(v)})" for k2, v in params.items())
@@ -290,18 +355,12 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
     return design
 
 
-def _stream_tensor(graph: DataflowGraph, stream: str) -> str:
-    """The integer tensor a stream carries (through forks)."""
-    producers = graph.producers()
-    stream = graph.stream(stream)
-    while stream in producers and producers[stream].op_type == "DuplicateStreams":
-        stream = graph.stream(producers[stream].inputs[0])
-    return stream
-
-
-def _words(tensor: np.ndarray, lanes: int) -> list[list[int]]:
-    x = np.moveaxis(tensor, 1, -1) if tensor.ndim == 4 else tensor  # images stream channels last
-    return np.asarray(x, dtype=np.int64).reshape(-1, lanes).tolist()
+def _stream_words(graph: DataflowGraph, stream: str, env: dict[str, np.ndarray], lanes: int) -> list[list[int]]:
+    """The words of ``stream`` for one evaluation: its integer tensor in its stream order."""
+    if stream not in graph.carries:
+        raise StitchError(f"stream {stream!r} carries no whole integer tensor: choose a subgraph boundary elsewhere")
+    tensor, order = graph.carries[stream]
+    return np.transpose(env[tensor], order).astype(np.int64).reshape(-1, lanes).tolist()
 
 
 def block_nodes(graph: DataflowGraph, prefix: str) -> list[str]:
@@ -353,15 +412,15 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
         step = int(rng.integers(len(timesteps)))
         env = ref.run_integers(rng.standard_normal(shape), np.array([timesteps[step]]))
         for p in design.inputs:
-            feeds[p.name] += [pack(w, p.bits) for w in _words(env[_stream_tensor(graph, p.stream)], p.lanes)]
+            feeds[p.name] += [pack(w, p.bits) for w in _stream_words(graph, p.stream, env, p.lanes)]
         for p in design.tables:
             feeds[p.name].append(step)
         for p in design.outputs:
-            expect[p.name] += _words(env[_stream_tensor(graph, p.stream)], p.lanes)
+            expect[p.name] += _stream_words(graph, p.stream, env, p.lanes)
     budget = 4 * (samples * sched.ii + sched.latency) + 10_000  # back-pressure at most halves the rate
     result = run_stream(design.sources + [design.top], design.top.stem, {}, feeds,
                         {p: len(v) for p, v in expect.items()}, out, sim, backpressure, seed, budget)
-    got = {p.name: [unpack(w, p.lanes, p.bits) for w in result["outputs"][p.name]] for p in design.outputs}
+    got = {p.name: [unpack(w, p.lanes, p.bits, p.signed) for w in result["outputs"][p.name]] for p in design.outputs}
     mismatched = {p: sum(a != b for a, b in zip(got[p], expect[p])) for p in expect}
     return {"nodes": len(names), "samples": samples, "sim": sim, "bit_exact": all(v == 0 for v in mismatched.values()),
             "mismatched_words": mismatched, "words": {p: len(v) for p, v in expect.items()}, "top": str(design.top)}

@@ -16,6 +16,13 @@
 // their positions in the group (INDEX_FILE, clog2(M) bits each), and only they are multiplied: the
 // vector is first taken whole into a buffer (MW/SIMD cycles), then each group of PE channels takes
 // MW*N/(M*SIMD) cycles instead of MW/SIMD.
+// Dynamic operand (DYNAMIC = 1, attention's QK^T and AV; FINN's mem_mode "dynamic"): the weights are
+// a second stream (op_*), HEADS matrices of MH x MW taken whole into a RAM before the first vector is
+// computed and kept for VECTORS input vectors (one evaluation), whose head is the vector index mod
+// HEADS; then the next evaluation's operand is taken. The operand stream's element order is three
+// nested loops (O_N0 outer .. O_N2 inner, OLANES elements per beat along the inner one) with strides
+// O_S0..O_S2 into the RAM, element W_h[m][k] at h*MH*MW + m*MW + k; so K^T streamed token by token
+// and V streamed token by token are both taken as they come, without a reorder buffer. No bias.
 // Vendor-neutral: multipliers and memories are inferred by synthesis.
 `default_nettype none
 
@@ -36,6 +43,17 @@ module mvau #(
     parameter integer QMAX = 127,
     parameter integer N = 1,
     parameter integer M = 1,
+    parameter integer SIGNED_W = 1,
+    parameter integer DYNAMIC = 0,
+    parameter integer HEADS = 1,
+    parameter integer VECTORS = 1,
+    parameter integer OLANES = 1,
+    parameter integer O_N0 = 1,
+    parameter integer O_N1 = 1,
+    parameter integer O_N2 = 1,
+    parameter integer O_S0 = 0,
+    parameter integer O_S1 = 0,
+    parameter integer O_S2 = 1,
     parameter WEIGHT_FILE = "weights.mem",
     parameter INDEX_FILE = "index.mem",
     parameter BIAS_FILE = "bias.mem",
@@ -48,7 +66,10 @@ module mvau #(
     input  wire [SIMD*ABITS-1:0] in_data,
     output reg                   out_valid,
     input  wire                  out_ready,
-    output reg  [PE*OBITS-1:0]   out_data
+    output reg  [PE*OBITS-1:0]   out_data,
+    input  wire                  op_valid,
+    output wire                  op_ready,
+    input  wire [OLANES*WBITS-1:0] op_data
 );
     localparam integer SPARSE = (M > 1);
     localparam integer SF = SPARSE ? MW * N / (M * SIMD) : MW / SIMD;  // weight words per channel group
@@ -67,11 +88,43 @@ module mvau #(
     reg [SIMD*ABITS-1:0]    ibuf [0:SF-1];
     reg [PE*SIMD*IB-1:0]    imem [0:NF*SF-1];
     reg [ABITS-1:0]         xbuf [0:MW-1];  // the whole vector (sparse mode)
+    reg [WBITS-1:0]         omem [0:(DYNAMIC ? HEADS * MH * MW : 1)-1];  // the dynamic operand
     initial begin
-        $readmemh(WEIGHT_FILE, wmem);
+        if (!DYNAMIC) $readmemh(WEIGHT_FILE, wmem);
         if (SPARSE) $readmemh(INDEX_FILE, imem);
-        $readmemh(BIAS_FILE, bmem);
+        if (!DYNAMIC) $readmemh(BIAS_FILE, bmem);
         $readmemh(SHIFT_FILE, smem);
+    end
+
+    // --- dynamic operand: taken whole, held for VECTORS vectors ------------------------------------
+    reg have_op;
+    reg [31:0] o0, o1, o2, vec, head;
+    wire release_op;
+    integer ol;
+    assign op_ready = DYNAMIC && !have_op;
+    always @(posedge clk) begin
+        if (rst || !DYNAMIC) begin
+            have_op <= 1'b0;
+            o0 <= 0;
+            o1 <= 0;
+            o2 <= 0;
+        end else if (op_valid && op_ready) begin
+            for (ol = 0; ol < OLANES; ol = ol + 1)
+                omem[o0 * O_S0 + o1 * O_S1 + (o2 + ol) * O_S2] <= op_data[ol * WBITS +: WBITS];
+            if (o2 + OLANES < O_N2) o2 <= o2 + OLANES;
+            else begin
+                o2 <= 0;
+                if (o1 < O_N1 - 1) o1 <= o1 + 1;
+                else begin
+                    o1 <= 0;
+                    if (o0 < O_N0 - 1) o0 <= o0 + 1;
+                    else begin
+                        o0 <= 0;
+                        have_op <= 1'b1;
+                    end
+                end
+            end
+        end else if (release_op) have_op <= 1'b0;
     end
 
     // --- control: the pipeline moves when the output register is free or being read ------------
@@ -82,8 +135,11 @@ module mvau #(
     reg [31:0] lcount;
     reg v1;
     wire reading = !SPARSE && (nf == 0);
-    assign in_ready = SPARSE ? (loading && !v1) : (en && reading);
-    wire fire = SPARSE ? (en && !loading) : (en && (reading ? in_valid : 1'b1));
+    wire go = !DYNAMIC || have_op;  // a dynamic operand must be complete
+    assign in_ready = SPARSE ? (loading && !v1) : (en && reading && go);
+    wire fire = SPARSE ? (en && !loading) : (en && go && (reading ? in_valid : 1'b1));
+    wire vector_done = fire && (sf == SF - 1) && (nf == NF - 1);
+    assign release_op = vector_done && (vec == VECTORS - 1);
     integer ls;
 
     always @(posedge clk) begin
@@ -92,7 +148,13 @@ module mvau #(
             nf <= 0;
             loading <= 1'b1;
             lcount <= 0;
+            vec <= 0;
+            head <= 0;
         end else begin
+            if (vector_done) begin
+                vec <= (vec == VECTORS - 1) ? 0 : vec + 1;
+                head <= (head == HEADS - 1) ? 0 : head + 1;
+            end
             if (SPARSE && in_valid && in_ready) begin
                 for (ls = 0; ls < SIMD; ls = ls + 1)
                     xbuf[lcount * SIMD + ls] <= in_data[ls * ABITS +: ABITS];
@@ -128,10 +190,20 @@ module mvau #(
             nf1 <= nf;
             sf1 <= sf;
             x1 <= reading ? in_data : ibuf[sf];
-            w1 <= wmem[nf * SF + sf];
+            w1 <= DYNAMIC ? operand_word(head, nf, sf) : wmem[nf * SF + sf];
             i1 <= imem[nf * SF + sf];
         end
     end
+
+    // PE x SIMD elements of the dynamic operand, packed like a WEIGHT_FILE word
+    function [PE*SIMD*WBITS-1:0] operand_word(input [31:0] h, input [NFB-1:0] n, input [SFB-1:0] f);
+        integer q, r;
+        begin
+            for (q = 0; q < PE; q = q + 1)
+                for (r = 0; r < SIMD; r = r + 1)
+                    operand_word[(q * SIMD + r) * WBITS +: WBITS] = omem[(h * MH + n * PE + q) * MW + f * SIMD + r];
+        end
+    endfunction
 
     // the input a weight lane multiplies: its lane of the word (dense), or its position in its group
     function [ABITS-1:0] operand(input integer p, input integer s);
@@ -180,16 +252,18 @@ module mvau #(
                 total = (firstt[LEVELS] ? 0 : acc[p]) + tree[LEVELS * LW + p * NP];
                 if (vt[LEVELS]) acc[p] <= total;
                 if (vt[LEVELS] && lastt[LEVELS])
-                    out_data[p * OBITS +: OBITS] <= activate(total + bmem[nft[LEVELS] * PE + p], smem[nft[LEVELS] * PE + p]);
+                    out_data[p * OBITS +: OBITS] <= activate(total + (DYNAMIC ? 0 : bmem[nft[LEVELS] * PE + p]), smem[nft[LEVELS] * PE + p]);
             end
         end
     end
 
     function signed [ACCBITS-1:0] product(input [ABITS-1:0] x, input [WBITS-1:0] w);
         reg signed [ABITS:0] xs;
+        reg signed [WBITS:0] ws;
         begin
             xs = SIGNED_IN ? {x[ABITS-1], x} : {1'b0, x};
-            product = xs * $signed(w);
+            ws = SIGNED_W ? {w[WBITS-1], w} : {1'b0, w};
+            product = xs * ws;
         end
     endfunction
 

@@ -32,7 +32,7 @@ def test_mvau():
 def test_dynamic_mvau_holds_its_operand():
     n = node("MVAU", MW=4, MH=6, PE=1, SIMD=1, numInputVectors=[6, 2], inputDataType="INT8", weightDataType="INT8",
              outputDataType="INT8", accDataType="INT20", mem_mode="dynamic", heads=2, _inputs=2)
-    assert n.get_exp_cycles() == 6 * 4 * 12
+    assert n.get_exp_cycles() == 2 * 4 * 6 + 6 * 4 * 12  # the operand taken first (rtl/mvau), then the compute
     assert (n.weight_bits(), n.buffer_bits()) == (0, 4 * 6 * 2 * 8)
 
 

@@ -63,7 +63,18 @@ class MVAU(DataflowNode):
         a = self.attrs
         if self.sparse():  # rtl/mvau, M > 1: take the vector (MW/SIMD), then MH/PE groups of stored words, 1 turn-around
             return int(self.n_vectors() * (a["MW"] // a["SIMD"] + (a["MH"] // a["PE"]) * (self.stored_row() // a["SIMD"]) + 1))
-        return int((a["MH"] / a["PE"]) * (a["MW"] / a["SIMD"]) * self.n_vectors())  # MVAU.get_exp_cycles, TH = 1
+        compute = int((a["MH"] / a["PE"]) * (a["MW"] / a["SIMD"]) * self.n_vectors())  # MVAU.get_exp_cycles, TH = 1
+        return compute + self.operand_cycles()
+
+    def operand_cycles(self) -> int:
+        """rtl/mvau takes a dynamic operand whole (SIMD elements per beat) before computing, and the
+        next one only after its last vector: not overlapped with the compute (single buffer)."""
+        a = self.attrs
+        return a["MW"] * a["MH"] * a.get("heads", 1) // a["SIMD"] if self.dynamic() else 0
+
+    def get_latency(self) -> int:
+        """From the first input element (a dynamic operand's first, which comes first) to the last output."""
+        return self.operand_cycles() + super().get_latency()
 
     def first_output_delay(self) -> int:
         """One whole input vector, then the operand and product registers and a log2(SIMD)-deep
@@ -80,7 +91,7 @@ class MVAU(DataflowNode):
         a = self.attrs
         if self.sparse():  # minus the first vector's load and first group; its turn-around comes last
             return self.get_exp_cycles() - a["MW"] // a["SIMD"] - self.stored_row() // a["SIMD"] - 1
-        return self.get_exp_cycles() - a["MW"] // a["SIMD"]
+        return self.get_exp_cycles() - self.operand_cycles() - a["MW"] // a["SIMD"]
 
     def macs(self) -> int:
         """Multiply-accumulates performed: every stored weight once per vector (zeros of a dense
