@@ -283,7 +283,7 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
         for o in n.outputs:
             width[o] = (lanes, bits(graph.streams[o][2]))
     fifo_depth = {(f.stream, f.consumer): f.depth for f in schedule(graph).fifos}
-    decl, inst, design = [], [], Design(out / f"{top}.v", sorted({RTL / v for v in SOURCES.values()}))
+    decl, inst, design = [], [], Design(out / f"{top}.v", [])
     ports, body, top_ports = [], [], set()
 
     def sig(name: str) -> str:  # top-level ports keep their names (in0, out0, t0); wires are prefixed
@@ -352,7 +352,40 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
             f"`default_nettype none\n\nmodule {top} (\n    input wire clk,\n    input wire rst,\n"
             + ",\n".join(ports) + "\n);\n" + "\n".join(decl) + "\n\n" + "\n".join(body + inst) + "\nendmodule\n\n`default_nettype wire\n")
     design.top.write_text(text)
+    used = {m for m in re.findall(r"^    (\w+) #\(", text, flags=re.M)}
+    files = {Path(f).stem: f for f in SOURCES.values()}  # each block's module is named as its file
+    design.sources = sorted(RTL / files[m] for m in used)
+    _write_manifest(design, graph, nodes, top)
     return design
+
+
+MANIFEST = "design.json"
+
+
+def _write_manifest(design: Design, graph: DataflowGraph, nodes: list[DataflowNode], top: str) -> None:
+    """``design.json`` beside the top: what a synthesis or simulation flow needs to build the design
+    from its directory alone (sources, include directory, memory files, ports), and the share of
+    the denoiser's MACs it computes."""
+    import json
+
+    out = design.top.parent
+    ports = [dict(vars(p), direction=d) for d, group in (("in", design.inputs), ("table", design.tables),
+                                                        ("out", design.outputs)) for p in group]
+    manifest = {"top": top, "top_file": design.top.name, "sources": [str(s) for s in design.sources],
+                "include_dirs": [str(RTL / "common")], "memory_files": sorted(f.name for f in out.glob("*.mem")),
+                "ports": ports, "graph": str(graph.source), "nodes": [{"name": n.name, "op_type": n.op_type} for n in nodes],
+                "macs": sum(n.macs() for n in nodes), "graph_macs": graph.macs()}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def load_manifest(design_dir: str | Path) -> dict:
+    """The manifest of a generated design directory, with a clear error if it is not one."""
+    import json
+
+    path = Path(design_dir) / MANIFEST
+    if not path.is_file():
+        raise StitchError(f"{design_dir}: not a generated design (no {MANIFEST}; make one with `hwsim rtl`)")
+    return json.loads(path.read_text())
 
 
 def _stream_words(graph: DataflowGraph, stream: str, env: dict[str, np.ndarray], lanes: int) -> list[list[int]]:
