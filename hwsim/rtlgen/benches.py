@@ -202,6 +202,27 @@ def bench_requant(channels: int, pe: int, vectors: int, build_dir, sim="icarus",
                   {"shift.mem": (shifts.reshape(-1, 1), 8)})
 
 
+def bench_grouped_requant(channels: int, pe: int, vectors: int, groups: int, evaluations: int, build_dir,
+                          sim="icarus", backpressure=True, seed=0) -> dict:
+    """Per-timestep-group shift tables: each evaluation's group index (random) selects its table."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-(1 << 15), 1 << 15, size=(evaluations, vectors, channels))
+    shifts = rng.integers(-1, 9, size=(groups, channels))
+    chosen = rng.integers(0, groups, size=evaluations)
+    y = np.stack([Requant.compute([x[e]], {"shifts": shifts[g].tolist(), "axis": 1, "qmin": -128, "qmax": 127})
+                  for e, g in enumerate(chosen)])
+    build = Path(build_dir)
+    build.mkdir(parents=True, exist_ok=True)
+    write_mem(build / "shift.mem", shifts.reshape(-1, 1), 8)
+    params = dict(CHANNELS=channels, PE=pe, IBITS=17, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127, GROUPS=groups,
+                  VECTORS=vectors, GBITS=8)
+    result = run_stream([RTL / "requant/requant.v"], "requant", params,
+                        {"in": [pack(w, 17) for w in _words(x.reshape(-1), pe)], "g": chosen.tolist()},
+                        {"out": y.size // pe}, build, sim, backpressure, seed)
+    got = np.array([unpack(w, pe, 8) for w in result["outputs"]["out"]]).reshape(-1)
+    return {"node": "Requant", "config": params, "sim": sim, "bit_exact": bool(np.array_equal(got, y.reshape(-1)))}
+
+
 def bench_lut(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
     from hwsim.export.ops import Lut
 

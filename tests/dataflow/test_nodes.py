@@ -123,3 +123,11 @@ def test_a_node_without_an_estimate_raises():
 def test_unknown_device():
     with pytest.raises(ValueError, match="unknown device 'ice9'"):
         load_device("ice9")
+
+
+def test_requant_stores_a_shift_table_per_timestep_group():
+    one = node("Requant", NumChannels=16, PE=2, numInputVectors=[4], inputDataType="INT20", outputDataType="INT8")
+    four = node("Requant", NumChannels=16, PE=2, numInputVectors=[4], inputDataType="INT20", outputDataType="INT8",
+                timestepGroups=4)
+    assert (one.weight_bits(), four.weight_bits()) == (16 * 8, 4 * 16 * 8)
+    assert one.get_exp_cycles() == four.get_exp_cycles()  # the table is chosen per evaluation: no cycles

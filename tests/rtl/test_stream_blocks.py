@@ -78,3 +78,9 @@ def test_tables_and_broadcast(case, sim, tmp_path):
     assert case(tmp_path, backpressure=True, seed=2, sim=sim)["bit_exact"]
     timed = case(tmp_path / "timed", backpressure=False)
     assert timed["bit_exact"] and timed["measured"] == timed["modelled"]
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_per_timestep_group_shift_tables(sim, tmp_path):
+    """TDQ-style timestep-dependent precision in hardware: the table is chosen per evaluation."""
+    assert benches.bench_grouped_requant(6, 2, 3, 4, 5, tmp_path, sim=sim, seed=7)["bit_exact"]

@@ -231,6 +231,11 @@ class Requant(_PerElement):
     op_type = "Requant"
     domain = FINN_DOMAIN
     PIPELINE_DEPTH = 1  # rtl/requant: one register stage
+    SHIFT_BITS = 8
+
+    def weight_bits(self) -> int:
+        """rtl/requant's shift table: one per channel, and one table per timestep group (``timestepGroups``)."""
+        return self.attrs.get("timestepGroups", 1) * self.attrs["NumChannels"] * self.SHIFT_BITS
 
     def op_counts(self) -> list[Op]:
         return [Op("add", self.elements(), self.dt("inputDataType"))]
