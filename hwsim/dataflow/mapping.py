@@ -248,10 +248,14 @@ def map_integer_graph(path: str | Path, steps: int) -> DataflowGraph:
         want_first = layout.CHANNELS_LAST if n.op_type in {"GroupNorm", "Upsample"} else None
         if want_first is None and wants_any(out):
             want_first = "any"
-        ins = [resolve(n.inputs[0], want_first, n.name)]
+        first, *others = n.inputs
+        if n.op_type in {"IntAdd", "IntMul"} and math.prod(shapes[first]) < math.prod(shapes[out]) \
+                and others[0] not in consts:  # commutative: the broadcast operand (a gate row) goes right
+            first, others = others[0], [first]
+        ins = [resolve(first, want_first, n.name)]
         order = st.order[ins[0]]
         vecs, ch = _rows(shapes[out], order)
-        in_dt, out_dt = dt(n.inputs[0]), dt(out)
+        in_dt, out_dt = dt(first), dt(out)
         if n.op_type == "Requant":
             add("Requant", n.name, {"NumChannels": ch, "numInputVectors": vecs, "PE": 1, "inputDataType": in_dt,
                                     "outputDataType": out_dt}, ins, [out], n.name)
@@ -281,12 +285,12 @@ def map_integer_graph(path: str | Path, steps: int) -> DataflowGraph:
             add("UpsampleNearestNeighbour", n.name, {"SIMD": 1, "HI": h, "WI": w, "HO": h * f, "WO": w * f,
                                                      "NumChannels": c, "inputDataType": in_dt}, ins, [out], n.name)
         elif n.op_type in {"IntAdd", "IntMul"}:
-            const = n.inputs[1] in consts  # a parameter (the DiT's position embedding) stored in the node
-            rhs = [] if const else [resolve(n.inputs[1], order, n.name)]
-            rhs_shape = _channels_last_shape(shapes[n.inputs[1]], order, shapes[out])
+            const = others[0] in consts  # a parameter (the DiT's position embedding) stored in the node
+            rhs = [] if const else [resolve(others[0], order, n.name)]
+            rhs_shape = _channels_last_shape(shapes[others[0]], order, shapes[out])
             add("ElementwiseAdd" if n.op_type == "IntAdd" else "ElementwiseMul", n.name,
                 {"PE": 1, "lhs_shape": [1, *vecs, ch], "rhs_shape": rhs_shape, "out_shape": [1, *vecs, ch],
-                 "lhs_dtype": in_dt, "rhs_dtype": dt(n.inputs[1]), "out_dtype": out_dt,
+                 "lhs_dtype": in_dt, "rhs_dtype": dt(others[0]), "out_dtype": out_dt,
                  "rhs_style": "const" if const else "input"}, ins + rhs, [out], n.name)
         elif n.op_type == "Concat":
             if n.attrs["axis"] != 1 or len(shapes[out]) != 4:

@@ -17,6 +17,7 @@ import numpy as np
 
 from hwsim.dataflow.nodes import make_node
 from hwsim.export.ops import IntLinear, Requant
+from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
 from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, pack, unpack, write_mem
 from hwsim.rtlgen.simulate import RTL, run_stream
 
@@ -405,3 +406,79 @@ def bench_concat(c0: int, c1: int, simd: int, h: int, w: int, build_dir, sim="ic
         outs = {"out0": parts["in0"], "out1": parts["in1"]}
         return _bench("split", "concat/split.v", params, {"in": whole["out"]}, outs, node, build_dir, sim, backpressure, seed)
     return _bench("concat", "concat/concat.v", params, parts, whole, node, build_dir, sim, backpressure, seed)
+
+
+# --- integer softmax --------------------------------------------------------------------------------
+KINDS = ("uniform", "ties", "far-below", "extremes", "narrow", "constant")
+
+
+def softmax_scores(rng: np.random.Generator, rows: int, length: int, ibits: int) -> np.ndarray:
+    """[rows, length] signed IBITS scores (IBITS >= 2), row r of kind ``KINDS[r % 6]``: 
+    Scores are drawn row by row from six kinds, taken in turn (so six rows cover them all): uniform
+    over the whole IBITS range, a few distinct values (ties, the maximum among them), one maximum far
+    above the rest (the rest index the table's saturated last entry), only the two extreme values, a
+    narrow window, and a constant row (every score ties the maximum). The output is the integer
+    graph's: the probability at scale 2^-fo as a signed INT(fo+2) (hwsim.export.intgraph declares
+    softmax outputs over [0, 2^fo]), so OBITS = fo + 2."""
+    lo, hi = -(1 << (ibits - 1)), (1 << (ibits - 1)) - 1
+    q = np.empty((rows, length), dtype=np.int64)
+    for r in range(rows):
+        kind = KINDS[r % len(KINDS)]
+        if kind == "uniform":
+            row = rng.integers(lo, hi + 1, size=length)
+        elif kind == "ties":
+            row = rng.choice(rng.integers(lo, hi + 1, size=3), size=length)
+            row[rng.integers(length)] = row.max()  # the maximum at least once more where length allows
+        elif kind == "far-below":
+            row = rng.integers(lo, lo + 4, size=length)
+            row[rng.integers(length)] = rng.integers(hi - 3, hi + 1)
+        elif kind == "extremes":
+            row = rng.choice(np.array([lo, hi]), size=length)
+        elif kind == "narrow":
+            w = min(8, 1 << (ibits - 2))
+            centre = int(rng.integers(lo + w, hi - w + 2))
+            row = centre + rng.integers(-w, w, size=length)
+        else:
+            row = np.full(length, rng.choice(np.array([lo, hi, int(rng.integers(lo, hi + 1))])))
+        q[r] = row
+    return q
+
+
+def softmax_node(length: int, pe: int, rows: int, ibits: int, fo: int, entries: int, table_bits: int):
+    """The IntSoftmax node the cost model prices for this block (attributes as hwsim.dataflow.mapping sets them:
+    the table's type is the integer graph's signed INT of its entries, one bit more than TBITS)."""
+    return make_node("IntSoftmax", "softmax", {"NumChannels": length, "numInputVectors": [rows], "PE": pe,
+                                               "tableEntries": entries, "tableBits": table_bits + 1,
+                                               "inputDataType": f"INT{ibits}", "outputDataType": f"INT{fo + 2}"})
+
+
+def bench_softmax(length: int, pe: int, rows: int, build_dir: str | Path, sim: str = "icarus",
+                  backpressure: bool = True, seed: int = 0, fo: int = 8, in_scale: float = 1 / 16, fe: int = 12,
+                  ibits: int = 8, table_entries: int = 64) -> dict:
+    """One random case of ``rows`` rows of ``length`` scores (PE lanes per word) through rtl/softmax.
+
+    The exp table has ``table_entries`` entries ``round(exp(-k * in_scale) * 2^fe)`` (a table shorter
+    than 2^ibits saturates: scores more than ``table_entries - 1`` below the maximum read the last
+    entry). Without back-pressure the case is streamed twice and the report carries the measured II
+    and latency beside the IntSoftmax node's ``get_exp_cycles`` and ``get_latency``."""
+    if length % pe:
+        raise ValueError(f"PE={pe} must divide the row length {length}")
+    if fo < 1:
+        raise ValueError("rtl/softmax needs fo >= 1")
+    rng = np.random.default_rng(seed)
+    q = softmax_scores(rng, rows, length, ibits)
+    table = build_exp_table(in_scale, fe, table_entries)
+    expect = softmax_ref(q, table, fo)
+    tbits = max(1, int(table.max()).bit_length())
+    obits = fo + 2
+    build = Path(build_dir)
+    build.mkdir(parents=True, exist_ok=True)
+    write_mem(build / "table.mem", table.reshape(-1, 1), tbits, signed=False)
+    params = {"LENGTH": length, "PE": pe, "IBITS": ibits, "OBITS": obits, "FO": fo, "TBITS": tbits,
+              "TABLE_ENTRIES": table_entries}
+    node = softmax_node(length, pe, rows, ibits, fo, table_entries, tbits)
+    report = _bench("softmax", "softmax/softmax.v", params, {"in": (_words(q, pe), ibits, True)},
+                    {"out": (_words(expect, pe), obits, True)}, node, build, sim, backpressure, seed)
+    report["values"] = int(expect.size)
+    report["saturated"] = int((q.max(axis=1, keepdims=True) - q >= table_entries - 1).sum())
+    return report

@@ -29,10 +29,11 @@ def _verilator_on_path() -> None:
 
 def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dict[str, list[int]],
                expect: dict[str, int], build_dir: Path, sim: str = "icarus", backpressure: bool = True,
-               seed: int = 0, max_cycles: int = 500_000) -> dict:
+               seed: int = 0, max_cycles: int = 500_000, probes: list[str] = ()) -> dict:
     """Simulate ``toplevel`` in ``build_dir`` (memory files are read relative to it): ``inputs`` maps
     each input port to its words, ``expect`` each output port to its word count. Returns the
-    bench's output words and handshake cycles per port (:mod:`hwsim.rtlgen.stream_tb`)."""
+    bench's output words and handshake cycles per port, and the toggle counts of the internal
+    stream bundles named in ``probes`` (:mod:`hwsim.rtlgen.stream_tb`)."""
     if sim not in SIMULATORS:
         raise ValueError(f"unknown simulator {sim!r}; known: {', '.join(SIMULATORS)}")
     if sim == "verilator":
@@ -44,7 +45,7 @@ def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dic
     cfg = build_dir / "tb.json"
     out = build_dir / "tb_out.json"
     cfg.write_text(json.dumps({"inputs": inputs, "outputs": expect, "backpressure": backpressure, "seed": seed,
-                               "max_cycles": max_cycles}))
+                               "max_cycles": max_cycles, "probes": list(probes)}))
     runner = get_runner(sim)
     # lint warnings that generic parameterized blocks trigger (e.g. "y >= PT" with PT = 0); not errors
     build_args = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL", "-Wno-UNSIGNED", "-Wno-CMPCONST"] \

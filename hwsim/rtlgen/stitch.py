@@ -34,7 +34,8 @@ SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "
            "ConvolutionInputGenerator_rtl": "swg/swg.v", "TimestepTable": "timestep/timestep_table.v",
            "elementwise": "elementwise/elementwise.v", "broadcast": "elementwise/broadcast.v",
            "DuplicateStreams": "duplicate/duplicate.v", "fifo": "fifo/fifo.v", "upsample": "upsample/upsample.v",
-           "concat": "concat/concat.v", "split": "concat/split.v"}
+           "concat": "concat/concat.v", "split": "concat/split.v",
+           "IntSoftmax": "softmax/softmax.v"}
 
 
 class StitchError(ValueError):
@@ -234,6 +235,13 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         if node.rhs_stored():
             return "broadcast", dict(common, FOLDS=node.channels() // a["PE"], VECTORS=node.n_vectors())
         return "elementwise", common
+    if t == "IntSoftmax":
+        (_, ins, _, ia), = ctx.sources(node)
+        table = ctx.sim.consts[ins[1]].reshape(-1, 1)
+        tbits = max(1, int(table.max()).bit_length())
+        return "softmax", dict(LENGTH=a["NumChannels"], PE=a["PE"], IBITS=node.dt("inputDataType"),
+                               OBITS=node.dt("outputDataType"), FO=ia["fo"], TBITS=tbits, TABLE_ENTRIES=len(table),
+                               TABLE_FILE=ctx.mem(f"{uid}_table.mem", table, tbits, signed=False))
     if t == "UpsampleNearestNeighbour":
         return "upsample", dict(HI=a["HI"], WI=a["WI"], FACTOR=a["HO"] // a["HI"], CHANNELS=a["NumChannels"],
                                 SIMD=a["SIMD"], BITS=node.dt("inputDataType"))
@@ -398,11 +406,12 @@ def _stream_words(graph: DataflowGraph, stream: str, env: dict[str, np.ndarray],
 
 def block_nodes(graph: DataflowGraph, prefix: str) -> list[str]:
     """The nodes of one network block: those from integer nodes named ``prefix...``, with the
-    timestep tables and elementwise adds/multiplies that join them (a residual's bias and skip add)."""
+    timestep tables, elementwise adds/multiplies and channel splits that join them (a residual's
+    bias and skip add, attention's q/k/v split, a DiT block's gate)."""
     names = {n.name for n in graph.nodes if n.name.startswith(prefix)}
     if not names:
         raise StitchError(f"no dataflow node is named {prefix!r}...")
-    joins = {"ElementwiseAdd", "ElementwiseMul", "TimestepTable"}
+    joins = {"ElementwiseAdd", "ElementwiseMul", "TimestepTable", "StreamingSplit"}
     changed = True
     while changed:
         changed = False
@@ -451,9 +460,16 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
         for p in design.outputs:
             expect[p.name] += _stream_words(graph, p.stream, env, p.lanes)
     budget = 4 * (samples * sched.ii + sched.latency) + 10_000  # back-pressure at most halves the rate
+    internal = {n.name: _ident(n.outputs[0]) for n in graph.nodes if n.name in set(names) and n.outputs
+                and n.outputs[0] not in {p.stream for p in design.outputs}}
     result = run_stream(design.sources + [design.top], design.top.stem, {}, feeds,
-                        {p: len(v) for p, v in expect.items()}, out, sim, backpressure, seed, budget)
+                        {p: len(v) for p, v in expect.items()}, out, sim, backpressure, seed, budget,
+                        probes=sorted(set(internal.values())))
+    toggles = result["toggles"]
     got = {p.name: [unpack(w, p.lanes, p.bits, p.signed) for w in result["outputs"][p.name]] for p in design.outputs}
     mismatched = {p: sum(a != b for a, b in zip(got[p], expect[p])) for p in expect}
     return {"nodes": len(names), "samples": samples, "sim": sim, "bit_exact": all(v == 0 for v in mismatched.values()),
-            "mismatched_words": mismatched, "words": {p: len(v) for p, v in expect.items()}, "top": str(design.top)}
+            "mismatched_words": mismatched, "words": {p: len(v) for p, v in expect.items()}, "top": str(design.top),
+            # toggles per bit per word of each node's (first) output stream in the RTL, for the FPGA energy model
+            "activity": {name: toggles[w]["toggles"] / max(1, (toggles[w]["words"] - 1) * toggles[w]["width"])
+                         for name, w in internal.items()}}

@@ -3,8 +3,10 @@
 random gaps and back-pressure, and record the cycle of every handshake.
 
 Configured by the JSON file named in ``HWSIM_TB``: ``inputs`` (port -> words, as integers),
-``outputs`` (port -> number of words to collect), ``backpressure`` (bool), ``seed``; it writes the
-output words and the handshake cycles, per port, to ``HWSIM_TB_OUT``.
+``outputs`` (port -> number of words to collect), ``backpressure`` (bool), ``seed``, and optionally
+``probes`` (internal stream bundles of a stitched top, e.g. ``s_x``: their words' bit toggles are
+counted, the RTL's own activity for the FPGA energy model); it writes the output words, the
+handshake cycles per port and the probes' toggle counts to ``HWSIM_TB_OUT``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ async def stream(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     cycle, limit = 0, cfg.get("max_cycles", 500000)
+    probes = {name: [getattr(dut, f"{name}_valid"), getattr(dut, f"{name}_ready"), getattr(dut, f"{name}_data")]
+              for name in cfg.get("probes", [])}
+    toggles = {name: {"words": 0, "toggles": 0, "width": len(h[2]), "last": None} for name, h in probes.items()}
     while any(len(got[p]) < n for p, n in wanted.items()):
         if cycle > limit:
             raise AssertionError(f"stalled after {cycle} cycles: got {({p: len(v) for p, v in got.items()})} of {wanted}; "
@@ -59,7 +64,14 @@ async def stream(dut):
             if getattr(dut, f"{port}_valid").value and getattr(dut, f"{port}_ready").value:
                 got[port].append(int(getattr(dut, f"{port}_data").value))
                 out_cycles[port].append(cycle)
+        for name, (valid, ready, data) in probes.items():
+            if valid.value and ready.value:
+                t, word = toggles[name], int(data.value)
+                t["words"] += 1
+                t["toggles"] += 0 if t["last"] is None else bin(t["last"] ^ word).count("1")
+                t["last"] = word
         await RisingEdge(dut.clk)
         cycle += 1
     with open(os.environ["HWSIM_TB_OUT"], "w") as f:
-        json.dump({"outputs": got, "in_cycles": in_cycles, "out_cycles": out_cycles}, f)
+        json.dump({"outputs": got, "in_cycles": in_cycles, "out_cycles": out_cycles,
+                   "toggles": {k: {x: v[x] for x in ("words", "toggles", "width")} for k, v in toggles.items()}}, f)

@@ -24,11 +24,26 @@ def test_residual_block_bit_exact(unet_graph, tmp_path):
     assert report["bit_exact"] and report["words"]["out0"] > 0
 
 
-def test_unbuilt_node_types_are_refused(unet_graph, tmp_path):
-    graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
-    attention = [n.name for n in graph.nodes if n.op_type == "IntSoftmax"][:1]
+def test_attention_block_bit_exact(dit_graph, tmp_path):
+    """A DiT attention block: qkv projection, three-way q/k/v split, QK^T on the dynamic MVAU (q held
+    in the FIFO the schedule sizes while k is taken), integer softmax, AV, output projection, the
+    per-timestep gate and the residual add."""
+    graph = map_integer_graph(dit_graph, steps=len(TIMESTEPS))
+    names = block_nodes(graph, "blocks.0.attn")
+    types = [graph.node(n).op_type for n in names]
+    assert {"StreamingSplit", "IntSoftmax", "ElementwiseMul", "TimestepTable"} <= set(types)
+    assert sum(graph.node(n).attrs.get("mem_mode") == "dynamic" for n in names) == 2
+    report = verify(graph, names, tmp_path, TIMESTEPS, samples=3, lanes=2)
+    assert report["bit_exact"] and report["words"]["out0"] > 0
+    assert set(report["activity"]) and all(0 <= a <= 1 for a in report["activity"].values())
+
+
+def test_unbuilt_node_types_are_refused(unet_graph, dit_graph, tmp_path):
+    graph = map_integer_graph(dit_graph, steps=len(TIMESTEPS))
+    constant_add = [n.name for n in graph.nodes if n.op_type == "ElementwiseAdd" and n.attrs.get("rhs_style") == "const"]
     with pytest.raises(StitchError, match="no RTL yet"):
-        generate(graph, attention, tmp_path, TIMESTEPS)
+        generate(graph, constant_add, tmp_path, TIMESTEPS)
+    graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
     with pytest.raises(StitchError, match="no dataflow node"):
         block_nodes(graph, "nowhere")
 

@@ -130,30 +130,42 @@ class AdaLayerNorm(_Stream):
 
 class IntSoftmax(_Stream):
     """Integer softmax over rows of ``NumChannels`` (docs/numerics.md): max, exp table, sum, and an
-    exact integer division per element. One row is buffered between the max/sum and divide passes."""
+    exact integer division per element. rtl/softmax overlaps three passes on consecutive rows (load
+    and max, table and sum, table again and a pipelined restoring divider), so a row moves every
+    NumChannels/PE cycles, in a buffer of 3 to 5 row slots."""
 
     op_type = "IntSoftmax"
+    PIPELINE_DEPTH = 3  # rtl/softmax: sum's table read and accumulate, emit's buffer read (table read and
+    # divider counted with the output width below)
 
-    def first_output_delay(self) -> int:  # one row (max and sum), then a division
-        return self.attrs["NumChannels"] // self.attrs["PE"] + self.dt("outputDataType") + self.PIPELINE_DEPTH
+    def folds(self) -> int:
+        return self.attrs["NumChannels"] // self.attrs["PE"]
 
-    def weight_bits(self) -> int:  # the exp table, one per lane
-        return self.attrs["PE"] * self.attrs["tableEntries"] * self.attrs["tableBits"]
+    def first_output_delay(self) -> int:
+        """Load the row, read it back to sum, then the table read and FO + 1 = out bits - 1 divider
+        stages; measured on rtl/softmax (tests/rtl/test_softmax.py)."""
+        return 2 * self.folds() + self.dt("outputDataType") + self.PIPELINE_DEPTH
+
+    def slots(self) -> int:
+        return 2 + -(-3 // self.folds())
+
+    def weight_bits(self) -> int:  # the exp table (unsigned: the graph's signed type less its sign bit), one per lane
+        return self.attrs["PE"] * self.attrs["tableEntries"] * (self.attrs["tableBits"] - 1)
 
     def buffer_bits(self) -> int:
-        return 2 * self.attrs["NumChannels"] * self.attrs["tableBits"]
+        return self.slots() * self.attrs["NumChannels"] * self.dt("inputDataType")
 
     def op_counts(self) -> list[Op]:
         n, x = self.elements(), self.dt("inputDataType")
         rows = self.n_vectors()
-        sum_bits = self.attrs["tableBits"] + math.ceil(math.log2(self.attrs["NumChannels"]))
-        quotient = self.dt("outputDataType")
-        table = self.attrs["tableEntries"] * self.attrs["tableBits"]
-        word, mem = self.attrs["PE"] * self.attrs["tableBits"], self.buffer_bits()
-        return [Op("add", n, x), Op("add", n, x),  # running max, then max - q
-                Op("mem_read", n, self.attrs["tableBits"], table), Op("add", n, sum_bits),
-                Op("mem_write", n // self.attrs["PE"], word, mem), Op("mem_read", n // self.attrs["PE"], word, mem),
-                Op("add", n * quotient, sum_bits + 1), Op("add", rows, sum_bits)]  # restoring division per element
+        sum_bits = self.attrs["tableBits"] - 1 + math.ceil(math.log2(self.attrs["NumChannels"]))
+        quotient = self.dt("outputDataType") - 1  # FO + 1 divider stages
+        table = self.attrs["tableEntries"] * (self.attrs["tableBits"] - 1)
+        word, mem = self.attrs["PE"] * x, self.buffer_bits()
+        return [Op("add", n, x), Op("add", 2 * n, x),  # running max, then max - q in both passes
+                Op("mem_read", 2 * n, self.attrs["tableBits"] - 1, table), Op("add", n, sum_bits),
+                Op("mem_write", n // self.attrs["PE"], word, mem), Op("mem_read", 2 * n // self.attrs["PE"], word, mem),
+                Op("add", n * quotient, sum_bits + 2), Op("add", rows, sum_bits)]  # restoring division per element
 
 
 class TimestepTable(DataflowNode):
