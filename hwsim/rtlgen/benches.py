@@ -10,6 +10,7 @@ set beside the dataflow node's ``get_exp_cycles`` and ``get_latency``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from hwsim.dataflow.nodes import make_node
 from hwsim.export.ops import IntLinear, Requant
+from hwsim.intsim.ops.norm import modulate_ref, normalize_last_axis_ref
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
 from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, pack, unpack, write_mem
 from hwsim.rtlgen.simulate import RTL, run_stream
@@ -389,19 +391,24 @@ def bench_upsample(h: int, w: int, channels: int, simd: int, factor: int, build_
 
 
 def bench_concat(c0: int, c1: int, simd: int, h: int, w: int, build_dir, sim="icarus", backpressure=True, seed=0,
-                 split: bool = False) -> dict:
+                 split: bool = False, bits: tuple[int, int] = (8, 8)) -> dict:
+    """Concat (or split) of two channels-last streams; a concat's inputs may differ in width (the
+    narrower is sign-extended), extremes of both included."""
     from hwsim.export.ops import Concat
 
     rng = np.random.default_rng(seed)
-    a, b = rng.integers(-128, 128, size=(1, c0, h, w)), rng.integers(-128, 128, size=(1, c1, h, w))
+    (b0, b1), out_bits = bits, max(bits)
+    a = rng.integers(-(1 << (b0 - 1)), 1 << (b0 - 1), size=(1, c0, h, w))
+    b = rng.integers(-(1 << (b1 - 1)), 1 << (b1 - 1), size=(1, c1, h, w))
+    a.flat[0], b.flat[-1] = -(1 << (b0 - 1)), -(1 << (b1 - 1))
     y = Concat.compute([a, b], {"axis": 1})
-    parts = {"in0": (_words(_channels_last(a), simd), 8, True), "in1": (_words(_channels_last(b), simd), 8, True)}
-    whole = {"out": (_words(_channels_last(y), simd), 8, True)}
+    parts = {"in0": (_words(_channels_last(a), simd), b0, True), "in1": (_words(_channels_last(b), simd), b1, True)}
+    whole = {"out": (_words(_channels_last(y), simd), out_bits, True)}
     op_type = "StreamingSplit" if split else "StreamingConcat"
     attrs = {"SIMD": simd, "ChannelsPerStream": [c0, c1], "numInputVectors": [h, w]}
-    attrs.update({"inputDataType": "INT8"} if split else {"inputDataTypes": ["INT8", "INT8"]})
+    attrs.update({"inputDataType": "INT8"} if split else {"inputDataTypes": [f"INT{b0}", f"INT{b1}"]})
     node = make_node(op_type, op_type, attrs)
-    params = dict(C0=c0, C1=c1, SIMD=simd, BITS=8)
+    params = dict(C0=c0, C1=c1, SIMD=simd, BITS=out_bits) | ({} if split else dict(BITS0=b0, BITS1=b1))
     if split:
         outs = {"out0": parts["in0"], "out1": parts["in1"]}
         return _bench("split", "concat/split.v", params, {"in": whole["out"]}, outs, node, build_dir, sim, backpressure, seed)
@@ -481,4 +488,106 @@ def bench_softmax(length: int, pe: int, rows: int, build_dir: str | Path, sim: s
                     {"out": (_words(expect, pe), obits, True)}, node, build, sim, backpressure, seed)
     report["values"] = int(expect.size)
     report["saturated"] = int((q.max(axis=1, keepdims=True) - q >= table_entries - 1).sum())
+    return report
+
+
+# --- DiT's adaLN ------------------------------------------------------------------------------------
+def adaln_tokens(rng: np.random.Generator, images: int, tokens: int, channels: int, ibits: int) -> np.ndarray:
+    """[images, tokens, channels] random tokens with the corner cases in fixed places."""
+    lo, hi = -(1 << (ibits - 1)), (1 << (ibits - 1)) - 1
+    x = rng.integers(lo, hi + 1, size=(images, tokens, channels))
+    corners = [np.full(channels, 7),                                   # constant: D = 0
+               np.where(np.arange(channels) % 2, hi, lo),              # alternating extremes: the largest D
+               np.where(np.arange(channels) == channels // 2, hi, lo),  # one outlier: the largest |z|, sqrt(C - 1)
+               (np.arange(channels) == 0).astype(np.int64)]            # D = C - 1: the smallest D > 0
+    for j, row in enumerate(corners[:tokens]):
+        x[0, j] = row
+    if images > 1:
+        x[1, -1] = hi  # constant at the other end of the range
+    return x
+
+
+def adaln_rows(rng: np.random.Generator, images: int, channels: int, sbits: int, hbits: int,
+               tie: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image scale and shift rows: full range, then a negative scale row, with the extremes.
+    ``tie``: a shift worth half an output step (2^(e_out - e_shift - 1)), put where 1 + scale = 0 so
+    that the output rounds a tie (+0.5 and -1.5 steps: half to even gives 0 and -2)."""
+    smin, smax = -(1 << (sbits - 1)), (1 << (sbits - 1)) - 1
+    hmin, hmax = -(1 << (hbits - 1)), (1 << (hbits - 1)) - 1
+    scale = rng.integers(smin, smax + 1, size=(images, channels))
+    shift = rng.integers(hmin, hmax + 1, size=(images, channels))
+    scale[0, :2] = [smin, smax][:channels]  # 1 + scale = 0 at e_scale = 1 - sbits, and the largest
+    shift[0, :2] = [hmax, hmin][:channels]
+    if tie is not None and channels > 2 and 3 * tie <= hmax:
+        scale[0, [0, channels - 1]] = smin
+        shift[0, [0, channels - 1]] = [tie, -3 * tie]
+    scale[0, channels // 2] = smax  # under the outlier token's outlier (it clamps)
+    if images > 1:
+        scale[1] = rng.integers(smin, 0, size=channels)  # negative: 1 + scale in [0, 1)
+    return scale, shift
+
+
+def _ties(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, ft: int, e_scale: int, e_shift: int, e_out: int) -> int:
+    """How many outputs round an exact tie (modulate_ref's ``total`` halfway between two steps)."""
+    z = normalize_last_axis_ref(x, ft)
+    e_prod = e_scale - ft
+    e_min = min(e_prod, e_shift)
+    total = ((z * (scale[:, None] + (1 << -e_scale))) << (e_prod - e_min)) + (shift[:, None] << (e_shift - e_min))
+    step = e_out - e_min
+    return int(np.count_nonzero(total & ((1 << step) - 1) == 1 << (step - 1))) if step > 0 else 0
+
+
+def adaln_node(channels: int, pe: int, tokens: int, ibits: int, obits: int, sbits: int, hbits: int, ft: int,
+               unroll: int = 1):
+    """The AdaLayerNorm dataflow node the cost model prices for this block configuration."""
+    return make_node("AdaLayerNorm", "adaln", {"NumChannels": channels, "numInputVectors": [tokens], "PE": pe, "ft": ft,
+                                               "inputDataType": f"INT{ibits}", "outputDataType": f"INT{obits}",
+                                               "scaleBits": sbits, "shiftBits": hbits, "solveUnroll": unroll})
+
+
+def bench_adaln(channels: int, pe: int, tokens: int, build_dir, sim: str = "icarus", backpressure: bool = True,
+                seed: int = 0, images: int | None = None, unroll: int = 1, buffer: int = 0, ibits: int = 8,
+                obits: int = 8, sbits: int = 16, hbits: int = 16, ft: int = 12, e_scale: int = -15,
+                e_shift: int = -15, e_out: int | None = None) -> dict:
+    """Bench of rtl/adaln (DiT's integer adaLN) against :func:`hwsim.intsim.ops.norm.modulate_ref`.
+    
+    Random
+    tokens with a constant one (D = 0) and extreme ones (alternating QMIN/QMAX, one outlier, D = C - 1),
+    per-image scale/shift rows (full range, a negative one, the extremes, shifts that make the output
+    round a tie), at the exported DiT's exponents: ft = 12, e_scale = e_shift = -15, e_out = -4 or -5
+    (what ``hwsim.export.intgraph`` writes for the tiny DiT's Modulate nodes, whose table rows fit
+    INT16), or e_out = -7, where the outlier clamps. With ``backpressure=False`` one image runs twice
+    back to back and the report holds the measured II, latency and first-output delay beside the
+    AdaLayerNorm node's ``get_exp_cycles``/``get_latency``/``first_output_delay``.
+
+    Run rtl/adaln on ``images`` images of ``tokens`` x ``channels`` (default 2 under back-pressure,
+    so that both row banks are used; 1 without, streamed twice and timed). ``e_out`` defaults to the
+    DiT's -4 or -5, or -7 (an output range of +-1, where the outlier token clamps), by seed."""
+    if images is None:
+        images = 2 if backpressure else 1
+    if channels % pe:
+        raise ValueError(f"PE={pe} must divide {channels} channels")
+    rng = np.random.default_rng(seed)
+    e_out = (-4, -5, -7)[seed % 3] if e_out is None else e_out
+    qmin, qmax = -(1 << (obits - 1)), (1 << (obits - 1)) - 1
+    x = adaln_tokens(rng, images, tokens, channels, ibits)
+    tie = 1 << (e_out - e_shift - 1) if e_out > e_shift and e_scale == 1 - sbits else None
+    scale, shift = adaln_rows(rng, images, channels, sbits, hbits, tie)
+    y = modulate_ref(x, scale[:, None], shift[:, None], ft, e_scale, e_shift, e_out, qmin, qmax)
+    node = adaln_node(channels, pe, tokens, ibits, obits, sbits, hbits, ft, unroll)
+    params = {"CHANNELS": channels, "PE": pe, "TOKENS": tokens, "IBITS": ibits, "OBITS": obits, "SBITS": sbits,
+              "HBITS": hbits, "FT": ft, "E_SCALE": e_scale, "E_SHIFT": e_shift, "E_OUT": e_out, "QMIN": qmin,
+              "QMAX": qmax, "UNROLL": unroll, "BUFFER": buffer}
+    inputs = {"in": (_words(x.reshape(-1), pe), ibits, True), "scale": (_words(scale.reshape(-1), pe), sbits, True),
+              "shift": (_words(shift.reshape(-1), pe), hbits, True)}
+    report = _bench("adaln", "adaln/adaln.v", params, inputs, {"out": (_words(y.reshape(-1), pe), obits, True)}, node,
+                    build_dir, sim, backpressure, seed)
+    report["values"] = int(y.size)
+    report["clamped"] = int(np.count_nonzero((y == qmin) | (y == qmax)))
+    report["ties"] = _ties(x, scale, shift, ft, e_scale, e_shift, e_out)
+    if not backpressure:  # the first output's cycle, from the handshakes run_stream left in the build directory
+        result = json.loads((Path(build_dir) / "tb_out.json").read_text())
+        first_in = min(c[0] for c in result["in_cycles"].values() if c)
+        report["measured"]["first_output_delay"] = result["out_cycles"]["out"][0] - first_in
+        report["modelled"]["first_output_delay"] = node.first_output_delay()
     return report

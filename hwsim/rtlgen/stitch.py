@@ -35,7 +35,7 @@ SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "
            "elementwise": "elementwise/elementwise.v", "broadcast": "elementwise/broadcast.v",
            "DuplicateStreams": "duplicate/duplicate.v", "fifo": "fifo/fifo.v", "upsample": "upsample/upsample.v",
            "concat": "concat/concat.v", "split": "concat/split.v",
-           "IntSoftmax": "softmax/softmax.v"}
+           "IntSoftmax": "softmax/softmax.v", "AdaLayerNorm": "adaln/adaln.v"}
 
 
 class StitchError(ValueError):
@@ -235,6 +235,13 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         if node.rhs_stored():
             return "broadcast", dict(common, FOLDS=node.channels() // a["PE"], VECTORS=node.n_vectors())
         return "elementwise", common
+    if t == "AdaLayerNorm":
+        (_, _, _, ia), = ctx.sources(node)
+        return "adaln", dict(CHANNELS=a["NumChannels"], PE=a["PE"], TOKENS=node.n_vectors(), IBITS=node.dt("inputDataType"),
+                             OBITS=node.dt("outputDataType"), SBITS=a["scaleBits"], HBITS=a["shiftBits"], FT=ia["ft"],
+                             E_SCALE=ia["e_scale"], E_SHIFT=ia["e_shift"], E_OUT=ia["e_out"],
+                             QMIN=_clamp(ia, node.dt("outputDataType"))[0], QMAX=_clamp(ia, node.dt("outputDataType"))[1],
+                             UNROLL=node.unroll())
     if t == "IntSoftmax":
         (_, ins, _, ia), = ctx.sources(node)
         table = ctx.sim.consts[ins[1]].reshape(-1, 1)
@@ -246,11 +253,13 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         return "upsample", dict(HI=a["HI"], WI=a["WI"], FACTOR=a["HO"] // a["HI"], CHANNELS=a["NumChannels"],
                                 SIMD=a["SIMD"], BITS=node.dt("inputDataType"))
     if t in ("StreamingConcat", "StreamingSplit"):
-        widths = {bits(d) for d in a.get("inputDataTypes", [a.get("inputDataType")])}
-        if len(a["ChannelsPerStream"]) != 2 or len(widths) != 1:
-            raise StitchError(f"{node.name}: only two streams of one width are built ({a['ChannelsPerStream']}, {widths})")
+        widths = [bits(d) for d in a.get("inputDataTypes", [a.get("inputDataType")])]
+        if len(a["ChannelsPerStream"]) != 2:
+            raise StitchError(f"{node.name}: only two-stream concats are built ({a['ChannelsPerStream']})")
         c0, c1 = a["ChannelsPerStream"]
-        return ("concat" if t == "StreamingConcat" else "split"), dict(C0=c0, C1=c1, SIMD=a["SIMD"], BITS=widths.pop())
+        if t == "StreamingSplit":
+            return "split", dict(C0=c0, C1=c1, SIMD=a["SIMD"], BITS=widths[0])
+        return "concat", dict(C0=c0, C1=c1, SIMD=a["SIMD"], BITS=bits(ctx.graph.streams[node.outputs[0]][2]), BITS0=widths[0], BITS1=widths[1])
     if t == "DuplicateStreams":
         if a["NumOutputStreams"] != 2:
             raise StitchError(f"{node.name}: only two-way forks are built")
@@ -261,6 +270,8 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
 def _ports(module: str, params: dict) -> tuple[list[str], list[str]]:
     if params.get("DYNAMIC"):
         return ["in", "op"], ["out"]
+    if module == "adaln":
+        return ["in", "scale", "shift"], ["out"]
     if module in ("elementwise", "broadcast", "concat"):
         return ["in0", "in1"], ["out"]
     if module in ("duplicate", "split"):

@@ -1,6 +1,7 @@
-"""A stitched U-Net residual block (GroupNorm, SiLU table, padded 3x3 convolutions, per-timestep bias,
-requantization, skip add) generated from the mapped tiny U-Net, bit-exact with the integer simulator
-under random back-pressure. experiments/rtl_stitched.py runs 20 inputs on the shipped unet-digits."""
+"""Stitched blocks generated from the mapped tiny U-Net and DiT, bit-exact with the integer simulator
+under random back-pressure: a U-Net residual block (GroupNorm, SiLU table, padded 3x3 convolutions,
+per-timestep bias, requantization, skip add) and a whole DiT block (adaLN, attention, MLP).
+experiments/rtl_stitched.py runs 20 inputs on the shipped models."""
 
 import json
 
@@ -24,14 +25,14 @@ def test_residual_block_bit_exact(unet_graph, tmp_path):
     assert report["bit_exact"] and report["words"]["out0"] > 0
 
 
-def test_attention_block_bit_exact(dit_graph, tmp_path):
-    """A DiT attention block: qkv projection, three-way q/k/v split, QK^T on the dynamic MVAU (q held
-    in the FIFO the schedule sizes while k is taken), integer softmax, AV, output projection, the
-    per-timestep gate and the residual add."""
+def test_dit_block_bit_exact(dit_graph, tmp_path):
+    """A whole DiT block: adaLN, qkv projection, three-way q/k/v split, QK^T on the dynamic MVAU (q
+    held in the FIFO the schedule sizes while k is taken), integer softmax, AV, output projection,
+    the per-timestep gate, the residual add, adaLN again and the GELU MLP with its gate."""
     graph = map_integer_graph(dit_graph, steps=len(TIMESTEPS))
-    names = block_nodes(graph, "blocks.0.attn")
+    names = block_nodes(graph, "blocks.0.")
     types = [graph.node(n).op_type for n in names]
-    assert {"StreamingSplit", "IntSoftmax", "ElementwiseMul", "TimestepTable"} <= set(types)
+    assert {"AdaLayerNorm", "StreamingSplit", "IntSoftmax", "ElementwiseMul", "LutActivation"} <= set(types)
     assert sum(graph.node(n).attrs.get("mem_mode") == "dynamic" for n in names) == 2
     report = verify(graph, names, tmp_path, TIMESTEPS, samples=3, lanes=2)
     assert report["bit_exact"] and report["words"]["out0"] > 0

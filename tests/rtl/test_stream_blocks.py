@@ -24,8 +24,9 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_upsample(2, 3, 4, 2, 2, d, **k),
     lambda d, **k: benches.bench_concat(4, 2, 2, 2, 3, d, **k),
     lambda d, **k: benches.bench_concat(3, 6, 3, 2, 2, d, split=True, **k),
+    lambda d, **k: benches.bench_concat(2, 4, 2, 2, 2, d, bits=(25, 22), **k),
 ], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "swg",
-        "swg-stride2", "swg-patchify", "upsample", "concat", "split"])
+        "swg-stride2", "swg-patchify", "upsample", "concat", "split", "concat-widths"])
 @pytest.mark.parametrize("sim", SIMS)
 def test_bit_exact_under_backpressure(case, sim, tmp_path):
     assert case(tmp_path, backpressure=True, seed=3, sim=sim)["bit_exact"]

@@ -102,16 +102,44 @@ class GroupNorm(_Stream):
 
 class AdaLayerNorm(_Stream):
     """DiT's adaLN ``LayerNorm(x) * (1 + scale) + shift`` over each token's ``NumChannels`` values;
-    scale and shift are the step's table rows (inputs 1 and 2). One token is buffered."""
+    scale and shift are the step's table rows (inputs 1 and 2). rtl/adaln overlaps three stages on
+    consecutive tokens: load (sums), solve (rsqrt: 95 serial steps, ``solveUnroll`` per cycle, plus
+    set-up and store) and emit, so a token costs the slower of C/PE and the solve."""
 
     op_type = "AdaLayerNorm"
+    PIPELINE_DEPTH = 3  # rtl/adaln's emit stages
+    SOLVE_STEPS, MAX_UNROLL = 95, 16  # 63 division + 32 square-root steps; the unroll the cost model may choose
 
-    def first_output_delay(self) -> int:  # one token, then its rsqrt
-        return self.attrs["NumChannels"] // self.attrs["PE"] + RSQRT_ADDS + self.PIPELINE_DEPTH
+    def folds(self) -> int:
+        return self.attrs["NumChannels"] // self.attrs["PE"]
 
-    def buffer_bits(self) -> int:  # a token being normalized, the next one arriving, scale and shift rows
-        c = self.attrs["NumChannels"]
-        return 2 * c * self.dt("inputDataType") + c * (self.attrs["scaleBits"] + self.attrs["shiftBits"])
+    def unroll(self) -> int:
+        """``solveUnroll`` if set, else the least (up to MAX_UNROLL) that keeps the solve within C/PE cycles."""
+        if self.attrs.get("solveUnroll"):
+            return int(self.attrs["solveUnroll"])
+        return next((u for u in range(1, self.MAX_UNROLL) if self._solve(u) <= self.folds()), self.MAX_UNROLL)
+
+    def _solve(self, unroll: int) -> int:
+        return -(-self.SOLVE_STEPS // unroll) + 2
+
+    def token_cycles(self) -> int:
+        return max(self.folds(), self._solve(self.unroll()))
+
+    def get_exp_cycles(self) -> int:
+        return self.n_vectors() * self.token_cycles()
+
+    def first_output_delay(self) -> int:
+        """Load a token, solve it, three emit stages (measured on rtl/adaln, tests/rtl/test_adaln.py)."""
+        return self.folds() + self._solve(self.unroll()) + self.PIPELINE_DEPTH
+
+    def output_cycles(self) -> int:
+        return (self.n_vectors() - 1) * self.token_cycles() + self.folds() - 1
+
+    def buffer_bits(self) -> int:
+        """rtl/adaln's token buffer (the least that never stalls) and two banks of scale and shift rows."""
+        f, solve, c = self.folds(), self._solve(self.unroll()), self.attrs["NumChannels"]
+        words = 2 * f if solve > f else f + solve + 1
+        return words * self.attrs["PE"] * self.dt("inputDataType") + 2 * c * (self.attrs["scaleBits"] + self.attrs["shiftBits"])
 
     def op_counts(self) -> list[Op]:
         n, x, c = self.elements(), self.dt("inputDataType"), self.attrs["NumChannels"]
