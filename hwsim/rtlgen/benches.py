@@ -259,6 +259,29 @@ def bench_elementwise(op: str, channels: int, pe: int, vectors: int, build_dir, 
                   {"out": (_words(y, pe), obits, True)}, node, build_dir, sim, backpressure, seed)
 
 
+def bench_elementwise_const(op: str, channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True,
+                            seed=0, broadcast: bool = False) -> dict:
+    """A stream plus (or times) a constant tensor in ROM: full shape (the DiT's position embedding)
+    or one row repeated over the vectors (``broadcast``)."""
+    from hwsim.export.ops import IntAdd, IntMul
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, size=(vectors, channels))
+    c = rng.integers(-512, 512, size=(1 if broadcast else vectors, channels))
+    a[0, 0], c[0, -1] = -128, -512
+    y = (IntAdd if op == "add" else IntMul).compute([a, c], {})
+    obits = 11 if op == "add" else 18
+    node = make_node("ElementwiseAdd" if op == "add" else "ElementwiseMul", op,
+                     {"PE": pe, "lhs_shape": [1, vectors, channels], "rhs_shape": [1, *c.shape],
+                      "out_shape": [1, vectors, channels], "lhs_dtype": "INT8", "rhs_dtype": "INT10",
+                      "out_dtype": f"INT{obits}", "rhs_style": "const"})
+    rom = _words(c, pe)
+    params = dict(PE=pe, ABITS=8, BBITS=10, OBITS=obits, OP=0 if op == "add" else 1, WORDS=len(rom))
+    return _bench("elementwise_const", "elementwise/elementwise_const.v", params, {"in": (_words(a, pe), 8, True)},
+                  {"out": (_words(y, pe), obits, True)}, node, build_dir, sim, backpressure, seed,
+                  memories={"const.mem": (rom, 10)})
+
+
 def bench_duplicate(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
     rng = np.random.default_rng(seed)
     x = _words(rng.integers(-128, 128, size=(vectors, channels)), pe)

@@ -35,7 +35,8 @@ SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "
            "elementwise": "elementwise/elementwise.v", "broadcast": "elementwise/broadcast.v",
            "DuplicateStreams": "duplicate/duplicate.v", "fifo": "fifo/fifo.v", "upsample": "upsample/upsample.v",
            "concat": "concat/concat.v", "split": "concat/split.v",
-           "IntSoftmax": "softmax/softmax.v", "AdaLayerNorm": "adaln/adaln.v"}
+           "IntSoftmax": "softmax/softmax.v", "AdaLayerNorm": "adaln/adaln.v",
+           "elementwise_const": "elementwise/elementwise_const.v"}
 
 
 class StitchError(ValueError):
@@ -72,6 +73,7 @@ class _Context:
         self.model = ModelWrapper(graph.source)
         self.int_nodes = {name: (op.__name__, ins, out, attrs) for name, op, ins, out, attrs in self.sim.nodes}
         self.graph, self.out, self.timesteps = graph, out_dir, timesteps
+        self.env: dict[str, np.ndarray] | None = None  # every tensor at one input, for shapes
 
     def bits(self, tensor: str) -> int:
         return self.model.get_tensor_datatype(tensor).bitwidth()
@@ -81,6 +83,22 @@ class _Context:
         tensor = node.name.removeprefix("table_")
         shape = [d or 1 for d in self.sim.input_shapes["x"]]
         return np.stack([self.sim.run_integers(np.zeros(shape), np.array([t]))[tensor].reshape(-1) for t in self.timesteps])
+
+    def const_stream(self, node: DataflowNode) -> np.ndarray:
+        """An elementwise node's constant operand in its output's stream order, one period of it
+        if it repeats (a constant broadcast over the leading vectors)."""
+        (_, ins, out, _), = self.sources(node)
+        const = self.sim.consts[ins[1]]
+        if self.env is None:
+            shape = [d or 1 for d in self.sim.input_shapes["x"]]
+            self.env = self.sim.run_integers(np.zeros(shape), np.array([self.timesteps[0]]))
+        tensor, order = self.graph.carries[node.outputs[0]]
+        seq = np.transpose(np.broadcast_to(const, self.env[tensor].shape), order).reshape(-1)
+        period = const.size
+        if seq.size % period == 0 and period % node.attrs["PE"] == 0 \
+                and np.array_equal(seq, np.tile(seq[:period], seq.size // period)):
+            return seq[:period]
+        return seq
 
     def sources(self, node: DataflowNode) -> list[tuple[str, list[str], str, dict]]:
         return [self.int_nodes[s] for s in node.source.split("+") if s in self.int_nodes]
@@ -228,10 +246,12 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         return "timestep_table", dict(STEPS=len(ctx.timesteps), DIM=a["EmbeddingDim"], PE=a["PE"], BITS=width, IBITS=16,
                                       TABLE_FILE=ctx.mem(f"{uid}_table.mem", rows.reshape(-1, a["PE"]), width))
     if t in ("ElementwiseAdd", "ElementwiseMul"):
-        if a.get("rhs_style") == "const":
-            raise StitchError(f"{node.name}: an elementwise node with a constant operand has no RTL yet")
         op = 0 if t == "ElementwiseAdd" else 1
         common = dict(PE=a["PE"], ABITS=bits(a["lhs_dtype"]), BBITS=bits(a["rhs_dtype"]), OBITS=bits(a["out_dtype"]), OP=op)
+        if a.get("rhs_style") == "const":
+            rom = ctx.const_stream(node)
+            return "elementwise_const", dict(common, WORDS=len(rom) // a["PE"],
+                                             CONST_FILE=ctx.mem(f"{uid}_const.mem", rom.reshape(-1, a["PE"]), common["BBITS"]))
         if node.rhs_stored():
             return "broadcast", dict(common, FOLDS=node.channels() // a["PE"], VECTORS=node.n_vectors())
         return "elementwise", common

@@ -39,12 +39,19 @@ def test_dit_block_bit_exact(dit_graph, tmp_path):
     assert set(report["activity"]) and all(0 <= a <= 1 for a in report["activity"].values())
 
 
-def test_unbuilt_node_types_are_refused(unet_graph, dit_graph, tmp_path):
+def test_patch_embedding_with_constant_position_embedding(dit_graph, tmp_path):
+    """The DiT's front: patchify (a strided 2x2 convolution) plus the constant position embedding (a ROM)."""
     graph = map_integer_graph(dit_graph, steps=len(TIMESTEPS))
-    constant_add = [n.name for n in graph.nodes if n.op_type == "ElementwiseAdd" and n.attrs.get("rhs_style") == "const"]
-    with pytest.raises(StitchError, match="no RTL yet"):
-        generate(graph, constant_add, tmp_path, TIMESTEPS)
+    names = [n.name for n in graph.nodes if n.name.startswith(("patchify:IntConv", "add_const"))]
+    assert "ElementwiseAdd" in {graph.node(n).op_type for n in names}
+    assert verify(graph, names, tmp_path, TIMESTEPS, samples=3, lanes=1)["bit_exact"]
+
+
+def test_unbuilt_node_types_are_refused(unet_graph, tmp_path):
     graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
+    host = [n.name for n in graph.nodes if n.op_type == "HostInput"]  # the sampler's side
+    with pytest.raises(StitchError, match="no RTL"):
+        generate(graph, host, tmp_path, TIMESTEPS)
     with pytest.raises(StitchError, match="no dataflow node"):
         block_nodes(graph, "nowhere")
 

@@ -25,8 +25,11 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_concat(4, 2, 2, 2, 3, d, **k),
     lambda d, **k: benches.bench_concat(3, 6, 3, 2, 2, d, split=True, **k),
     lambda d, **k: benches.bench_concat(2, 4, 2, 2, 2, d, bits=(25, 22), **k),
+    lambda d, **k: benches.bench_elementwise_const("add", 6, 2, 4, d, **k),
+    lambda d, **k: benches.bench_elementwise_const("mul", 4, 4, 3, d, broadcast=True, **k),
 ], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "swg",
-        "swg-stride2", "swg-patchify", "upsample", "concat", "split", "concat-widths"])
+        "swg-stride2", "swg-patchify", "upsample", "concat", "split", "concat-widths",
+        "add-const", "mul-const-row"])
 @pytest.mark.parametrize("sim", SIMS)
 def test_bit_exact_under_backpressure(case, sim, tmp_path):
     assert case(tmp_path, backpressure=True, seed=3, sim=sim)["bit_exact"]
