@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hwsim.provenance import provenance
 from hwsim.rtlgen import benches
-from hwsim.rtlgen.benches import MvauConfig
+from hwsim.rtlgen.benches import DynamicMvauConfig, MvauConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "experiments/results/rtl"
@@ -55,6 +55,12 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("UpsampleNearestNeighbour", lambda d: benches.bench_upsample(3, 2, 3, 1, 3, d, backpressure=False)),
     ("StreamingConcat", lambda d: benches.bench_concat(4, 2, 2, 2, 3, d, backpressure=False)),
     ("StreamingSplit", lambda d: benches.bench_concat(3, 6, 3, 2, 2, d, split=True, backpressure=False)),
+    ("MVAU dynamic", lambda d: benches.bench_dynamic_mvau(DynamicMvauConfig(4, 6, 1, 1), d, backpressure=False)),
+    ("MVAU dynamic", lambda d: benches.bench_dynamic_mvau(DynamicMvauConfig(4, 6, 2, 2, ORDER="v"), d, backpressure=False)),
+    ("IntSoftmax", lambda d: benches.bench_softmax(8, 2, 3, d, backpressure=False, fo=8)),
+    ("AdaLayerNorm", lambda d: benches.bench_adaln(8, 2, 4, d, backpressure=False, seed=1)),
+    ("AdaLayerNorm", lambda d: benches.bench_adaln(16, 1, 4, d, backpressure=False, unroll=7, seed=1)),
+    ("ElementwiseAdd (constant)", lambda d: benches.bench_elementwise_const("add", 6, 2, 4, d, backpressure=False)),
 ]
 
 
@@ -102,6 +108,19 @@ def held_out(rng: random.Random, per_type: int):
                                                                                      backpressure=False)
         yield "StreamingSplit", lambda d, c=c, pe=pe, h=h, w=w: benches.bench_concat(2 * c, c, pe, h, w, d, split=True,
                                                                                     backpressure=False)
+        k_dim, m_dim, heads = rng.choice([2, 4, 6, 8]), rng.choice([2, 4, 6, 8]), rng.randint(1, 3)
+        simd = _divisor(rng, math.gcd(k_dim, m_dim))  # the operand's inner loop is K or M
+        dyn = DynamicMvauConfig(k_dim, m_dim, _divisor(rng, m_dim), simd, HEADS=heads, L=rng.randint(1, 4),
+                                ORDER=rng.choice(["kt", "v"]), ACTIVATION=rng.random() < 0.7)
+        yield "MVAU dynamic", lambda d, cfg=dyn: benches.bench_dynamic_mvau(cfg, d, backpressure=False,
+                                                                             seed=rng.randint(0, 999))
+        length = rng.choice([1, 4, 5, 6, 8, 12, 16])
+        yield "IntSoftmax", lambda d, n=length, pe=_divisor(rng, length), r=rng.randint(1, 4), fo=rng.randint(2, 10): \
+            benches.bench_softmax(n, pe, r, d, backpressure=False, fo=fo, seed=rng.randint(0, 99))
+        yield "AdaLayerNorm", lambda d, c=c, pe=pe, v=v, u=rng.choice([1, 2, 4, 8, 95]): benches.bench_adaln(
+            c, pe, min(v, 4), d, backpressure=False, unroll=u, seed=rng.randint(0, 99))
+        yield "ElementwiseAdd (constant)", lambda d, c=c, pe=pe, v=v, op=op: benches.bench_elementwise_const(
+            op, c, pe, v, d, backpressure=False, broadcast=rng.random() < 0.5)
         groups = _divisor(rng, c)
         yield "GroupNorm", lambda d, c=c, groups=groups, pe=pe, h=h, w=w: benches.bench_groupnorm(
             c, groups, pe, h, w, d, backpressure=False, seed=rng.randint(0, 99))
