@@ -8,12 +8,14 @@ metadata), so a dataflow file is small and carries exactly the state the cost mo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import onnx
 from onnx import helper
 
 from hwsim.dataflow.nodes import DataflowNode, make_node
+from hwsim.dataflow.nodes.base import bits
 
 META_KEY = "hwsim.dataflow"
 
@@ -81,6 +83,32 @@ class DataflowGraph:
                     self.carries[out] = self.carries[stream]
                 reader.inputs = [out if self.stream(i) == stream else i for i in reader.inputs]
             self.nodes.insert(self.nodes.index(self.producers()[stream]) + 1, fork)
+
+    def insert_dwcs(self, names: set[str] | None = None) -> list[str]:
+        """A StreamingDataWidthConverter on every edge whose producer writes other lanes than its
+        consumer reads (FINN's InsertDWC), after folding; only between the nodes ``names`` if given.
+        Returns the names of those inserted."""
+        producers, added = self.producers(), []
+        for node in list(self.nodes):
+            for k, i in enumerate(node.inputs):
+                s = self.stream(i)
+                src = producers.get(s)
+                if src is None or src.out_lanes() == node.in_lanes(k) \
+                        or (names is not None and not {src.name, node.name} <= names):
+                    continue
+                vecs, ch, dtype = self.streams[s]
+                b = bits(dtype)
+                name = f"dwc_{s}_{node.name}"
+                dwc = make_node("StreamingDataWidthConverter", name,
+                                {"inWidth": src.out_lanes() * b, "outWidth": node.in_lanes(k) * b, "dataType": dtype,
+                                 "numElements": math.prod(vecs) * ch}, inputs=[s], outputs=[name], source="dwc")
+                self.streams[name] = self.streams[s]
+                if s in self.carries:
+                    self.carries[name] = self.carries[s]
+                node.inputs[k] = name
+                self.nodes.insert(self.nodes.index(node), dwc)
+                added.append(name)
+        return added
 
     def check(self) -> None:
         """Every read stream is produced earlier (topological order), every output is read."""

@@ -6,7 +6,8 @@ steps are sequential (step k+1 needs step k's output), so the step *latency* is 
 costs, and it deserves a better model. Each stream gets the cycle of its first and of its last
 element:
 
-    first(out) = max(first(streamed inputs), last(stored inputs)) + delay(node)
+    first(out) = max(first(streamed inputs), last(stored inputs)) + delay(node), and no earlier than
+                 the words that delay stands for arrive at the producer's pace
     last(out)  = max(first(out) + II(node), max(last(inputs)) + depth(node))
 
 where ``delay`` is how much input the node must see before its first output (a full input vector
@@ -96,6 +97,18 @@ def _consumption_starts(graph: DataflowGraph, starts: dict[str, float], first: d
     return consume
 
 
+def _needed_by(node: DataflowNode, graph: DataflowGraph, s: str, k: int, f: float, la: float) -> float:
+    """When ``node`` can emit its first output given input stream ``s`` arriving as a ramp from
+    cycle f to la: ``first_output_delay`` assumes its input at a word per cycle; the words it needs
+    first (at most the delay, at most the whole input) come at the producer's own pace."""
+    elements, _ = _elements(graph, s)
+    words = max(1, elements // node.in_lanes(k))
+    delay = node.first_output_delay()
+    need = max(1, min(words, delay - node.PIPELINE_DEPTH))
+    rate = max(1.0, (la - f) / max(1, words - 1))
+    return f + (need - 1) * rate + delay - need + 1
+
+
 def schedule(graph: DataflowGraph) -> Schedule:
     """Stream timing, II, latency and FIFO depths of one evaluation (folding as set on the nodes)."""
     first: dict[str, float] = {}
@@ -109,6 +122,9 @@ def schedule(graph: DataflowGraph) -> Schedule:
         start = max([first[s] for s in streamed] + [last[s] for s in stored] + [0.0])
         starts[node.name] = start
         begin = start + node.first_output_delay()
+        for k, s in enumerate(ins):  # a slow producer delays the words the first output needs
+            if not _stored(node, k):
+                begin = max(begin, _needed_by(node, graph, s, k, first[s], last[s]))
         end = max(begin + node.output_cycles(), max([last[s] for s in ins] + [0.0]) + node.PIPELINE_DEPTH)
         ends[node.name] = end
         for out in node.outputs:

@@ -11,6 +11,7 @@ set beside the dataflow node's ``get_exp_cycles`` and ``get_latency``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -613,4 +614,91 @@ def bench_adaln(channels: int, pe: int, tokens: int, build_dir, sim: str = "icar
         first_in = min(c[0] for c in result["in_cycles"].values() if c)
         report["measured"]["first_output_delay"] = result["out_cycles"]["out"][0] - first_in
         report["modelled"]["first_output_delay"] = node.first_output_delay()
+    return report
+
+
+# --- data-width converter ---------------------------------------------------------------------------
+def _check(in_lanes: int, out_lanes: int, elements: int | None = None) -> None:
+    if in_lanes < 1 or out_lanes < 1:
+        raise ValueError(f"lanes must be >= 1 (got IN={in_lanes}, OUT={out_lanes})")
+    if elements is not None and (elements < 1 or elements % in_lanes or elements % out_lanes):
+        raise ValueError(f"IN={in_lanes} and OUT={out_lanes} must both divide the {elements} elements of an evaluation")
+
+
+def dwc_data_inputs(in_lanes: int, out_lanes: int) -> list[int]:
+    """Data inputs of each buffer unit's next-value multiplexer (a unit is G = gcd(IN, OUT) elements;
+    holding excluded, a flip-flop enable): unit u takes input unit u - k for every landing place
+    k < OUT/G with 0 <= u - k < IN/G, and, for u < IN/G - 1, the unit OUT/G above it (the shift
+    after an output word leaves)."""
+    g = math.gcd(in_lanes, out_lanes)
+    ki, ko = in_lanes // g, out_lanes // g
+    cap = ki + ko - 1
+    return [sum(1 for k in range(ko) if 0 <= u - k < ki) + (u + ko < cap) for u in range(cap)]
+
+
+def dwc_size(in_lanes: int, out_lanes: int, bits: int) -> dict:
+    """rtl/dwc's storage and data multiplexing for IN -> OUT lanes of ``bits`` bits, G = gcd(IN, OUT):
+
+    - ``buffer_elements`` = IN + OUT - G, ``buffer_bits`` = that x BITS (the data flip-flops);
+    - ``count_bits`` = ceil(log2((IN + OUT) / G)) (the fill counter, in units of G elements);
+    - ``ff_bits`` = buffer_bits + count_bits: every flip-flop of the block (Yosys agrees);
+    - ``mux_input_bits`` = BITS x (IN x OUT / G + IN - G): the buffer's multiplexer data inputs
+      (:func:`dwc_data_inputs`) summed over its bits;
+    - ``mux_lut6`` = G x BITS x sum over units of ceil((n_u - 1) / 2): the data multiplexers as
+      ``yosys synth -lut 6`` maps them (exact on the configurations in rtl/dwc/README.md);
+    - ``control_lut6`` ~ (IN + 2 OUT) / G + 1: the count, compare and landing-place decode (an
+      approximation, within 4 LUTs of Yosys on those configurations).
+    The block's cycles are the StreamingDataWidthConverter node's (hwsim.dataflow.nodes)."""
+    _check(in_lanes, out_lanes)
+    g = math.gcd(in_lanes, out_lanes)
+    cap = in_lanes + out_lanes - g
+    count_bits = max(1, math.ceil(math.log2((in_lanes + out_lanes) // g)))
+    n = dwc_data_inputs(in_lanes, out_lanes)
+    return {"gcd": g, "buffer_elements": cap, "buffer_bits": cap * bits, "count_bits": count_bits,
+            "ff_bits": cap * bits + count_bits, "mux_input_bits": bits * (in_lanes * out_lanes // g + in_lanes - g),
+            "mux_lut6": g * bits * sum(x // 2 for x in n),  # x // 2 = ceil((x - 1) / 2)
+            "control_lut6": (in_lanes + 2 * out_lanes) // g + 1}
+
+
+def dwc_node(in_lanes: int, out_lanes: int, elements: int, bits: int):
+    """The StreamingDataWidthConverter node the cost model prices for this block configuration."""
+    _check(in_lanes, out_lanes, elements)
+    return make_node("StreamingDataWidthConverter", "dwc", {"inWidth": in_lanes * bits, "outWidth": out_lanes * bits,
+                                                            "dataType": f"INT{bits}", "numElements": elements})
+
+
+def dwc_values(rng: np.random.Generator, count: int, bits: int) -> np.ndarray:
+    """``count`` random signed BITS-bit elements with both extremes (and -1, 0) among them."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    x = rng.integers(lo, hi + 1, size=count)
+    corners = [lo, hi, -1, 0] if bits > 1 else [lo, hi]
+    for j, v in enumerate(corners[:count]):
+        x[(j * 7919) % count] = v  # spread over the lanes
+    return x
+
+
+def bench_dwc(in_lanes: int, out_lanes: int, elements: int, build_dir, sim: str = "icarus", backpressure: bool = True,
+              seed: int = 0, bits: int = 8, evaluations: int = 3) -> dict:
+    """Random elements through rtl/dwc (IN -> OUT lanes of ``bits`` bits); expected: the same element
+    sequence regrouped OUT to a word. Under back-pressure ``evaluations`` evaluations of ``elements``
+    run back to back with random input gaps and output stalls; without, one evaluation is streamed
+    twice and the report's ``measured`` (II, latency, first-output delay) stands beside ``modelled``
+    (the StreamingDataWidthConverter node's)."""
+    _check(in_lanes, out_lanes, elements)
+    rng = np.random.default_rng(seed)
+    reps = evaluations if backpressure else 1  # _bench repeats it twice when timing
+    x = dwc_values(rng, elements * reps, bits)
+    model = dwc_node(in_lanes, out_lanes, elements, bits)
+    params = dict(IN=in_lanes, OUT=out_lanes, BITS=bits)
+    report = _bench("dwc", "dwc/dwc.v", params, {"in": (_words(x, in_lanes), bits, True)},
+                    {"out": (_words(x, out_lanes), bits, True)}, model, build_dir, sim, backpressure, seed)
+    report.update(elements=elements, evaluations=reps if backpressure else 2, size=dwc_size(in_lanes, out_lanes, bits))
+    if not backpressure:  # the first output's cycle, from the handshakes run_stream left in the build directory
+        result = json.loads((Path(build_dir) / "tb_out.json").read_text())
+        report["measured"]["first_output_delay"] = result["out_cycles"]["out"][0] - result["in_cycles"]["in"][0]
+        report["modelled"]["first_output_delay"] = model.first_output_delay()
+        ins = result["in_cycles"]["in"]  # the slower side at full rate: no gaps between its handshakes
+        outs = result["out_cycles"]["out"]
+        slow = ins if in_lanes <= out_lanes else outs
+        report["slow_side_gaps"] = int(sum(b - a - 1 for a, b in zip(slow, slow[1:])))
     return report

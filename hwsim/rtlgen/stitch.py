@@ -5,12 +5,14 @@ Every stream becomes a valid/ready/data wire bundle; every node an instance of i
 FIFO the schedule asks for (:mod:`hwsim.dataflow.schedule`) an ``rtl/fifo`` on that edge. Streams
 entering the subgraph become top ports ``in0``, ``in1``, ...; streams leaving it ``out0``, ...;
 each timestep table gets a port ``t0``, ... for the sampler's step index (the host sends it).
-Adjacent blocks must agree on lanes (FINN would insert a data-width converter; hwsim has none yet
-and says so). Everything is written into ``out_dir``; nothing into the working directory.
+Between blocks folded differently a data-width converter (rtl/dwc) is inserted, and n-way forks
+and splits become chains of two-way ones; both on a copy of the graph. Everything is written into
+``out_dir``; nothing into the working directory.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass, field
@@ -36,7 +38,8 @@ SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "
            "DuplicateStreams": "duplicate/duplicate.v", "fifo": "fifo/fifo.v", "upsample": "upsample/upsample.v",
            "concat": "concat/concat.v", "split": "concat/split.v",
            "IntSoftmax": "softmax/softmax.v", "AdaLayerNorm": "adaln/adaln.v",
-           "elementwise_const": "elementwise/elementwise_const.v"}
+           "elementwise_const": "elementwise/elementwise_const.v", "StreamingDataWidthConverter": "dwc/dwc.v",
+           "StreamReorder": "reorder/reorder.v"}
 
 
 class StitchError(ValueError):
@@ -108,10 +111,6 @@ class _Context:
         return name
 
 
-def _lanes(node: DataflowNode) -> int:
-    return int(node.attrs.get("PE", node.attrs.get("SIMD", 1)))
-
-
 def _per_channel(values, channels: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.int64).reshape(-1)
     return np.broadcast_to(values, (channels,)) if values.size == 1 else values
@@ -154,8 +153,9 @@ def _dynamic_mvau(node: DataflowNode, uid: str, ctx: _Context) -> dict:
 
 
 def binary_forks(graph: DataflowGraph, names: list[str]) -> list[str]:
-    """Every n-way StreamingSplit or DuplicateStreams among ``names`` (n > 2) replaced, in ``graph``,
-    by a chain of two-way ones (the blocks rtl/ has); the chain keeps the original output streams."""
+    """Every n-way StreamingSplit or DuplicateStreams among ``names`` (n > 2) replaced, in ``graph``
+    (in place), by a chain of two-way ones (the blocks rtl/ has); the chain keeps the original
+    output streams."""
     names = list(names)
     for node in [n for n in graph.nodes if n.name in set(names)]:
         k = len(node.outputs)
@@ -262,6 +262,21 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                              E_SCALE=ia["e_scale"], E_SHIFT=ia["e_shift"], E_OUT=ia["e_out"],
                              QMIN=_clamp(ia, node.dt("outputDataType"))[0], QMAX=_clamp(ia, node.dt("outputDataType"))[1],
                              UNROLL=node.unroll())
+    if t == "StreamReorder":
+        from hwsim.rtlgen.reorder import reorder_sequence, reorder_slots, seq_rom, word_sequence
+
+        seq, _ = reorder_sequence(ctx.graph, node)
+        try:
+            words = word_sequence(seq, a["PE"])
+        except ValueError as e:
+            raise StitchError(f"{node.name}: {e}") from None
+        slots = reorder_slots(words, full_rate=True)
+        return "reorder", dict(N=len(words), S=slots, PE=a["PE"], BITS=node.dt("inputDataType"),
+                               SEQ_FILE=ctx.mem(f"{uid}_seq.mem", seq_rom(words, slots), max(1, (slots - 1).bit_length()),
+                                                signed=False))
+    if t == "StreamingDataWidthConverter":
+        i, o = node.lanes()
+        return "dwc", dict(IN=i, OUT=o, BITS=node.dt("dataType"))
     if t == "IntSoftmax":
         (_, ins, _, ia), = ctx.sources(node)
         table = ctx.sim.consts[ins[1]].reshape(-1, 1)
@@ -300,7 +315,13 @@ def _ports(module: str, params: dict) -> tuple[list[str], list[str]]:
 
 
 def _value(v) -> str:
-    return f'"{v}"' if isinstance(v, str) else str(int(v))
+    """A parameter value; integers beyond 32 bits as sized 64-bit literals (an unsized one is 32)."""
+    if isinstance(v, str):
+        return f'"{v}"'
+    v = int(v)
+    if -(2**31) <= v < 2**31:
+        return str(v)
+    return f"-64'sd{-v}" if v < 0 else f"64'sd{v}"
 
 
 def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timesteps: list[int],
@@ -308,8 +329,10 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
     """Write ``out_dir/<top>.v`` and the memory files for the nodes ``names`` of ``graph``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    graph = copy.deepcopy(graph)  # n-way forks are expanded on a copy: the caller's graph stays as mapped
     ctx = _Context(graph, out, timesteps)
     names = binary_forks(graph, names)
+    names += graph.insert_dwcs(set(names))  # between differently folded nodes (on the copy)
     nodes = [n for n in graph.nodes if n.name in set(names)]
     if len(nodes) != len(set(names)):
         missing = sorted(set(names) - {n.name for n in nodes})
@@ -318,9 +341,8 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
     read = {graph.stream(i) for n in nodes for i in n.inputs}
     width = {}  # stream -> (lanes, bits)
     for n in nodes:
-        lanes = _lanes(n)
         for o in n.outputs:
-            width[o] = (lanes, bits(graph.streams[o][2]))
+            width[o] = (n.out_lanes(), bits(graph.streams[o][2]))
     fifo_depth = {(f.stream, f.consumer): f.depth for f in schedule(graph).fifos}
     decl, inst, design = [], [], Design(out / f"{top}.v", [])
     ports, body, top_ports = [], [], set()
@@ -350,19 +372,16 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
             design.tables.append(port)
             bundle(port.name, 16, "in")
             srcs = [port.name]
-        for port_name, s in zip(in_ports, srcs):
+        for index, (port_name, s) in enumerate(zip(in_ports, srcs)):
             if s in produced or n.op_type == "TimestepTable":
                 wire = s
             else:  # enters the subgraph
-                lanes = _lanes(n)
+                lanes = n.in_lanes(index)
                 b = bits(graph.streams[s][2])
                 if s not in [p.stream for p in design.inputs]:
                     design.inputs.append(Port(f"in{len(design.inputs)}", s, lanes, b))
                     bundle(design.inputs[-1].name, lanes * b, "in")
                 wire = next(p.name for p in design.inputs if p.stream == s)
-            if s in produced and width[s][0] != _lanes(n):
-                raise StitchError(f"{n.name} reads {s!r} with {_lanes(n)} lanes, its producer writes {width[s][0]}: "
-                                  "no data-width converter is built")
             depth = fifo_depth.get((s, n.name))
             if depth and s in produced:
                 lanes, b = width[s]
@@ -458,22 +477,29 @@ def block_nodes(graph: DataflowGraph, prefix: str) -> list[str]:
 
 
 def fold_uniform(graph: DataflowGraph, names: list[str], lanes: int) -> None:
-    """Every folding factor of the nodes ``names`` set to ``lanes``, so that every stream between
-    them has the same width (no data-width converters exist yet)."""
+    """Every folding factor of the nodes ``names`` set to ``lanes`` (every stream between them then
+    has one width, and no data-width converter is needed)."""
     for n in graph.nodes:
         if n.name in names:
             n.set_folding(**{a: lanes for a in n.FOLD})
 
 
 def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timesteps: list[int], samples: int = 20,
-           sim: str = "icarus", seed: int = 0, backpressure: bool = True, lanes: int = 1) -> dict:
-    """Fold the subgraph to ``lanes`` everywhere, generate it, drive it with the integer tensors the
-    simulator computes at its boundary for ``samples`` random (x, t), compare with the simulator's."""
+           sim: str = "icarus", seed: int = 0, backpressure: bool = True, lanes: int | None = 1,
+           bench: str = "cocotb") -> dict:
+    """Fold the subgraph to ``lanes`` everywhere (None: keep the graph's folding), generate it, drive it with the integer tensors the
+    simulator computes at its boundary for ``samples`` random (x, t), compare with the simulator's.
+    ``bench="cocotb"`` also measures each node's output toggle rate; ``bench="file"`` (a Verilog
+    testbench, :mod:`hwsim.rtlgen.filebench`) is the one for whole denoisers."""
+    from hwsim.rtlgen.filebench import run_file_bench
     from hwsim.rtlgen.memfiles import pack, unpack
     from hwsim.rtlgen.simulate import run_stream
 
+    if bench not in ("cocotb", "file"):
+        raise ValueError(f"unknown bench {bench!r}; known: cocotb, file")
     out = Path(out_dir)
-    fold_uniform(graph, names, lanes)
+    if lanes is not None:
+        fold_uniform(graph, names, lanes)
     design = generate(graph, names, out, timesteps)
     sched = schedule(graph)
     ref = Simulator(graph.source)
@@ -491,16 +517,26 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
         for p in design.outputs:
             expect[p.name] += _stream_words(graph, p.stream, env, p.lanes)
     budget = 4 * (samples * sched.ii + sched.latency) + 10_000  # back-pressure at most halves the rate
-    internal = {n.name: _ident(n.outputs[0]) for n in graph.nodes if n.name in set(names) and n.outputs
-                and n.outputs[0] not in {p.stream for p in design.outputs}}
-    result = run_stream(design.sources + [design.top], design.top.stem, {}, feeds,
-                        {p: len(v) for p, v in expect.items()}, out, sim, backpressure, seed, budget,
-                        probes=sorted(set(internal.values())))
-    toggles = result["toggles"]
+    report = {}
+    if bench == "file":
+        result = run_file_bench(design.sources + [design.top], design.top.stem,
+                                {p.name: (p.lanes * p.bits, feeds[p.name]) for p in design.inputs + design.tables},
+                                {p.name: (p.lanes * p.bits, len(expect[p.name])) for p in design.outputs},
+                                out, sim, backpressure, seed, budget)
+        report["cycles"] = result["cycles"]
+    else:
+        internal = {n.name: _ident(n.outputs[0]) for n in graph.nodes if n.name in set(names) and n.outputs
+                    and n.outputs[0] not in {p.stream for p in design.outputs}}
+        result = run_stream(design.sources + [design.top], design.top.stem, {}, feeds,
+                            {p: len(v) for p, v in expect.items()}, out, sim, backpressure, seed, budget,
+                            probes=sorted(set(internal.values())))
+        toggles = result["toggles"]
+        # toggles per bit per word of each node's (first) output stream in the RTL, for the FPGA energy model
+        report["activity"] = {name: toggles[w]["toggles"] / max(1, (toggles[w]["words"] - 1) * toggles[w]["width"])
+                              for name, w in internal.items()}
     got = {p.name: [unpack(w, p.lanes, p.bits, p.signed) for w in result["outputs"][p.name]] for p in design.outputs}
     mismatched = {p: sum(a != b for a, b in zip(got[p], expect[p])) for p in expect}
-    return {"nodes": len(names), "samples": samples, "sim": sim, "bit_exact": all(v == 0 for v in mismatched.values()),
+    return {"nodes": len(names), "samples": samples, "sim": sim, "bench": bench,
+            "bit_exact": all(v == 0 for v in mismatched.values()) and all(len(got[p]) == len(expect[p]) for p in expect),
             "mismatched_words": mismatched, "words": {p: len(v) for p, v in expect.items()}, "top": str(design.top),
-            # toggles per bit per word of each node's (first) output stream in the RTL, for the FPGA energy model
-            "activity": {name: toggles[w]["toggles"] / max(1, (toggles[w]["words"] - 1) * toggles[w]["width"])
-                         for name, w in internal.items()}}
+            "modelled": {"ii": sched.ii, "latency": sched.latency}, **report}

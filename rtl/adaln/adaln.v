@@ -34,8 +34,8 @@ module adaln #(
     parameter integer E_SCALE = -15,  // exponent of scale (<= 0: 1 + scale is 2^-E_SCALE + scale)
     parameter integer E_SHIFT = -15,  // exponent of shift
     parameter integer E_OUT = -4,     // exponent of the output
-    parameter integer QMIN = -128,
-    parameter integer QMAX = 127,
+    parameter signed [63:0] QMIN = -128,  // 64 bits: outputs may be wider than 32
+    parameter signed [63:0] QMAX = 127,
     parameter integer UNROLL = 1,     // square-root solver steps per cycle (1..95)
     parameter integer BUFFER = 0      // token buffer words (>= C/PE); 0: the least that never stalls
 ) (

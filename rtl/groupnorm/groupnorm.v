@@ -21,8 +21,8 @@ module groupnorm #(
     parameter integer FG = 10,
     parameter integer GBITS = 16,
     parameter integer BBITS = 26,
-    parameter integer QMIN = -128,
-    parameter integer QMAX = 127,
+    parameter signed [63:0] QMIN = -128,  // 64 bits: outputs may be wider than 32
+    parameter signed [63:0] QMAX = 127,
     parameter GAMMA_FILE = "gamma.mem",
     parameter BETA_FILE = "beta.mem"
 ) (

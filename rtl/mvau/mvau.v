@@ -39,8 +39,8 @@ module mvau #(
     parameter integer SHBITS = 8,
     parameter integer SIGNED_IN = 1,
     parameter integer ACTIVATION = 1,
-    parameter integer QMIN = -128,
-    parameter integer QMAX = 127,
+    parameter signed [63:0] QMIN = -128,  // 64 bits: outputs may be wider than 32
+    parameter signed [63:0] QMAX = 127,
     parameter integer N = 1,
     parameter integer M = 1,
     parameter integer SIGNED_W = 1,

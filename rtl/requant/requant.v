@@ -13,8 +13,8 @@ module requant #(
     parameter integer IBITS = 16,
     parameter integer OBITS = 8,
     parameter integer SHBITS = 8,
-    parameter integer QMIN = -128,
-    parameter integer QMAX = 127,
+    parameter signed [63:0] QMIN = -128,  // 64 bits: outputs may be wider than 32
+    parameter signed [63:0] QMAX = 127,
     parameter integer GROUPS = 1,
     parameter integer VECTORS = 1,
     parameter integer GBITS = 8,

@@ -90,8 +90,12 @@ def test_row_nodes():
     assert (sm.get_exp_cycles(), sm.first_output_delay(), sm.weight_bits(), sm.buffer_bits()) == (12, 8 + 8 + 3, 480, 96)
     ln = node("AdaLayerNorm", NumChannels=8, numInputVectors=[4], PE=2, ft=12, inputDataType="INT8",
               outputDataType="INT8", scaleBits=16, shiftBits=16, _inputs=3)
-    assert (ln.get_exp_cycles(), ln.first_output_delay()) == (16, 4 + 32 + 2)
-    assert ln.buffer_bits() == 2 * 8 * 8 + 8 * 32
+    # rtl/adaln: 4 words a token, but the rsqrt solve needs ceil(95/16) + 2 = 8 cycles even at the
+    # largest unroll the model picks (16), so a token costs 8; first output after load, solve, 3 stages
+    assert ln.unroll() == 16 and (ln.get_exp_cycles(), ln.first_output_delay()) == (4 * 8, 4 + 8 + 3)
+    assert ln.buffer_bits() == 2 * 4 * 2 * 8 + 2 * 8 * 32  # two tokens of words, two banks of rows
+    assert node("AdaLayerNorm", NumChannels=64, numInputVectors=[4], PE=1, ft=12, inputDataType="INT8",
+                outputDataType="INT8", scaleBits=16, shiftBits=16, _inputs=3).unroll() == 2  # 50 <= 64 words
     reorder = node("StreamReorder", NumChannels=1, numInputVectors=[4, 4], PE=1, bufferDepth=6,
                    inputDataType="INT8", outputDataType="INT8")
     assert (reorder.get_exp_cycles(), reorder.get_latency(), reorder.buffer_bits()) == (16, 6 + 2 + 16 - 1, 48)

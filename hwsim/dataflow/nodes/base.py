@@ -131,6 +131,15 @@ class DataflowNode:
         """Every arithmetic and memory operation of one evaluation, for the energy models."""
         raise NoEstimate(f"{self.name} ({self.op_type}): no operation counts")
 
+    # --- stream widths ---------------------------------------------------------------------------
+    def in_lanes(self, index: int = 0) -> int:
+        """Elements per word this node reads on input ``index`` (its folding along the stream)."""
+        return int(self.attrs.get("PE", self.attrs.get("SIMD", 1)))
+
+    def out_lanes(self) -> int:
+        """Elements per word this node writes."""
+        return int(self.attrs.get("PE", self.attrs.get("SIMD", 1)))
+
     # --- helpers -------------------------------------------------------------------------------
     def dt(self, attr: str) -> int:
         return bits(self.attrs[attr])

