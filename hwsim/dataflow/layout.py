@@ -16,6 +16,7 @@ take/slice drops are never stored). An identity chain needs 0.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -79,3 +80,100 @@ def streamed_order(in_shape, in_order, chain, rank: int) -> tuple[int, ...] | No
         if np.all(np.diff(np.transpose(out, order).ravel()) > 0):
             return order
     return None
+
+
+# --- rtl/reorder's buffer: slots addressed mod S (hwsim/rtlgen/reorder.py has the bench) ----------
+def word_sequence(seq, pe: int) -> np.ndarray:
+    """The word-level sequence of an element sequence streamed ``pe`` lanes a word; ValueError if an
+    output word does not take one input word's lanes in order."""
+    seq = np.asarray(seq, dtype=np.int64).ravel()
+    if seq.size % pe:
+        raise ValueError(f"PE={pe} does not divide the {seq.size} elements")
+    words = seq.reshape(-1, pe)
+    if np.any(words[:, 0] % pe) or np.any(words - words[:, :1] != np.arange(pe)):
+        raise ValueError(f"the sequence does not move whole words of PE={pe} lanes")
+    return words[:, 0] // pe
+
+
+def _check_permutation(seq) -> np.ndarray:
+    seq = np.asarray(seq, dtype=np.int64).ravel()
+    if not np.array_equal(np.sort(seq), np.arange(seq.size)):
+        raise ValueError("rtl/reorder needs a permutation of 0..N-1 (no dropped or repeated positions)")
+    return seq
+
+
+def runs(seq, slots: int, evaluations: int = 2) -> bool:
+    """The scheme at element level, untimed: inputs enter while their slot is free, the next output
+    leaves when its slot holds it. False if it deadlocks (or a valid slot held another word)."""
+    seq = _check_permutation(seq)
+    n, total = len(seq), len(seq) * evaluations
+    held = [-1] * slots  # the absolute input index in each slot, -1 = free
+    w = j = 0
+    while j < total:
+        moved = False
+        while w < total and held[w % slots] < 0:
+            held[w % slots] = w
+            w += 1
+            moved = True
+        e, k = divmod(j, n)
+        a = e * n + int(seq[k])
+        if held[a % slots] == a:
+            held[a % slots] = -1
+            j += 1
+            moved = True
+        elif held[a % slots] >= 0 or not moved:
+            return False
+    return True
+
+
+def cycle_model(seq, slots: int, evaluations: int = 3) -> tuple[list[int], list[int]]:
+    """rtl/reorder's handshake cycles without gaps or back-pressure: (input cycles, output cycles).
+    A write sets its slot's valid bit for the next cycle, a read clears it for the next cycle, and
+    a word read in cycle t is the output register's in cycle t + 1."""
+    seq = _check_permutation(seq)
+    n, total = len(seq), len(seq) * evaluations
+    held = [False] * slots
+    ins, outs = [], []
+    w = j = t = 0
+    out_valid = False
+    while len(outs) < total:
+        if t > 4 * total + 8:
+            raise RuntimeError(f"{slots} slots deadlock")
+        if out_valid:
+            outs.append(t)
+        fire = j < total and held[(j // n * n + int(seq[j % n])) % slots]
+        push = w < total and not held[w % slots]
+        if fire:
+            held[(j // n * n + int(seq[j % n])) % slots] = False
+            j += 1
+        if push:
+            held[w % slots] = True
+            ins.append(t)
+            w += 1
+        out_valid = fire
+        t += 1
+    return ins, outs
+
+
+def _least(ok, lo: int, hi: int) -> int:
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
+    return lo
+
+
+def reorder_slots(seq, full_rate: bool = False) -> int:
+    """The least S for which rtl/reorder runs ``seq`` without deadlock (simulated, :func:`runs`);
+    with ``full_rate`` the least for which no input word ever waits for a slot when inputs and
+    outputs are never held up (:func:`cycle_model`): then the block keeps a word per cycle."""
+    seq = _check_permutation(seq)
+    least = _least(lambda s: runs(seq, s), 1, len(seq))
+    if not full_rate:
+        return least
+    return _least(lambda s: cycle_model(seq, s)[0] == list(range(3 * len(seq))), least, 2 * len(seq) + 2)
+
+
+@functools.lru_cache(maxsize=256)
+def reorder_slots_cached(words: tuple[int, ...]) -> int:
+    """:func:`reorder_slots` at full rate, memoized (cost reports ask for it again and again)."""
+    return reorder_slots(np.asarray(words), full_rate=True)

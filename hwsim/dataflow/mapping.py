@@ -156,7 +156,9 @@ def map_integer_graph(path: str | Path, steps: int) -> DataflowGraph:
             return st.graph.add_view(f"{src}:as:{tensor}", src, order, st.order)
         name = f"reorder_{tensor}"
         vecs, ch = _rows(shapes[tensor], order)
+        sequence = layout.chain_cost(shapes[cur], st.order[src], chain, order)[1]
         add("StreamReorder", name, {"NumChannels": ch, "numInputVectors": vecs, "PE": 1, "bufferDepth": depth,
+                                    "sequence": [int(v) for v in sequence],
                                     "inputDataType": dt(cur), "outputDataType": dt(cur)},
             [src], [name], "+".join(op for op, _ in chain))
         register(name, tensor, order)

@@ -22,6 +22,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 
+from hwsim.dataflow import layout
 from hwsim.dataflow.graph import DataflowGraph
 from hwsim.dataflow.mapping import mvau_rows
 from hwsim.dataflow.nodes import DataflowNode, make_node
@@ -263,14 +264,15 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                              QMIN=_clamp(ia, node.dt("outputDataType"))[0], QMAX=_clamp(ia, node.dt("outputDataType"))[1],
                              UNROLL=node.unroll())
     if t == "StreamReorder":
-        from hwsim.rtlgen.reorder import reorder_sequence, reorder_slots, seq_rom, word_sequence
+        from hwsim.rtlgen.reorder import reorder_sequence, seq_rom
 
-        seq, _ = reorder_sequence(ctx.graph, node)
+        seq = a["sequence"] if "sequence" in a else reorder_sequence(ctx.graph, node)[0]
         try:
-            words = word_sequence(seq, a["PE"])
+            words = layout.word_sequence(seq, a["PE"])
+            layout._check_permutation(words)
         except ValueError as e:
             raise StitchError(f"{node.name}: {e}") from None
-        slots = reorder_slots(words, full_rate=True)
+        slots = node.slots()
         return "reorder", dict(N=len(words), S=slots, PE=a["PE"], BITS=node.dt("inputDataType"),
                                SEQ_FILE=ctx.mem(f"{uid}_seq.mem", seq_rom(words, slots), max(1, (slots - 1).bit_length()),
                                                 signed=False))

@@ -49,6 +49,9 @@ def test_dit_unpatchify_needs_a_reorder_buffer(dit_graph):
     # at output 6, when 13 inputs have arrived and 6 left: 7 held, one passing straight through
     assert reorders[0].attrs["bufferDepth"] == 6
     assert {"AdaLayerNorm", "ElementwiseMul"} <= {n.op_type for n in graph.nodes}
+    # rtl/reorder addresses its slots mod S: 14 at full rate for this sequence (checked on the RTL in
+    # tests/rtl/test_reorder.py), and that is what the model prices
+    assert reorders[0].slots() == 14 and reorders[0].buffer_bits() == 14 * reorders[0].dt("inputDataType")
 
 
 def test_save_and_load_round_trip(unet_graph, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from hwsim.dataflow import layout
 from hwsim.dataflow.nodes.base import HWSIM_DOMAIN, DataflowNode, Op
 
 RSQRT_ADDS = 32  # a 32-bit integer square root, one add per result bit (docs/numerics.md, GroupNorm)
@@ -217,16 +218,28 @@ class TimestepTable(DataflowNode):
 
 class StreamReorder(_Stream):
     """A change of stream order (reshape/transpose/slice chains that are not free in a channels-last
-    stream): a buffer of ``bufferDepth`` elements, the exact minimum for the permutation
-    (:mod:`hwsim.dataflow.layout`)."""
+    stream). ``bufferDepth`` is the ideal buffer (:func:`hwsim.dataflow.layout.reorder_depth`); rtl/reorder
+    addresses its slots mod S and needs more, computed from ``sequence`` (the input position of each
+    output element) by simulating its slot rule at full rate."""
 
     op_type = "StreamReorder"
 
     def first_output_delay(self) -> int:
         return self.attrs["bufferDepth"] // self.attrs["PE"] + self.PIPELINE_DEPTH
 
+    def slots(self) -> int:
+        """rtl/reorder's words of buffer at this folding (the ideal depth for a sequence that drops
+        elements, which rtl/reorder does not build)."""
+        seq = self.attrs.get("sequence")
+        try:
+            words = layout.word_sequence(seq, self.attrs["PE"])
+            layout._check_permutation(words)
+        except (TypeError, ValueError):
+            return -(-self.attrs["bufferDepth"] // self.attrs["PE"])
+        return layout.reorder_slots_cached(tuple(int(w) for w in words))
+
     def buffer_bits(self) -> int:
-        return self.attrs["bufferDepth"] * self.dt("inputDataType")
+        return self.slots() * self.attrs["PE"] * self.dt("inputDataType")
 
     def op_counts(self) -> list[Op]:
         n, word, mem = self.elements() // self.attrs["PE"], self.word(), self.buffer_bits()
