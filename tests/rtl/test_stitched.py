@@ -47,6 +47,17 @@ def test_patch_embedding_with_constant_position_embedding(dit_graph, tmp_path):
     assert verify(graph, names, tmp_path, TIMESTEPS, samples=3, lanes=1)["bit_exact"]
 
 
+def test_whole_dit_bit_exact(dit_graph, tmp_path):
+    """The whole tiny DiT, every node but the host's: patchify, position embedding, two DiT blocks,
+    final adaLN, head and the unpatchify reorder, through the Verilog-only bench under random
+    back-pressure."""
+    graph = map_integer_graph(dit_graph, steps=len(TIMESTEPS))
+    names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")]
+    assert "StreamReorder" in {graph.node(n).op_type for n in names}
+    report = verify(graph, names, tmp_path, TIMESTEPS, samples=2, lanes=1, bench="file")
+    assert report["bit_exact"] and report["words"]["out0"] == 2 * 64
+
+
 def test_unbuilt_node_types_are_refused(unet_graph, tmp_path):
     graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
     host = [n.name for n in graph.nodes if n.op_type == "HostInput"]  # the sampler's side
