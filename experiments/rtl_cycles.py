@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from hwsim.provenance import provenance
-from hwsim.rtlgen import benches
+from hwsim.rtlgen import benches, reorder
 from hwsim.rtlgen.benches import DynamicMvauConfig, MvauConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +61,10 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("AdaLayerNorm", lambda d: benches.bench_adaln(8, 2, 4, d, backpressure=False, seed=1)),
     ("AdaLayerNorm", lambda d: benches.bench_adaln(16, 1, 4, d, backpressure=False, unroll=7, seed=1)),
     ("ElementwiseAdd (constant)", lambda d: benches.bench_elementwise_const("add", 6, 2, 4, d, backpressure=False)),
+    ("StreamingDataWidthConverter", lambda d: benches.bench_dwc(2, 3, 12, d, backpressure=False)),
+    ("StreamingDataWidthConverter", lambda d: benches.bench_dwc(4, 1, 8, d, backpressure=False)),
+    ("StreamReorder", lambda d: reorder.bench_reorder("dit", d, backpressure=False)),
+    ("StreamReorder", lambda d: reorder.bench_reorder("transpose", d, backpressure=False)),
 ]
 
 
@@ -121,6 +125,11 @@ def held_out(rng: random.Random, per_type: int):
             c, pe, min(v, 4), d, backpressure=False, unroll=u, seed=rng.randint(0, 99))
         yield "ElementwiseAdd (constant)", lambda d, c=c, pe=pe, v=v, op=op: benches.bench_elementwise_const(
             op, c, pe, v, d, backpressure=False, broadcast=rng.random() < 0.5)
+        lanes_in, lanes_out = rng.randint(1, 8), rng.randint(1, 8)
+        yield "StreamingDataWidthConverter", lambda d, i=lanes_in, o=lanes_out, k=rng.randint(1, 3): benches.bench_dwc(
+            i, o, i * o // math.gcd(i, o) * k, d, backpressure=False)
+        yield "StreamReorder", lambda d, g=rng.choice([2, 3, 4]), p=rng.choice([2, 4]), c=rng.choice([1, 2]): \
+            reorder.bench_reorder(reorder.unpatchify_sequence(g, p, c), d, backpressure=False)
         groups = _divisor(rng, c)
         yield "GroupNorm", lambda d, c=c, groups=groups, pe=pe, h=h, w=w: benches.bench_groupnorm(
             c, groups, pe, h, w, d, backpressure=False, seed=rng.randint(0, 99))
