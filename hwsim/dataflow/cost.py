@@ -65,6 +65,21 @@ def activity_from_stats(graph: DataflowGraph, stats: dict[str, dict]) -> dict[st
     return out
 
 
+def load_activity(graph: DataflowGraph, path: str | Path) -> dict[str, float]:
+    """Toggle rates per dataflow node from ``hwsim sim --stats`` (the simulator's values) or from
+    ``hwsim rtl --verify`` (the RTL's own stream words, ``activity`` in verify.json), whichever
+    ``path`` holds; nodes the file does not cover keep the technology file's default."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    if "activity" in data:  # measured on the stitched RTL's streams
+        names = {n.name for n in graph.nodes}
+        return {k: float(v) for k, v in data["activity"].items() if k in names}
+    if "nodes" in data:
+        return activity_from_stats(graph, data["nodes"])
+    raise ValueError(f"{path}: neither simulator statistics ('nodes') nor an RTL verify report ('activity')")
+
+
 def _output_elements(graph: DataflowGraph) -> int:
     sink = next(n for n in graph.nodes if not n.outputs)
     vecs, ch, _ = graph.streams[graph.stream(sink.inputs[0])]

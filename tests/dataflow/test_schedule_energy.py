@@ -130,3 +130,21 @@ def test_offchip_weight_streaming(unet_graph):
     assert result["resources"]["bram"] + result["resources"]["lut"] < on_chip.bram + on_chip.lut
     assert result["extra_energy_per_image_uj"]["asic45nm"] > 0
     assert all(n.attrs["mem_mode"] == "internal_decoupled" for n in mvaus)  # the graph is left as it was
+
+
+def test_rtl_activity_drives_the_fpga_energy(unet_graph, tmp_path):
+    """Toggle rates measured on the stitched RTL (verify.json's ``activity``) replace the default."""
+    from hwsim.dataflow.cost import cost_report, load_activity
+
+    name = next(n.name for n in map_integer_graph(unet_graph, steps=10).nodes if n.op_type == "MVAU")
+    (tmp_path / "verify.json").write_text(json.dumps({"activity": {name: 0.5, "elsewhere": 0.1}}))
+    graph = map_integer_graph(unet_graph, steps=10)
+    activity = load_activity(graph, tmp_path / "verify.json")
+    assert activity == {name: 0.5}
+    busy = {n["name"]: n for n in cost_report(graph, CostConfig(), activity)["nodes"]}[name]
+    quiet = {n["name"]: n for n in cost_report(map_integer_graph(unet_graph, steps=10), CostConfig(),
+                                               {name: 0.05})["nodes"]}[name]
+    assert busy["activity"] == 0.5 and busy["energy_pj"]["fpga"] > quiet["energy_pj"]["fpga"]
+    (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="neither simulator statistics"):
+        load_activity(graph, tmp_path / "other.json")
