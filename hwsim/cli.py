@@ -340,19 +340,20 @@ def cost(
     target: str = typer.Option("device", help="'device' (fastest folding that fits) or cycles per denoiser step"),
     steps: int = typer.Option(50, help="sampler steps per generated image"),
     clock_mhz: float = typer.Option(100.0, help="clock for time, static energy and bandwidth"),
-    activity: Path = typer.Option(None, help="toggle statistics from 'hwsim sim --stats' for the FPGA energy model"),
+    activity: Path = typer.Option(None, help="toggle rates for the FPGA energy model: statistics from 'hwsim sim "
+                                             "--stats', or an RTL check's verify.json ('hwsim rtl --verify')"),
     max_fifo_depth: int = typer.Option(None, help="FIFO cap: report the FIFOs that would deadlock the pipeline"),
 ):
     """Fold to a target and report cycles, on-chip bits, resources and energy per step and per image."""
     import json
 
-    from hwsim.dataflow.cost import CostConfig, activity_from_stats, cost_report, plot_report
+    from hwsim.dataflow.cost import CostConfig, cost_report, load_activity, plot_report
     from hwsim.dataflow.mapping import load_dataflow
     from hwsim.quant.plan import load_plan
 
     graph = load_dataflow(source, steps, load_plan(plan) if plan else None, json_out.parent / (json_out.stem + "-export"))
     graph.steps = steps
-    toggles = activity_from_stats(graph, json.loads(activity.read_text())["nodes"]) if activity else None
+    toggles = load_activity(graph, activity) if activity else None
     cfg = CostConfig(device=device, target=target, clock_mhz=clock_mhz, max_fifo_depth=max_fifo_depth)
     report = cost_report(graph, cfg, toggles)
     json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -372,14 +373,18 @@ def cost(
 @user_errors
 def rtl(
     source: Path = GRAPH_SOURCE_ARG,
-    block: str = typer.Option(..., help="the block to build: every dataflow node named PREFIX..., with its joins"),
+    block: str = typer.Option(..., help="the block to build: every dataflow node named PREFIX..., with its joins; "
+                                     "'all': the whole denoiser (every node but the host's)"),
     out: Path = typer.Option(..., "--out", help="directory for the Verilog top, memory files and the simulation"),
     plan: Path = typer.Option(None, help="precision plan, for a float model directory"),
-    lanes: int = typer.Option(1, help="PE/SIMD of every node of the block (streams must agree: no width converters yet)"),
+    lanes: int = typer.Option(1, help="PE/SIMD of every node of the block (0: keep the graph's folding; data-width "
+                                      "converters join nodes folded differently)"),
     steps: int = typer.Option(50, help="DDIM steps: the rows of the timestep tables"),
     verify: bool = typer.Option(False, "--verify", help="simulate it against the integer simulator"),
     samples: int = typer.Option(20, help="random (x, t) inputs for --verify"),
     sim: str = typer.Option("icarus", help="icarus or verilator"),
+    bench: str = typer.Option("cocotb", help="cocotb (also measures each node's toggle rate) or file (a Verilog-only "
+                                             "bench, for whole denoisers; Icarus)"),
 ):
     """Generate a stitched Verilog design of one block of a dataflow graph (and check it with --verify)."""
     import json
@@ -394,16 +399,18 @@ def rtl(
     scheduler = make_scheduler("ddim", NoiseSchedule())
     scheduler.set_timesteps(steps)
     timesteps = [int(t) for t in scheduler.timesteps]
-    names = block_nodes(graph, block)
+    names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")] if block == "all" \
+        else block_nodes(graph, block)
     if verify:
-        report = verify_block(graph, names, out, timesteps, samples, sim, lanes=lanes)
+        report = verify_block(graph, names, out, timesteps, samples, sim, lanes=lanes or None, bench=bench)
         (out / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
         typer.echo(f"{report['nodes']} nodes on {sim}, {samples} inputs: "
                    f"{'bit-exact' if report['bit_exact'] else 'MISMATCH ' + str(report['mismatched_words'])}")
         if not report["bit_exact"]:
             raise RuntimeError(f"{block}: the RTL differs from the simulator (report: {out / 'verify.json'})")
     else:
-        fold_uniform(graph, names, lanes)
+        if lanes:
+            fold_uniform(graph, names, lanes)
         design = generate(graph, names, out, timesteps)
         typer.echo(f"{len(names)} nodes written to {design.top} (ports: "
                    f"{', '.join(p.name for p in design.inputs + design.tables + design.outputs)})")

@@ -77,3 +77,10 @@ def test_rtl_command(unet_graph, tmp_path):
     assert bad.exit_code == 2 and "no dataflow node is named 'nowhere'" in bad.output
     bad = runner.invoke(app, ["rtl", str(unet_graph), "--block", "mid.blocks.0", "--lanes", "3", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "must divide" in bad.output
+    whole = runner.invoke(app, ["rtl", str(unet_graph), "--block", "all", "--steps", "10", "--out", str(tmp_path / "all")])
+    assert whole.exit_code == 0, whole.output
+    manifest = json.loads((tmp_path / "all" / "design.json").read_text())
+    assert manifest["macs"] == manifest["graph_macs"] and manifest["top_file"] in whole.output
+    bad = runner.invoke(app, ["rtl", str(unet_graph), "--block", "mid.blocks.0", "--out", str(tmp_path / "y"), "--verify",
+                              "--bench", "vcs"])
+    assert bad.exit_code == 2 and "unknown bench 'vcs'" in bad.output
