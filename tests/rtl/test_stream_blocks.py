@@ -88,3 +88,9 @@ def test_tables_and_broadcast(case, sim, tmp_path):
 def test_per_timestep_group_shift_tables(sim, tmp_path):
     """TDQ-style timestep-dependent precision in hardware: the table is chosen per evaluation."""
     assert benches.bench_grouped_requant(6, 2, 3, 4, 5, tmp_path, sim=sim, seed=7)["bit_exact"]
+
+
+def test_verilator_constant_and_grouped_requant(tmp_path):
+    """The constant-operand elementwise block and the per-timestep-group requant on Verilator."""
+    assert benches.bench_elementwise_const("add", 6, 2, 4, tmp_path / "c", sim="verilator", seed=6)["bit_exact"]
+    assert benches.bench_grouped_requant(6, 2, 3, 4, 3, tmp_path / "g", sim="verilator", seed=8)["bit_exact"]
