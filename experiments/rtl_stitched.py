@@ -3,8 +3,9 @@ inputs each: U-Net residual blocks of unet-digits (GroupNorm, SiLU tables, padde
 per-timestep bias, requantization, skip add) under random back-pressure, its attention block
 (GroupNorm, qkv, QK^T and AV on the dynamic MVAU, integer softmax, projection, residual), a whole
 DiT block of dit-fashion (adaLN, attention, MLP, gates), and whole denoisers (every node but the
-host's) through the Verilog-only bench without back-pressure, whose measured cycles stand beside
-the schedule's II and latency.
+host's) through the Verilog-only bench without back-pressure, whose measured cycles (last output
+of 20 evaluations back to back) stand beside the schedule's II and latency (``modelled``: the
+whole mapped graph's schedule at the row's folding, so only the whole-denoiser rows compare).
 
     python experiments/rtl_stitched.py [--only NAME ...]   # writes experiments/results/rtl/stitched.json
 """
