@@ -440,6 +440,23 @@ def bitstream(
                f"(target {r['target_mhz']:g}); {r['bitstream_bytes']:,} bytes in {out / r['bitstream']}")
 
 
+@app.command()
+@user_errors
+def sweep(
+    experiment: Path = typer.Argument(..., help="experiment YAML (docs/sweeps.md)"),
+    out: Path = typer.Option(..., "--out", help="output directory: results.jsonl and work/; rerun to resume"),
+    workers: int = typer.Option(1, help="points run at once on a local process pool (0: in this process)"),
+    threads: int = typer.Option(None, help="torch/BLAS threads per point (default: cores / workers)"),
+    ray: bool = typer.Option(False, "--ray", help="run the points on Ray (RAY_ADDRESS, else a local cluster)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check the file, print the estimate and the points; run nothing"),
+):
+    """Run or resume a sweep: each point quantizes, measures FID through the integer simulator, maps and
+    costs the design, and appends one row keyed by its config hash (docs/sweeps.md)."""
+    from hwsim.sweep import run_sweep
+
+    run_sweep(experiment, out, workers=workers, ray=ray, threads=threads, dry_run=dry_run)
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, as speed ratios measured in one run.")
 app.add_typer(bench_app, name="bench")
 

@@ -1,0 +1,27 @@
+"""The sweep tests' shared pieces: the committed smoke experiment and its uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hwsim.sweep import run_sweep, stable
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "experiments/sweeps/smoke.yaml"
+
+
+def by_key(rows: list[dict]) -> dict[str, dict]:
+    """Rows as a set keyed by config hash, without timing and provenance fields."""
+    out = {r["key"]: stable(r) for r in rows}
+    assert len(out) == len(rows), "duplicate keys"
+    return out
+
+
+@pytest.fixture(scope="session")
+def smoke_reference(tmp_path_factory) -> dict[str, dict]:
+    """The smoke sweep run once without interruption, in this process (workers=0)."""
+    rows = run_sweep(SMOKE, tmp_path_factory.mktemp("sweep-reference"), workers=0, threads=1, progress=False)
+    assert len(rows) == 4
+    return by_key(rows)
