@@ -30,7 +30,7 @@ WHOLE = "*"  # every node but the host's
 BLOCKS = [  # (model, precision, block prefix, lanes, back-pressure, bench)
     ("unet-digits", "W8A8", "mid.blocks.0", 8, True, "cocotb"),
     ("unet-digits", "W4A8", "down.1.blocks.0", 8, True, "cocotb"),
-    ("unet-digits", "W8A8", "down.1.attns.0", 1, True, "cocotb"),  # q's requant streams 1 channel a word
+    ("unet-digits", "W8A8", "down.1.attns.0", 1, True, "cocotb"),
     ("dit-fashion", "W8A8", "blocks.0.", 1, True, "file"),  # 49 tokens: only 1 lane divides every stream
     ("unet-digits", "W8A8", WHOLE, 1, False, "file"),
     ("dit-fashion", "W8A8", WHOLE, 1, False, "file"),

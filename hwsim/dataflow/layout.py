@@ -66,8 +66,10 @@ def chain_cost(in_shape, in_order, chain, out_order) -> tuple[int, np.ndarray]:
 
 def best_order(in_shape, in_order, chain, rank: int) -> tuple[tuple[int, ...], int]:
     """The output order (among the usual ones) that makes the chain cheapest, with its depth."""
+    shape = apply_chain(stream_positions(tuple(in_shape), tuple(in_order)), chain).shape
     costs = [(chain_cost(in_shape, in_order, chain, order)[0], order) for order in candidate_orders(rank)]
-    depth, order = min(costs, key=lambda c: c[0])
+    # ties (axes of size 1 make orders equal) go to the widest innermost axis: more lanes to fold
+    depth, order = min(costs, key=lambda c: (c[0], -shape[c[1][-1]]))
     return order, depth
 
 
