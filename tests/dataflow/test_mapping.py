@@ -125,3 +125,16 @@ def test_sparse_model_maps_to_sparse_mvaus(tiny_model_dir, tmp_path):
     names = block_nodes(graph, "down.1.blocks.0")
     assert any(graph.node(n).op_type == "MVAU" and graph.node(n).sparse() for n in names)
     assert verify(graph, names, tmp_path / "rtl", list(range(0, 1000, 250)), samples=2, lanes=4)["bit_exact"]
+
+
+def test_attention_streams_can_be_folded(unet_graph, dit_graph):
+    """The vector stream of each attention matmul carries whole vectors per word group (its
+    producer's channels are the matmul's MW), also for one head, where several orders tie."""
+    for path in (unet_graph, dit_graph):
+        graph = map_integer_graph(path, steps=10)
+        producers = graph.producers()
+        dynamic = [n for n in graph.nodes if n.attrs.get("mem_mode") == "dynamic"]
+        assert dynamic
+        for n in dynamic:
+            src = producers[graph.stream(n.inputs[0])]
+            assert src.attrs.get("NumChannels", n.attrs["MW"]) == n.attrs["MW"], (n.name, src.name)
