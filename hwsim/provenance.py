@@ -23,14 +23,19 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
+def package_versions(names) -> dict[str, str]:
+    """Installed version of each distribution in ``names`` ("not installed" if absent)."""
+    versions = {}
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def tool_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **package_versions(PACKAGES)}
 
 
 def provenance() -> dict[str, object]:

