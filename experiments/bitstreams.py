@@ -79,8 +79,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines.append(f"| {r['type']} | `{r['node']}` | {cfg} | {r['luts']} | {r['ffs']} | {r['mult18']} | {r['brams']} | "
                      f"{r['design_only']['luts']} | {r['design_only']['ffs']} | {r['fmax_mhz']['median']:.1f} | "
                      f"{r['fmax_mhz']['best']:.1f} | {r['seconds']:.0f} |")
-    p = meta["provenance"]
-    lines += ["", f"git {p['git_commit']}, tools {json.dumps(meta['tool_versions'])}, {p['time_utc']}.", ""]
+    commits = sorted({r["provenance"]["git_commit"] for r in rows if "provenance" in r})
+    lines += ["", f"git {', '.join(commits)}; tools {json.dumps(meta['tool_versions'])}.", ""]
     return "\n".join(lines)
 
 
@@ -103,9 +103,20 @@ def main() -> None:
     scheduler = make_scheduler("ddim", load_model(ROOT / "models" / args.model).noise_schedule())
     scheduler.set_timesteps(args.steps)
     timesteps = [int(t) for t in scheduler.timesteps]
-    rows = []
+    from hwsim.bitstream.devices import get_device
+    from hwsim.bitstream.tools import tool_versions
+
+    meta = {"model": args.model, "precision": args.precision.upper(), "device": args.device,
+            "part": get_device(args.device).part, "seeds": args.seeds, "target_mhz": args.freq, "lanes": args.lanes,
+            "steps": args.steps, "command": "python experiments/bitstreams.py", "tool_versions": tool_versions()}
+    path = args.results / "nodes.json"
+    # resumable: rows of the same settings already written are kept and not rebuilt
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    same = {k: kept.get(k) for k in meta} == meta
+    rows = kept.get("rows", []) if same else []
+    done = {r["type"] for r in rows}
     for node_type, name in pick_nodes(graph).items():
-        if args.only and node_type not in args.only and node_type.split(" ")[0] not in args.only:
+        if (args.only and node_type not in args.only and node_type.split(" ")[0] not in args.only) or node_type in done:
             continue
         slug = node_type.lower().replace(" ", "_").replace("(", "").replace(")", "")
         design_dir, out = args.work / slug / "design", args.work / slug / args.device
@@ -128,19 +139,16 @@ def main() -> None:
         except BitstreamError as err:
             row["error"] = str(err)
         row["seconds"] = round(time.time() - started, 1)
+        row["provenance"] = provenance()  # per row: a resumed table may span commits
         rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k not in ("config", "critical_path", "wrapper")}), flush=True)
-    from hwsim.bitstream.devices import get_device
-    from hwsim.bitstream.tools import tool_versions
-
-    meta = {"model": args.model, "precision": args.precision.upper(), "device": args.device,
-            "part": get_device(args.device).part, "seeds": args.seeds, "target_mhz": args.freq, "lanes": args.lanes,
-            "steps": args.steps, "command": "python experiments/bitstreams.py", "tool_versions": tool_versions(),
-            "provenance": provenance()}
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "nodes.json").write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
-    (args.results / "nodes.md").write_text(markdown(rows, meta))
-    print(f"written {args.results / 'nodes.json'} and nodes.md", flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("config", "critical_path", "wrapper", "provenance")}),
+              flush=True)
+        args.results.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+        tmp.replace(path)
+        (args.results / "nodes.md").write_text(markdown(rows, meta))
+    print(f"written {path} and nodes.md", flush=True)
 
 
 if __name__ == "__main__":
