@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from hwsim.dataflow.folding import fold_to_cycles
 from hwsim.dataflow.mapping import load_dataflow
 from hwsim.diffusion.samplers import make_scheduler
 from hwsim.modeldir import load_model
@@ -27,13 +28,14 @@ from hwsim.rtlgen.stitch import block_nodes, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 WHOLE = "*"  # every node but the host's
-BLOCKS = [  # (model, precision, block prefix, lanes, back-pressure, bench)
+BLOCKS = [  # (model, precision, block prefix, folding, back-pressure, bench); folding: lanes everywhere,
+    # or "cycles:N", hwsim's folding search to N cycles per evaluation (converters join the foldings)
     ("unet-digits", "W8A8", "mid.blocks.0", 8, True, "cocotb"),
     ("unet-digits", "W4A8", "down.1.blocks.0", 8, True, "cocotb"),
     ("unet-digits", "W8A8", "down.1.attns.0", 1, True, "cocotb"),
-    ("dit-fashion", "W8A8", "blocks.0.", 1, True, "file"),  # 49 tokens: only 1 lane divides every stream
-    ("unet-digits", "W8A8", WHOLE, 1, False, "file"),
-    ("dit-fashion", "W8A8", WHOLE, 1, False, "file"),
+    ("dit-fashion", "W8A8", "blocks.0.", "cycles:20000", True, "file"),
+    ("unet-digits", "W8A8", WHOLE, "cycles:20000", False, "file"),
+    ("dit-fashion", "W8A8", WHOLE, "cycles:20000", False, "file"),
 ]
 
 
@@ -51,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     # resumable: finished rows are kept (the file is rewritten after each row) and not rerun
     rows = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
-    for model, precision, block, lanes, backpressure, bench in BLOCKS:
+    for model, precision, block, folding, backpressure, bench in BLOCKS:
         name = block_name(model, precision, block)
         if (args.only and name not in args.only) or name in {r["name"] for r in rows}:
             continue
@@ -62,10 +64,14 @@ def main() -> None:
         scheduler.set_timesteps(args.steps)
         names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")] if block == WHOLE \
             else block_nodes(graph, block)
+        lanes = folding if isinstance(folding, int) else None
+        if lanes is None:
+            fold_to_cycles(graph, int(folding.split(":")[1]))
         started = time.time()
         report = verify(graph, names, work / name, [int(t) for t in scheduler.timesteps], args.samples, "icarus",
                         seed=0, backpressure=backpressure, lanes=lanes, bench=bench)
-        report.update(name=name, model=model, precision=precision, block=block, lanes=lanes, backpressure=backpressure,
+        report.update(name=name, model=model, precision=precision, block=block, folding=folding,
+                      backpressure=backpressure, provenance=provenance(),
                       seconds=round(time.time() - started, 1), node_types=sorted({graph.node(n).op_type for n in names}))
         report.pop("top")
         rows.append(report)

@@ -38,10 +38,15 @@ class MVAU(DataflowNode):
 
     def fold_limit(self, attr: str) -> int:
         """A convolution's SIMD must also divide the channels its sliding window streams; a sparse
-        one's must divide both the input length and the stored (compressed) row length."""
+        one's must divide both the input length and the stored (compressed) row length; a dynamic
+        one's the operand stream's innermost loop."""
         if attr != "SIMD":
             return super().fold_limit(attr)
         limit = int(self.attrs.get("SIMDLimit", self.attrs["MW"]))
+        if self.dynamic() and "operandOrder" in self.attrs:  # rtl/mvau takes SIMD operand elements a beat
+            a, order = self.attrs, self.attrs["operandOrder"]
+            shape = (1, a.get("heads", 1), a["MW"], a["MH"]) if len(order) == 4 else (1, a["MW"], a["MH"])
+            limit = math.gcd(limit, shape[order[-1]])  # along the operand stream's innermost loop
         return math.gcd(limit, self.stored_row()) if self.sparse() else limit
 
     def sparse(self) -> bool:
