@@ -65,6 +65,11 @@ CALIBRATION = [  # the configurations the latency constants were read from
     ("StreamingDataWidthConverter", lambda d: benches.bench_dwc(4, 1, 8, d, backpressure=False)),
     ("StreamReorder", lambda d: reorder.bench_reorder("dit", d, backpressure=False)),
     ("StreamReorder", lambda d: reorder.bench_reorder("transpose", d, backpressure=False)),
+    ("Thresholding", lambda d: benches.bench_thresholding(8, 2, 5, d, backpressure=False)),
+    ("Thresholding", lambda d: benches.bench_thresholding(6, 3, 4, d, per_channel=False, steps=7, obits=3,
+                                                          backpressure=False)),
+    ("Thresholding", lambda d: benches.bench_thresholding(4, 4, 3, d, signed_in=False, steps=1, obits=2,
+                                                          backpressure=False)),
 ]
 
 
@@ -135,6 +140,18 @@ def held_out(rng: random.Random, per_type: int):
             c, groups, pe, h, w, d, backpressure=False, seed=rng.randint(0, 99))
 
 
+def held_out_later(rng: random.Random, per_type: int):
+    """Held-out configurations of block types added after the first freeze, from their own generator so
+    that the earlier rows stay the same configurations."""
+    for _ in range(per_type):
+        obits = rng.randint(1, 6)
+        c = rng.choice([2, 4, 6, 8, 12, 16])
+        yield "Thresholding", lambda d, c=c, pe=_divisor(rng, c), v=rng.randint(1, 8), o=obits, \
+            steps=rng.randint(1, (1 << obits) - 1), ib=rng.choice([4, 8, 12]), s=rng.random() < 0.5: \
+            benches.bench_thresholding(c, pe, v, d, backpressure=False, obits=o, steps=steps, ibits=ib, signed_in=s,
+                                       per_channel=rng.random() < 0.7, seed=rng.randint(0, 99))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -144,6 +161,7 @@ def main() -> None:
     rows = []
     cases = [(name, fn, False) for name, fn in CALIBRATION]
     cases += [(name, fn, True) for name, fn in held_out(random.Random(args.seed), args.per_type)]
+    cases += [(name, fn, True) for name, fn in held_out_later(random.Random(args.seed + 1), args.per_type)]
     for name, fn, held in cases:
         with tempfile.TemporaryDirectory() as d:
             r = fn(Path(d))

@@ -200,6 +200,11 @@ def estimate(node: DataflowNode, dev: Device) -> Resources:
         return _stream_node(node, dev, lanes * width * (1 if t == "DuplicateStreams" else outs) / 2, lanes * width * outs)
     if t == "Requant":
         return _stream_node(node, dev, 2 * lanes * width, lanes * node.dt("outputDataType"))
+    if t == "Thresholding":  # a comparator and a table read per stage and lane
+        stages, tbits = node.stages(), node.threshold_bits()
+        table = memory(tbits, node.weight_bits() // tbits, dev)
+        return (_stream_node(node, dev, 0, stages * lanes * (width + 2 + stages)) + adder(tbits, dev, stages * lanes)
+                + Resources(table.lut * stages * lanes, 0, 0, table.bram * stages * lanes))
     if t in ("ElementwiseAdd", "ElementwiseMul"):
         a = node.attrs
         out = node.dt("out_dtype") if "out_dtype" in a else width

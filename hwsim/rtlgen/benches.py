@@ -21,7 +21,7 @@ from hwsim.dataflow.nodes import make_node
 from hwsim.export.ops import IntLinear, Requant
 from hwsim.intsim.ops.norm import modulate_ref, normalize_last_axis_ref
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
-from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, pack, unpack, write_mem
+from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, pack, threshold_table, unpack, write_mem
 from hwsim.rtlgen.simulate import RTL, run_stream
 
 
@@ -38,6 +38,7 @@ class MvauConfig:
     NIV: int = 3  # input vectors per evaluation
     N: int = 1  # N:M sparse weights when M > 1
     M: int = 1
+    LUT_MULT: bool = False  # products in LUTs (resType "lut") instead of inferred multiplier blocks
 
 
 def mvau_node(cfg: MvauConfig):
@@ -67,7 +68,7 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
     expect = Requant.compute([acc], {"shifts": shifts.tolist(), "axis": 1, "qmin": qmin, "qmax": qmax}) if cfg.ACTIVATION else acc
     params = dict(MW=cfg.MW, MH=cfg.MH, PE=cfg.PE, SIMD=cfg.SIMD, ABITS=cfg.ABITS, WBITS=cfg.WBITS, BBITS=10,
                   ACCBITS=accbits, OBITS=8 if cfg.ACTIVATION else accbits, SHBITS=8, SIGNED_IN=int(cfg.SIGNED_IN),
-                  ACTIVATION=int(cfg.ACTIVATION), QMIN=qmin, QMAX=qmax)
+                  ACTIVATION=int(cfg.ACTIVATION), QMIN=qmin, QMAX=qmax, LUT_MULT=int(cfg.LUT_MULT))
     build = Path(build_dir)
     build.mkdir(parents=True, exist_ok=True)
     if cfg.M > 1:
@@ -702,3 +703,43 @@ def bench_dwc(in_lanes: int, out_lanes: int, elements: int, build_dir, sim: str 
         slow = ins if in_lanes <= out_lanes else outs
         report["slow_side_gaps"] = int(sum(b - a - 1 for a, b in zip(slow, slow[1:])))
     return report
+
+
+def bench_thresholding(channels: int, pe: int, vectors: int, build_dir, sim: str = "icarus", backpressure: bool = True,
+                       seed: int = 0, ibits: int = 8, signed_in: bool = True, steps: int = 15, obits: int = 4,
+                       per_channel: bool = True, groups: int = 1, evaluations: int = 1) -> dict:
+    """rtl/thresholding against qonnx's MultiThreshold (the field's reference): sorted thresholds with
+    repeats and values below and above the input range, inputs that hit thresholds exactly; with
+    ``groups`` > 1, each of ``evaluations`` picks a random table at run time."""
+    from qonnx.custom_op.general.multithreshold import multithreshold
+
+    rng = np.random.default_rng(seed)
+    lo, hi = (-(1 << (ibits - 1)), (1 << (ibits - 1)) - 1) if signed_in else (0, (1 << ibits) - 1)
+    rows = channels if per_channel else 1
+    thresholds = np.sort(rng.integers(lo - 4, hi + 6, size=(groups, rows, steps)), axis=-1)
+    bias = -(1 << (obits - 1))
+    x = rng.integers(lo, hi + 1, size=(evaluations, vectors, channels))
+    hits = thresholds[0].reshape(-1)[rng.integers(0, thresholds[0].size, size=x.size // 3)]
+    x.reshape(-1)[: hits.size] = np.clip(hits, lo, hi)  # exact ties: x >= T counts
+    chosen = rng.integers(0, groups, size=evaluations)
+    y = np.stack([multithreshold(x[e].astype(np.float64), np.broadcast_to(thresholds[g], (channels, steps)) * 1.0,
+                                 out_bias=bias) for e, g in enumerate(chosen)]).astype(np.int64)
+    mem = threshold_table(thresholds, lo, hi)
+    node = make_node("Thresholding", "thresholding", {
+        "NumChannels": channels, "PE": pe, "numSteps": steps, "numInputVectors": [vectors],
+        "inputDataType": f"{'' if signed_in else 'U'}INT{ibits}", "outputDataType": f"INT{obits}", "ActVal": bias,
+        "thresholdRows": rows, "timestepGroups": groups})
+    params = dict(CHANNELS=channels, PE=pe, IBITS=ibits, SIGNED_IN=int(signed_in), TBITS=mem["TBITS"],
+                  STAGES=mem["STAGES"], OBITS=obits, OUT_BIAS=bias, ROWS=rows, GROUPS=groups, VECTORS=vectors)
+    if groups == 1 and evaluations == 1:
+        return _bench("thresholding", "thresholding/thresholding.v", params,
+                      {"in": (_words(x, pe), ibits, signed_in)}, {"out": (_words(y, pe), obits, True)}, node,
+                      build_dir, sim, backpressure, seed, {"thresholds.mem": (mem["table"], mem["TBITS"])})
+    build = Path(build_dir)
+    build.mkdir(parents=True, exist_ok=True)
+    write_mem(build / "thresholds.mem", mem["table"], mem["TBITS"])
+    result = run_stream([RTL / "thresholding/thresholding.v"], "thresholding", params,
+                        {"in": [pack(w, ibits, signed_in) for w in _words(x.reshape(-1), pe)], "g": chosen.tolist()},
+                        {"out": y.size // pe}, build, sim, backpressure, seed)
+    got = np.array([unpack(w, pe, obits) for w in result["outputs"]["out"]]).reshape(-1)
+    return {"node": "Thresholding", "config": params, "sim": sim, "bit_exact": bool(np.array_equal(got, y.reshape(-1)))}

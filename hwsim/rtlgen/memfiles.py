@@ -84,3 +84,20 @@ def operand_loops(order: tuple[int, ...], shape: tuple[int, ...], lanes: int) ->
     loops = [(shape[a], stride[a]) for a in order if a != 0]
     loops = [(1, 0)] * (3 - len(loops)) + loops
     return {f"O_N{i}": n for i, (n, _) in enumerate(loops)} | {f"O_S{i}": s for i, (_, s) in enumerate(loops)}
+
+
+def threshold_table(thresholds: np.ndarray, in_min: int, in_max: int) -> dict:
+    """rtl/thresholding's table and parameters from sorted thresholds [rows, NT] (or [groups, rows, NT]).
+
+    Clipping to [in_min, in_max + 1] keeps every count (a threshold below every input always
+    counts, one above never does); rows are padded with in_max + 1 to 2^STAGES - 1 entries.
+    Returns ``table`` [entries, 1], ``TBITS`` and ``STAGES``."""
+    t = np.asarray(thresholds, dtype=np.int64)
+    t = t.reshape((1,) * (3 - t.ndim) + t.shape)
+    if np.any(np.diff(t, axis=-1) < 0):
+        raise ValueError("thresholds must be sorted ascending along each row")
+    stages = max(1, int(t.shape[-1]).bit_length())
+    pad = np.full(t.shape[:-1] + ((1 << stages) - 1 - t.shape[-1],), in_max + 1, dtype=np.int64)
+    table = np.concatenate([np.clip(t, in_min, in_max + 1), pad], axis=-1)
+    tbits = max(int(in_min).bit_length(), int(in_max + 1).bit_length()) + 1
+    return {"table": table.reshape(-1, 1), "TBITS": tbits, "STAGES": stages}

@@ -149,7 +149,7 @@ def _dynamic_mvau(node: DataflowNode, uid: str, ctx: _Context) -> dict:
                 OBITS=node.dt("outputDataType") if activation else accbits, SHBITS=8,
                 SIGNED_IN=int(DataType[a["inputDataType"]].signed()), SIGNED_W=int(DataType[a["weightDataType"]].signed()),
                 ACTIVATION=int(activation), QMIN=qmin, QMAX=qmax, DYNAMIC=1, HEADS=a["heads"],
-                VECTORS=node.n_vectors(), OLANES=a["SIMD"], **loops,
+                VECTORS=node.n_vectors(), OLANES=a["SIMD"], **loops, LUT_MULT=_lut_mult(node),
                 SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8))
 
 
@@ -184,6 +184,12 @@ def binary_forks(graph: DataflowGraph, names: list[str]) -> list[str]:
     return names
 
 
+def _lut_mult(node: DataflowNode) -> int:
+    """rtl/common/multiply.vh's LUT_MULT from the node's resType, as the resource model prices it
+    (``lut`` unless the folding gave the node the device's multiplier blocks)."""
+    return int(node.attrs.get("resType", "lut") == "lut")
+
+
 def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
     """(module, parameters) of one node's block; memory files written."""
     a, t = node.attrs, node.op_type
@@ -212,7 +218,8 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                             ACTIVATION=int(activation), QMIN=qmin, QMAX=qmax,
                             WEIGHT_FILE=ctx.mem(f"{uid}_weights.mem", mem["weights"], wbits),
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
-                            SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), **sparse)
+                            SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), LUT_MULT=_lut_mult(node),
+                            **sparse)
     if t == "Requant":
         (_, _, _, ia), = ctx.sources(node)
         shifts = _per_channel(ia["shifts"], a["NumChannels"])
@@ -248,7 +255,8 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                                       TABLE_FILE=ctx.mem(f"{uid}_table.mem", rows.reshape(-1, a["PE"]), width))
     if t in ("ElementwiseAdd", "ElementwiseMul"):
         op = 0 if t == "ElementwiseAdd" else 1
-        common = dict(PE=a["PE"], ABITS=bits(a["lhs_dtype"]), BBITS=bits(a["rhs_dtype"]), OBITS=bits(a["out_dtype"]), OP=op)
+        common = dict(PE=a["PE"], ABITS=bits(a["lhs_dtype"]), BBITS=bits(a["rhs_dtype"]), OBITS=bits(a["out_dtype"]), OP=op,
+                      LUT_MULT=_lut_mult(node))
         if a.get("rhs_style") == "const":
             rom = ctx.const_stream(node)
             return "elementwise_const", dict(common, WORDS=len(rom) // a["PE"],

@@ -11,7 +11,8 @@ module broadcast #(
     parameter integer ABITS = 8,
     parameter integer BBITS = 12,
     parameter integer OBITS = 13,
-    parameter integer OP = 0
+    parameter integer OP = 0,
+    parameter integer LUT_MULT = 0  // 1: products in LUTs (common/multiply.vh)
 ) (
     input  wire                clk,
     input  wire                rst,
@@ -71,10 +72,13 @@ module broadcast #(
                     for (p = 0; p < PE; p = p + 1)
                         out_data[p * OBITS +: OBITS] <= (OP == 0)
                             ? $signed(in0_data[p * ABITS +: ABITS]) + $signed(rhs[p * BBITS +: BBITS])
-                            : $signed(in0_data[p * ABITS +: ABITS]) * $signed(rhs[p * BBITS +: BBITS]);
+                            : multiply($signed(in0_data[p * ABITS +: ABITS]), $signed(rhs[p * BBITS +: BBITS]));
             end
         end
     end
+    localparam integer MA = ABITS;
+    localparam integer MB = BBITS;
+    `include "multiply.vh"
 endmodule
 
 `default_nettype wire

@@ -8,7 +8,8 @@ module elementwise #(
     parameter integer ABITS = 8,
     parameter integer BBITS = 8,
     parameter integer OBITS = 9,
-    parameter integer OP = 0
+    parameter integer OP = 0,
+    parameter integer LUT_MULT = 0  // 1: products in LUTs (common/multiply.vh)
 ) (
     input  wire                clk,
     input  wire                rst,
@@ -35,9 +36,12 @@ module elementwise #(
                 for (p = 0; p < PE; p = p + 1)
                     out_data[p * OBITS +: OBITS] <= (OP == 0)
                         ? $signed(in0_data[p * ABITS +: ABITS]) + $signed(in1_data[p * BBITS +: BBITS])
-                        : $signed(in0_data[p * ABITS +: ABITS]) * $signed(in1_data[p * BBITS +: BBITS]);
+                        : multiply($signed(in0_data[p * ABITS +: ABITS]), $signed(in1_data[p * BBITS +: BBITS]));
         end
     end
+    localparam integer MA = ABITS;
+    localparam integer MB = BBITS;
+    `include "multiply.vh"
 endmodule
 
 `default_nettype wire

@@ -12,6 +12,7 @@ module elementwise_const #(
     parameter integer OBITS = 9,
     parameter integer OP = 0,
     parameter integer WORDS = 4,
+    parameter integer LUT_MULT = 0,  // 1: products in LUTs (common/multiply.vh)
     parameter CONST_FILE = "const.mem"
 ) (
     input  wire                clk,
@@ -45,8 +46,12 @@ module elementwise_const #(
         end
     end
 
+    localparam integer MA = ABITS;
+    localparam integer MB = BBITS;
+    `include "multiply.vh"
+
     function signed [OBITS-1:0] combine(input signed [ABITS-1:0] a, input signed [BBITS-1:0] b);
-        combine = (OP == 0) ? a + b : a * b;
+        combine = (OP == 0) ? a + b : multiply(a, b);
     endfunction
 endmodule
 

@@ -44,6 +44,7 @@ module mvau #(
     parameter integer N = 1,
     parameter integer M = 1,
     parameter integer SIGNED_W = 1,
+    parameter integer LUT_MULT = 0,        // 1: products in LUTs, 0: inferred multiplier blocks (common/multiply.vh)
     parameter integer DYNAMIC = 0,
     parameter integer HEADS = 1,
     parameter integer VECTORS = 1,
@@ -257,15 +258,19 @@ module mvau #(
         end
     end
 
+    localparam integer MA = ABITS + 1;  // operands extended by a sign bit
+    localparam integer MB = WBITS + 1;
     function signed [ACCBITS-1:0] product(input [ABITS-1:0] x, input [WBITS-1:0] w);
         reg signed [ABITS:0] xs;
         reg signed [WBITS:0] ws;
         begin
             xs = SIGNED_IN ? {x[ABITS-1], x} : {1'b0, x};
             ws = SIGNED_W ? {w[WBITS-1], w} : {1'b0, w};
-            product = xs * ws;
+            product = multiply(xs, ws);
         end
     endfunction
+
+    `include "multiply.vh"
 
     `include "round_shift.vh"
 

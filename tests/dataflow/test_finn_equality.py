@@ -62,3 +62,12 @@ def test_mvau_xilinx_resources_equal_finn_r(finn_op, mw, mh, w, x, res, data):
     assert (ours.lut, ours.mult, ours.bram) == (finn.lut_estimation("xc7z020clg400-1"),
                                                  finn.dsp_estimation("xc7z020clg400-1"),
                                                  finn.bram_estimation("xc7z020clg400-1"))
+
+
+@pytest.mark.parametrize("channels,pe,vectors", [(8, 2, [1, 5]), (6, 3, [1, 4, 4]), (16, 16, [2])])
+def test_thresholding_cycles_equal_finn(finn_op, channels, pe, vectors):
+    node = make_node("Thresholding", "t", {"NumChannels": channels, "PE": pe, "numSteps": 15, "numInputVectors": vectors,
+                                           "inputDataType": "INT8", "weightDataType": "INT9", "outputDataType": "INT4",
+                                           "ActVal": -8}, inputs=["x", "t"], outputs=["y"])
+    finn = finn_op(node, "Thresholding", "finn.custom_op.fpgadataflow")
+    assert node.get_exp_cycles() == int(finn.get_exp_cycles())

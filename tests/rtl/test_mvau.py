@@ -12,6 +12,8 @@ CONFIGS = [
     MvauConfig(16, 8, 8, 16, WBITS=2, ABITS=4, SIGNED_IN=False),
     MvauConfig(9, 4, 1, 3, ACTIVATION=False),
     MvauConfig(6, 3, 3, 2, WBITS=3, ABITS=5),
+    MvauConfig(12, 6, 3, 2, WBITS=8, LUT_MULT=True),  # shift-add products (rtl/common/multiply.vh)
+    MvauConfig(8, 4, 4, 8, WBITS=1, ABITS=6, SIGNED_IN=False, LUT_MULT=True),
 ]
 
 

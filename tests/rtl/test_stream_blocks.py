@@ -1,4 +1,4 @@
-"""Requant, LUT activation, elementwise add/mul, fork, padding and FIFO blocks: bit-exact against
+"""Requant, thresholding, LUT activation, elementwise add/mul, fork, padding and FIFO blocks: bit-exact against
 hwsim's references under random gaps and back-pressure (Icarus), one on Verilator."""
 
 import pytest
@@ -27,9 +27,12 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_concat(2, 4, 2, 2, 2, d, bits=(25, 22), **k),
     lambda d, **k: benches.bench_elementwise_const("add", 6, 2, 4, d, **k),
     lambda d, **k: benches.bench_elementwise_const("mul", 4, 4, 3, d, broadcast=True, **k),
+    lambda d, **k: benches.bench_thresholding(8, 2, 5, d, **k),
+    lambda d, **k: benches.bench_thresholding(6, 3, 4, d, per_channel=False, steps=7, obits=3, **k),
+    lambda d, **k: benches.bench_thresholding(4, 2, 3, d, groups=3, evaluations=4, **k),
 ], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "swg",
         "swg-stride2", "swg-patchify", "upsample", "concat", "split", "concat-widths",
-        "add-const", "mul-const-row"])
+        "add-const", "mul-const-row", "thresholds", "thresholds-shared", "thresholds-grouped"])
 @pytest.mark.parametrize("sim", SIMS)
 def test_bit_exact_under_backpressure(case, sim, tmp_path):
     assert case(tmp_path, backpressure=True, seed=3, sim=sim)["bit_exact"]
@@ -37,6 +40,10 @@ def test_bit_exact_under_backpressure(case, sim, tmp_path):
 
 def test_verilator_elementwise(tmp_path):
     assert benches.bench_elementwise("add", 8, 4, 3, tmp_path, sim="verilator", seed=4)["bit_exact"]
+
+
+def test_verilator_thresholding(tmp_path):
+    assert benches.bench_thresholding(8, 4, 3, tmp_path, sim="verilator", seed=4, ibits=6, signed_in=False)["bit_exact"]
 
 
 def test_verilator_swg(tmp_path):
@@ -53,7 +60,8 @@ def test_verilator_swg(tmp_path):
     lambda d: benches.bench_upsample(3, 2, 6, 3, 3, d, backpressure=False),
     lambda d: benches.bench_concat(2, 8, 2, 3, 1, d, backpressure=False),
     lambda d: benches.bench_concat(6, 3, 3, 1, 4, d, split=True, backpressure=False),
-], ids=["requant", "lut", "mul", "duplicate", "pad", "swg", "upsample", "concat", "split"])
+    lambda d: benches.bench_thresholding(6, 2, 5, d, steps=31, obits=5, backpressure=False),
+], ids=["requant", "lut", "mul", "duplicate", "pad", "swg", "upsample", "concat", "split", "thresholding"])
 def test_cycles_equal_the_model(case, tmp_path):
     report = case(tmp_path)
     assert report["bit_exact"] and report["measured"] == report["modelled"]

@@ -252,6 +252,34 @@ class Requant(_PerElement):
         return [Op("add", self.elements(), self.dt("inputDataType"))]
 
 
+class Thresholding(_PerElement):
+    """Requantization by thresholds (FINN's Thresholding): ``numSteps`` sorted thresholds per row
+    (one row, or one per channel), output ``ActVal`` + the count of thresholds the value reaches;
+    with ``timestepGroups`` a table per timestep group. rtl/thresholding searches the sorted row,
+    one pipeline stage per output bit."""
+
+    op_type = "Thresholding"
+    domain = FINN_DOMAIN
+
+    def stages(self) -> int:
+        return max(1, int(self.attrs["numSteps"]).bit_length())
+
+    def first_output_delay(self) -> int:
+        return self.stages()
+
+    def threshold_bits(self) -> int:
+        unsigned = self.attrs["inputDataType"].startswith("UINT")  # signed, holds [in_min, in_max + 1]
+        return self.dt("inputDataType") + (2 if unsigned else 1)  # as memfiles.threshold_table
+
+    def weight_bits(self) -> int:
+        rows = self.attrs.get("thresholdRows", self.channels())
+        return self.attrs.get("timestepGroups", 1) * rows * ((1 << self.stages()) - 1) * self.threshold_bits()
+
+    def op_counts(self) -> list[Op]:
+        return [Op("add", self.elements() * self.stages(), self.threshold_bits()),
+                Op("mem_read", self.elements() * self.stages(), self.threshold_bits(), self.weight_bits())]
+
+
 class DuplicateStreams(_PerElement):
     """A fork: one stream copied to ``NumOutputStreams`` consumers."""
 
@@ -418,6 +446,6 @@ class StreamingDataWidthConverter(DataflowNode):
                 Op("mem_read", self.attrs["numElements"] // o, self.attrs["outWidth"], self.buffer_bits())]
 
 
-FINN_NODE_TYPES = [MVAU, ConvolutionInputGenerator, FMPadding, Requant, DuplicateStreams, ElementwiseAdd,
+FINN_NODE_TYPES = [MVAU, ConvolutionInputGenerator, FMPadding, Requant, Thresholding, DuplicateStreams, ElementwiseAdd,
                    ElementwiseMul, UpsampleNearestNeighbour, StreamingConcat, StreamingSplit,
                    StreamingDataWidthConverter]
