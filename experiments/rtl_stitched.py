@@ -28,14 +28,15 @@ from hwsim.rtlgen.stitch import block_nodes, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 WHOLE = "*"  # every node but the host's
-BLOCKS = [  # (model, precision, block prefix, folding, back-pressure, bench); folding: lanes everywhere,
-    # or "cycles:N", hwsim's folding search to N cycles per evaluation (converters join the foldings)
-    ("unet-digits", "W8A8", "mid.blocks.0", 8, True, "cocotb"),
-    ("unet-digits", "W4A8", "down.1.blocks.0", 8, True, "cocotb"),
-    ("unet-digits", "W8A8", "down.1.attns.0", 1, True, "cocotb"),
-    ("dit-fashion", "W8A8", "blocks.0.", "cycles:20000", True, "file"),
-    ("unet-digits", "W8A8", WHOLE, "cycles:20000", False, "file"),
-    ("dit-fashion", "W8A8", WHOLE, "cycles:20000", False, "file"),
+BLOCKS = [  # (model, precision, block prefix, folding, back-pressure, bench, simulator); folding: lanes
+    # everywhere, or "cycles:N", hwsim's folding search to N cycles per evaluation (converters join the
+    # foldings); whole denoisers on Verilator, which compiles them once and runs them far faster than Icarus
+    ("unet-digits", "W8A8", "mid.blocks.0", 8, True, "cocotb", "icarus"),
+    ("unet-digits", "W4A8", "down.1.blocks.0", 8, True, "cocotb", "icarus"),
+    ("unet-digits", "W8A8", "down.1.attns.0", 1, True, "cocotb", "icarus"),
+    ("dit-fashion", "W8A8", "blocks.0.", "cycles:20000", True, "file", "icarus"),
+    ("unet-digits", "W8A8", WHOLE, "cycles:20000", False, "file", "verilator"),
+    ("dit-fashion", "W8A8", WHOLE, "cycles:20000", False, "file", "verilator"),
 ]
 
 
@@ -53,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     # resumable: finished rows are kept (the file is rewritten after each row) and not rerun
     rows = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
-    for model, precision, block, folding, backpressure, bench in BLOCKS:
+    for model, precision, block, folding, backpressure, bench, sim in BLOCKS:
         name = block_name(model, precision, block)
         if (args.only and name not in args.only) or name in {r["name"] for r in rows}:
             continue
@@ -68,7 +69,7 @@ def main() -> None:
         if lanes is None:
             fold_to_cycles(graph, int(folding.split(":")[1]))
         started = time.time()
-        report = verify(graph, names, work / name, [int(t) for t in scheduler.timesteps], args.samples, "icarus",
+        report = verify(graph, names, work / name, [int(t) for t in scheduler.timesteps], args.samples, sim,
                         seed=0, backpressure=backpressure, lanes=lanes, bench=bench)
         report.update(name=name, model=model, precision=precision, block=block, folding=folding,
                       backpressure=backpressure, provenance=provenance(),

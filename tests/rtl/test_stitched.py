@@ -12,6 +12,7 @@ from hwsim.cli import app
 
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.rtlgen.stitch import StitchError, block_nodes, generate, verify
+from tests.rtl import SIMS
 
 TIMESTEPS = list(range(0, 1000, 100))
 
@@ -47,14 +48,15 @@ def test_patch_embedding_with_constant_position_embedding(dit_graph, tmp_path):
     assert verify(graph, names, tmp_path, TIMESTEPS, samples=3, lanes=1)["bit_exact"]
 
 
-def test_whole_dit_bit_exact(dit_graph, tmp_path):
+@pytest.mark.parametrize("sim", ["verilator"] + (["icarus"] if "icarus" in SIMS and len(SIMS) > 1 else []))
+def test_whole_dit_bit_exact(dit_graph, tmp_path, sim):
     """The whole tiny DiT, every node but the host's: patchify, position embedding, two DiT blocks,
     final adaLN, head and the unpatchify reorder, through the Verilog-only bench under random
-    back-pressure."""
+    back-pressure (Verilator by default: it builds and runs this faster than Icarus runs it)."""
     graph = map_integer_graph(dit_graph, steps=len(TIMESTEPS))
     names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")]
     assert "StreamReorder" in {graph.node(n).op_type for n in names}
-    report = verify(graph, names, tmp_path, TIMESTEPS, samples=2, lanes=1, bench="file")
+    report = verify(graph, names, tmp_path, TIMESTEPS, samples=2, lanes=1, bench="file", sim=sim)
     assert report["bit_exact"] and report["words"]["out0"] == 2 * 64
 
 
