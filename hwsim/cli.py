@@ -384,7 +384,7 @@ def rtl(
     samples: int = typer.Option(20, help="random (x, t) inputs for --verify"),
     sim: str = typer.Option("icarus", help="icarus or verilator"),
     bench: str = typer.Option("cocotb", help="cocotb (also measures each node's toggle rate) or file (a Verilog-only "
-                                             "bench, for whole denoisers; Icarus)"),
+                                             "bench, for whole denoisers; Icarus or Verilator)"),
 ):
     """Generate a stitched Verilog design of one block of a dataflow graph (and check it with --verify)."""
     import json
@@ -455,6 +455,22 @@ def sweep(
     from hwsim.sweep import run_sweep
 
     run_sweep(experiment, out, workers=workers, ray=ray, threads=threads, dry_run=dry_run)
+
+
+@app.command()
+@user_errors
+def report(
+    sweep_dir: Path = typer.Argument(..., help="sweep output directory (results.jsonl, from 'hwsim sweep')"),
+    out: Path = typer.Option(None, "--out", help="HTML page to write (default DIR/report.html); its PNGs go beside it"),
+    skip_damaged: bool = typer.Option(False, "--skip-damaged", help="list lines the sweep ignores (not JSON, bad "
+                                                                   "checksum) in the page instead of failing"),
+):
+    """Write an HTML report of a sweep: Pareto fronts of FID vs energy and vs latency per image, every
+    point's metrics and its provenance (docs/sweeps.md)."""
+    from hwsim.sweep.report import write_report
+
+    page = write_report(sweep_dir, out, skip_damaged=skip_damaged)  # the page names this command
+    typer.echo(f"report written to {page}")
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, as speed ratios measured in one run.")
