@@ -4,7 +4,8 @@ denoiser step and per generated image: cycles, on-chip bits, resources, energy.
 Per image = the sampler's steps, run one after another (step k+1 needs step k's eps), each one
 denoiser evaluation on the accelerator plus the host's sampler update (:func:`energy.host_update_pj`;
 its time at ``host_gflops``). ``cycles_per_image`` is that sequential latency;
-``cycles_per_image_pipelined`` is the throughput bound with enough images in flight (steps x II).
+``cycles_per_image_pipelined`` is the throughput bound with enough images in flight (steps x the
+II the FIFOs sustain for back-to-back evaluations, :func:`hwsim.dataflow.schedule.sustained_ii`).
 """
 
 from __future__ import annotations
@@ -127,9 +128,9 @@ def cost_report(graph: DataflowGraph, cfg: CostConfig, activity: dict[str, float
     return {
         "config": asdict(cfg), "graph": graph.source, "steps": steps, "device": device.name, "part": device.part,
         "folding": folding,
-        "cycles_per_step": {"ii": sched.ii, "latency": sched.latency, "bottleneck": sched.bottleneck,
-                            "host_update": round(host_cycles)},
-        "cycles_per_image": round(cycles_per_image), "cycles_per_image_pipelined": steps * sched.ii,
+        "cycles_per_step": {"ii": sched.ii, "ii_sustained": sched.ii_sustained, "latency": sched.latency,
+                            "bottleneck": sched.bottleneck, "host_update": round(host_cycles)},
+        "cycles_per_image": round(cycles_per_image), "cycles_per_image_pipelined": steps * sched.ii_sustained,
         "seconds_per_image": seconds,
         "energy_per_image_uj": {
             "fpga": (steps * (fpga_step + host_pj) + fpga.static_pj(cycles_per_image)) * 1e-6,

@@ -39,6 +39,8 @@ class Fifo:
     consumer: str
     depth: int  # elements
     bits: int  # depth x element width
+    ramps: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # produced from/to, consumed from/to
+    elements: int = 0  # per evaluation
 
 
 @dataclass
@@ -49,6 +51,11 @@ class Schedule:
     latency: int  # cycles from the first input element to the last output element
     bottleneck: str
     fifos: list[Fifo]
+
+    @property
+    def ii_sustained(self) -> int:
+        """The II back-to-back evaluations reach with these FIFOs (:func:`sustained_ii`)."""
+        return sustained_ii(self.ii, self.fifos)
 
     @property
     def fifo_bits(self) -> int:
@@ -141,10 +148,47 @@ def schedule(graph: DataflowGraph) -> Schedule:
             consume_end = max(last[s], consume[node.name] + node.output_cycles())
             depth = _ramp_gap(first[s], last[s], consume[node.name], consume_end, n)
             if depth > 2:
-                fifos.append(Fifo(s, producers[s].name, node.name, depth, depth * width))
+                fifos.append(Fifo(s, producers[s].name, node.name, depth, depth * width,
+                                  (first[s], last[s], consume[node.name], consume_end), n))
     slowest = max(graph.nodes, key=lambda n: n.get_exp_cycles())
     latency = max(ends[n.name] for n in graph.nodes if not n.outputs)
     return Schedule(first, last, slowest.get_exp_cycles(), int(math.ceil(latency)), slowest.name, fifos)
+
+
+def _occupancy(fifo: Fifo, period: float) -> float:
+    """Most elements in ``fifo`` when evaluations enter every ``period`` cycles: the one-evaluation
+    gap (produced minus consumed, two ramps) summed over the evaluations in flight at once."""
+    p0, p1, c0, c1 = fifo.ramps
+    n = fifo.elements
+
+    def gap(t: float) -> float:
+        produced = n if t >= p1 else (0 if t < p0 else n * (t - p0) / max(p1 - p0, 1))
+        consumed = n if t >= c1 else (0 if t < c0 else n * (t - c0) / max(c1 - c0, 1))
+        return produced - consumed
+
+    span = max(p1, c1) - p0
+    copies = int(span // period) + 2
+    points = [p0 + k * period + (x - p0) for k in range(copies) for x in (p0, p1, c0, c1)]
+    return max(sum(gap(t - k * period) for k in range(copies)) for t in points)
+
+
+def sustained_ii(ii: int, fifos: list[Fifo]) -> int:
+    """The least period >= ``ii`` at which every FIFO, sized for one evaluation, holds what
+    evaluations entering back to back leave in it. A skip FIFO sized for one evaluation lets the
+    next one in only as its reader drains it, so a U-Net's long skips pace back-to-back
+    evaluations at about their span, not at the slowest node (measured on rtl, whole unet-digits:
+    experiments/results/rtl/stitched.json). Sampling one image is unaffected: its steps run one
+    after another anyway (latency-bound)."""
+    def fits(period: float) -> bool:
+        return all(_occupancy(f, period) <= f.depth for f in fifos if f.elements)
+
+    lo, hi = ii, max([ii] + [int(max(f.ramps[1], f.ramps[3]) - f.ramps[0]) + 1 for f in fifos])
+    if fits(lo):
+        return lo
+    while hi - lo > 1:  # occupancy falls as the period grows
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi
 
 
 def deadlocks(sched: Schedule, max_depth: int) -> list[Fifo]:

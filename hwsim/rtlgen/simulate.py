@@ -13,7 +13,7 @@ from cocotb_tools.runner import get_results, get_runner
 
 REPO = Path(__file__).resolve().parent.parent.parent
 RTL = REPO / "rtl"
-SIMULATORS = ("icarus", "verilator")
+SIMULATORS = ("icarus", "verilator", "ecp5-netlist")  # ecp5-netlist: Yosys' ECP5 netlist on Icarus (netlist.py)
 
 
 def _verilator_on_path() -> None:
@@ -49,6 +49,10 @@ def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dic
         verilator_executable()
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
+    if sim == "ecp5-netlist":  # synthesize first (parameters are set there), then simulate the cells
+        from hwsim.rtlgen.netlist import synthesize
+
+        sources, parameters, sim = synthesize(sources, toplevel, parameters, build_dir), {}, "icarus"
     cfg = build_dir / "tb.json"
     out = build_dir / "tb_out.json"
     cfg.write_text(json.dumps({"inputs": inputs, "outputs": expect, "backpressure": backpressure, "seed": seed,

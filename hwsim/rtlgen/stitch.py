@@ -539,7 +539,8 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
             feeds[p.name].append(step)
         for p in design.outputs:
             expect[p.name] += _stream_words(graph, p.stream, env, p.lanes)
-    budget = 4 * (samples * sched.ii + sched.latency) + 10_000  # back-pressure at most halves the rate
+    ii = sched.ii_sustained
+    budget = 4 * (samples * ii + sched.latency) + 10_000  # back-pressure at most halves the rate
     report = {}
     if bench == "file":
         result = run_file_bench(design.sources + [design.top], design.top.stem,
@@ -550,16 +551,20 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
     else:
         internal = {n.name: _ident(n.outputs[0]) for n in graph.nodes if n.name in set(names) and n.outputs
                     and n.outputs[0] not in {p.stream for p in design.outputs}}
+        if sim == "ecp5-netlist":  # synthesis renames the internal streams: no toggle probes
+            internal = {}
         result = run_stream(design.sources + [design.top], design.top.stem, {}, feeds,
                             {p: len(v) for p, v in expect.items()}, out, sim, backpressure, seed, budget,
                             probes=sorted(set(internal.values())))
         toggles = result["toggles"]
         # toggles per bit per word of each node's (first) output stream in the RTL, for the FPGA energy model
-        report["activity"] = {name: toggles[w]["toggles"] / max(1, (toggles[w]["words"] - 1) * toggles[w]["width"])
-                              for name, w in internal.items()}
+        if internal:
+            report["activity"] = {name: toggles[w]["toggles"] / max(1, (toggles[w]["words"] - 1) * toggles[w]["width"])
+                                  for name, w in internal.items()}
     got = {p.name: [unpack(w, p.lanes, p.bits, p.signed) for w in result["outputs"][p.name]] for p in design.outputs}
     mismatched = {p: sum(a != b for a, b in zip(got[p], expect[p])) for p in expect}
     return {"nodes": len(names), "samples": samples, "sim": sim, "bench": bench,
             "bit_exact": all(v == 0 for v in mismatched.values()) and all(len(got[p]) == len(expect[p]) for p in expect),
             "mismatched_words": mismatched, "words": {p: len(v) for p, v in expect.items()}, "top": str(design.top),
-            "modelled": {"ii": sched.ii, "latency": sched.latency}, **report}
+            "modelled": {"ii": sched.ii, "ii_sustained": ii, "latency": sched.latency,
+                         "cycles": sched.latency + (samples - 1) * ii}, **report}

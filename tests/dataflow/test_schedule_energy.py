@@ -13,7 +13,7 @@ from hwsim.dataflow.graph import DataflowGraph
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.dataflow.nodes import make_node
 from hwsim.dataflow.resources import Resources, fifo_memory, load_device, total
-from hwsim.dataflow.schedule import deadlocks, schedule
+from hwsim.dataflow.schedule import Fifo, deadlocks, schedule, sustained_ii
 
 runner = CliRunner()
 MAP = ([4, 4], 4, "INT8")  # a 4x4 map of 4 channels: 64 elements
@@ -148,3 +148,14 @@ def test_rtl_activity_drives_the_fpga_energy(unet_graph, tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="neither simulator statistics"):
         load_activity(graph, tmp_path / "other.json")
+
+
+def test_sustained_ii_of_a_skip_fifo_sized_for_one_evaluation():
+    """100 elements made in cycles 0-100, read in 1000-1100: with room for one evaluation the next may
+    enter only when the reader has drained this one (period 1000); with room for ten it keeps the
+    node II (100: a steady lag of 1,000 cycles at one element per cycle)."""
+    one = Fifo("s", "fork", "join", 100, 800, (0.0, 100.0, 1000.0, 1100.0), 100)
+    assert sustained_ii(100, [one]) == 1000
+    ten = Fifo("s", "fork", "join", 1000, 8000, (0.0, 100.0, 1000.0, 1100.0), 100)
+    assert sustained_ii(100, [ten]) == 100
+    assert sustained_ii(100, []) == 100
