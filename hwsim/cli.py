@@ -265,6 +265,8 @@ def export(
     check_samples: int = CHECK_SAMPLES_OPT,
     check_steps: int = CHECK_STEPS_OPT,
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+    finn: bool = typer.Option(False, "--finn", help="also write the FINN-supported subgraphs in FINN's dialect "
+                                                   "to OUT/finn (docs/finn_handoff.md)"),
 ):
     """Write the integer graph of a quantized model directory (or of a float one quantized by --plan)."""
     from hwsim.evaluate import set_threads
@@ -277,6 +279,12 @@ def export(
                          CalibrationConfig(calib_samples, calib_steps, seed), check_samples, check_steps)
     typer.echo(f"integer graph written to {graph}: bit-exact with the quantized model at all {check_steps} "
                f"timesteps of a {check_samples}-image DDIM trajectory")
+    if finn:
+        from hwsim.export.finn_handoff import load_manifest, to_finn
+
+        models = to_finn(graph, out / "finn")
+        share = load_manifest(out / "finn")["mac_share"]
+        typer.echo(f"{len(models)} FINN-dialect models written to {out / 'finn'}: {share:.1%} of the denoiser's MACs")
 
 
 @app.command()
