@@ -390,7 +390,7 @@ def rtl(
     steps: int = typer.Option(50, help="DDIM steps: the rows of the timestep tables"),
     verify: bool = typer.Option(False, "--verify", help="simulate it against the integer simulator"),
     samples: int = typer.Option(20, help="random (x, t) inputs for --verify"),
-    sim: str = typer.Option("icarus", help="icarus or verilator"),
+    sim: str = typer.Option("icarus", help="icarus, verilator, or ecp5-netlist (Yosys' ECP5 netlist on Icarus: the post-synthesis check)"),
     bench: str = typer.Option("cocotb", help="cocotb (also measures each node's toggle rate) or file (a Verilog-only "
                                              "bench, for whole denoisers; Icarus or Verilator)"),
 ):
