@@ -51,11 +51,14 @@ class Schedule:
     latency: int  # cycles from the first input element to the last output element
     bottleneck: str
     fifos: list[Fifo]
+    single_buffered: int = 0  # longest take-then-compute of a single-buffered stored input (below)
 
     @property
     def ii_sustained(self) -> int:
-        """The II back-to-back evaluations reach with these FIFOs (:func:`sustained_ii`)."""
-        return sustained_ii(self.ii, self.fifos)
+        """The II back-to-back evaluations reach with these FIFOs (:func:`sustained_ii`), and no less
+        than ``single_buffered``: attention's dynamic MVAU holds one operand, so it takes the next
+        only after its last output, and the operand's producer (no FIFO on a stored edge) waits."""
+        return sustained_ii(max(self.ii, self.single_buffered), self.fifos)
 
     @property
     def fifo_bits(self) -> int:
@@ -152,7 +155,10 @@ def schedule(graph: DataflowGraph) -> Schedule:
                                   (first[s], last[s], consume[node.name], consume_end), n))
     slowest = max(graph.nodes, key=lambda n: n.get_exp_cycles())
     latency = max(ends[n.name] for n in graph.nodes if not n.outputs)
-    return Schedule(first, last, slowest.get_exp_cycles(), int(math.ceil(latency)), slowest.name, fifos)
+    single = [ends[n.name] - first[graph.stream(i)] for n in graph.nodes if n.op_type == "MVAU" and n.dynamic()
+              for k, i in enumerate(n.inputs) if _stored(n, k)]  # rtl/mvau DYNAMIC: one operand RAM
+    return Schedule(first, last, slowest.get_exp_cycles(), int(math.ceil(latency)), slowest.name, fifos,
+                    int(math.ceil(max(single, default=0))))
 
 
 def _occupancy(fifo: Fifo, period: float) -> float:

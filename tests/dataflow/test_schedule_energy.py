@@ -159,3 +159,12 @@ def test_sustained_ii_of_a_skip_fifo_sized_for_one_evaluation():
     ten = Fifo("s", "fork", "join", 1000, 8000, (0.0, 100.0, 1000.0, 1100.0), 100)
     assert sustained_ii(100, [ten]) == 100
     assert sustained_ii(100, []) == 100
+
+
+def test_attention_operand_serializes_back_to_back_evaluations(dit_graph):
+    """rtl/mvau holds one dynamic operand: taking k^T and computing QK^T cannot overlap the next
+    evaluation's k^T, so the sustained II covers both (measured on the whole DiT's RTL)."""
+    graph = map_integer_graph(dit_graph, steps=10)
+    sched = schedule(graph)
+    assert sched.single_buffered > sched.ii
+    assert sched.ii_sustained >= sched.single_buffered
