@@ -57,6 +57,7 @@ module dwc #(
     integer u, k;
     always @* begin
         data_d = data_q;
+        u = 0;  // assigned on every path: no latch for the loop variable (Yosys)
         if (pop)  // units KO.. move down; the rest hold (they are beyond the count)
             for (u = 0; u + KO < CAPU; u = u + 1)
                 data_d[u*UW +: UW] = data_q[(u + KO)*UW +: UW];

@@ -23,7 +23,8 @@ NETLIST = "ecp5-netlist"
     lambda d: benches.bench_fifo(36, 512, 1200, d, sim=NETLIST, seed=3),  # block RAM, 36-bit pseudo dual port
     lambda d: benches.bench_fifo(16, 1024, 2500, d, sim=NETLIST, seed=3),  # 18-bit dual port, read before write
     lambda d: benches.bench_fifo(9, 2048, 3000, d, sim=NETLIST, seed=3),
-], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "requant", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9"])
+    lambda d: benches.bench_dwc(2, 3, 12, d, sim=NETLIST, seed=3),  # synthesized with a latch before its fix
+], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "requant", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9", "dwc"])
 def test_block_netlist_bit_exact(case, tmp_path):
     report = case(tmp_path)
     assert report["sim"] == NETLIST and report["bit_exact"]
