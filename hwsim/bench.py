@@ -2,10 +2,14 @@
 
 All four run the same denoiser forward on the same inputs in this process, so the ratios
 (speed-ups > 1 mean the simulator is faster) hold on any machine, unlike absolute times.
+Every backend gets torch's thread count: the simulator's Numba and BLAS pools are pinned to it
+while it is timed. The ratios are only meaningful on an otherwise idle machine: with other jobs
+on the cores, multi-threaded runs of every backend wait on descheduled threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
@@ -55,6 +59,21 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
+@contextlib.contextmanager
+def pinned_threads(threads: int):
+    """Numba's and the BLAS libraries' thread pools limited to ``threads`` (restored afterwards)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def qonnx_runner(module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, path: Path) -> Callable[[], object]:
     """execute_onnx on the unmodified Brevitas QONNX export (static batch, as exported)."""
     from brevitas.export import export_qonnx
@@ -92,9 +111,10 @@ def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = 
                     "precision": precision, "batch": batch,
                     "torch_fp32_s": best_time(lambda: float_net(x, t), cfg.repeats),
                     "brevitas_fakequant_s": best_time(lambda: brevitas(x, t), cfg.repeats),
-                    "intsim_s": best_time(lambda: sim.run(xn, tn), cfg.repeats),
-                    "bit_exact": bool(np.array_equal(sim.run(xn, tn), qnet(x.double(), t).numpy())),
                 }
+                with pinned_threads(torch.get_num_threads()):
+                    row["intsim_s"] = best_time(lambda: sim.run(xn, tn), cfg.repeats)
+                row["bit_exact"] = bool(np.array_equal(sim.run(xn, tn), qnet(x.double(), t).numpy()))
                 if with_qonnx:
                     run = qonnx_runner(brevitas, x, t, out / f"brevitas-{precision}-b{batch}.onnx")
                     row["qonnx_exec_s"] = best_time(run, cfg.qonnx_repeats)

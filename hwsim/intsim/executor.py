@@ -28,20 +28,15 @@ def _fast(op_type: str, inputs: list[np.ndarray], a: dict, bound: int | None):
     if op_type == "IntConv":
         return kernels.int_conv(*inputs, a["strides"], a["pads"], bound)
     if op_type == "IntLinear":
-        x, w, b = inputs
-        return kernels.int_matmul(x, w.T, bound) + b
+        return kernels.int_linear(*inputs, bound)
     if op_type == "IntMatMul":
         return kernels.int_matmul(inputs[0], inputs[1], bound and bound * inputs[0].shape[-1])
     if op_type == "Requant":
         return kernels.requant(inputs[0], list(a["shifts"]), a["axis"], a["qmin"], a["qmax"])
     if op_type == "GroupNorm":
         return kernels.groupnorm(*inputs, a)
-    if op_type == "Lut":
-        q = inputs[0]
-        lo, hi = a["in_min"], a["in_min"] + len(inputs[1]) - 1
-        if q.size and (q.min() < lo or q.max() > hi):
-            raise ValueError(f"LUT input outside its domain [{lo}, {hi}]")
-        return kernels.lut(q, inputs[1], a["in_min"])
+    if op_type == "Lut":  # raises on inputs outside the table's domain, as the reference
+        return kernels.lut(inputs[0], inputs[1], a["in_min"])
     if op_type == "Modulate":
         return kernels.modulate(*inputs, a)
     if op_type == "Softmax":
@@ -65,6 +60,38 @@ def _gemm_bound(op_type: str, inputs: list[str], consts: dict, ranges: dict) -> 
     if op_type in ("IntConv", "IntLinear") and peaks[0] is not None and inputs[1] in consts:
         w = consts[inputs[1]]
         return int(np.abs(w.reshape(w.shape[0], -1)).sum(axis=1).max()) * peaks[0]
+    return None
+
+
+_MOVES = {"Concat", "Upsample", "Reshape", "Transpose", "Take", "Slice"}  # outputs are input values
+
+
+def _proven_interval(op_type: str, inputs: list[str], consts: dict, ranges: dict,
+                     bound: int | None) -> tuple[int, int] | None:
+    """An interval that holds every output value of the node, proven from its inputs' declared
+    datatypes and constant operands (None: nothing proven). Inputs are themselves checked or
+    proven, so a node whose interval lies in its declared range needs no check at run time."""
+    def interval(name):
+        if name in consts:
+            c = consts[name]
+            return (int(c.min()), int(c.max())) if c.size else None
+        return ranges.get(name)
+
+    ivs = [interval(name) for name in inputs]
+    if op_type in _MOVES and ivs and ivs[0] is not None and (op_type == "Concat" or len(ivs) == 1):
+        if None in ivs:
+            return None
+        return min(iv[0] for iv in ivs), max(iv[1] for iv in ivs)
+    if op_type in ("Lut", "TableLookup") and len(inputs) == 2 and inputs[1] in consts:
+        return ivs[1]
+    if op_type in ("IntAdd", "IntMul") and len(ivs) == 2 and None not in ivs:
+        (a0, a1), (b0, b1) = ivs
+        if op_type == "IntAdd":
+            return a0 + b0, a1 + b1
+        products = [a0 * b0, a0 * b1, a1 * b0, a1 * b1]
+        return min(products), max(products)
+    if op_type in ("IntConv", "IntLinear") and bound is not None and len(ivs) == 3 and ivs[2] is not None:
+        return -bound + ivs[2][0], bound + ivs[2][1]
     return None
 
 
@@ -119,8 +146,22 @@ class Simulator:
         # an op that clamps to [qmin, qmax] inside its declared range cannot overflow: skip its check
         self.self_clamping = {name for name, _, _, out, a in self.nodes
                               if "qmin" in a and out in self.ranges and self.ranges[out][0] <= a["qmin"] and a["qmax"] <= self.ranges[out][1]}
+        self._proven_for: dict | None = None
         props = {p.key: p.value for p in model.metadata_props}
         self.exponents = json.loads(props.get(EXPONENTS_KEY, "{}"))
+
+    def _proven(self) -> set[str]:
+        """Nodes whose values are proven inside their declared range from their inputs' declared
+        ranges (see :func:`_proven_interval`): no check needed. Recomputed whenever ``ranges`` changes."""
+        if self._proven_for != self.ranges:
+            proven = set()
+            for name, op, ins, out, _ in self.nodes:
+                bound = _gemm_bound(op.__name__, ins, self.consts, self.ranges)
+                iv = _proven_interval(op.__name__, ins, self.consts, self.ranges, bound)
+                if iv is not None and out in self.ranges and self.ranges[out][0] <= iv[0] and iv[1] <= self.ranges[out][1]:
+                    proven.add(name)
+            self._proven_set, self._proven_for = proven, dict(self.ranges)
+        return self._proven_set
 
     def _check_input(self, name: str, value: np.ndarray) -> None:
         expect = self.input_shapes[name]
@@ -171,13 +212,14 @@ class Simulator:
         self._check_input("x", x)
         self._check_input("t", t)
         env: dict[str, np.ndarray] = {"x": x.astype(np.float64), "t": t, **self.consts}
+        unchecked = self.self_clamping | self._proven()
         for name, op, inputs, output, attrs in self.nodes:
             args = [env[i] for i in inputs]
             lo, hi = self.ranges.get(output, (None, None))
             value = None if self.reference else _fast(op.__name__, args, attrs, self.gemm_bounds[name])
             if value is None:
                 value = op.compute(args, attrs)
-            if hi is not None and name not in self.self_clamping:
+            if hi is not None and name not in unchecked:
                 value = check_range(value, lo, hi, name, self.saturate)
             if hasattr(self, "_stats") and value.dtype == np.int64 and value.size:
                 self._record(name, output, value)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwsim.bench import BenchConfig, parse_precision, qonnx_runner
+from hwsim.bench import BenchConfig, parse_precision, pinned_threads, qonnx_runner
 from hwsim.export.intgraph import to_integer_graph
 from hwsim.intsim.executor import Simulator
 from hwsim.quant.plan import PrecisionPlan
@@ -45,6 +45,6 @@ def test_forward(benchmark, setup, backend, batch):
         return
     fns = {"torch_fp32": lambda: float_net(x, t), "brevitas_fakequant": lambda: fakequant(x, t),
            "intsim": lambda: sim.run(x.numpy(), t.numpy())}
-    with torch.no_grad():
+    with torch.no_grad(), pinned_threads(torch.get_num_threads()):  # the simulator's pools get torch's threads
         result = benchmark.pedantic(fns[backend], rounds=3, iterations=1, warmup_rounds=1)
     assert np.all(np.isfinite(np.asarray(result)))

@@ -44,11 +44,31 @@ def lut_ref(q: np.ndarray, table: np.ndarray, in_min: int) -> np.ndarray:
     return table[idx]
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def lut_kernel(q: np.ndarray, table: np.ndarray, in_min: np.int64) -> np.ndarray:
-    """Numba twin of :func:`lut_ref` (the executor checks the input range beforehand)."""
+    """Numba twin of :func:`lut_ref` for q in the table's domain (see :func:`lut_checked_kernel`)."""
     flat = q.ravel()
     out = np.empty(flat.size, dtype=np.int64)
-    for i in range(flat.size):
+    for i in numba.prange(flat.size):
         out[i] = table[flat[i] - in_min]
     return out.reshape(q.shape)
+
+
+@numba.njit(parallel=True, cache=True)
+def lut_checked_kernel(q: np.ndarray, table: np.ndarray, in_min: np.int64) -> tuple[np.ndarray, np.int64]:
+    """Numba twin of :func:`lut_ref` for q [rows, length] with the domain check in the same pass:
+    (table[q - in_min], number of values outside the table's domain). Those read a clamped index;
+    the caller raises if there are any."""
+    rows, length = q.shape
+    out = np.empty_like(q)
+    last = table.size - 1
+    bad = np.zeros(rows, dtype=np.int64)
+    for r in numba.prange(rows):
+        src, dst = q[r], out[r]
+        count = np.int64(0)
+        for i in range(length):
+            k = src[i] - in_min
+            count += np.int64(k < 0) | np.int64(k > last)
+            dst[i] = table[min(max(k, 0), last)]
+        bad[r] = count
+    return out, bad.sum()

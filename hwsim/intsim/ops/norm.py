@@ -131,52 +131,74 @@ def _rsqrt(d: np.int64) -> tuple[np.int64, np.int64]:
 
 
 @numba.njit(cache=True)
+def _round_shift_row(src: np.ndarray, dst: np.ndarray, mul: np.int64, add: np.int64, shift: np.int64,
+                     g: np.int64, b: np.int64, shift2: np.int64, qmin: np.int64, qmax: np.int64) -> None:
+    """dst = clamp(round_shift(round_shift(src * mul + add, shift) * g + b, shift2)), branch-free
+    (the rounding of :func:`round_shift_scalar` with comparisons as 0/1 integers, so it vectorizes)."""
+    l1, r1 = max(-shift, 0), max(shift, 0)
+    h1 = (np.int64(1) << r1) >> 1
+    o1 = np.int64(h1 > 0)
+    l2, r2 = max(-shift2, 0), max(shift2, 0)
+    h2 = (np.int64(1) << r2) >> 1
+    o2 = np.int64(h2 > 0)
+    for i in range(src.size):
+        x = (src[i] * mul + add) << l1
+        f = x >> r1
+        rem = x - (f << r1)
+        t = f + (np.int64(rem > h1) | (np.int64(rem == h1) & f & o1))
+        y = (t * g + b) << l2
+        f = y >> r2
+        rem = y - (f << r2)
+        v = f + (np.int64(rem > h2) | (np.int64(rem == h2) & f & o2))
+        dst[i] = min(max(v, qmin), qmax)
+
+
+@numba.njit(parallel=True, cache=True)
 def groupnorm_kernel(q: np.ndarray, groups: np.int64, g_c: np.ndarray, b_c: np.ndarray, ft: np.int64,
                      fg: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
-    """Numba twin of :func:`groupnorm_ref` for q of shape [N, C, L] (spatial dims flattened)."""
+    """Numba twin of :func:`groupnorm_ref` for q of shape [N, C, L] (spatial dims flattened), parallel over (N, groups)."""
     n_batch, channels, length = q.shape
     cg = channels // groups
     n = cg * length
     out = np.empty_like(q)
-    for b in range(n_batch):
-        for g in range(groups):
-            s = np.int64(0)
-            sq = np.int64(0)
-            for c in range(g * cg, (g + 1) * cg):
-                for i in range(length):
-                    v = q[b, c, i]
-                    s += v
-                    sq += v * v
-            r, k = _rsqrt(n * sq - s * s)
-            for c in range(g * cg, (g + 1) * cg):
-                for i in range(length):
-                    t = _round_shift((n * q[b, c, i] - s) * r, R_LOG2 + k - ft)
-                    v = _round_shift(t * g_c[c] + b_c[c], ft + fg)
-                    out[b, c, i] = qmin if v < qmin else (qmax if v > qmax else v)
+    for bg in numba.prange(n_batch * groups):
+        b = bg // groups
+        g = bg - b * groups
+        s = np.int64(0)
+        sq = np.int64(0)
+        for c in range(g * cg, (g + 1) * cg):
+            for i in range(length):
+                v = q[b, c, i]
+                s += v
+                sq += v * v
+        r, k = _rsqrt(n * sq - s * s)
+        for c in range(g * cg, (g + 1) * cg):  # (n*q - S) * r = q * (n*r) - S*r
+            _round_shift_row(q[b, c], out[b, c], n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def modulate_kernel(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, ft: np.int64, e_scale: np.int64,
                     e_shift: np.int64, e_out: np.int64, qmin: np.int64, qmax: np.int64) -> np.ndarray:
-    """Numba twin of :func:`modulate_ref` for q [N, L, D], scale/shift [N, D]."""
+    """Numba twin of :func:`modulate_ref` for q [N, L, D], scale/shift [N, D], parallel over (N, L)."""
     n_batch, length, dim = q.shape
     out = np.empty_like(q)
     one = np.int64(1) << (-e_scale)
     e_prod = e_scale - ft
     e_min = min(e_prod, e_shift)
-    for b in range(n_batch):
-        for i in range(length):
-            s = np.int64(0)
-            sq = np.int64(0)
-            for c in range(dim):
-                v = q[b, i, c]
-                s += v
-                sq += v * v
-            r, k = _rsqrt(dim * sq - s * s)
-            for c in range(dim):
-                z = _round_shift((dim * q[b, i, c] - s) * r, R_LOG2 + k - ft)
-                total = ((z * (scale[b, c] + one)) << (e_prod - e_min)) + (shift[b, c] << (e_shift - e_min))
-                v = _round_shift(total, e_out - e_min)
-                out[b, i, c] = qmin if v < qmin else (qmax if v > qmax else v)
+    for bi in numba.prange(n_batch * length):
+        b = bi // length
+        i = bi - b * length
+        s = np.int64(0)
+        sq = np.int64(0)
+        for c in range(dim):
+            v = q[b, i, c]
+            s += v
+            sq += v * v
+        r, k = _rsqrt(dim * sq - s * s)
+        for c in range(dim):
+            z = _round_shift((dim * q[b, i, c] - s) * r, R_LOG2 + k - ft)
+            total = ((z * (scale[b, c] + one)) << (e_prod - e_min)) + (shift[b, c] << (e_shift - e_min))
+            v = _round_shift(total, e_out - e_min)
+            out[b, i, c] = qmin if v < qmin else (qmax if v > qmax else v)
     return out

@@ -44,35 +44,52 @@ def round_shift_scalar(x: np.int64, shift: np.int64) -> np.int64:
     return floor
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def requant_kernel(acc: np.ndarray, shifts: np.ndarray, qmin: np.int64, qmax: np.int64) -> np.ndarray:
     """Numba twin of :func:`requant_ref` over acc [outer, C, inner] with one shift per C (C may be 1).
 
-    The inner loop is branch-free (comparisons as 0/1 integers) so that LLVM vectorizes it.
+    Parallel over (outer, C); the inner loop is branch-free (comparisons as 0/1 integers) so
+    that LLVM vectorizes it.
     """
     outer, channels, inner = acc.shape
     out = np.empty_like(acc)
-    for c in range(channels):
+    for oc in numba.prange(outer * channels):
+        o = oc // channels
+        c = oc - o * channels
         s = shifts[c]
         left = max(-s, 0)
         right = max(s, 0)
         half = (np.int64(1) << right) >> 1  # 0 when right == 0: then rem == 0 and nothing rounds
-        for o in range(outer):
-            for i in range(inner):
-                x = acc[o, c, i] << left
-                floor = x >> right
-                rem = x - (floor << right)
-                up = np.int64(rem > half) | (np.int64(rem == half) & floor & np.int64(half > 0))
-                v = floor + up
-                out[o, c, i] = min(max(v, qmin), qmax)
+        odd_ties = np.int64(half > 0)
+        src, dst = acc[o, c], out[o, c]  # 1-D views: the loop vectorizes
+        for i in range(inner):
+            x = src[i] << left
+            floor = x >> right
+            rem = x - (floor << right)
+            up = np.int64(rem > half) | (np.int64(rem == half) & floor & odd_ties)
+            dst[i] = min(max(floor + up, qmin), qmax)
     return out
+
+
+@numba.njit(parallel=True, cache=True)
+def minmax(x: np.ndarray) -> tuple[np.int64, np.int64]:
+    """(min, max) of a non-empty 1-D int64 array in one parallel pass."""
+    lo = x[0]
+    hi = x[0]
+    for i in numba.prange(x.size):
+        lo = min(lo, x[i])
+        hi = max(hi, x[i])
+    return lo, hi
 
 
 def check_range(values: np.ndarray, lo: int, hi: int, node: str, saturate: bool = False) -> np.ndarray:
     """Raise :class:`AccumulatorOverflow` naming ``node`` if any value leaves [lo, hi] (or clip if asked)."""
     if values.size == 0:
         return values
-    vmin, vmax = int(values.min()), int(values.max())
+    if values.dtype == np.int64 and values.flags.c_contiguous:
+        vmin, vmax = (int(v) for v in minmax(values.reshape(-1)))
+    else:
+        vmin, vmax = int(values.min()), int(values.max())
     if vmin >= lo and vmax <= hi:
         return values
     if saturate:

@@ -26,14 +26,13 @@ def softmax_ref(q: np.ndarray, table: np.ndarray, fo: int) -> np.ndarray:
     return (2 * e * (np.int64(1) << fo) + total) // (2 * total)
 
 
-@numba.njit(cache=True)
+@numba.njit(parallel=True, cache=True)
 def softmax_kernel(q: np.ndarray, table: np.ndarray, fo: np.int64) -> np.ndarray:
-    """Numba twin of :func:`softmax_ref` for q of shape [rows, length]."""
+    """Numba twin of :func:`softmax_ref` for q of shape [rows, length], parallel over rows."""
     rows, length = q.shape
     out = np.empty_like(q)
     last = table.size - 1
-    e = np.empty(length, dtype=np.int64)
-    for r in range(rows):
+    for r in numba.prange(rows):
         m = q[r, 0]
         for i in range(1, length):
             if q[r, i] > m:
@@ -41,8 +40,8 @@ def softmax_kernel(q: np.ndarray, table: np.ndarray, fo: np.int64) -> np.ndarray
         total = np.int64(0)
         for i in range(length):
             k = m - q[r, i]
-            e[i] = table[k if k < last else last]
-            total += e[i]
+            total += table[k if k < last else last]
         for i in range(length):
-            out[r, i] = (2 * e[i] * (np.int64(1) << fo) + total) // (2 * total)
+            k = m - q[r, i]
+            out[r, i] = (2 * table[k if k < last else last] * (np.int64(1) << fo) + total) // (2 * total)
     return out
