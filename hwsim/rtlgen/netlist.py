@@ -18,6 +18,7 @@ the simulation with an error rather than being simulated wrong.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -185,15 +186,33 @@ def dp16kd_model(path: Path) -> Path:
     return path
 
 
+def stage_sources(sources: list[Path], build_dir: Path) -> tuple[list[str], str]:
+    """Sources and the include directory as Yosys (yowasp, a WebAssembly sandbox) can open them: by
+    paths relative to ``build_dir``, its working directory. The sandbox does not see every host path
+    (a checkout under /tmp is invisible from a working directory under /tmp), so files outside
+    ``build_dir`` are copied into ``build_dir/rtl_src`` first, as the bitstream flow copies its own."""
+    build_dir = Path(build_dir).resolve()
+    staged = build_dir / "rtl_src"
+    (staged / "common").mkdir(parents=True, exist_ok=True)
+    for header in (RTL / "common").glob("*.vh"):
+        shutil.copyfile(header, staged / "common" / header.name)
+    names = []
+    for src in map(Path, sources):
+        if src.resolve().is_relative_to(build_dir):
+            names.append(str(src.resolve().relative_to(build_dir)))
+        else:
+            shutil.copyfile(src, staged / src.name)
+            names.append(f"rtl_src/{src.name}")
+    return names, "rtl_src/common"
+
+
 def synthesize(sources: list[Path], top: str, parameters: dict, build_dir: Path) -> list[Path]:
     """Synthesize ``top`` (with ``parameters``) for the ECP5 in ``build_dir`` (memory files are read
     from there) and return the files that simulate the result: the netlist and the cell models."""
     build_dir = Path(build_dir)
     chparam = "".join(f" -chparam {k} {_value(v)}" for k, v in parameters.items())
-    # files under build_dir by relative name: yowasp's sandbox maps the working directory itself
-    names = [str(Path(s).resolve().relative_to(build_dir.resolve())) if Path(s).resolve().is_relative_to(build_dir.resolve())
-             else str(s) for s in sources]
-    script = [f"read_verilog -sv -defer -I{RTL / 'common'} {' '.join(names)}",
+    names, include = stage_sources(sources, build_dir)
+    script = [f"read_verilog -sv -defer -I{include} {' '.join(names)}",
               f"hierarchy -top {top}{chparam}", f"synth_ecp5 -top {top}", f"write_verilog -noattr {NETLIST}"]
     (build_dir / "netlist.ys").write_text("\n".join(script) + "\n")
     from hwsim.bitstream.tools import executable

@@ -7,12 +7,14 @@ import pytest
 
 from hwsim.bitstream import pnr_report
 from hwsim.bitstream.tools import executable
+from hwsim.rtlgen.netlist import stage_sources
 from hwsim.rtlgen.simulate import RTL
 
 
 def synthesized_cells(tmp_path, lut_mult: int) -> dict[str, int]:
+    names, include = stage_sources([RTL / "elementwise" / "elementwise.v"], tmp_path)
     (tmp_path / "synth.ys").write_text(
-        f"read_verilog -I{RTL / 'common'} {RTL / 'elementwise' / 'elementwise.v'}\n"
+        f"read_verilog -I{include} {names[0]}\n"
         f"chparam -set OP 1 -set PE 2 -set ABITS 8 -set BBITS 8 -set OBITS 16 -set LUT_MULT {lut_mult} elementwise\n"
         "synth_ecp5 -top elementwise\n"
         "tee -q -o stat.json stat -json\n")
