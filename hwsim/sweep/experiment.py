@@ -248,9 +248,9 @@ def _precisions(ck: _Checker, values: list, base: Path, granularity: str, models
 
 
 def _sparsity(ck: _Checker, values: list) -> list[str | None]:
-    from hwsim.quant.methods import available
+    from hwsim.quant.methods import available, resolve
 
-    known = sorted(n.removeprefix("sparse-") for n in available() if n.startswith("sparse-"))
+    known = sorted(n.removeprefix("sparse-") for n in available() if n.startswith("sparse-")) + ["<fraction>"]
     out = []
     for i, s in enumerate(values):
         if s in (None, "none", 0, "0"):
@@ -260,8 +260,11 @@ def _sparsity(ck: _Checker, values: list) -> list[str | None]:
             ck.fail(f"sparsity[{i}]", f"{s!r} unknown; known: none, {', '.join(known)} (YAML reads an unquoted "
                                       "N:M as a base-60 number: quote it, e.g. '2:4')")
         s = str(s)
-        if s not in known:
-            ck.fail(f"sparsity[{i}]", f"{s!r} unknown; known: none, {', '.join(known)}")
+        try:
+            resolve([f"sparse-{s}"])  # a registered pattern, or an unstructured fraction 0 < f < 1
+        except ValueError as err:
+            ck.fail(f"sparsity[{i}]", f"{s!r} unknown; known: none, {', '.join(known)}" if str(err).startswith("unknown")
+                    else f"{s!r}: {err}")
         out.append(s)
     return out
 

@@ -30,7 +30,7 @@ BAD = {  # name: (extra or replaced YAML, the key the error must name, a phrase 
     "bad-observer": ("methods: {full: {observer: best}}\n", "methods.full", "observer"),
     "bad-precision": ("precisions: [W8A8, W8X8]\n", "precisions[1]", "neither WxAy"),
     "bits-out-of-range": ("precisions: [W1A8]\n", "precisions[0]", "weight_bits"),
-    "unknown-sparsity": ("sparsity: [none, '0.75']\n", "sparsity[1]", "unknown"),
+    "unknown-sparsity": ("sparsity: [none, 'half']\n", "sparsity[1]", "unknown"),
     "unquoted-n-m-sparsity": ("sparsity: [2:4]\n", "sparsity[0]", "quote it"),
     "bad-target": ("targets: [device, fast]\n", "targets[1]", "cycles per step"),
     "unknown-device": ("devices: [virtex-99]\n", "devices[0]", "unknown device"),

@@ -15,6 +15,7 @@ into ``meta`` (saved in quant.json).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -73,12 +74,44 @@ def _registry() -> dict[str, Method]:
     }
 
 
+SPARSE_FRACTION_RE = re.compile(r"^sparse-(\d*\.?\d+)$")  # sparse-0.25: unstructured magnitude pruning
+
+
+def sparse_fraction(name: str) -> float | None:
+    """The fraction of ``sparse-<fraction>`` (e.g. ``sparse-0.25``: the 25% smallest |w| of each
+    prunable layer zeroed, as ``sparse-0.5``); None if ``name`` is not of that form. A fraction
+    outside 0 < fraction < 1 is an error (0 is no pruning, 1 would zero every prunable layer)."""
+    m = SPARSE_FRACTION_RE.match(name)
+    if not m:
+        return None
+    fraction = float(m[1])
+    if not 0 < fraction < 1:
+        raise ValueError(f"PTQ method {name!r}: the pruned fraction must be strictly between 0 and 1 "
+                         f"(e.g. sparse-0.25), got {m[1]}")
+    return fraction
+
+
+def _sparse_method(name: str) -> Method | None:
+    fraction = sparse_fraction(name)
+    if fraction is None:
+        return None
+    return Method("float", _pruner(name.removeprefix("sparse-")),
+                  f"{fraction * 100:g}% unstructured magnitude pruning (then calibration)")
+
+
 def resolve(names: list[str] | tuple[str, ...]) -> list[tuple[str, Method]]:
-    """The methods by name, in stage order; an unknown or repeated name is an error."""
+    """The methods by name, in stage order; an unknown or repeated name is an error. Besides the
+    registered names, ``sparse-<fraction>`` with 0 < fraction < 1 (``sparse-0.25``) prunes that
+    fraction of the smallest weights, as ``sparse-0.5`` does."""
     known = _registry()
+    registered = sorted(known)
+    for n in names:
+        if n not in known and (method := _sparse_method(n)) is not None:  # raises on a bad fraction
+            known[n] = method
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown PTQ method(s) {unknown}; known: {', '.join(sorted(known))}")
+        raise ValueError(f"unknown PTQ method(s) {unknown}; known: {', '.join(registered)}, "
+                         "sparse-<fraction> (0 < fraction < 1, e.g. sparse-0.25)")
     if len(set(names)) != len(names):
         raise ValueError(f"PTQ methods repeated: {list(names)}")
     return sorted(((n, known[n]) for n in names), key=lambda item: STAGES.index(item[1].stage))
