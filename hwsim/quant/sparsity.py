@@ -1,6 +1,6 @@
 """Weight pruning before calibration, and the activation sparsity a quantized model shows.
 
-Pruning runs on the float weights (methods ``sparse-2:4`` and ``sparse-0.5``), so calibration
+Pruning runs on the float weights (methods ``sparse-2:4`` and ``sparse-<fraction>``), so calibration
 afterwards sees the pruned net ("recalibration"), and zeros survive quantization exactly. The
 first and last layers stay dense, as is customary (they are tiny and the most sensitive), and so
 do the layers that become per-timestep tables (time embedding, adaLN), which cost no MACs.
