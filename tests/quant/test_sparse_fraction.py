@@ -15,6 +15,7 @@ from hwsim.quant.methods import MethodContext, resolve, sparse_fraction
 from hwsim.quant.plan import PrecisionPlan
 from hwsim.quant.sparsity import prunable, prune
 from hwsim.sweep import ExperimentError, load_experiment
+from tests.sweep.test_experiment import GOOD  # the same minimal experiment file
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -73,15 +74,6 @@ def test_registered_half_equals_generic_half():
     prune(a, "0.5")
     prune(b, ".5")  # what sparse-.5 passes on
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-
-
-GOOD = """
-models: [unet-digits]
-methods: [naive]
-precisions: [W8A8]
-samples: 16
-steps: 3
-"""
 
 
 def _experiment(tmp_path, sparsity: str) -> Path:
