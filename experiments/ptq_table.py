@@ -95,6 +95,7 @@ def run_row(row: dict, cfg: dict) -> dict:
         meta = json.loads((model_dir / "quant.json").read_text())
         result["mean_activation_sparsity"] = float(np.mean(list(meta["activation_sparsity"].values())))
     result["seconds"] = round(time.time() - started, 1)
+    result["provenance"] = provenance()  # per row: rows of one table may come from several runs
     return result
 
 
@@ -161,6 +162,8 @@ def main() -> None:
         raise SystemExit(f"{path} was made with another config; move it away to start over")
     results["config"] = settings
     set_threads(None)
+    for r in results["rows"]:  # rows from before per-row provenance carry the file's (they were all made at it)
+        r.setdefault("provenance", results.get("provenance"))
     done = {r["id"] for r in results["rows"]}
     for row in cfg["rows"]:
         if row_id(row) in done or (args.only and row_id(row) not in args.only):
