@@ -2,7 +2,9 @@
 
 No torch and no onnxruntime: the graph is read with onnx, the ops are hwsim's own. A value
 outside its tensor's declared datatype is an :class:`AccumulatorOverflow` naming the node
-(or is saturated, if the simulator was built with ``saturate=True``).
+(or is saturated, if the simulator was built with ``saturate=True``). A graph with activation
+scales per timestep group is one file per group (hwsim.export.intgraph); the simulator of the
+first file runs each sample through its group's graph.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from hwsim.export.intgraph import EXPONENTS_KEY
+from hwsim.export.intgraph import EXPONENTS_KEY, GROUPS_KEY
 from hwsim.export.ops import DOMAIN, OPS
 from hwsim.intsim import kernels
 from hwsim.intsim.ops.requant import check_range
+from hwsim.quant.timestep_groups import group_of
 
 
 def _fast(op_type: str, inputs: list[np.ndarray], a: dict, bound: int | None):
@@ -149,6 +152,15 @@ class Simulator:
         self._proven_for: dict | None = None
         props = {p.key: p.value for p in model.metadata_props}
         self.exponents = json.loads(props.get(EXPONENTS_KEY, "{}"))
+        self.members = [self]  # one simulator per timestep group (just this one for an ungrouped graph)
+        if GROUPS_KEY in props:
+            grouping = json.loads(props[GROUPS_KEY])
+            self.num_train_timesteps = int(grouping["num_train_timesteps"])
+            for name in grouping["files"][1:]:
+                member = Simulator(self.path.parent / name, saturate, reference)
+                if [n[:4] for n in member.nodes] != [n[:4] for n in self.nodes]:
+                    raise GraphError(f"{member.path}: its nodes differ from {self.path}'s; the timestep groups must share a datapath")
+                self.members.append(member)
 
     def _proven(self) -> set[str]:
         """Nodes whose values are proven inside their declared range from their inputs' declared
@@ -170,7 +182,8 @@ class Simulator:
 
     def enable_stats(self) -> None:
         """Accumulate per-node statistics over every following run (see :meth:`stats`)."""
-        self._stats: dict[str, dict] = {}
+        for member in self.members:
+            member._stats = {}
 
     def _record(self, node: str, output: str, value: np.ndarray) -> None:
         s = self._stats.setdefault(node, {"tensor": output, "values": 0, "zeros": 0, "min": None, "max": None,
@@ -192,10 +205,23 @@ class Simulator:
             s["toggle_bits"] += int(np.unpackbits(flips.view(np.uint8)).sum())
             s["transitions"] += stream.size - 1
 
+    def _merged_stats(self) -> dict[str, dict]:
+        """The members' raw statistics summed node by node (the groups share node names)."""
+        merged: dict[str, dict] = {}
+        for member in self.members:
+            for node, s in getattr(member, "_stats", {}).items():
+                m = merged.setdefault(node, {**s, "values": 0, "zeros": 0, "toggle_bits": 0, "transitions": 0})
+                for key in ("values", "zeros", "toggle_bits", "transitions"):
+                    m[key] += s[key]
+                m["min"] = min(m["min"], s["min"])
+                m["max"] = max(m["max"], s["max"])
+        return merged
+
     def stats(self) -> dict[str, dict]:
-        """Per node: zero fraction, observed range against the declared one, mean bit toggles per value."""
+        """Per node: zero fraction, observed range against the declared one, mean bit toggles per value
+        (over every timestep group of a grouped graph)."""
         out = {}
-        for node, s in getattr(self, "_stats", {}).items():
+        for node, s in self._merged_stats().items():
             declared = self.ranges.get(s["tensor"])
             out[node] = {
                 "tensor": s["tensor"], "values": s["values"], "zero_fraction": s["zeros"] / max(1, s["values"]),
@@ -205,7 +231,24 @@ class Simulator:
             }
         return out
 
+    @property
+    def groups(self) -> int:
+        return len(self.members)
+
+    def _groups_of(self, t: np.ndarray) -> np.ndarray:
+        return group_of(t, self.groups, self.num_train_timesteps)
+
     def run_integers(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+        """Every integer tensor of one run; with timestep groups, all samples must share one group."""
+        if self.groups == 1:
+            return self._run_integers(x, t)
+        g = np.unique(self._groups_of(np.asarray(t, dtype=np.int64).reshape(-1)))
+        if len(g) != 1:
+            raise GraphError(f"{self.path}: run_integers needs samples of one timestep group (tensors differ in scale "
+                             f"between groups); t spans groups {g.tolist()}")
+        return self.members[int(g[0])]._run_integers(x, t)
+
+    def _run_integers(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
         x, t = np.asarray(x), np.asarray(t, dtype=np.int64)
         if not np.issubdtype(x.dtype, np.floating):
             raise GraphError(f"input 'x' must be a float array, got {x.dtype}")
@@ -227,4 +270,18 @@ class Simulator:
         return {k: v for k, v in env.items() if k not in self.consts}
 
     def run(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        return self.run_integers(x, t)["eps"]
+        """eps (float64) for every sample, each through its timestep group's graph."""
+        t = np.asarray(t, dtype=np.int64)
+        if self.groups == 1:
+            return self._run_integers(x, t)["eps"]
+        g = self._groups_of(t.reshape(-1))
+        if np.all(g == g[0]):
+            return self.members[int(g[0])]._run_integers(x, t)["eps"]
+        out = None
+        for k in np.unique(g):
+            keep = g == k
+            part = self.members[int(k)]._run_integers(np.asarray(x)[keep], t[keep])["eps"]
+            if out is None:
+                out = np.empty((len(g), *part.shape[1:]), dtype=part.dtype)
+            out[keep] = part
+        return out
