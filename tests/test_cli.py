@@ -67,6 +67,8 @@ def test_demo_report(tiny_model_dir, tmp_path):
     assert report["integer_bit_exact"] is True and report["integer_samples"] == 16 and (out / "samples_integer.png").is_file()
     assert report["cost_fits"] is True and report["cost_ii_cycles"] > 0 and (out / "cost.png").is_file()
     assert json.loads((out / "cost.json").read_text())["steps"] == 4
+    assert report["sweep_points"] == 4 and "sweep/report.html" in (out / "index.html").read_text()
+    assert "<img" in (out / "sweep" / "report.html").read_text()
 
 
 def test_export_then_sample_and_fid_on_the_simulator(tiny_model_dir, tmp_path):
