@@ -12,6 +12,8 @@ width the integer path cannot carry.
     rules:
       - {match: "mid.*", weight_bits: 8}
     timestep_groups: 4   # TDQ-style: activation ranges per group of timesteps (hwsim.quant.timestep_groups)
+    nonlinear_bits: 10   # GroupNorm/LayerNorm outputs, SiLU/GELU tables, softmax, attention matmuls
+                         # (default: the default act_bits)
 """
 
 from __future__ import annotations
@@ -84,11 +86,23 @@ class PrecisionPlan:
     last: Override | None = None
     rules: tuple[Rule, ...] = ()
     timestep_groups: int = 1  # activation scales per group of equally wide timestep intervals (TDQ-style)
+    # Width of the hardware-exact nonlinear ops' activations (normalization outputs, lookup tables,
+    # softmax, attention matmul operands); None: the default act_bits. Float fake-quant papers keep
+    # these ops in float; on the integer path each is one more quantization point.
+    nonlinear_bits: int | None = None
 
     def __post_init__(self):
         g = self.timestep_groups
         if not isinstance(g, int) or isinstance(g, bool) or not 1 <= g <= MAX_TIMESTEP_GROUPS:
             raise PlanError(f"timestep_groups must be an integer in 1..{MAX_TIMESTEP_GROUPS}, got {g!r}")
+        b = self.nonlinear_bits
+        if b is not None and (not isinstance(b, int) or isinstance(b, bool) or not MIN_BITS <= b <= MAX_BITS):
+            raise PlanError(f"nonlinear_bits must be an integer in {MIN_BITS}..{MAX_BITS} (or absent), got {b!r}")
+
+    @property
+    def nonlinear_act_bits(self) -> int:
+        """Bits of the nonlinear ops' activations: ``nonlinear_bits``, else the default act_bits."""
+        return self.nonlinear_bits or self.default.act_bits
 
     @classmethod
     def uniform(cls, weight_bits: int, act_bits: int, **kwargs) -> "PrecisionPlan":
@@ -121,6 +135,8 @@ class PrecisionPlan:
         parts = [f"W{self.default.weight_bits}A{self.default.act_bits}"]
         if self.first or self.last or self.rules:
             parts.append(f"+{len(self.rules) + bool(self.first) + bool(self.last)} overrides")
+        if self.nonlinear_bits is not None:
+            parts.append(f"nonlinear A{self.nonlinear_bits}")
         if self.timestep_groups > 1:
             parts.append(f"x{self.timestep_groups} timestep groups")
         return " ".join(parts)

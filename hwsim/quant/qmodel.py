@@ -68,7 +68,7 @@ def calibrate(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig,
     precision = resolve_for_net(plan, net)
 
     def bits_of(module: str, key: str) -> int:
-        return precision[module].act_bits if module in precision and key == "in0" else plan.default.act_bits
+        return precision[module].act_bits if module in precision and key == "in0" else plan.nonlinear_act_bits
 
     return observe(stats, calib, bits_of)
 
