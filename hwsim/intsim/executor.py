@@ -9,7 +9,10 @@ first file runs each sample through its group's graph.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +122,31 @@ def _proven_interval(op_type: str, inputs: list[str], consts: dict, ranges: dict
     return None
 
 
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS after every run.
+
+    A forward pass allocates hundreds of MB of tensors; with glibc's defaults most are returned
+    to the OS when freed (large blocks are mmapped, the heap top is trimmed), so every run
+    page-faults them in again: on unet-fashion at batch 64, 22,000 minor faults and about a
+    quarter of the run's time in the kernel. Fixed thresholds (mmap only above 32 MB, trim only
+    above 1 GB of free heap) remove that; the cost is that the process keeps up to that much freed
+    memory. Process-wide and once; ``HWSIM_MALLOC_DEFAULTS=1`` leaves glibc's defaults.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or os.environ.get("HWSIM_MALLOC_DEFAULTS") == "1" or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's maximum)
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+_MALLOC_TUNED = False
+
+
 class GraphError(RuntimeError):
     """The file is not a valid integer graph for this simulator."""
 
@@ -130,6 +158,7 @@ class Simulator:
         """``reference=True`` runs every op's numpy reference instead of the fast kernels."""
         self.path = Path(path)
         self.reference = reference
+        _keep_freed_memory()
         try:
             model = onnx.load(str(self.path))
         except Exception as err:  # protobuf raises several types on corrupt input
@@ -377,8 +406,10 @@ class Simulator:
         self._finish(step.nodes[-1], value, env, unchecked)
         return True
 
-    def _run_integers(self, x: np.ndarray, t: np.ndarray, fused: bool = False) -> dict[str, np.ndarray]:
-        """Every node's output (int32 or int64 storage); with ``fused``, the tensors inside fused chains are missing."""
+    def _run_integers(self, x: np.ndarray, t: np.ndarray, fused: bool = False, free: bool = False) -> dict[str, np.ndarray]:
+        """Every node's output (int32 or int64 storage); with ``fused``, the tensors inside fused
+        chains are missing; with ``free``, each tensor is dropped after its last reader (only
+        ``eps`` is left)."""
         x, t = np.asarray(x), np.asarray(t, dtype=np.int64)
         if not np.issubdtype(x.dtype, np.floating):
             raise GraphError(f"input 'x' must be a float array, got {x.dtype}")
@@ -386,11 +417,32 @@ class Simulator:
         self._check_input("t", t)
         env: dict[str, np.ndarray] = {"x": x.astype(np.float64), "t": t, **self.consts}
         unchecked = self._unchecked()
-        for step in self._steps(fused and not hasattr(self, "_stats")):
+        steps = self._steps(fused and not hasattr(self, "_stats"))
+        drops = self._last_reads(steps) if free else None
+        for k, step in enumerate(steps):
             if step.kind == "node" or not self._fused(step, env, unchecked):
                 for index in step.nodes:
                     self._node(index, env, unchecked)
+            if drops:
+                for name in drops[k]:
+                    env.pop(name, None)
         return env
+
+    def _last_reads(self, steps: list[fusion.Step]) -> list[list[str]]:
+        """Per step, the tensors it reads last (not constants, not ``eps``): freed after it, so that
+        a run reuses memory instead of holding every tensor to the end."""
+        if getattr(self, "_last_reads_for", None) is not steps:
+            last = {}
+            for k, step in enumerate(steps):
+                for index in step.nodes:
+                    for name in self.nodes[index][2]:
+                        last[name] = k
+            drops: list[list[str]] = [[] for _ in steps]
+            for name, k in last.items():
+                if name not in self.consts and name != "eps":
+                    drops[k].append(name)
+            self._last_reads_list, self._last_reads_for = drops, steps
+        return self._last_reads_list
 
     def _all_integers(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
         env = self._run_integers(x, t)
@@ -400,14 +452,14 @@ class Simulator:
         """eps (float64) for every sample, each through its timestep group's graph."""
         t = np.asarray(t, dtype=np.int64)
         if self.groups == 1:
-            return self._run_integers(x, t, fused=True)["eps"]
+            return self._run_integers(x, t, fused=True, free=True)["eps"]
         g = self._groups_of(t.reshape(-1))
         if np.all(g == g[0]):
-            return self.members[int(g[0])]._run_integers(x, t, fused=True)["eps"]
+            return self.members[int(g[0])]._run_integers(x, t, fused=True, free=True)["eps"]
         out = None
         for k in np.unique(g):
             keep = g == k
-            part = self.members[int(k)]._run_integers(np.asarray(x)[keep], t[keep], fused=True)["eps"]
+            part = self.members[int(k)]._run_integers(np.asarray(x)[keep], t[keep], fused=True, free=True)["eps"]
             if out is None:
                 out = np.empty((len(g), *part.shape[1:]), dtype=part.dtype)
             out[keep] = part
