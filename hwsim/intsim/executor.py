@@ -27,7 +27,7 @@ from hwsim.intsim.ops.requant import check_range, round_shift_ref
 from hwsim.quant.timestep_groups import group_of
 
 
-INT32 = (-(2**31), 2**31 - 1)
+STORAGE = (np.int8, np.int16, np.int32)  # narrower storage than int64, for proven values
 
 
 def _fast(op_type: str, inputs: list[np.ndarray], a: dict, bound: int | None, out_dtype=np.int64):
@@ -317,9 +317,15 @@ class Simulator:
         return self._plan
 
     def _storage(self, name: str, output: str, unchecked: set[str]):
-        """int32 where the node's value is proven inside a declared range that int32 holds, else int64."""
+        """The narrowest of int8/int16/int32 that holds the node's declared range, where its value
+        is proven inside that range (self-clamping or proven); int64 otherwise."""
         lo, hi = self.ranges.get(output, (None, None))
-        return np.int32 if name in unchecked and hi is not None and INT32[0] <= lo and hi <= INT32[1] else np.int64
+        if name in unchecked and hi is not None:
+            for dtype in STORAGE:
+                info = np.iinfo(dtype)
+                if info.min <= lo and hi <= info.max:
+                    return dtype
+        return np.int64
 
     def _finish(self, index: int, value: np.ndarray, env: dict, unchecked: set[str]) -> None:
         """Check node ``index``'s value against its declared range (unless proven), record it, store it."""
@@ -339,7 +345,7 @@ class Simulator:
             value = _fast(op.__name__, args, attrs, self.gemm_bounds[name], self._storage(name, output, unchecked))
         if value is None:
             if op.__name__ not in _MOVES:  # the references compute in the operands' type: int64 for them
-                args = [a.astype(np.int64) if a.dtype == np.int32 else a for a in args]
+                args = [a.astype(np.int64) if a.dtype in STORAGE else a for a in args]
             value = op.compute(args, attrs)
         self._finish(index, value, env, unchecked)
 
@@ -446,7 +452,7 @@ class Simulator:
 
     def _all_integers(self, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
         env = self._run_integers(x, t)
-        return {k: (v.astype(np.int64) if v.dtype == np.int32 else v) for k, v in env.items() if k not in self.consts}
+        return {k: (v.astype(np.int64) if v.dtype in STORAGE else v) for k, v in env.items() if k not in self.consts}
 
     def run(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
         """eps (float64) for every sample, each through its timestep group's graph."""

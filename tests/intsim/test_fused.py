@@ -1,4 +1,4 @@
-"""Fused chains and int32 storage equal the int64 numpy references exactly.
+"""Fused chains and narrow (int8/16/32) storage equal the int64 numpy references exactly.
 
 Each fused kernel is compared with the composition of the ops' references (Requant, GroupNorm,
 Lut, Modulate, Softmax, IntLinear, IntConv, IntAdd, Upsample), on int32 and int64 operands,
@@ -24,7 +24,8 @@ from hwsim.intsim.ops.requant import AccumulatorOverflow
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
 
 I32 = (-(2**31), 2**31 - 1)
-STORAGE = st.sampled_from([np.int32, np.int64])
+STORAGE = st.sampled_from([np.int32, np.int64])  # for accumulators
+NARROW = st.sampled_from([np.int8, np.int16, np.int32, np.int64])  # for 8-bit values
 
 
 def _acc(rng, shape, extreme, lo=I32[0], hi=I32[1]):
@@ -43,7 +44,7 @@ def _table(rng, lo, hi):
 
 @settings(max_examples=fuzz(60), deadline=None)
 @given(st.integers(1, 3), st.sampled_from([(4, 2), (8, 4), (6, 1), (3, 3)]), st.integers(1, 20), st.booleans(),
-       st.booleans(), st.booleans(), STORAGE, STORAGE, st.data())
+       st.booleans(), st.booleans(), STORAGE, NARROW, st.data())
 def test_requant_groupnorm_lut_equals_reference(n, cg, length, with_rq, per_channel, with_lut, storage, out, data):
     channels, groups = cg
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
@@ -154,9 +155,12 @@ def test_requant_lut_upsample_add_at_extremes():
     got = kernels.requant(acc, a["shifts"], 1, -128, 127, np.int32, (table, -128))
     assert np.array_equal(got, expect)
     assert np.array_equal(kernels.upsample(acc, 2), Upsample.compute([acc], {"factor": 2}))
-    big = np.full((2, 3), I32[1], dtype=np.int32)  # int32 operands whose sum and product need int64
-    assert kernels.int_add(big, big).tolist() == [[2 * I32[1]] * 3] * 2
-    assert kernels.int_mul(big, big[:1]).tolist() == [[I32[1] ** 2] * 3] * 2
+    for dtype in (np.int8, np.int16, np.int32):  # narrow operands whose sum and product need int64
+        top = np.iinfo(dtype).max
+        big = np.full((2, 3), top, dtype=dtype)
+        assert kernels.int_add(big, big).tolist() == [[2 * top] * 3] * 2
+        assert kernels.int_mul(big, -big[:1]).tolist() == [[-top * top] * 3] * 2
+        assert kernels.lut(big[:, :1] - top, table, -128).tolist() == [[table[128]]] * 2  # index math in int64
 
 
 def _kinds(sim):
@@ -176,8 +180,9 @@ def test_fused_run_equals_reference(graph, request):
         assert np.array_equal(fast.run(x, tt), ref.run(x, tt))
         got, want = fast.run_integers(x, tt), ref.run_integers(x, tt)
         assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) and got[k].dtype == want[k].dtype for k in want)
-    env = fast._run_integers(x, tt, fused=True)  # the stored tensors: int32 where proven to fit
-    assert any(v.dtype == np.int32 for v in env.values())
+    env = fast._run_integers(x, tt, fused=True)  # the stored tensors: int8/16/32 where proven to fit
+    stored = {v.dtype for v in env.values()}
+    assert np.dtype(np.int8) in stored and stored & {np.dtype(np.int16), np.dtype(np.int32)}
 
 
 def test_narrowed_tensor_inside_a_chain_unfuses_and_is_named(unet_graph):
