@@ -25,7 +25,7 @@ from hwsim.export.pipeline import export_model
 from hwsim.modeldir import load_spec
 from hwsim.provenance import provenance
 from hwsim.quant.calibrate import CalibrationConfig
-from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.plan import PrecisionPlan, parse_shorthand
 from hwsim.quant.qmodel import is_quantized, quantize_dir, save_quantized
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,9 +43,12 @@ def row_id(row: dict) -> str:
     return "-".join(parts)
 
 
-def parse_precision(text: str) -> tuple[int, int]:
-    w, a = text.upper().removeprefix("W").split("A")
-    return int(w), int(a)
+def row_plan(row: dict, cfg: dict) -> PrecisionPlan:
+    """The row's precision (``WxAy[Nz][Tg]``, hwsim.quant.plan.parse_shorthand) as a uniform plan."""
+    plan = parse_shorthand(row["precision"], cfg["weight_granularity"])
+    if plan is None:
+        raise SystemExit(f"precision {row['precision']!r}: expected WxAy[Nz][Tg], e.g. W4A8 or W8A8N12")
+    return plan
 
 
 def quantized_dir(row: dict, cfg: dict) -> Path:
@@ -56,7 +59,7 @@ def quantized_dir(row: dict, cfg: dict) -> Path:
     recipe = cfg["recipes"][row["recipe"]]
     calib = CalibrationConfig(**cfg["calibration"], timesteps=recipe["timesteps"], observer=recipe["observer"])
     methods = list(recipe["methods"]) + ([f"sparse-{row['sparsity']}"] if row.get("sparsity") else [])
-    plan = PrecisionPlan.uniform(*parse_precision(row["precision"]), weight_granularity=cfg["weight_granularity"])
+    plan = row_plan(row, cfg)
     quantized = quantize_dir(ROOT / "models" / row["model"], plan, calib, methods)
     save_quantized(quantized, out)
     export_model(out, None, out, check_samples=2, check_steps=cfg["steps"])  # raises unless bit-exact
@@ -74,11 +77,14 @@ def run_row(row: dict, cfg: dict) -> dict:
                       resume_dir=WORK / "resume" / row_id(row))
     dataset = load_spec(model_dir).dataset
     classifier = score(images, dataset, "classifier", seed=cfg["seed"])
-    w, a = (None, None) if row["precision"] == "fp" else parse_precision(row["precision"])
+    plan = None if row["precision"] == "fp" else row_plan(row, cfg)
+    w, a = (None, None) if plan is None else (plan.default.weight_bits, plan.default.act_bits)
     result = {
         "id": row_id(row), "model": row["model"], "w_bits": w, "a_bits": a, "sparsity": row.get("sparsity"),
         "method": row.get("recipe", "fp"), "methods": cfg["recipes"][row["recipe"]] if "recipe" in row else None,
         "backend": backend,
+        "bits": row["precision"], "nonlinear_bits": plan and plan.nonlinear_act_bits,
+        "timestep_groups": plan and plan.timestep_groups,
         "fid_classifier": classifier["fid"]["fid"],
         "fid_classifier_ci": [classifier["fid"]["ci_low"], classifier["fid"]["ci_high"]],
         "fid_classifier_floor": classifier["floor"]["fid"],
@@ -110,7 +116,7 @@ def write_report(results: dict) -> None:
     lines = ["| model | W/A | sparsity | method | classifier-FID [95% CI] | vs FP | Inception-FID | precision | recall |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        bits = "fp32" if r["w_bits"] is None else f"W{r['w_bits']}A{r['a_bits']}"
+        bits = "fp32" if r["w_bits"] is None else r.get("bits", f"W{r['w_bits']}A{r['a_bits']}")
         rel = f"{100 * (r['fid_classifier'] / fp[r['model']] - 1):+.1f}%" if r["model"] in fp and r["method"] != "fp" else ""
         lo, hi = r["fid_classifier_ci"]
         lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {r['method']} | {_fmt(r['fid_classifier'])} "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,19 @@ class PrecisionPlan:
         if self.timestep_groups > 1:
             parts.append(f"x{self.timestep_groups} timestep groups")
         return " ".join(parts)
+
+
+SHORTHAND = re.compile(r"^[Ww](\d+)[Aa](\d+)(?:[Nn](\d+))?(?:[Tt](\d+))?$")
+
+
+def parse_shorthand(text: str, weight_granularity: str = "per_channel") -> PrecisionPlan | None:
+    """A uniform plan from ``WxAy[Nz][Tg]`` (W4A8; W8A8N12: nonlinear ops at 12 bits; W8A6T4: 4
+    timestep groups), or None if ``text`` is not one."""
+    m = SHORTHAND.match(text)
+    if not m:
+        return None
+    return dataclasses.replace(PrecisionPlan.uniform(int(m[1]), int(m[2]), weight_granularity=weight_granularity),
+                               nonlinear_bits=int(m[3]) if m[3] else None, timestep_groups=int(m[4] or 1))
 
 
 def load_plan(path: str | Path) -> PrecisionPlan:

@@ -27,7 +27,6 @@ import hashlib
 import itertools
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,6 @@ DEFAULTS: dict[str, Any] = {
 FID_DEFAULTS = {"extractor": "classifier", "bootstrap": 100}
 EXPORT_CHECK_DEFAULTS = {"samples": 2, "steps": 50}  # the bit-exactness check of every integer graph
 EXTRACTORS = ("classifier", "inception")
-# W4A8; W8A8N12: nonlinear ops at 12 bits; W8A6T4: 4 timestep groups (hwsim/quant/plan.py)
-PRECISION_RE = re.compile(r"^[Ww](\d+)[Aa](\d+)(?:[Nn](\d+))?(?:[Tt](\d+))?$")
 NAIVE = "naive"  # no PTQ method: min-max calibration, the baseline of every comparison
 
 
@@ -219,7 +216,7 @@ def _methods(ck: _Checker, value, calib_defaults: dict) -> list[tuple[str, list[
 
 def _precisions(ck: _Checker, values: list, base: Path, granularity: str, models: list[tuple[str, Path]]):
     from hwsim.modeldir import load_model
-    from hwsim.quant.plan import PlanError, PrecisionPlan, load_plan, resolve_for_net
+    from hwsim.quant.plan import PlanError, load_plan, parse_shorthand, resolve_for_net
 
     plans = []
     for i, text in enumerate(values):
@@ -227,14 +224,12 @@ def _precisions(ck: _Checker, values: list, base: Path, granularity: str, models
         if not isinstance(text, str):
             ck.fail(key, f"expected 'WxAy[Nz][Tg]' or a plan file, got {text!r}")
         try:
-            m = PRECISION_RE.match(text)
-            if m:
-                plan = dataclasses.replace(PrecisionPlan.uniform(int(m[1]), int(m[2]), weight_granularity=granularity),
-                                           nonlinear_bits=int(m[3]) if m[3] else None, timestep_groups=int(m[4] or 1))
-            else:
+            plan = parse_shorthand(text, granularity)
+            if plan is None:
                 path = _resolve_path(text, base)
                 if path is None or not path.is_file():
-                    ck.fail(key, f"{text!r} is neither WxAy (e.g. W4A8) (W8A8N12: nonlinear ops at 12 bits, W8A6T4: 4 timestep groups) nor an existing precision plan file")
+                    ck.fail(key, f"{text!r} is neither WxAy (e.g. W4A8; W8A8N12: nonlinear ops at 12 bits, W8A6T4: "
+                                 f"4 timestep groups) nor an existing precision plan file")
                 plan = load_plan(path)
         except (PlanError, cfgio.ConfigError) as err:
             ck.fail(key, str(err))
