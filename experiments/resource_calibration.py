@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from hwsim.provenance import git_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results" / "resource_calibration"
 WORK = ROOT / "out" / "resource_calibration"
@@ -54,6 +56,18 @@ GRID: dict[str, list[dict]] = {
         dict(MW=8, MH=4, PE=1, SIMD=2, WBITS=8, ABITS=8, LUT_MULT=0), dict(MW=64, MH=16, PE=4, SIMD=2, WBITS=8, ABITS=8,
                                                                              ACTIVATION=0, LUT_MULT=0),
         dict(MW=24, MH=12, PE=3, SIMD=3, WBITS=4, ABITS=8, ACTIVATION=0),
+        # added for the small blocks' fixed cost (with and without the fused requant) and wider sparse ones
+        dict(MW=16, MH=8, PE=1, SIMD=1, WBITS=4, ABITS=8, LUT_MULT=0),
+        dict(MW=32, MH=8, PE=1, SIMD=2, WBITS=8, ABITS=8, ACTIVATION=0, LUT_MULT=0),
+        dict(MW=8, MH=8, PE=2, SIMD=1, WBITS=8, ABITS=8, ACTIVATION=0, LUT_MULT=0),
+        dict(MW=64, MH=32, PE=2, SIMD=4, WBITS=8, ABITS=8, ACTIVATION=0, LUT_MULT=0),
+        dict(MW=48, MH=16, PE=2, SIMD=2, WBITS=8, ABITS=8, LUT_MULT=0),
+        dict(MW=16, MH=16, PE=4, SIMD=1, WBITS=4, ABITS=4, ACTIVATION=0),
+        dict(MW=32, MH=8, PE=1, SIMD=4, WBITS=8, ABITS=8, ACTIVATION=0),
+        dict(MW=64, MH=32, PE=4, SIMD=4, WBITS=8, ABITS=8, N=2, M=4),
+        dict(MW=128, MH=32, PE=2, SIMD=8, WBITS=4, ABITS=8, N=1, M=4),
+        dict(MW=96, MH=16, PE=4, SIMD=2, WBITS=8, ABITS=8, N=1, M=2),
+        dict(MW=64, MH=16, PE=8, SIMD=2, WBITS=4, ABITS=4, N=2, M=4),
     ],
     "dynamic_mvau": [dict(K=8, M=8, PE=1, SIMD=1, HEADS=2), dict(K=16, M=16, PE=2, SIMD=2, HEADS=2),
                      dict(K=16, M=16, PE=4, SIMD=4, HEADS=1), dict(K=32, M=16, PE=2, SIMD=4, HEADS=2),
@@ -66,10 +80,18 @@ GRID: dict[str, list[dict]] = {
     "fmpad": [dict(H=8, C=4, SIMD=1), dict(H=16, C=16, SIMD=4), dict(H=32, C=32, SIMD=8), dict(H=8, C=64, SIMD=16),
               dict(H=4, C=1, SIMD=1), dict(H=16, C=8, SIMD=8, BITS=4)],
     "requant": [dict(C=16, PE=1, IBITS=17), dict(C=32, PE=4, IBITS=20), dict(C=64, PE=8, IBITS=24),
-                dict(C=16, PE=2, IBITS=16), dict(C=8, PE=8, IBITS=32), dict(C=128, PE=16, IBITS=20)],
+                dict(C=16, PE=2, IBITS=16), dict(C=8, PE=8, IBITS=32), dict(C=128, PE=16, IBITS=20),
+                dict(C=32, PE=2, IBITS=24), dict(C=64, PE=16, IBITS=16),
+                # shift tables as exports have them: one shift per tensor, or a few
+                dict(C=16, PE=1, IBITS=17, DISTINCT=1), dict(C=32, PE=4, IBITS=20, DISTINCT=1),
+                dict(C=64, PE=8, IBITS=24, DISTINCT=1), dict(C=128, PE=8, IBITS=20, DISTINCT=1),
+                dict(C=16, PE=16, IBITS=24, DISTINCT=1), dict(C=48, PE=2, IBITS=18, DISTINCT=2),
+                dict(C=64, PE=4, IBITS=16, DISTINCT=2), dict(C=32, PE=1, IBITS=20, DISTINCT=3)],
     "thresholding": [dict(C=8, PE=1, IBITS=8, STEPS=15), dict(C=16, PE=2, IBITS=8, STEPS=7),
                      dict(C=32, PE=4, IBITS=10, STEPS=15), dict(C=8, PE=8, IBITS=8, STEPS=3),
-                     dict(C=64, PE=2, IBITS=12, STEPS=15), dict(C=16, PE=4, IBITS=8, STEPS=31)],
+                     dict(C=64, PE=2, IBITS=12, STEPS=15), dict(C=16, PE=4, IBITS=8, STEPS=31),
+                     dict(C=32, PE=1, IBITS=8, STEPS=7), dict(C=16, PE=8, IBITS=10, STEPS=15),
+                     dict(C=64, PE=4, IBITS=8, STEPS=3), dict(C=8, PE=2, IBITS=12, STEPS=31)],
     "lut": [dict(PE=1, IBITS=8, OBITS=8), dict(PE=2, IBITS=8, OBITS=8), dict(PE=4, IBITS=8, OBITS=8),
             dict(PE=8, IBITS=8, OBITS=8), dict(PE=1, IBITS=6, OBITS=6), dict(PE=2, IBITS=10, OBITS=8)],  # PE=16 (8- and 6-bit tables): Yosys 0.70 (yowasp) runs out of memory
     "elementwise": [
@@ -105,7 +127,9 @@ GRID: dict[str, list[dict]] = {
                  dict(H=32, C=16, SIMD=2), dict(H=16, C=64, SIMD=4)],
     "groupnorm": [dict(C=8, G=2, PE=1, PIXELS=16), dict(C=16, G=4, PE=2, PIXELS=64), dict(C=32, G=8, PE=4, PIXELS=64),
                   dict(C=32, G=4, PE=1, PIXELS=256), dict(C=16, G=8, PE=8, PIXELS=16), dict(C=64, G=8, PE=2, PIXELS=64),
-                  dict(C=32, G=8, PE=1, PIXELS=16), dict(C=16, G=2, PE=1, PIXELS=64)],
+                  dict(C=32, G=8, PE=1, PIXELS=16), dict(C=16, G=2, PE=1, PIXELS=64),
+                  dict(C=64, G=16, PE=1, PIXELS=16), dict(C=32, G=16, PE=2, PIXELS=16), dict(C=64, G=32, PE=1, PIXELS=16),
+                  dict(C=48, G=8, PE=2, PIXELS=16)],
     "adaln": [dict(C=8, PE=1), dict(C=16, PE=2), dict(C=32, PE=4), dict(C=64, PE=8, TOKENS=16), dict(C=32, PE=1, TOKENS=8),
               dict(C=16, PE=4)],
     "softmax": [dict(L=8, PE=1), dict(L=16, PE=2), dict(L=32, PE=4), dict(L=16, PE=1, ENTRIES=256), dict(L=64, PE=4),  # PE=8 at 64: OOM
@@ -113,12 +137,22 @@ GRID: dict[str, list[dict]] = {
     "timestep": [dict(STEPS=10, DIM=16, PE=1), dict(STEPS=50, DIM=32, PE=4), dict(STEPS=20, DIM=64, PE=8),
                  dict(STEPS=100, DIM=32, PE=2, BITS=16), dict(STEPS=50, DIM=128, PE=16), dict(STEPS=10, DIM=256, PE=32, BITS=8)],
     "reorder": [dict(R=4, C=4, PE=1), dict(R=4, C=8, PE=2), dict(R=8, C=8, PE=4), dict(R=16, C=16, PE=1),
-                dict(R=8, C=16, PE=8), dict(R=16, C=32, PE=2)],
+                dict(R=8, C=16, PE=8), dict(R=16, C=32, PE=2),
+                dict(R=8, C=4, PE=1), dict(R=32, C=8, PE=1), dict(R=16, C=8, PE=4), dict(R=8, C=32, PE=2),
+                dict(R=4, C=16, PE=8)],
     "dwc": [dict(IN=1, OUT=2, BITS=8), dict(IN=2, OUT=1, BITS=8), dict(IN=2, OUT=3, BITS=8), dict(IN=4, OUT=8, BITS=8),
-            dict(IN=8, OUT=4, BITS=8), dict(IN=3, OUT=4, BITS=12), dict(IN=16, OUT=4, BITS=8), dict(IN=1, OUT=16, BITS=8)],
+            dict(IN=8, OUT=4, BITS=8), dict(IN=3, OUT=4, BITS=12), dict(IN=16, OUT=4, BITS=8), dict(IN=1, OUT=16, BITS=8),
+            dict(IN=1, OUT=4, BITS=8), dict(IN=4, OUT=1, BITS=8), dict(IN=3, OUT=2, BITS=8), dict(IN=4, OUT=3, BITS=8),
+            dict(IN=2, OUT=4, BITS=12), dict(IN=4, OUT=6, BITS=8), dict(IN=6, OUT=4, BITS=8), dict(IN=8, OUT=2, BITS=8),
+            dict(IN=2, OUT=8, BITS=8), dict(IN=3, OUT=8, BITS=8), dict(IN=8, OUT=3, BITS=8), dict(IN=16, OUT=8, BITS=8),
+            dict(IN=8, OUT=16, BITS=8)],
     "fifo": [dict(WIDTH=8, DEPTH=16), dict(WIDTH=32, DEPTH=32), dict(WIDTH=64, DEPTH=64), dict(WIDTH=16, DEPTH=256),
              dict(WIDTH=128, DEPTH=32), dict(WIDTH=36, DEPTH=512), dict(WIDTH=18, DEPTH=1024), dict(WIDTH=256, DEPTH=16),
-             dict(WIDTH=8, DEPTH=2048)],
+             dict(WIDTH=8, DEPTH=2048),
+             # shallow FIFOs as schedules size them: registers at depth 2, LUT RAM above
+             dict(WIDTH=8, DEPTH=2), dict(WIDTH=64, DEPTH=2), dict(WIDTH=32, DEPTH=4), dict(WIDTH=16, DEPTH=8),
+             dict(WIDTH=64, DEPTH=16), dict(WIDTH=128, DEPTH=16), dict(WIDTH=8, DEPTH=64), dict(WIDTH=200, DEPTH=8),
+             dict(WIDTH=48, DEPTH=32), dict(WIDTH=24, DEPTH=128), dict(WIDTH=96, DEPTH=16), dict(WIDTH=32, DEPTH=128)],
 }
 
 
@@ -133,8 +167,8 @@ def load_rows() -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def measure(only: list[str] | None, limit: float | None) -> dict:
-    """Synthesize and pack every grid point not yet in results.json."""
+def measure(only: list[str] | None, limit: float | None, commit: str) -> dict:
+    """Synthesize and pack every grid point not yet in results.json; each row records ``commit``."""
     from hwsim.bitstream.calibrate import config_key, make_block, synth_pack
 
     data = load_rows()
@@ -156,7 +190,7 @@ def measure(only: list[str] | None, limit: float | None) -> dict:
                          "params": {p: v for p, v in block.params.items()},
                          "counts": {x: res[x] for x in ("lut", "ff", "mult18", "bram")}, "yosys": res["yosys"],
                          "seconds": res["seconds"], "synth_seconds": res["synth_seconds"],
-                         "work": str(work.relative_to(ROOT))}
+                         "work": str(work.relative_to(ROOT)), "git_commit": commit}
             print(f"[{k + 1}/{len(todo)}] {block.kind} {cfg}: {rows[key]['counts']} ({res['seconds']:.0f} s)", flush=True)
         except Exception as e:  # noqa: BLE001 - a failed point is recorded, the grid goes on
             rows[key] = {"key": key, "type": block.kind, "factory": factory, "config": cfg, "error": str(e)[:2000]}
@@ -424,7 +458,7 @@ def readme(data: dict) -> None:
     (RESULTS / "README.md").write_text("\n".join(lines) + "\n")
 
 
-def analyse(data: dict, refit: bool, residual: bool) -> dict:
+def analyse(data: dict, refit: bool, residual: bool, commit: str) -> dict:
     from hwsim.bitstream.calibrate import block_features, config_key, is_held_out, make_block
     from hwsim.bitstream.tools import tool_versions
     from hwsim.dataflow.resources import load_device
@@ -443,8 +477,8 @@ def analyse(data: dict, refit: bool, residual: bool) -> dict:
         r["table"] = table_of(block)
         r["features"] = block_features(block)
         r["held_out"] = is_held_out(r["key"], by_type[r["type"]])
-    prov = provenance()
-    meta = {"command": COMMAND, "git_commit": prov["git_commit"], "tool_versions": tool_versions(), "provenance": prov,
+    prov = {**provenance(), "git_commit": commit}
+    meta = {"command": COMMAND, "git_commit": commit, "tool_versions": tool_versions(), "provenance": prov,
             "split": "per type, configurations ranked by sha256(salt + key); rank % 3 == 1 held out",
             "cpu_seconds_measure": round(sum(r.get("seconds", 0) for r in rows), 1)}
     if refit:
@@ -483,10 +517,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-residual", action="store_true", help="skip the residual block")
     ap.add_argument("--limit", type=float, help="stop measuring after this many seconds")
     args = ap.parse_args(argv)
-    measure(args.only, args.limit)
+    commit = git_commit()  # before this run writes results.json and the YAML (both tracked)
+    measure(args.only, args.limit, commit)
     if args.measure_only:
         return 0
-    analyse(load_rows(), refit=not args.no_fit, residual=not args.no_residual)
+    analyse(load_rows(), refit=not args.no_fit, residual=not args.no_residual, commit=commit)
     return 0
 
 

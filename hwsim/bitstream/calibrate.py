@@ -251,13 +251,21 @@ def fmpad_block(cfg: dict, rng: np.random.Generator) -> Block:
 
 
 def requant_block(cfg: dict, rng: np.random.Generator) -> Block:
-    c, pe, ib, ob = cfg["C"], cfg["PE"], cfg["IBITS"], cfg.get("OBITS", 8)
+    """Shifts drawn from [-1, 8] per channel, or (``DISTINCT``: k) k distinct shifts from [0, 8] spread
+    over the channels, as per-tensor (k = 1) and mixed-precision exports have them."""
+    c, pe, ib, ob, k = cfg["C"], cfg["PE"], cfg["IBITS"], cfg.get("OBITS", 8), cfg.get("DISTINCT")
+    if k:
+        pick = rng.integers(0, k, size=c)
+        pick[:k] = np.arange(k)  # every one of the k used
+        shifts = rng.permutation(9)[:k][pick]
+    else:
+        shifts = rng.integers(-1, 9, size=c)
     node = make_node("Requant", "requant", {"NumChannels": c, "PE": pe, "numInputVectors": [4],
-                                            "inputDataType": f"INT{ib}", "outputDataType": f"INT{ob}"})
+                                            "inputDataType": f"INT{ib}", "outputDataType": f"INT{ob}",
+                                            "shifts": [int(v) for v in shifts]})
     params = dict(CHANNELS=c, PE=pe, IBITS=ib, OBITS=ob, SHBITS=8, QMIN=-(1 << (ob - 1)), QMAX=(1 << (ob - 1)) - 1,
                   SHIFT_FILE="shift.mem")
-    return Block("Requant", "requant", "requant/requant.v", params, node,
-                 {"shift.mem": (rng.integers(-1, 9, size=(c, 1)), 8, True)})
+    return Block("Requant", "requant", "requant/requant.v", params, node, {"shift.mem": (shifts.reshape(c, 1), 8, True)})
 
 
 def thresholding_block(cfg: dict, rng: np.random.Generator) -> Block:
