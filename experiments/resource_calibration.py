@@ -218,12 +218,12 @@ def fit_all(rows: list[dict]) -> dict:
     """LUT and FF coefficients by one joint NNLS each over the rows not held out: per node type for
     its datapath features, shared by all types for the memory features (resources.SHARED)."""
     from hwsim.bitstream.calibrate import fit_joint
-    from hwsim.dataflow.resources import SHARED
+    from hwsim.dataflow.resources import FIXED, SHARED
 
     train = [r for r in rows if not r["held_out"]]
     fitted: dict = {"shared": {}}
     for target in ("lut", "ff"):
-        common, tables = fit_joint(train, target, SHARED[target])
+        common, tables = fit_joint(train, target, SHARED[target], FIXED[target])
         fitted["shared"][target] = common
         for t in {r["table"] for r in train}:
             fitted.setdefault(t, {"lut": {}, "ff": {}})[target] = tables.get(t, {})

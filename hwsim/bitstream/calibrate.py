@@ -129,26 +129,32 @@ def fit(rows: list[dict], names: list[str], target: str) -> dict[str, float]:
     return {n: float(round(c, 4)) for n, c in zip(names, coef)}
 
 
-def fit_joint(rows: list[dict], target: str, shared: tuple[str, ...]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def fit_joint(rows: list[dict], target: str, shared: tuple[str, ...],
+              fixed: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """One non-negative least-squares fit over every row (each with ``table``, ``features`` {target:
     {name: value}} and ``counts``): the features in ``shared`` take one coefficient for all tables
     (the memories' LUTs cost the same whichever block holds them), every other feature one per
-    table. Relative weighting as :func:`fit`. Returns (shared coefficients, {table: coefficients})."""
+    table; the features in ``fixed`` keep the given shared coefficient (known, not fitted).
+    Relative weighting as :func:`fit`. Returns (shared coefficients, {table: coefficients})."""
     from scipy.optimize import nnls
 
-    cols = sorted({("", k) if k in shared else (r["table"], k) for r in rows for k in r["features"][target]})
+    fixed = fixed or {}
+    cols = sorted({("", k) if k in shared else (r["table"], k) for r in rows for k in r["features"][target]
+                   if k not in fixed})
     index = {c: i for i, c in enumerate(cols)}
     a = np.zeros((len(rows), len(cols)))
     for i, r in enumerate(rows):
         for k, v in r["features"][target].items():
-            a[i, index[("", k) if k in shared else (r["table"], k)]] += v
-    b = np.array([r["counts"][target] for r in rows], dtype=float)
-    w = 1.0 / np.maximum(b, 50.0)
+            if k not in fixed:
+                a[i, index[("", k) if k in shared else (r["table"], k)]] += v
+    b = np.array([r["counts"][target] - sum(fixed.get(k, 0.0) * v for k, v in r["features"][target].items())
+                  for r in rows], dtype=float)
+    w = 1.0 / np.maximum(np.array([r["counts"][target] for r in rows], dtype=float), 50.0)
     used = np.abs(a).sum(axis=0) > 0
     coef = np.zeros(len(cols))
     if used.any():
         coef[used], _ = nnls(a[:, used] * w[:, None], b * w, maxiter=50 * len(cols))
-    common: dict[str, float] = {}
+    common: dict[str, float] = dict(fixed)
     tables: dict[str, dict[str, float]] = {}
     for (t, k), c in zip(cols, coef):
         c = float(round(c, 4))

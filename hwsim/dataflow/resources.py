@@ -384,6 +384,21 @@ def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def requant_distinct_shifts(node: DataflowNode) -> list[int]:
+    """Distinct shift values each lane of a Requant sees (lane p serves channels p, p + PE, ...; every
+    timestep group's table). From the node's ``shifts`` (per channel, or one per tensor); without
+    them, every channel a lane serves is taken to differ, up to the 10 values of [-1, 8]."""
+    a = node.attrs
+    lanes, c, groups = a.get("PE", 1), a["NumChannels"], a.get("timestepGroups", 1)
+    shifts = a.get("shifts")
+    if shifts is None:
+        return [min(groups * c // lanes, 10)] * lanes
+    table = [list(g) if isinstance(g, (list, tuple)) else [g] for g in
+             (shifts if shifts and isinstance(shifts[0], (list, tuple)) else [shifts])]
+    table = [g * c if len(g) == 1 else g for g in table]
+    return [len({g[ch] for g in table for ch in range(p, c, lanes)}) for p in range(lanes)]
+
+
 def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
     """(MULT18X18D, memories, LUT features, FF features) of the node's rtl/ block (see each block's
     Verilog for the multiplies and memories named here)."""
@@ -415,7 +430,12 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         if act:
             mems.append(Memory(8, mh, p, sync=False))  # shifts
         if sparse:
-            mems.append(Memory(x, mw, p * q, q, sync=False, tag="vector"))  # the whole vector, SIMD lanes a beat
+            # the whole vector (SIMD words written a beat), read by every product at ((sf * SIMD + s) / N)
+            # * M + index: with SIMD / N and M powers of two the lane's s is constant address bits, so a
+            # product's multiplexer reaches MW * N / SIMD of the entries
+            n_, m_ = a.get("sparsityN", 1), a["sparsityM"]
+            reach = q // n_ if q % n_ == 0 and _pow2(q // n_) and _pow2(m_) else 1
+            mems.append(Memory(x, mw, p * q, q, sync=False, lanes=reach, tag="vector"))
         elif nf > 1:
             mems.append(Memory(q * x, mw // q, 1, 1))  # the input buffer replayed for nf > 0
         bram, ml, mf = _memory_parts(mems)
@@ -447,15 +467,18 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         return 0, [], {**one, "word": word, "ctrl": _clog2(a["NumChannels"] // a["SIMD"])}, {**one, "word": word}
     if t == "Requant":
         ob = node.dt("outputDataType")
-        folds = a["NumChannels"] // lanes
         mems = [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
-        # the shift table is logic that synthesis merges with each lane's shifter: a lane's cost grows
-        # with the shifts it can see (its folds, up to the 16 a table of random shifts in [-1, 8] holds)
-        return 0, mems, {**one, "shift": word * (1 + min(folds, 16))}, {**one, "word": word, "out": lanes * ob}
+        # the shift table is a constant ROM that synthesis folds into each lane's shifter: a lane is
+        # a fixed shift with rounding and saturation (``word``) plus a multiplexer per further shift
+        # value among the channels it serves (``shift``)
+        shift = width * sum(d - 1 for d in requant_distinct_shifts(node))
+        return 0, mems, {**one, "word": word, "shift": shift}, {**one, "word": word, "out": lanes * ob}
     if t == "Thresholding":
         stages, tbits = node.stages(), node.threshold_bits()
         rows = a.get("thresholdRows", a["NumChannels"]) * a.get("timestepGroups", 1)
-        # stage k of a lane compares with one of 2^k entries of its rows: the table read as logic
+        # stage k of a lane compares with one of 2^k entries of its rows, but at a computed address
+        # (row * NT + idx): every stage of every lane reads the whole table, a LUT ROM per read port
+        # merged with the comparator behind it (``table``, the node type's own coefficient)
         mems = [Memory(tbits, rows * ((1 << stages) - 1), lanes * stages, sync=False)]
         # the table address (row * NT + idx - 1), row = fold * PE + lane, per stage and lane: lane 0's
         # row is the fold (its low bits zero), the others' fold and lane bits
@@ -463,7 +486,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         mults = 0
         if a.get("thresholdRows", a["NumChannels"]) > 1 and a.get("timestepGroups", 1) == 1:
             mults = stages * sum(const_mult18(fb if p == 0 else fb + int(math.log2(lanes)), nt) for p in range(lanes))
-        return mults, mems, {**one, "cmp": lanes * stages * tbits, "mem": node.weight_bits() / 16}, \
+        table = lanes * stages * tbits * max(1.0, rows * ((1 << stages) - 1) / 16)
+        return mults, mems, {**one, "cmp": lanes * stages * tbits, "table": table}, \
             {**one, "pipe": lanes * stages * (width + 1 + stages)}
     if t == "LutActivation":
         ob = node.dt("outputDataType")
@@ -533,8 +557,10 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         mults = lanes * mult18(width, width) + const_mult18(64, n) + mult18(64, 64, 64) \
             + lanes * (const_mult18(width, n) + mult18(64, 65, 64) + mult18(64, a["gammaBits"], 64))
         bram, ml, mf = _memory_parts(mems)
-        # each lane adds into (and EMIT reads) the statistics of its group: G x 64-bit multiplexers per lane
-        return mults, mems, {**one, "lanes": lanes, "groups": groups, "lane_groups": lanes * groups}, \
+        # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
+        # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so
+        # with PE >= C / G the lane's constant bits fix part of the group index (C / PE = folds reach)
+        return mults, mems, {**one, "lanes": lanes, "groups": groups, "lane_groups": lanes * min(groups, folds)}, \
             {**one, "lanes": lanes, "groups": groups, **mf}
     if t == "AdaLayerNorm":
         sb, hb = a["scaleBits"], a["shiftBits"]
@@ -580,11 +606,18 @@ def features(node: DataflowNode, dev: Device | None = None) -> dict[str, dict[st
 
 def fifo_parts(width: int, depth: int) -> tuple[list[Memory], dict, dict]:
     """rtl/fifo: a WIDTH x DEPTH RAM read at the registered read pointer (first-word fall-through),
-    which Yosys turns into a synchronous read port (so a deep FIFO takes block RAM)."""
+    which Yosys turns into a synchronous read port (so a deep FIFO takes block RAM). In block RAM the
+    read must see the word written in the same cycle: Yosys adds a WIDTH-bit bypass register and
+    multiplexer (``bypass``); in LUT RAM the read stays asynchronous at the registered pointer (no
+    data flip-flops); at depth 2 the words are registers (memory_libmap: cheaper than a DPR16X4)."""
     mems = [Memory(width, depth, 1, 1)]
+    kind = ecp5_memory(mems[0])[0]
     _, ml, mf = _memory_parts(mems)
+    if kind == "lutram":
+        mf.pop("ram_ff", None)
     one = {"base": 1.0}
-    return mems, {**one, "ctrl": _clog2(depth), **ml}, {**one, "ctrl": _clog2(depth), **mf}
+    bypass = {"bypass": float(width)} if kind == "bram" else {}
+    return mems, {**one, "ctrl": _clog2(depth), **bypass, **ml}, {**one, "ctrl": _clog2(depth), **bypass, **mf}
 
 
 def fifo_features(width: int, depth: int, dev: Device | None = None) -> dict[str, dict[str, float]]:
@@ -593,6 +626,9 @@ def fifo_features(width: int, depth: int, dev: Device | None = None) -> dict[str
 
 
 SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux"), "ff": ("ram_ff",)}
+# Shared coefficients known from the architecture rather than fitted: nextpnr packs a TRELLIS_DPR16X4
+# into two RAM-mode slices (4 TRELLIS_COMB) and a RAMW slice (2 more).
+FIXED = {"lut": {"lutram": 6.0}, "ff": {}}
 
 
 def _linear(coef: dict, feats: dict, shared: dict | None = None) -> float:
