@@ -86,7 +86,10 @@ GRID: dict[str, list[dict]] = {
                 dict(C=16, PE=1, IBITS=17, DISTINCT=1), dict(C=32, PE=4, IBITS=20, DISTINCT=1),
                 dict(C=64, PE=8, IBITS=24, DISTINCT=1), dict(C=128, PE=8, IBITS=20, DISTINCT=1),
                 dict(C=16, PE=16, IBITS=24, DISTINCT=1), dict(C=48, PE=2, IBITS=18, DISTINCT=2),
-                dict(C=64, PE=4, IBITS=16, DISTINCT=2), dict(C=32, PE=1, IBITS=20, DISTINCT=3)],
+                dict(C=64, PE=4, IBITS=16, DISTINCT=2), dict(C=32, PE=1, IBITS=20, DISTINCT=3),
+                # one fold (C = PE), and more single-lane tables
+                dict(C=4, PE=4, IBITS=20, DISTINCT=1), dict(C=8, PE=8, IBITS=16, DISTINCT=1), dict(C=2, PE=2, IBITS=24),
+                dict(C=32, PE=1, IBITS=20), dict(C=8, PE=1, IBITS=16, DISTINCT=2)],
     "thresholding": [dict(C=8, PE=1, IBITS=8, STEPS=15), dict(C=16, PE=2, IBITS=8, STEPS=7),
                      dict(C=32, PE=4, IBITS=10, STEPS=15), dict(C=8, PE=8, IBITS=8, STEPS=3),
                      dict(C=64, PE=2, IBITS=12, STEPS=15), dict(C=16, PE=4, IBITS=8, STEPS=31),

@@ -384,19 +384,34 @@ def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-def requant_distinct_shifts(node: DataflowNode) -> list[int]:
-    """Distinct shift values each lane of a Requant sees (lane p serves channels p, p + PE, ...; every
-    timestep group's table). From the node's ``shifts`` (per channel, or one per tensor); without
+def dwc_mux(i: int, o: int, bits: int) -> dict[str, float]:
+    """rtl/dwc's buffer of KI + KO - 1 units (G = gcd(IN, OUT) elements each): a unit is loaded from
+    the input word at each offset k < KO that covers it, or shifted down by KO on a pop, or held.
+    A unit with one source besides holding is a flip-flop enable (no LUT); with s > 1 it needs a
+    multiplexer: ``mux`` counts those unit bits, ``inputs`` their inputs past the first."""
+    g = math.gcd(i, o)
+    ki, ko, width = i // g, o // g, g * bits
+    out = {"mux": 0.0, "inputs": 0.0}
+    for u in range(ki + ko - 1):
+        sources = sum(1 for k in range(ko) if k <= u < k + ki) + (u + ko < ki + ko - 1)
+        if sources > 1:
+            out["mux"] += width
+            out["inputs"] += width * (sources - 1)
+    return out
+
+
+def requant_shift_values(node: DataflowNode) -> list[list[int]]:
+    """The distinct shifts each lane of a Requant applies (lane p serves channels p, p + PE, ...; every
+    timestep group's table), from the node's ``shifts`` (per channel, or one per tensor). Without
     them, every channel a lane serves is taken to differ, up to the 10 values of [-1, 8]."""
     a = node.attrs
     lanes, c, groups = a.get("PE", 1), a["NumChannels"], a.get("timestepGroups", 1)
     shifts = a.get("shifts")
     if shifts is None:
-        return [min(groups * c // lanes, 10)] * lanes
-    table = [list(g) if isinstance(g, (list, tuple)) else [g] for g in
-             (shifts if shifts and isinstance(shifts[0], (list, tuple)) else [shifts])]
+        return [list(range(-1, 9))[:min(groups * c // lanes, 10)]] * lanes
+    table = [list(g) for g in shifts] if shifts and isinstance(shifts[0], (list, tuple)) else [list(shifts)]
     table = [g * c if len(g) == 1 else g for g in table]
-    return [len({g[ch] for g in table for ch in range(p, c, lanes)}) for p in range(lanes)]
+    return [sorted({int(g[ch]) for g in table for ch in range(p, c, lanes)}) for p in range(lanes)]
 
 
 def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
@@ -450,8 +465,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         i, o = node.lanes()
         g = math.gcd(i, o)
         b = node.dt("dataType")
-        mux = b * (i * o // g + i - g)  # the buffer's multiplexer inputs (hwsim.rtlgen.benches.dwc_size)
-        return 0, [], {**one, "mux": mux, "ctrl": (i + 2 * o) // g}, {**one, "buffer": (i + o - g) * b, "ctrl": _clog2((i + o) // g)}
+        return 0, [], {**one, **dwc_mux(i, o, b)}, {**one, "buffer": (i + o - g) * b, "ctrl": _clog2((i + o) // g)}
     lanes, width = _word(node)
     word = lanes * width
     if t == "ConvolutionInputGenerator_rtl":
@@ -468,11 +482,21 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
     if t == "Requant":
         ob = node.dt("outputDataType")
         mems = [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
-        # the shift table is a constant ROM that synthesis folds into each lane's shifter: a lane is
-        # a fixed shift with rounding and saturation (``word``) plus a multiplexer per further shift
-        # value among the channels it serves (``shift``)
-        shift = width * sum(d - 1 for d in requant_distinct_shifts(node))
-        return 0, mems, {**one, "word": word, "shift": shift}, {**one, "word": word, "out": lanes * ob}
+        # the shift table is a constant ROM that synthesis folds into each lane's datapath: a lane whose
+        # channels share one shift v is a fixed shift, its rounding an increment of the width - v bits
+        # left (``round``); a lane with d > 1 distinct shifts shifts and rounds at a variable position
+        # (``variable``) over d candidates (``shift``). Every lane saturates (``word``). With one fold
+        # the fold counter still has a bit, and the lane's address also reaches an (undefined) entry
+        # past the table (``one_fold``).
+        one_fold = a["NumChannels"] * a.get("timestepGroups", 1) == lanes
+        lut = {**one, "word": word, "round": 0.0, "variable": 0.0, "shift": 0.0, "one_fold": word if one_fold else 0}
+        for vs in requant_shift_values(node):
+            if len(vs) > 1:
+                lut["variable"] += width
+                lut["shift"] += width * (len(vs) - 1)
+            elif vs[0] > 0:
+                lut["round"] += max(0, width - vs[0])
+        return 0, mems, lut, {**one, "word": word, "out": lanes * ob}
     if t == "Thresholding":
         stages, tbits = node.stages(), node.threshold_bits()
         rows = a.get("thresholdRows", a["NumChannels"]) * a.get("timestepGroups", 1)
@@ -486,8 +510,14 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         mults = 0
         if a.get("thresholdRows", a["NumChannels"]) > 1 and a.get("timestepGroups", 1) == 1:
             mults = stages * sum(const_mult18(fb if p == 0 else fb + int(math.log2(lanes)), nt) for p in range(lanes))
-        table = lanes * stages * tbits * max(1.0, rows * ((1 << stages) - 1) / 16)
-        return mults, mems, {**one, "cmp": lanes * stages * tbits, "table": table}, \
+        # the fold counter has FB = max(1, clog2(folds)) bits, so the address reaches 2^FB * PE rows
+        # (past the table with one fold, or folds not a power of two)
+        reach = rows
+        if a.get("thresholdRows", a["NumChannels"]) > 1:
+            reach = max(rows, (1 << _clog2(a["NumChannels"] // lanes)) * lanes * a.get("timestepGroups", 1))
+        table = lanes * stages * tbits * max(1.0, reach * ((1 << stages) - 1) / 16)
+        addr = lanes * stages * _clog2(rows * nt)  # each stage's table address row * NT + idx - 1
+        return mults, mems, {**one, "cmp": lanes * stages * tbits, "addr": addr, "table": table}, \
             {**one, "pipe": lanes * stages * (width + 1 + stages)}
     if t == "LutActivation":
         ob = node.dt("outputDataType")
