@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-from hwsim.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results" / "resource_calibration"
@@ -157,6 +156,18 @@ GRID: dict[str, list[dict]] = {
              dict(WIDTH=64, DEPTH=16), dict(WIDTH=128, DEPTH=16), dict(WIDTH=8, DEPTH=64), dict(WIDTH=200, DEPTH=8),
              dict(WIDTH=48, DEPTH=32), dict(WIDTH=24, DEPTH=128), dict(WIDTH=96, DEPTH=16), dict(WIDTH=32, DEPTH=128)],
 }
+
+
+def run_commit() -> str:
+    """HEAD, with '+dirty' if tracked files other than this run's own outputs (results.json, table.md,
+    README.md here, and the device YAML whose fitted block the run rewrites) differ from it."""
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+    outputs = (str(RESULTS.relative_to(ROOT)) + "/", str(YAML.relative_to(ROOT)))
+    return head + ("+dirty" if any(not line[3:].startswith(outputs) for line in changed) else "")
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -520,7 +531,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-residual", action="store_true", help="skip the residual block")
     ap.add_argument("--limit", type=float, help="stop measuring after this many seconds")
     args = ap.parse_args(argv)
-    commit = git_commit()  # before this run writes results.json and the YAML (both tracked)
+    commit = run_commit()
     measure(args.only, args.limit, commit)
     if args.measure_only:
         return 0
