@@ -141,7 +141,10 @@ GRID: dict[str, list[dict]] = {
     "reorder": [dict(R=4, C=4, PE=1), dict(R=4, C=8, PE=2), dict(R=8, C=8, PE=4), dict(R=16, C=16, PE=1),
                 dict(R=8, C=16, PE=8), dict(R=16, C=32, PE=2),
                 dict(R=8, C=4, PE=1), dict(R=32, C=8, PE=1), dict(R=16, C=8, PE=4), dict(R=8, C=32, PE=2),
-                dict(R=4, C=16, PE=8)],
+                dict(R=4, C=16, PE=8),
+                # wide words (PE = 8, 16)
+                dict(R=4, C=8, PE=8), dict(R=8, C=8, PE=8), dict(R=16, C=8, PE=8), dict(R=4, C=4, PE=16),
+                dict(R=8, C=4, PE=16)],
     "dwc": [dict(IN=1, OUT=2, BITS=8), dict(IN=2, OUT=1, BITS=8), dict(IN=2, OUT=3, BITS=8), dict(IN=4, OUT=8, BITS=8),
             dict(IN=8, OUT=4, BITS=8), dict(IN=3, OUT=4, BITS=12), dict(IN=16, OUT=4, BITS=8), dict(IN=1, OUT=16, BITS=8),
             dict(IN=1, OUT=4, BITS=8), dict(IN=4, OUT=1, BITS=8), dict(IN=3, OUT=2, BITS=8), dict(IN=4, OUT=3, BITS=8),
