@@ -590,7 +590,11 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
         # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so
         # with PE >= C / G the lane's constant bits fix part of the group index (C / PE = folds reach)
-        return mults, mems, {**one, "lanes": lanes, "groups": groups, "lane_groups": lanes * min(groups, folds)}, \
+        # with groups of a non-power-of-two size the group index (fold * PE + lane) / (C / G) is a
+        # division of the 32-bit fold counter by a constant, per lane in LOAD and in EMIT (``div``)
+        div = 0 if _pow2(c // groups) else lanes
+        return mults, mems, {**one, "lanes": lanes, "groups": groups, "lane_groups": lanes * min(groups, folds),
+                             "div": div}, \
             {**one, "lanes": lanes, "groups": groups, **mf}
     if t == "AdaLayerNorm":
         sb, hb = a["scaleBits"], a["shiftBits"]
