@@ -294,6 +294,8 @@ class Memory:
                            # addresses differ in constant low bits): multiplexers of the whole array
     tag: str = ""          # a RAM in flip-flops priced by the node type's own coefficients (features
                            # "<tag>_rd", "<tag>_wr") rather than the shared ones
+    new_data: bool = False  # a registered read that sees the word written in the same cycle (rtl/fifo's
+                            # read at a registered pointer); otherwise a synchronous read gets the old word
 
     @property
     def bits(self) -> int:
@@ -335,8 +337,9 @@ def ecp5_memory(m: Memory) -> tuple[str, int, int]:
         c, n, a = _geometry(m, 4, 4, (4,), 0, m.reads, range(1), m.reads)
         options.append((c, "lutram", n, a))
     if m.sync and m.writes <= 2 and m.reads:
-        # emulation score: a point per read port, three more per write port it must be made transparent to
-        emu = m.reads * (1 + 3 * m.writes)
+        # emulation score: a point per read port, three more per write port it must be made transparent
+        # to, and three per write port for read-first (old word) behaviour (Yosys' `debug memory_libmap`)
+        emu = m.reads * (1 + 3 * m.writes) + (0 if m.new_data else 3 * m.writes)
         space = 2 - m.writes
         if space > 0:
             c, n, a = _geometry(m, 128, 14, (1, 2, 4, 9, 18), 9, -(-m.reads // space), range(5), emu)
@@ -644,7 +647,7 @@ def fifo_parts(width: int, depth: int) -> tuple[list[Memory], dict, dict]:
     read must see the word written in the same cycle: Yosys adds a WIDTH-bit bypass register and
     multiplexer (``bypass``); in LUT RAM the read stays asynchronous at the registered pointer (no
     data flip-flops); at depth 2 the words are registers (memory_libmap: cheaper than a DPR16X4)."""
-    mems = [Memory(width, depth, 1, 1)]
+    mems = [Memory(width, depth, 1, 1, new_data=True)]
     kind = ecp5_memory(mems[0])[0]
     _, ml, mf = _memory_parts(mems)
     if kind == "lutram":

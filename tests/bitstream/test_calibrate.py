@@ -49,6 +49,12 @@ def test_memory_rule():
     assert ecp5_memory(Memory(32, 2304)) == ("bram", 5, 5)
     assert ecp5_memory(Memory(128, 72)) == ("bram", 4, 1)
     assert ecp5_memory(Memory(16, 144, 1, 1))[:2] == ("bram", 1)
+    # Yosys' `debug memory_libmap` on a 16 x 96 RAM read one cycle late (old word): 24 DPR16X4 at 141
+    # (4 x 24, mux 0.5 x 80, demux 0.5 x 6, one emulation point) against a DP16KD at 142 (128 and seven
+    # points: the read, transparency and read-first behaviour); read at a registered pointer (rtl/fifo)
+    # the block RAM needs no read-first emulation and wins
+    assert ecp5_memory(Memory(16, 96, 1, 1)) == ("lutram", 24, 6)
+    assert ecp5_memory(Memory(16, 96, 1, 1, new_data=True))[:2] == ("bram", 1)
     assert ecp5_memory(Memory(8, 256, 16))[0] == "logic"  # a SiLU table read by 16 lanes: 2048 bits of LUT ROM
     assert ecp5_memory(Memory(8, 64, 1, 1, sync=False))[0] == "lutram"
     assert ecp5_memory(Memory(10, 64, 4, sync=False))[0] == "logic"  # asynchronous reads: never block RAM
