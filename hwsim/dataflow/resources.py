@@ -472,7 +472,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
     lanes, width = _word(node)
     word = lanes * width
     if t == "ConvolutionInputGenerator_rtl":
-        (kh, kw), (ih, iw), s = a["ConvKernelDim"], a["IFMDim"], a["Stride"]
+        iw, s = a["IFMDim"][1], a["Stride"]
         cf = a["IFMChannels"] // a["SIMD"]
         # rtl/swg's 32-bit window position p and oldest word: ((oy*S_H + ky)*IW + ox*S_W + kx)*CF + c
         # and (oy*S_H*IW + ox*S_W)*CF; (oy*S_H) and (ox*S_W) shared
