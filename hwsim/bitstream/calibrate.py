@@ -10,7 +10,7 @@ design with more I/O than the package has; only placement would refuse it), so n
 block is counted and nothing in it is optimized away.
 
 :func:`fit` solves, per node type, a non-negative least-squares problem over the feature vectors
-that :func:`hwsim.dataflow.resources.features` gives (LUT and FF each); :func:`held_out` splits a
+that :func:`hwsim.dataflow.ecp5.features` gives (LUT and FF each); :func:`held_out` splits a
 grid deterministically (a seeded hash of the configuration, a third of each type held out).
 experiments/resource_calibration.py runs the grid and writes the coefficients into the device YAML.
 """
@@ -456,7 +456,8 @@ def model_counts(block: Block, dev=None) -> dict:
 
 
 def block_features(block: Block, dev=None) -> dict:
-    from hwsim.dataflow.resources import features, fifo_features, load_device
+    from hwsim.dataflow.ecp5 import features, fifo_features
+    from hwsim.dataflow.resources import load_device
 
     dev = dev or load_device("ecp5-85f")
     return fifo_features(*block.fifo, dev) if block.fifo else features(block.node, dev)

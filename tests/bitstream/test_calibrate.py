@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from hwsim.bitstream.calibrate import design_model, fit, is_held_out, lut_error, make_block, model_counts, synth_pack
-from hwsim.dataflow.resources import Memory, ecp5_memory, load_device, mult18
+from hwsim.dataflow.ecp5 import Memory, ecp5_memory, mult18
+from hwsim.dataflow.resources import load_device
 
 RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results" / "resource_calibration" / "results.json"
 

@@ -5,7 +5,8 @@ from dataclasses import dataclass, replace
 import pytest
 
 from hwsim.dataflow.nodes import DataflowNode, FoldingError, NoEstimate, make_node
-from hwsim.dataflow.resources import Resources, estimate, features, load_device
+from hwsim.dataflow.ecp5 import features
+from hwsim.dataflow.resources import Resources, estimate, load_device
 
 
 def node(op_type, **attrs):

@@ -12,7 +12,8 @@ from hwsim.dataflow.folding import fold_to_cycles, fold_to_device
 from hwsim.dataflow.graph import DataflowGraph
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.dataflow.nodes import make_node
-from hwsim.dataflow.resources import Resources, estimate, fifo_memory, load_device, mult18, total
+from hwsim.dataflow.ecp5 import mult18
+from hwsim.dataflow.resources import Resources, estimate, fifo_memory, load_device, total
 from hwsim.dataflow.schedule import Fifo, deadlocks, schedule, sustained_ii
 
 runner = CliRunner()
