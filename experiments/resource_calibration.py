@@ -243,7 +243,7 @@ def fit_all(rows: list[dict]) -> dict:
     for target in ("lut", "ff"):
         common, tables = fit_joint(train, target, SHARED[target], FIXED[target])
         fitted["shared"][target] = common
-        for t in {r["table"] for r in train}:
+        for t in sorted({r["table"] for r in train}):
             fitted.setdefault(t, {"lut": {}, "ff": {}})[target] = tables.get(t, {})
     return fitted
 
