@@ -158,16 +158,19 @@ def demo(
     plan: Path = typer.Option(None, help="precision plan of the integer step (default: uniform W8A8)"),
     integer_samples: int = typer.Option(16, help="images generated through the integer simulator"),
     threads: int = typer.Option(0, help="torch threads (0: all cores)"),
+    sweep: str = typer.Option("experiments/sweeps/smoke.yaml", help="experiment file of the demo's sweep step, "
+                              "relative to the repository ('' skips the step)"),
 ):
-    """Run the flow on a shipped model and write a report (JSON + HTML + sample grid)."""
+    """Run the flow on a shipped model and write a report (JSON + HTML + sample grid + sweep report)."""
     from hwsim.demo import DemoContext, run_demo
     from hwsim.evaluate import set_threads
     from hwsim.modeldir import load_spec
 
     load_spec(model)  # fail early on a bad model directory
     set_threads(threads)
+    repo = Path(__file__).resolve().parent.parent
     report = run_demo(DemoContext(model_dir=model, out=out, samples=samples, steps=steps, seed=seed, plan=plan,
-                                  integer_samples=integer_samples))
+                                  integer_samples=integer_samples, sweep=(repo / sweep) if sweep else None))
     typer.echo(f"float classifier-FID of {report['model']}: {report['fid_classifier']:.3f} "
                f"(95% CI {report['fid_classifier_ci'][0]:.3f}-{report['fid_classifier_ci'][1]:.3f}; "
                f"data floor at {samples} samples: {report['fid_floor_classifier']:.3f}); integer graph "

@@ -35,6 +35,7 @@ class DemoContext:
     images: np.ndarray | None = None
     graph: Path | None = None  # the integer graph, once exported
     device: str = "ecp5-85f"  # the cost step's device
+    sweep: Path | None = Path(__file__).resolve().parent.parent / "experiments" / "sweeps" / "smoke.yaml"  # None: skip
 
 
 def step_sample(ctx: DemoContext) -> None:
@@ -97,8 +98,20 @@ def step_cost(ctx: DemoContext) -> None:
     )
 
 
+def step_sweep(ctx: DemoContext) -> None:
+    """A small co-design sweep (FID beside cycles and energy per image) and its HTML report."""
+    if ctx.sweep is None:
+        return
+    from hwsim.sweep.report import write_report
+    from hwsim.sweep.runner import run_sweep
+
+    rows = run_sweep(ctx.sweep, ctx.out / "sweep", workers=0, progress=False)
+    write_report(ctx.out / "sweep", ctx.out / "sweep" / "report.html")
+    ctx.report.update(sweep_experiment=str(ctx.sweep), sweep_points=len(rows), sweep_report="sweep/report.html")
+
+
 STEPS: list[tuple[str, Callable[[DemoContext], None]]] = [
-    ("sample", step_sample), ("fid", step_fid), ("integer", step_integer), ("cost", step_cost),
+    ("sample", step_sample), ("fid", step_fid), ("integer", step_integer), ("cost", step_cost), ("sweep", step_sweep),
 ]
 
 
@@ -131,6 +144,10 @@ def _html(report: dict[str, Any]) -> str:
         "<p>float model</p><img src='samples.png' alt='samples'>"
         "<p>integer simulator (first images, same seeds)</p><img src='samples_integer.png' alt='integer samples'>"
         "<p>dataflow cost per node (<a href='cost.json'>cost.json</a>)</p><img src='cost.png' alt='cost per node' width='100%'>"
+        + (f"<p>co-design sweep ({html.escape(str(report.get('sweep_points')))} points of "
+           f"{html.escape(Path(report['sweep_experiment']).name)}): <a href='sweep/report.html'>sweep report</a>; the "
+           "committed experiments' reports are in the repository under experiments/results/&lt;name&gt;/report.html</p>"
+           if report.get("sweep_report") else "") +
         "<table>" + rows + "</table>"
         f"<p>git {html.escape(report['provenance']['git_commit'])}; full details in "
         "<a href='report.json'>report.json</a></p></body></html>\n"

@@ -71,6 +71,8 @@ def test_demo_report(tiny_model_dir, tmp_path):
     # computes in 64 bits, 25 MULT18X18D each) need more multiplier blocks than the 85F's 156
     assert cost["steps"] == 4 and report["cost_fits"] is cost["fits"] is False
     assert cost["resources"]["mult"] > cost["budget"]["mult"] == 156
+    assert report["sweep_points"] == 4 and "sweep/report.html" in (out / "index.html").read_text()
+    assert "<img" in (out / "sweep" / "report.html").read_text()
 
 
 def test_export_then_sample_and_fid_on_the_simulator(tiny_model_dir, tmp_path):

@@ -10,7 +10,7 @@ from hwsim.data import load_dataset, to_model_range
 from hwsim.modeldir import load_model
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-ZOO = ["unet-fashion", "dit-fashion", "unet-digits"]
+ZOO = ["unet-fashion", "dit-fashion", "unet-digits", "dit-digits"]
 
 
 @pytest.mark.parametrize("name", ZOO)

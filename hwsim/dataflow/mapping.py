@@ -16,6 +16,11 @@ produces FINN's node types, with FINN's attributes, wherever FINN has the op:
         StreamingSplit when they split channels, else a StreamReorder (:mod:`hwsim.dataflow.layout`)
     QuantInput / Dequant -> HostInput / HostOutput (the sampler runs on the host)
 
+A graph with activation scales per timestep group (one file per group, the same nodes) maps
+once, and every node gets ``timestepGroups``: the constants that depend on an activation scale
+(biases, shift and threshold tables, lookup tables, normalization constants) are stored once
+per group (:meth:`hwsim.dataflow.nodes.base.DataflowNode.groups`).
+
 Tensor shapes come from one run of the graph at batch 1 (every node's shape is then exact).
 All folding factors start at 1; :mod:`hwsim.dataflow.folding` sets them.
 """
@@ -35,6 +40,7 @@ from hwsim.dataflow import layout
 from hwsim.dataflow.graph import META_KEY, DataflowGraph
 from hwsim.dataflow.nodes import make_node
 from hwsim.dataflow.nodes.base import bits
+from hwsim.export.intgraph import group_files
 from hwsim.export.pipeline import GRAPH_FILE, export_model
 from hwsim.intsim.executor import Simulator
 
@@ -307,6 +313,10 @@ def map_integer_graph(path: str | Path, steps: int) -> DataflowGraph:
         register(out, out, order)
     st.graph.insert_forks()
     st.graph.check()
+    groups = len(group_files(path) or [path])
+    if groups > 1:
+        for node in st.graph.nodes:
+            node.attrs["timestepGroups"] = groups
     return st.graph
 
 

@@ -504,6 +504,9 @@ def to_finn(graph_or_path: DataflowGraph | str | Path, out_dir: str | Path, step
     table rows) with MACs into ``out_dir/componentK.onnx``, largest first, and ``manifest.json``.
     Returns the model paths."""
     graph = graph_or_path if isinstance(graph_or_path, DataflowGraph) else load_dataflow(graph_or_path, steps)
+    if any(n.groups() > 1 for n in graph.nodes):
+        raise HandoffError(f"{graph.source}: activation scales per timestep group (timestep_groups > 1) have no FINN "
+                           f"equivalent (FINN's thresholds and biases are one set per node)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = _Context(graph, out, [0])  # the integer graph's constants and node attributes (nothing is written)

@@ -8,6 +8,12 @@ its TorchScript route cannot carry attention and exports GroupNorm/SiLU/softmax 
 so the float-to-integer lowering would have to rediscover what the module tree states plainly.
 The result is an ONNX file (qonnx ModelWrapper) with a datatype on every tensor and the
 exponents in the model metadata; float appears only at the input quantizer and the output.
+
+A net with activation scales per timestep group (:class:`TimestepGroupedNet`) becomes one graph
+per group with the same nodes: requantizations that are the identity in one group are kept in
+every group (the hardware needs the unit if any group uses it), every tensor's datatype is the
+widest over the groups, and the first group's file names the others in its metadata
+(``hwsim.timestep_groups``), so ``Simulator(path)`` runs each sample through its group's graph.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from hwsim.export import ops
 from hwsim.intsim.ops.lut import int_range
 from hwsim.nets.unet import Concat
 from hwsim.quant import modules as hw
+from hwsim.quant.timestep_groups import TimestepGroupedNet
 
 LEAVES = (QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.IntModulation, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul,
           hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, hw.GroupQuantLinear, nn.Upsample, nn.Identity)
 EXPONENTS_KEY = "hwsim.exponents"
+GROUPS_KEY = "hwsim.timestep_groups"
 
 
 class ExportError(RuntimeError):
@@ -96,8 +104,10 @@ class _Tracer(fx.Tracer):
 class _Builder(fx.Interpreter):
     """Runs the traced net on concrete inputs and emits integer ops for every fx node."""
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, elide: bool = True):
+        """``elide=False`` keeps requantizations that are the identity here (see the module docstring)."""
         super().__init__(module, graph=_Tracer().trace(module))
+        self.elide = elide
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.tensors: dict[str, IntTensor] = {}
@@ -132,7 +142,7 @@ class _Builder(fx.Interpreter):
         """Quantize ``src`` (the float input's name, or an IntTensor) to exponent ``exp``, signed ``bits``."""
         qmin, qmax = int_range(int(bits), True)
         lo, hi = (None, None) if isinstance(src, str) else src.interval
-        if not isinstance(src, str) and np.all(src.exp == exp) and qmin <= lo and hi <= qmax:
+        if self.elide and not isinstance(src, str) and np.all(src.exp == exp) and qmin <= lo and hi <= qmax:
             return src  # already on this grid and inside the range: the requant would be the identity
         if isinstance(src, str):
             return self._emit("QuantInput", [src], base, exp, 1, -qmin, shape, exponent=int(exp), qmin=qmin, qmax=qmax)
@@ -142,7 +152,7 @@ class _Builder(fx.Interpreter):
     def _align(self, src: IntTensor, target: np.ndarray, axis: int, base: str) -> IntTensor:
         """Exact left shifts giving ``src`` the exponents ``target`` (each <= src's)."""
         shifts = np.asarray(target) - src.exp  # broadcasts one exponent against one per channel
-        if np.all(shifts == 0):
+        if self.elide and np.all(shifts == 0):
             return src
         if np.any(shifts > 0):
             raise ExportError(f"{base}: alignment would round")
@@ -341,13 +351,8 @@ class _Builder(fx.Interpreter):
         return value
 
 
-def to_integer_graph(module: nn.Module, example_input: tuple[torch.Tensor, torch.Tensor], out_path: str | Path) -> Path:
-    """Write the integer graph of a hardware-exact quantized net ``module(x, t)`` to ``out_path``.
-
-    ``example_input`` is (x [N, C, H, W] float, t [N] int64); it fixes every shape except the batch.
-    """
-    x, t = example_input
-    builder = _Builder(module.double().eval())
+def _build(module: nn.Module, x: torch.Tensor, t: torch.Tensor, elide: bool) -> ModelWrapper:
+    builder = _Builder(module.double().eval(), elide)
     with torch.no_grad():
         builder.run(x.double(), t)
     graph = helper.make_graph(
@@ -367,7 +372,56 @@ def to_integer_graph(module: nn.Module, example_input: tuple[torch.Tensor, torch
         arr = numpy_helper.to_array(init)
         wrapper.set_tensor_datatype(init.name, DataType[f"INT{signed_bits(int(arr.min()), int(arr.max()))}"])
     onnx.helper.set_model_props(wrapper.model, {EXPONENTS_KEY: json.dumps(exps)})
+    return wrapper
+
+
+def _widen_to_union(graphs: list[ModelWrapper]) -> None:
+    """Check the groups' graphs have the same nodes; give every tensor the widest datatype of any group."""
+    def skeleton(w):
+        return [(n.op_type, list(n.input), list(n.output)) for n in w.graph.node]
+
+    for k, w in enumerate(graphs[1:], 1):
+        for a, b in zip(skeleton(graphs[0]), skeleton(w)):
+            if a != b:
+                raise ExportError(f"timestep group {k}: node {b} differs from group 0's {a}; the groups must share a datapath")
+        if len(w.graph.node) != len(graphs[0].graph.node):
+            raise ExportError(f"timestep group {k}: {len(w.graph.node)} nodes, group 0 has {len(graphs[0].graph.node)}")
+    names = {ann.tensor_name for ann in graphs[0].graph.quantization_annotation}
+    for name in names:
+        widest = max((w.get_tensor_datatype(name) for w in graphs), key=lambda d: d.bitwidth())
+        for w in graphs:
+            w.set_tensor_datatype(name, widest)
+
+
+def group_files(path: str | Path) -> list[Path] | None:
+    """The per-group graph files a grouped integer graph names (the first is ``path``), or None."""
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if GROUPS_KEY not in props:
+        return None
+    meta = json.loads(props[GROUPS_KEY])
+    return [Path(path).parent / f for f in meta["files"]]
+
+
+def to_integer_graph(module: nn.Module, example_input: tuple[torch.Tensor, torch.Tensor], out_path: str | Path) -> Path:
+    """Write the integer graph of a hardware-exact quantized net ``module(x, t)`` to ``out_path``
+    (and, for a :class:`TimestepGroupedNet`, one more file per timestep group beside it).
+
+    ``example_input`` is (x [N, C, H, W] float, t [N] int64); it fixes every shape except the batch.
+    """
+    x, t = example_input
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper.save(str(out_path))
+    if not isinstance(module, TimestepGroupedNet):
+        _build(module, x, t, elide=True).save(str(out_path))
+        return out_path
+    graphs = [_build(net, x, t, elide=False) for net in module.nets]
+    _widen_to_union(graphs)
+    files = [out_path.name] + [f"{out_path.stem}.g{k}{out_path.suffix}" for k in range(1, module.groups)]
+    meta = json.loads({p.key: p.value for p in graphs[0].model.metadata_props}[EXPONENTS_KEY])
+    onnx.helper.set_model_props(graphs[0].model, {
+        EXPONENTS_KEY: json.dumps(meta),
+        GROUPS_KEY: json.dumps({"groups": module.groups, "num_train_timesteps": module.num_train_timesteps, "files": files})})
+    for w, name in zip(graphs, files):
+        w.save(str(out_path.parent / name))
     return out_path

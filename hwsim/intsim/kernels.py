@@ -30,12 +30,12 @@ import numba
 import numpy as np
 from scipy.linalg.blas import dgemm, sgemm
 
+from hwsim.intsim.fused import (EMPTY, NO_RQ, conv_epilogue, groupnorm_into, modulate_into, requant_into, rows_epilogue,
+                                rq_params, softmax_into, upsample_into)
 from hwsim.intsim.ops.lut import lut_checked_kernel
-from hwsim.intsim.ops.norm import groupnorm_kernel, modulate_kernel
-from hwsim.intsim.ops.requant import requant_kernel
-from hwsim.intsim.ops.softmax import softmax_kernel
 
 FLOAT32_EXACT, FLOAT64_EXACT = 2**24, 2**53
+EXTRA_NONE = np.zeros((0, 0, 0, 0), dtype=np.int64)
 
 
 def gemm_dtype(bound: int | None):
@@ -49,40 +49,50 @@ def gemm_dtype(bound: int | None):
     return None
 
 
-@numba.njit(parallel=True, cache=True)
-def float_to_int64_plus_bias(acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """[M, N] integer-valued float (or int64) accumulator -> int64 + bias[N] (bias may be empty: none)."""
-    m, n = acc.shape
-    out = np.empty((m, n), dtype=np.int64)
-    has_bias = bias.size > 0
-    for i in numba.prange(m):
-        for j in range(n):
-            v = np.int64(acc[i, j])
-            out[i, j] = v + bias[j] if has_bias else v
+def rq_for(attrs: dict, shape: tuple, channel_axis: int):
+    """A Requant's (params, qmin, qmax) for a kernel whose per-channel axis is ``channel_axis`` of
+    ``shape``, or None if its shifts run along another axis (then the kernel cannot take it)."""
+    shifts, ndim = list(attrs["shifts"]), len(shape)
+    if len(shifts) != 1 and (attrs["axis"] % ndim != channel_axis % ndim or len(shifts) != shape[channel_axis]):
+        return None
+    return rq_params(shifts, shape[channel_axis]), attrs["qmin"], attrs["qmax"]
+
+
+def _rq_args(rq):
+    if rq is None:
+        return (False, *NO_RQ, 0, 0)
+    params, qmin, qmax = rq
+    return (True, *params, qmin, qmax)
+
+
+def _lut_args(lut):
+    return (False, EMPTY, 0) if lut is None else (True, np.ascontiguousarray(lut[0], dtype=np.int64), lut[1])
+
+
+def _epilogue_2d(acc: np.ndarray, b: np.ndarray, out_dtype, rq, lut) -> np.ndarray:
+    out = np.empty(acc.shape, dtype=out_dtype)
+    rows_epilogue(acc, np.ascontiguousarray(b, dtype=np.int64), *_rq_args(rq), *_lut_args(lut), out)
     return out
 
 
-def int_matmul(a: np.ndarray, b: np.ndarray, bound: int | None) -> np.ndarray:
-    """a @ b of int64 arrays (batched as np.matmul); ``bound`` caps |every partial sum|."""
+def int_matmul(a: np.ndarray, b: np.ndarray, bound: int | None, out_dtype=np.int64) -> np.ndarray:
+    """a @ b of integer arrays (batched as np.matmul); ``bound`` caps |every partial sum|."""
     dtype = gemm_dtype(bound)
     if dtype is None:
-        return np.matmul(a, b)
+        return np.matmul(a.astype(np.int64), b.astype(np.int64)).astype(out_dtype, copy=False)
     if b.ndim == 2 and a.ndim >= 2:  # one 2-D GEMM instead of numpy's loop over the batch axes
-        a2 = a.reshape(-1, a.shape[-1]).astype(dtype)
-        acc = a2 @ b.astype(dtype)
-        return float_to_int64_plus_bias(acc, np.zeros(0, dtype=np.int64)).reshape(*a.shape[:-1], b.shape[1])
-    return np.matmul(a.astype(dtype), b.astype(dtype)).astype(np.int64)
+        acc = a.reshape(-1, a.shape[-1]).astype(dtype) @ b.astype(dtype)
+        return _epilogue_2d(acc, EMPTY, out_dtype, None, None).reshape(*a.shape[:-1], b.shape[1])
+    return np.matmul(a.astype(dtype), b.astype(dtype)).astype(out_dtype)
 
 
-def int_linear(x: np.ndarray, w: np.ndarray, b: np.ndarray, bound: int | None) -> np.ndarray:
-    """x @ w.T + b over the last axis (IntLinear); ``bound`` caps |every partial sum| of x @ w.T."""
-    dtype = gemm_dtype(bound)
-    if dtype is None:
-        return np.matmul(x, w.T) + b
+def int_linear(x: np.ndarray, w: np.ndarray, b: np.ndarray, bound: int | None, out_dtype=np.int64,
+               rq=None, lut=None) -> np.ndarray:
+    """x @ w.T + b over the last axis (IntLinear) [then a Requant per output column, then a Lut];
+    ``bound`` caps |every partial sum| of x @ w.T."""
+    dtype = gemm_dtype(bound) or np.int64
     acc = x.reshape(-1, x.shape[-1]).astype(dtype) @ w.T.astype(dtype)
-    return float_to_int64_plus_bias(acc, np.ascontiguousarray(b, dtype=np.int64)).reshape(*x.shape[:-1], w.shape[0])
-
-
+    return _epilogue_2d(acc, b, out_dtype, rq, lut).reshape(*x.shape[:-1], w.shape[0])
 @numba.njit(parallel=True, cache=True)
 def im2col_into(x: np.ndarray, cols: np.ndarray, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int,
                 oh: int, ow: int) -> None:
@@ -117,20 +127,6 @@ def im2col(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int, 
     return cols
 
 
-@numba.njit(parallel=True, cache=True)
-def nhwc_to_nchw_plus_bias(acc: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """[N, OH, OW, OC] accumulator (integer-valued float, or int64) -> contiguous [N, OC, OH, OW] int64 + bias."""
-    n, oh, ow, oc = acc.shape
-    out = np.empty((n, oc, oh, ow), dtype=np.int64)
-    for bi in numba.prange(n * oh):
-        b = bi // oh
-        i = bi - b * oh
-        for j in range(ow):
-            for o in range(oc):
-                out[b, o, i, j] = np.int64(acc[b, i, j, o]) + bias[o]
-    return out
-
-
 def _shifted_gemm_conv(x: np.ndarray, w: np.ndarray, pads, dtype) -> np.ndarray:
     """Stride-1 conv as KH*KW row-shifted GEMMs over the padded NHWC input; [N, OH, OW, OC] in ``dtype``."""
     n, c, h, wd = x.shape
@@ -151,50 +147,91 @@ def _shifted_gemm_conv(x: np.ndarray, w: np.ndarray, pads, dtype) -> np.ndarray:
     return acc.reshape(n, hp, wp, oc)[:, : hp - kh + 1, : wp - kw + 1]
 
 
-def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: int | None) -> np.ndarray:
+def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: int | None, out_dtype=np.int64,
+             extra: np.ndarray | None = None, rq=None) -> np.ndarray:
     """IntConv in the cheapest exact type for ``bound`` (int64 when None): stride 1 as row-shifted
-    GEMMs, other strides as im2col and one GEMM."""
+    GEMMs, other strides as im2col and one GEMM. Fused: ``+ extra`` (broadcast to the output:
+    an IntAdd), then a Requant per output channel."""
     n, _, h, wd = x.shape
     oc, _, kh, kw = w.shape
     (sh, sw), (pt, pl, pb, pr) = strides, pads
-    dtype = gemm_dtype(bound)
-    bias = np.ascontiguousarray(b, dtype=np.int64)
-    if dtype is not None and (sh, sw) == (1, 1):
-        return nhwc_to_nchw_plus_bias(_shifted_gemm_conv(x, w, pads, dtype), bias)
     oh, ow = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - kw) // sw + 1
-    dtype = dtype or np.int64
-    cols = im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, dtype)
-    acc = cols @ w.reshape(oc, -1).T.astype(dtype)
-    return nhwc_to_nchw_plus_bias(acc.reshape(n, oh, ow, oc), bias)
+    out = np.empty((n, oc, oh, ow), dtype=out_dtype)
+    extra = EXTRA_NONE if extra is None else np.broadcast_to(extra, out.shape)  # ValueError if it does not fit
+    dtype = gemm_dtype(bound)
+    if dtype is not None and (sh, sw) == (1, 1):
+        acc = _shifted_gemm_conv(x, w, pads, dtype)
+    else:
+        dtype = dtype or np.int64
+        cols = im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, dtype)
+        acc = (cols @ w.reshape(oc, -1).T.astype(dtype)).reshape(n, oh, ow, oc)
+    conv_epilogue(acc, np.ascontiguousarray(b, dtype=np.int64), extra, *_rq_args(rq), out)
+    return out
 
 
-def requant(x: np.ndarray, shifts: list[int], axis: int, qmin: int, qmax: int) -> np.ndarray:
+def requant(x: np.ndarray, shifts: list[int], axis: int, qmin: int, qmax: int, out_dtype=np.int64,
+            lut=None) -> np.ndarray:
+    """Requant [then a Lut whose domain holds [qmin, qmax]] of x (any integer storage)."""
     if len(shifts) > 1:
         outer, channels = int(np.prod(x.shape[:axis])), x.shape[axis]
     else:  # one shift: split along the first axis so the parallel loop has work to share
         outer, channels = (x.shape[0] if x.ndim > 1 else 1), 1
     flat = np.ascontiguousarray(x).reshape(outer, channels, -1)
-    return requant_kernel(flat, np.asarray(shifts, dtype=np.int64), qmin, qmax).reshape(x.shape)
+    out = np.empty(flat.shape, dtype=out_dtype)
+    requant_into(flat, *rq_params(shifts, channels), qmin, qmax, *_lut_args(lut), out)
+    return out.reshape(x.shape)
 
 
-def groupnorm(q: np.ndarray, g, b, a: dict) -> np.ndarray:
+def groupnorm(q: np.ndarray, g, b, a: dict, out_dtype=np.int64, rq=None, lut=None) -> np.ndarray:
+    """[Requant per channel (axis 1) ->] GroupNorm [-> Lut whose domain holds [qmin, qmax]]."""
     flat = np.ascontiguousarray(q.reshape(q.shape[0], q.shape[1], -1))
-    return groupnorm_kernel(flat, a["groups"], g, b, a["ft"], a["fg"], a["qmin"], a["qmax"]).reshape(q.shape)
+    out = np.empty(flat.shape, dtype=out_dtype)
+    groupnorm_into(flat, *_rq_args(rq), a["groups"], np.ascontiguousarray(g, dtype=np.int64),
+                   np.ascontiguousarray(b, dtype=np.int64), a["ft"], a["fg"], a["qmin"], a["qmax"], *_lut_args(lut), out)
+    return out.reshape(q.shape)
 
 
-def lut(q: np.ndarray, table: np.ndarray, in_min: int) -> np.ndarray:
+def lut(q: np.ndarray, table: np.ndarray, in_min: int, out_dtype=np.int64) -> np.ndarray:
     """The table applied to q; ValueError if q leaves the table's domain (as the reference)."""
     flat = np.ascontiguousarray(q).reshape(q.shape[0] if q.ndim > 1 else 1, -1)
-    out, outside = lut_checked_kernel(flat, np.ascontiguousarray(table, dtype=np.int64), in_min)
-    if outside:
+    out = np.empty(flat.shape, dtype=out_dtype)
+    if lut_checked_kernel(flat, np.ascontiguousarray(table, dtype=np.int64), in_min, out):
         raise ValueError(f"LUT input outside its domain [{in_min}, {in_min + len(table) - 1}]")
     return out.reshape(q.shape)
 
 
-def softmax(q: np.ndarray, table: np.ndarray, fo: int) -> np.ndarray:
-    return softmax_kernel(np.ascontiguousarray(q.reshape(-1, q.shape[-1])), table, fo).reshape(q.shape)
+def softmax(q: np.ndarray, table: np.ndarray, fo: int, out_dtype=np.int64, rq=None) -> np.ndarray:
+    """[Requant (one shift) ->] Softmax over the last axis."""
+    flat = np.ascontiguousarray(q.reshape(-1, q.shape[-1]))
+    out = np.empty(flat.shape, dtype=out_dtype)
+    softmax_into(flat, *_rq_args(rq), np.ascontiguousarray(table, dtype=np.int64), fo, out)
+    return out.reshape(q.shape)
 
 
-def modulate(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, a: dict) -> np.ndarray:
-    return modulate_kernel(np.ascontiguousarray(q), np.ascontiguousarray(scale), np.ascontiguousarray(shift),
-                           a["ft"], a["e_scale"], a["e_shift"], a["e_out"], a["qmin"], a["qmax"])
+def modulate(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, a: dict, out_dtype=np.int64, rq=None) -> np.ndarray:
+    """[Requant per last-axis channel ->] Modulate of q [N, L, D]."""
+    q = np.ascontiguousarray(q)
+    out = np.empty(q.shape, dtype=out_dtype)
+    modulate_into(q, *_rq_args(rq), np.ascontiguousarray(scale), np.ascontiguousarray(shift), a["ft"], a["e_scale"],
+                  a["e_shift"], a["e_out"], a["qmin"], a["qmax"], out)
+    return out
+
+
+def upsample(x: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest upsampling of the last two axes of x [N, C, H, W] (x's storage type)."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h * factor, w * factor), dtype=x.dtype)
+    upsample_into(np.ascontiguousarray(x), factor, out)
+    return out
+
+
+def int_add(a: np.ndarray, b: np.ndarray, out_dtype=np.int64) -> np.ndarray:
+    """a + b (broadcasting) in int64 arithmetic, stored as ``out_dtype``."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=out_dtype)
+    return np.add(a, b, out=out, dtype=np.int64, casting="unsafe")
+
+
+def int_mul(a: np.ndarray, b: np.ndarray, out_dtype=np.int64) -> np.ndarray:
+    """a * b (broadcasting) in int64 arithmetic, stored as ``out_dtype``."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=out_dtype)
+    return np.multiply(a, b, out=out, dtype=np.int64, casting="unsafe")

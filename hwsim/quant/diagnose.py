@@ -19,6 +19,7 @@ from torch import nn
 from hwsim.modeldir import LoadedModel
 from hwsim.quant.calibrate import calibration_inputs
 from hwsim.quant.quantize import prepared
+from hwsim.quant.timestep_groups import layer_name
 
 Inputs = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -46,7 +47,7 @@ def sqnr_report(qnet: nn.Module, float_net: nn.Module, inputs: Inputs, num_train
     exact tables and have none) and of the net's output, per timestep group
     ([0, T/groups), ...), against the float net on the same inputs."""
     reference = prepared(float_net)
-    quantized = {n for n, m in qnet.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    quantized = {layer_name(n) for n, m in qnet.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     names = [n for n, m in reference.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and n in quantized]
     power = {n: np.zeros((groups, 2)) for n in [*names, "output"]}  # [signal, noise] per group
     captured: dict[str, dict[str, torch.Tensor]] = {"float": {}, "quant": {}}
@@ -57,7 +58,8 @@ def sqnr_report(qnet: nn.Module, float_net: nn.Module, inputs: Inputs, num_train
         return fn
 
     handles = [m.register_forward_hook(hook(captured["float"], n)) for n, m in reference.named_modules() if n in names]
-    handles += [m.register_forward_hook(hook(captured["quant"], n)) for n, m in qnet.named_modules() if n in names]
+    handles += [m.register_forward_hook(hook(captured["quant"], layer_name(n))) for n, m in qnet.named_modules()
+                if layer_name(n) in names]  # of a grouped net, only the running group's layers fire
     try:
         for x, t in inputs:
             group = min(groups - 1, int(t[0]) * groups // num_train_timesteps)

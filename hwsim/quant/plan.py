@@ -11,6 +11,9 @@ width the integer path cannot carry.
     last: {weight_bits: 8}
     rules:
       - {match: "mid.*", weight_bits: 8}
+    timestep_groups: 4   # TDQ-style: activation ranges per group of timesteps (hwsim.quant.timestep_groups)
+    nonlinear_bits: 10   # GroupNorm/LayerNorm outputs, SiLU/GELU tables, softmax, attention matmuls
+                         # (default: the default act_bits)
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from torch import nn
 
 from hwsim import config as cfgio
 
-MIN_BITS, MAX_BITS = 2, 16  # 1-bit (bipolar) layers are not part of the integer contract
+MIN_BITS, MAX_BITS = 2, 16
+MAX_TIMESTEP_GROUPS = 64  # 1-bit (bipolar) layers are not part of the integer contract
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")  # per_group: Q-DiT-style, along the input
 SCALE_TYPES = ("po2", "float")  # po2: power-of-two scales, the bit-exact hardware default
 
@@ -81,6 +85,24 @@ class PrecisionPlan:
     first: Override | None = None
     last: Override | None = None
     rules: tuple[Rule, ...] = ()
+    timestep_groups: int = 1  # activation scales per group of equally wide timestep intervals (TDQ-style)
+    # Width of the hardware-exact nonlinear ops' activations (normalization outputs, lookup tables,
+    # softmax, attention matmul operands); None: the default act_bits. Float fake-quant papers keep
+    # these ops in float; on the integer path each is one more quantization point.
+    nonlinear_bits: int | None = None
+
+    def __post_init__(self):
+        g = self.timestep_groups
+        if not isinstance(g, int) or isinstance(g, bool) or not 1 <= g <= MAX_TIMESTEP_GROUPS:
+            raise PlanError(f"timestep_groups must be an integer in 1..{MAX_TIMESTEP_GROUPS}, got {g!r}")
+        b = self.nonlinear_bits
+        if b is not None and (not isinstance(b, int) or isinstance(b, bool) or not MIN_BITS <= b <= MAX_BITS):
+            raise PlanError(f"nonlinear_bits must be an integer in {MIN_BITS}..{MAX_BITS} (or absent), got {b!r}")
+
+    @property
+    def nonlinear_act_bits(self) -> int:
+        """Bits of the nonlinear ops' activations: ``nonlinear_bits``, else the default act_bits."""
+        return self.nonlinear_bits or self.default.act_bits
 
     @classmethod
     def uniform(cls, weight_bits: int, act_bits: int, **kwargs) -> "PrecisionPlan":
@@ -113,6 +135,10 @@ class PrecisionPlan:
         parts = [f"W{self.default.weight_bits}A{self.default.act_bits}"]
         if self.first or self.last or self.rules:
             parts.append(f"+{len(self.rules) + bool(self.first) + bool(self.last)} overrides")
+        if self.nonlinear_bits is not None:
+            parts.append(f"nonlinear A{self.nonlinear_bits}")
+        if self.timestep_groups > 1:
+            parts.append(f"x{self.timestep_groups} timestep groups")
         return " ".join(parts)
 
 

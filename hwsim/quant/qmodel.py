@@ -1,7 +1,8 @@
 """Quantized model directories: a float model directory plus what makes it quantized.
 
 ``quant.json`` (plan, calibration config, methods, provenance) and ``calibration.safetensors``
-(the activation ranges) sit beside the usual ``config.json`` + ``weights.safetensors``; the
+(the activation ranges; with a plan's ``timestep_groups`` > 1 also each group's, keys prefixed
+``g<k>|``) sit beside the usual ``config.json`` + ``weights.safetensors``; the
 weights are the float weights as the PTQ methods left them. Loading rebuilds the
 hardware-exact net from those without recalibrating, so ``hwsim sample``, ``hwsim fid`` and
 ``hwsim export`` all run the very same quantized model. No pickles anywhere.
@@ -25,6 +26,7 @@ from hwsim.quant.calibrate import (CalibrationConfig, Ranges, calibration_inputs
 from hwsim.quant.plan import PrecisionPlan, resolve_for_net
 from hwsim.quant.quantize import mark_folded, prepared, quantize_net
 from hwsim.quant.sparsity import activation_sparsity
+from hwsim.quant.timestep_groups import TimestepGroupedNet, split_inputs
 
 QUANT_FILE = "quant.json"
 RANGES_FILE = "calibration.safetensors"
@@ -36,11 +38,16 @@ class QuantizedModel:
     plan: PrecisionPlan
     ranges: Ranges
     meta: dict
+    group_ranges: list[Ranges] | None = None  # one per timestep group when the plan has timestep_groups > 1
 
     def net(self) -> nn.Module:
-        """The hardware-exact quantized net (float64)."""
-        return quantize_net(self.model.net, self.plan, self.ranges, self.model.spec.schedule.num_train_timesteps,
-                            split_concat=bool(self.meta.get("split_concat")))
+        """The hardware-exact quantized net (float64); per timestep group, if the plan has groups."""
+        T = self.model.spec.schedule.num_train_timesteps
+        split = bool(self.meta.get("split_concat"))
+        if not self.group_ranges:
+            return quantize_net(self.model.net, self.plan, self.ranges, T, split_concat=split)
+        return TimestepGroupedNet([quantize_net(self.model.net, self.plan, r, T, split_concat=split)
+                                   for r in self.group_ranges], T)
 
     def example_input(self) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros((1, *self.model.spec.image_shape), dtype=torch.float64), torch.zeros(1, dtype=torch.long)
@@ -61,9 +68,18 @@ def calibrate(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig,
     precision = resolve_for_net(plan, net)
 
     def bits_of(module: str, key: str) -> int:
-        return precision[module].act_bits if module in precision and key == "in0" else plan.default.act_bits
+        return precision[module].act_bits if module in precision and key == "in0" else plan.nonlinear_act_bits
 
     return observe(stats, calib, bits_of)
+
+
+def calibrate_groups(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig,
+                     inputs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[Ranges] | None:
+    """Per timestep group, the ranges :func:`calibrate` finds on that group's inputs (None: one group)."""
+    if plan.timestep_groups == 1:
+        return None
+    T = model.spec.schedule.num_train_timesteps
+    return [calibrate(model, plan, calib, part) for part in split_inputs(inputs, plan.timestep_groups, T)]
 
 
 def is_quantized(model_dir: str | Path) -> bool:
@@ -81,7 +97,10 @@ def read_meta(model_dir: str | Path) -> dict:
 
 def save_quantized(q: QuantizedModel, out_dir: str | Path) -> Path:
     out = save_model(q.model.spec, q.model.net, out_dir)
-    save_tensors(ranges_to_tensors(q.ranges), out / RANGES_FILE)
+    tensors = ranges_to_tensors(q.ranges)
+    for k, ranges in enumerate(q.group_ranges or []):
+        tensors.update({f"g{k}|{name}": v for name, v in ranges_to_tensors(ranges).items()})
+    save_tensors(tensors, out / RANGES_FILE)
     meta = {**q.meta, "plan": cfgio.to_dict(q.plan), "provenance": provenance()}
     (out / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
@@ -97,14 +116,20 @@ def load_quantized(model_dir: str | Path) -> QuantizedModel:
     except (ValueError, KeyError, TypeError) as err:
         raise ModelDirError(f"{model_dir / QUANT_FILE}: invalid ({err})") from None
     try:
-        ranges = ranges_from_tensors(load_file(str(model_dir / RANGES_FILE)))
+        tensors = load_file(str(model_dir / RANGES_FILE))
     except Exception as err:  # missing or corrupt file
         raise ModelDirError(f"{model_dir / RANGES_FILE}: not a readable safetensors file ({err})") from None
+    ranges = ranges_from_tensors({k: v for k, v in tensors.items() if "|" not in k})
+    group_ranges = [ranges_from_tensors({k.partition("|")[2]: v for k, v in tensors.items() if k.startswith(f"g{g}|")})
+                    for g in range(plan.timestep_groups)] if plan.timestep_groups > 1 else None
+    if group_ranges and not all(group_ranges):
+        raise ModelDirError(f"{model_dir / RANGES_FILE}: the plan has {plan.timestep_groups} timestep groups "
+                            f"but the file lacks some groups' ranges (keys g<k>|...)")
     model = load_model(model_dir)
     mark_folded(model.net)  # the saved weights are the prepared ones (attention scale folded)
     model.net = model.net.double()
     model.net.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))  # again, in float64: exact
-    return QuantizedModel(model, plan, ranges, meta)
+    return QuantizedModel(model, plan, ranges, meta, group_ranges)
 
 
 def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationConfig = CalibrationConfig(),
@@ -121,9 +146,10 @@ def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationC
     for _, method in (s for s in steps if s[1].stage == "float"):
         method.apply(ctx)
     ctx.ranges = calibrate(model, plan, calib, ctx.inputs)
+    ctx.group_ranges = calibrate_groups(model, plan, calib, ctx.inputs)
     for _, method in (s for s in steps if s[1].stage != "float"):
         method.apply(ctx)
-    quantized = QuantizedModel(model, plan, ctx.ranges, ctx.meta)
+    quantized = QuantizedModel(model, plan, ctx.ranges, ctx.meta, ctx.group_ranges)
     probe = ctx.inputs[:: max(1, len(ctx.inputs) // 4)][:4]  # a few calibration batches across the timesteps
     ctx.meta["activation_sparsity"] = activation_sparsity(quantized.net(), probe)
     return quantized

@@ -101,7 +101,7 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_time
     net = prepared(net)
     _check_ranges(net, ranges)
     precision = resolve_for_net(plan, net)
-    bits = plan.default.act_bits  # nonlinearities run at the default activation width
+    bits, nl_bits = plan.default.act_bits, plan.nonlinear_act_bits  # concatenations; nonlinear ops
 
     # time embedding -> per-timestep tables, computed with the float MLP before anything changes
     all_t = torch.arange(num_train_timesteps)
@@ -109,8 +109,8 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_time
     tables = {name: m.temb_proj(m.temb_act(temb)) for name, m in net.named_modules() if isinstance(m, ResBlock)}
 
     if split_concat:
-        _split_concats(net, precision, ranges, bits)
-    _replace_common(net, precision, ranges, bits, skip=("time_embed", "temb_proj", "temb_act"))
+        _split_concats(net, precision, ranges, bits, nl_bits)
+    _replace_common(net, precision, ranges, nl_bits, skip=("time_embed", "temb_proj", "temb_act"))
     net.time_embed = hw.PassTimestep()
     for name, module in net.named_modules():
         if isinstance(module, ResBlock):
@@ -121,7 +121,7 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_time
     return net.double().eval()
 
 
-def _split_concats(net: UNet, precision, ranges: Ranges, bits: int) -> None:
+def _split_concats(net: UNet, precision, ranges: Ranges, bits: int, nl_bits: int) -> None:
     """Split-quantize every skip concatenation; its consumers (the next block's norm1 and 1x1
     shortcut) read it wider at the finer scale, so they hold both halves exactly."""
     for i, level in enumerate(net.up):
@@ -131,7 +131,7 @@ def _split_concats(net: UNet, precision, ranges: Ranges, bits: int) -> None:
         block, prefix = level.blocks[0], f"up.{i}.blocks.0"
         wide_bits = bits + split.shift_bits
         gn = ranges[f"{prefix}.norm1"]
-        block.norm1 = hw.IntGroupNorm(block.norm1, bits, split.wide_max, gn["out"], int(gn.get("spatial", 1)), wide_bits)
+        block.norm1 = hw.IntGroupNorm(block.norm1, nl_bits, split.wide_max, gn["out"], int(gn.get("spatial", 1)), wide_bits)
         if isinstance(block.shortcut, nn.Conv2d):
             prec = precision[f"{prefix}.shortcut"]
             block.shortcut = _quant_layer(block.shortcut, dataclasses.replace(prec, act_bits=prec.act_bits + split.shift_bits),
@@ -139,7 +139,8 @@ def _split_concats(net: UNet, precision, ranges: Ranges, bits: int) -> None:
 
 
 def _replace_common(net: nn.Module, precision, ranges, bits: int, skip: tuple[str, ...]) -> None:
-    """Swap layers and nonlinearities for their quantized / hardware-exact twins, by module name."""
+    """Swap layers and nonlinearities for their quantized / hardware-exact twins, by module name
+    (the nonlinearities at ``bits``)."""
     for name, module in list(net.named_modules()):
         if not name or any(part in skip for part in name.split(".")):
             continue
@@ -177,7 +178,7 @@ def quantize_dit(net: DiT, plan: PrecisionPlan, ranges: Ranges, num_train_timest
     net = prepared(net)
     _check_ranges(net, ranges)
     precision = resolve_for_net(plan, net)
-    bits = plan.default.act_bits
+    bits = plan.nonlinear_act_bits  # adaLN, softmax, attention matmuls, GELU
     dim = net.config.dim
 
     c = net.time_embed(torch.arange(num_train_timesteps))

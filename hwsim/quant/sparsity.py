@@ -40,14 +40,28 @@ def prune_n_m(weight: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
 
 @torch.no_grad()
 def prune_magnitude(weight: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Zero the ``fraction`` of weights with the smallest |w| (ties broken by position)."""
+    """Zero the ``fraction`` of weights with the smallest |w| (ties broken by position), except
+    that every output row keeps its largest weight: an all-zero row has no per-channel weight scale
+    (its scale and its bias at the accumulator scale would be degenerate, and its output constant)."""
     k = int(round(fraction * weight.numel()))
     if k == 0:
         return weight.clone()
     order = weight.abs().reshape(-1).argsort(stable=True)
     out = weight.clone().reshape(-1)
     out[order[:k]] = 0
+    out = out.reshape(weight.shape[0], -1)
+    rows = weight.reshape(weight.shape[0], -1)
+    empty = (out == 0).all(dim=1) & (rows != 0).any(dim=1)
+    top = rows.abs().argmax(dim=1)
+    out[empty, top[empty]] = rows[empty, top[empty]]
     return out.reshape(weight.shape)
+
+
+def _blocks(net: nn.Module, name: str, rows: int) -> int:
+    """How many projections a layer fuses: attention's qkv is three (q, k and v), pruned as three
+    layers, so that q's rows, scaled down by the folded 1/sqrt(d), are not pruned first."""
+    parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
+    return 3 if name.endswith("qkv") and hasattr(parent, "qkv") and rows % 3 == 0 else 1
 
 
 def prune(net: nn.Module, pattern: str) -> dict[str, float]:
@@ -60,7 +74,7 @@ def prune(net: nn.Module, pattern: str) -> dict[str, float]:
             n, m = (int(v) for v in pattern.split(":"))
             new = prune_n_m(w, n, m)
         else:
-            new = prune_magnitude(w, float(pattern))
+            new = torch.cat([prune_magnitude(part, float(pattern)) for part in w.chunk(_blocks(net, name, w.shape[0]))])
         with torch.no_grad():
             w.copy_(new)
         report[name] = float((new == 0).double().mean())
@@ -69,10 +83,12 @@ def prune(net: nn.Module, pattern: str) -> dict[str, float]:
 
 @torch.no_grad()
 def activation_sparsity(qnet: nn.Module, inputs) -> dict[str, float]:
-    """Fraction of zero quantized inputs of every quantized Conv/Linear layer over ``inputs``."""
+    """Fraction of zero quantized inputs of every quantized Conv/Linear layer over ``inputs`` (over
+    all timestep groups of a grouped net)."""
     from brevitas.nn import QuantConv2d, QuantLinear
 
     from hwsim.quant.modules import GroupQuantLinear
+    from hwsim.quant.timestep_groups import layer_name
 
     zeros: dict[str, list[float]] = {}
 
@@ -85,5 +101,7 @@ def activation_sparsity(qnet: nn.Module, inputs) -> dict[str, float]:
             z[1] += q.numel()
         return fn
 
-    run_hooked(qnet, [(m, hook(n)) for n, m in qnet.named_modules() if isinstance(m, (QuantConv2d, QuantLinear, GroupQuantLinear))], inputs)
+    layers = [(m, layer_name(n))  # a TimestepGroupedNet's groups count as one layer
+              for n, m in qnet.named_modules() if isinstance(m, (QuantConv2d, QuantLinear, GroupQuantLinear))]
+    run_hooked(qnet, [(m, hook(n)) for m, n in layers], inputs)
     return {n: z / max(c, 1) for n, (z, c) in zeros.items()}

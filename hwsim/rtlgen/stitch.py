@@ -349,6 +349,11 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
     """Write ``out_dir/<top>.v`` and the memory files for the nodes ``names`` of ``graph``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    grouped = sorted({n.name for n in graph.nodes if n.name in set(names) and n.groups() > 1})
+    if grouped:
+        raise StitchError(f"{grouped[0]} and {len(grouped) - 1} more nodes hold constants per timestep group "
+                          f"(a plan with timestep_groups > 1): only rtl/requant and rtl/thresholding have per-group "
+                          f"tables; rtl/mvau's bias, rtl/lut and rtl/groupnorm do not yet, so no RTL is generated")
     graph = copy.deepcopy(graph)  # n-way forks are expanded on a copy: the caller's graph stays as mapped
     ctx = _Context(graph, out, timesteps)
     names = binary_forks(graph, names)

@@ -6,7 +6,7 @@ of it (``sampling: {random: N, seed: S}``):
 
     models: [unet-digits]                # names under models/, or model directories
     methods: [naive, split-shortcut+adaround]   # or a mapping name -> {methods: [...], observer: ...}
-    precisions: [W8A8, W4A8, plans/mixed.yaml]  # uniform WxAy, or a precision plan file
+    precisions: [W8A8, W8A8N12, W8A6T4, plans/mixed.yaml]  # WxAy[Nz][Tg] or a plan file (_precisions)
     sparsity: [none, "2:4"]              # weight pruning before calibration (the sparse-* methods)
     targets: [device, 100000]            # folding target: fastest that fits, or cycles per step
     devices: [ecp5-85f]
@@ -50,7 +50,8 @@ DEFAULTS: dict[str, Any] = {
 FID_DEFAULTS = {"extractor": "classifier", "bootstrap": 100}
 EXPORT_CHECK_DEFAULTS = {"samples": 2, "steps": 50}  # the bit-exactness check of every integer graph
 EXTRACTORS = ("classifier", "inception")
-PRECISION_RE = re.compile(r"^[Ww](\d+)[Aa](\d+)$")
+# W4A8; W8A8N12: nonlinear ops at 12 bits; W8A6T4: 4 timestep groups (hwsim/quant/plan.py)
+PRECISION_RE = re.compile(r"^[Ww](\d+)[Aa](\d+)(?:[Nn](\d+))?(?:[Tt](\d+))?$")
 NAIVE = "naive"  # no PTQ method: min-max calibration, the baseline of every comparison
 
 
@@ -224,15 +225,16 @@ def _precisions(ck: _Checker, values: list, base: Path, granularity: str, models
     for i, text in enumerate(values):
         key = f"precisions[{i}]"
         if not isinstance(text, str):
-            ck.fail(key, f"expected 'WxAy' or a plan file, got {text!r}")
+            ck.fail(key, f"expected 'WxAy[Nz][Tg]' or a plan file, got {text!r}")
         try:
             m = PRECISION_RE.match(text)
             if m:
-                plan = PrecisionPlan.uniform(int(m[1]), int(m[2]), weight_granularity=granularity)
+                plan = dataclasses.replace(PrecisionPlan.uniform(int(m[1]), int(m[2]), weight_granularity=granularity),
+                                           nonlinear_bits=int(m[3]) if m[3] else None, timestep_groups=int(m[4] or 1))
             else:
                 path = _resolve_path(text, base)
                 if path is None or not path.is_file():
-                    ck.fail(key, f"{text!r} is neither WxAy (e.g. W4A8) nor an existing precision plan file")
+                    ck.fail(key, f"{text!r} is neither WxAy (e.g. W4A8) (W8A8N12: nonlinear ops at 12 bits, W8A6T4: 4 timestep groups) nor an existing precision plan file")
                 plan = load_plan(path)
         except (PlanError, cfgio.ConfigError) as err:
             ck.fail(key, str(err))
@@ -244,7 +246,17 @@ def _precisions(ck: _Checker, values: list, base: Path, granularity: str, models
                 resolve_for_net(plan, net)
             except PlanError as err:
                 ck.fail(f"precisions[{i}]", f"does not fit model {name}: {err}")
-    return [(text, cfgio.to_dict(plan)) for text, plan in plans]
+    return [(text, _plan_data(plan)) for text, plan in plans]
+
+
+def _plan_data(plan) -> dict:
+    """The plan as data for a point's config; the defaults of fields added later (one timestep
+    group, nonlinear ops at the default act_bits) are left out, so points keep their keys."""
+    data = cfgio.to_dict(plan)
+    for name, default in (("timestep_groups", 1), ("nonlinear_bits", None)):
+        if name in data and data[name] == default:
+            del data[name]
+    return data
 
 
 def _sparsity(ck: _Checker, values: list) -> list[str | None]:

@@ -43,15 +43,17 @@ def _trace(stage: str, key: str) -> None:
 
 @contextlib.contextmanager
 def pinned_threads(threads: int):
-    """Pin torch's and the BLAS pools' threads while a point runs, so it computes the same bits in
-    every process (this one, a pool worker, a Ray worker); restored afterwards."""
+    """Pin torch's, the BLAS pools' and Numba's (the simulator's kernels) threads while a point
+    runs, so it computes the same bits in every process (this one, a pool worker, a Ray worker) and
+    uses the cores it was given; restored afterwards."""
     import torch
-    from threadpoolctl import threadpool_limits
+
+    from hwsim.bench import pinned_threads as pinned_pools  # Numba's and the BLAS pools
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with threadpool_limits(threads):
+        with pinned_pools(threads):
             yield
     finally:
         torch.set_num_threads(before)

@@ -172,7 +172,7 @@ def test_per_node_statistics(tiny, tmp_path):
 
 def test_toggle_count_by_hand(tmp_path):
     sim = Simulator.__new__(Simulator)
-    sim.ranges = {}
+    sim.ranges, sim.members = {}, [sim]  # a bare simulator: one graph, no timestep groups
     sim.enable_stats()
     sim._record("n", "o", np.array([0, 3, 0, -1], dtype=np.int64))  # 0->3: 2 bits, 3->0: 2, 0->-1: 64
     assert sim.stats()["n"]["toggles_per_value"] == pytest.approx(68 / 3)

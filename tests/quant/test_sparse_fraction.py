@@ -59,14 +59,29 @@ def test_prunes_that_fraction_of_every_prunable_layer(fraction):
     modules, ref_modules = dict(net.named_modules()), dict(ref.named_modules())
     for name in layers:
         w, w0 = modules[name].weight, ref_modules[name].weight
-        assert ctx.meta["weight_sparsity"][name] == pytest.approx(float(fraction), abs=1.0 / w.numel())
-        kept = w != 0
-        assert torch.equal(w[kept], w0[kept])  # survivors unchanged
-        if kept.any() and (~kept).any():
-            assert w0[~kept].abs().max() <= w0[kept].abs().min()  # the smallest |w| went
+        # each row may keep its largest weight beyond the fraction (an empty row has no scale)
+        assert ctx.meta["weight_sparsity"][name] == pytest.approx(float(fraction), abs=(w.shape[0] + 3) / w.numel())
+        blocks = 3 if name.endswith("qkv") else 1  # q, k and v pruned as three layers
+        for part, part0 in zip(w.chunk(blocks), w0.chunk(blocks)):
+            rows, rows0 = part.reshape(len(part), -1), part0.reshape(len(part0), -1)
+            kept = rows != 0
+            assert kept.any(dim=1).all()  # no row emptied
+            assert torch.equal(rows[kept], rows0[kept])  # survivors unchanged
+            row_max = torch.zeros_like(kept).scatter_(1, rows0.abs().argmax(dim=1, keepdim=True), True)
+            ranked = kept & ~row_max
+            if ranked.any() and (~kept).any():
+                assert rows0[~kept].abs().max() <= rows0[ranked].abs().min()  # the smallest |w| of the block went
+            assert float((~kept).double().mean()) == pytest.approx(float(fraction), abs=(len(rows) + 1) / rows.numel())
     for name, m in net.named_modules():  # first/last layers and tables untouched
         if name not in layers and hasattr(m, "weight") and isinstance(m.weight, torch.Tensor):
             assert torch.equal(m.weight, ref_modules[name].weight)
+
+
+def test_a_row_is_never_pruned_empty():
+    from hwsim.quant.sparsity import prune_magnitude
+
+    w = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.01, -0.02, 0.03, 0.001]], dtype=torch.float64)
+    assert prune_magnitude(w, 0.5).tolist() == [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.03, 0.0]]  # 0.03 kept as its row's largest
 
 
 def test_registered_half_equals_generic_half():

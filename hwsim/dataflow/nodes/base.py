@@ -123,6 +123,11 @@ class DataflowNode:
         """Constant parameters stored on chip (weights, biases, tables)."""
         return 0
 
+    def groups(self) -> int:
+        """Copies of the constants that depend on activation scales: one per timestep group of a
+        plan with ``timestep_groups`` (``timestepGroups``), each chosen per evaluation by t's group."""
+        return self.attrs.get("timestepGroups", 1)
+
     def buffer_bits(self) -> int:
         """Activation storage inside the node (line buffers, whole-map buffers, row buffers)."""
         return 0

@@ -120,7 +120,8 @@ class MVAU(DataflowNode):
         if self.dynamic() or self.external():
             return 0
         a = self.attrs
-        return self.stored_row() * a["MH"] * (self.dt("weightDataType") + self.index_bits()) + a.get("biasBits", 0) * a["MH"]
+        return (self.stored_row() * a["MH"] * (self.dt("weightDataType") + self.index_bits())
+                + self.groups() * a.get("biasBits", 0) * a["MH"])  # the bias is at the input's scale
 
     def buffer_bits(self) -> int:
         """A dynamic operand is held whole (one MW x MH matrix per head) while it is used."""
@@ -246,7 +247,7 @@ class Requant(_PerElement):
 
     def weight_bits(self) -> int:
         """rtl/requant's shift table: one per channel, and one table per timestep group (``timestepGroups``)."""
-        return self.attrs.get("timestepGroups", 1) * self.attrs["NumChannels"] * self.SHIFT_BITS
+        return self.groups() * self.attrs["NumChannels"] * self.SHIFT_BITS
 
     def op_counts(self) -> list[Op]:
         return [Op("add", self.elements(), self.dt("inputDataType"))]
@@ -273,7 +274,7 @@ class Thresholding(_PerElement):
 
     def weight_bits(self) -> int:
         rows = self.attrs.get("thresholdRows", self.channels())
-        return self.attrs.get("timestepGroups", 1) * rows * ((1 << self.stages()) - 1) * self.threshold_bits()
+        return self.groups() * rows * ((1 << self.stages()) - 1) * self.threshold_bits()
 
     def op_counts(self) -> list[Op]:
         return [Op("add", self.elements() * self.stages(), self.threshold_bits()),
@@ -322,7 +323,7 @@ class _Elementwise(_PerElement):
         return int(math.prod(self.attrs["rhs_shape"])) * bits(self.attrs["rhs_dtype"]) if self.rhs_stored() else 0
 
     def weight_bits(self) -> int:
-        return self._rhs_bits() if self.rhs_const() else 0
+        return self.groups() * self._rhs_bits() if self.rhs_const() else 0
 
     def buffer_bits(self) -> int:
         return 0 if self.rhs_const() else self._rhs_bits()

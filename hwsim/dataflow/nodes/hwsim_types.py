@@ -45,10 +45,10 @@ class LutActivation(_Stream):
     PIPELINE_DEPTH = 1  # rtl/lut: the table read is the register stage
 
     def weight_bits(self) -> int:
-        return self.attrs["PE"] * 2 ** self.dt("inputDataType") * self.dt("outputDataType")
+        return self.groups() * self.attrs["PE"] * 2 ** self.dt("inputDataType") * self.dt("outputDataType")
 
     def op_counts(self) -> list[Op]:
-        table = 2 ** self.dt("inputDataType") * self.dt("outputDataType")
+        table = self.groups() * 2 ** self.dt("inputDataType") * self.dt("outputDataType")
         return [Op("mem_read", self.elements(), self.dt("outputDataType"), table)]
 
 
@@ -85,7 +85,7 @@ class GroupNorm(_Stream):
         return (1 + self.attrs.get("doubleBuffer", 0)) * self.elements() * self.dt("inputDataType")
 
     def weight_bits(self) -> int:
-        return self.attrs["NumChannels"] * (self.attrs["gammaBits"] + self.attrs["betaBits"])
+        return self.groups() * self.attrs["NumChannels"] * (self.attrs["gammaBits"] + self.attrs["betaBits"])
 
     def op_counts(self) -> list[Op]:
         n, x, groups = self.elements(), self.dt("inputDataType"), self.attrs["groups"]
@@ -179,7 +179,7 @@ class IntSoftmax(_Stream):
         return 2 + -(-3 // self.folds())
 
     def weight_bits(self) -> int:  # the exp table (unsigned: the graph's signed type less its sign bit), one per lane
-        return self.attrs["PE"] * self.attrs["tableEntries"] * (self.attrs["tableBits"] - 1)
+        return self.groups() * self.attrs["PE"] * self.attrs["tableEntries"] * (self.attrs["tableBits"] - 1)
 
     def buffer_bits(self) -> int:
         return self.slots() * self.attrs["NumChannels"] * self.dt("inputDataType")

@@ -55,20 +55,19 @@ def lut_kernel(q: np.ndarray, table: np.ndarray, in_min: np.int64) -> np.ndarray
 
 
 @numba.njit(parallel=True, cache=True)
-def lut_checked_kernel(q: np.ndarray, table: np.ndarray, in_min: np.int64) -> tuple[np.ndarray, np.int64]:
+def lut_checked_kernel(q: np.ndarray, table: np.ndarray, in_min: np.int64, out: np.ndarray) -> np.int64:
     """Numba twin of :func:`lut_ref` for q [rows, length] with the domain check in the same pass:
-    (table[q - in_min], number of values outside the table's domain). Those read a clamped index;
-    the caller raises if there are any."""
+    writes table[q - in_min] into ``out`` (any integer dtype) and returns the number of values
+    outside the table's domain. Those read a clamped index; the caller raises if there are any."""
     rows, length = q.shape
-    out = np.empty_like(q)
     last = table.size - 1
     bad = np.zeros(rows, dtype=np.int64)
     for r in numba.prange(rows):
         src, dst = q[r], out[r]
         count = np.int64(0)
         for i in range(length):
-            k = src[i] - in_min
+            k = np.int64(src[i]) - in_min
             count += np.int64(k < 0) | np.int64(k > last)
             dst[i] = table[min(max(k, 0), last)]
         bad[r] = count
-    return out, bad.sum()
+    return bad.sum()

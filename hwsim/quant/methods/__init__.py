@@ -35,6 +35,7 @@ class MethodContext:
     calib: CalibrationConfig
     inputs: list[tuple[torch.Tensor, torch.Tensor]]  # calibration inputs (x_t, t)
     ranges: Ranges | None = None  # set after calibration
+    group_ranges: list[Ranges] | None = None  # per timestep group, when the plan has timestep_groups > 1
     meta: dict = field(default_factory=dict)
 
 

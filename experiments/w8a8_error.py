@@ -1,0 +1,80 @@
+"""Where the W8A8 error of a hardware-exact net comes from: output MSE against the float model
+of W8A8 and of variants that each remove one source, on fixed inputs (4 DDIM trajectories of the
+float model, seed 0, every 10th of 50 steps), with the output SQNR per timestep quarter.
+
+The PTQ table's W8A8 row on unet-fashion is far from its FP row; float fake-quant papers' W8A8
+quantizes only the conv/linear inputs, while the integer path also quantizes every nonlinear
+op's output (GroupNorm, SiLU table, softmax, attention matmuls). The variants separate these.
+
+    python experiments/w8a8_error.py [--model unet-fashion] [--out experiments/results/ptq_table/w8a8_error.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from hwsim.evaluate import set_threads
+from hwsim.modeldir import load_model
+from hwsim.provenance import provenance
+from hwsim.quant.calibrate import CalibrationConfig
+from hwsim.quant.diagnose import fixed_inputs, output_mse, sqnr_report
+from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.qmodel import quantize_dir
+from hwsim.quant.quantize import quantize_layers_only
+
+ROOT = Path(__file__).resolve().parent.parent
+CALIB = CalibrationConfig(samples=16, steps=50, seed=1234)
+
+
+def plan(w: int, a: int, **fields) -> PrecisionPlan:
+    return dataclasses.replace(PrecisionPlan.uniform(w, a, weight_granularity="per_channel"), **fields)
+
+
+VARIANTS = {  # name: (plan, what it changes against W8A8)
+    "W8A8": (plan(8, 8), "the hardware-exact net, naive min-max (the PTQ table's row)"),
+    "W16A8": (plan(16, 8), "weights exact: what is left is activation error"),
+    "W8A16": (plan(8, 16), "all activations at 16 bits: what is left is weight error"),
+    "W8A8N12": (plan(8, 8, nonlinear_bits=12), "nonlinear ops (GroupNorm, SiLU, softmax, attention) at 12 bits"),
+    "W8A8T4": (plan(8, 8, timestep_groups=4), "activation ranges per timestep quarter (TDQ-style)"),
+    "W8A8N12T4": (plan(8, 8, nonlinear_bits=12, timestep_groups=4), "both"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="unet-fashion")
+    parser.add_argument("--out", type=Path, default=ROOT / "experiments/results/ptq_table/w8a8_error.json")
+    args = parser.parse_args()
+    set_threads(1)
+    model = load_model(ROOT / "models" / args.model)
+    inputs = fixed_inputs(model, samples=4, stride=10)
+    T = model.spec.schedule.num_train_timesteps
+    rows = []
+    for name, (p, what) in VARIANTS.items():
+        started = time.time()
+        q = quantize_dir(model.path, p, CALIB)
+        nets = {name: q.net()}
+        if name == "W8A8":  # the same ranges as a Brevitas user's fake-quant net: layers only, the rest float
+            nets["W8A8 layers only (Brevitas fake-quant)"] = quantize_layers_only(q.model.net, p, q.ranges).double()
+        for label, net in nets.items():
+            sqnr = sqnr_report(net, model.net, inputs, T, groups=4)["sqnr_db"]["output"]
+            rows.append({"variant": label, "what": what if label == name else "conv/linear inputs and weights quantized, "
+                         "GroupNorm, SiLU, softmax and attention in float (float fake-quant papers' W8A8)",
+                         "plan": p.describe(), "output_mse": output_mse(net, model.net, inputs),
+                         "output_sqnr_db_by_timestep_quarter": sqnr, "seconds": round(time.time() - started, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+    base = rows[0]["output_mse"]
+    for r in rows:
+        r["mse_vs_w8a8"] = r["output_mse"] / base
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": args.model, "calibration": dataclasses.asdict(CALIB),
+                                    "inputs": {"trajectories": 4, "seed": 0, "every": 10, "steps": 50},
+                                    "rows": rows, "provenance": provenance()}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

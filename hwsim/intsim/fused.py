@@ -1,0 +1,249 @@
+"""Fused kernels: a chain of integer ops in one pass over memory, each equal to the chain of references.
+
+The executor (:mod:`hwsim.intsim.fusion` plans, :meth:`Simulator.run` runs) fuses
+
+* a Requant into the op that reads it (GroupNorm, Modulate, Softmax, Lut) as a prologue,
+* a Lut into the GroupNorm or Requant before it as an epilogue,
+* the bias, a per-sample per-channel addend (the U-Net's time embedding, ``IntAdd`` of an
+  ``[N, C, 1, 1]`` tensor), a Requant and a Lut into a GEMM's output pass (float accumulator
+  -> integer),
+
+so that the intermediate tensors are never written. Every kernel computes in int64 whatever its
+operands' storage (int32 or int64, or integer-valued float for GEMM accumulators) and writes
+into a caller-allocated ``out`` whose dtype the executor chose (int32 where the value is proven
+to fit). The requantization is :func:`hwsim.intsim.ops.requant.requant_ref`'s: a left shift
+by ``max(-s, 0)``, an arithmetic right shift by ``max(s, 0)`` with round half to even, a clamp;
+its per-channel constants come from :func:`rq_params`. Branch-free inner loops, as in
+:mod:`hwsim.intsim.ops`, so LLVM vectorizes them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from hwsim.intsim.ops.norm import R_LOG2, _round_shift_row, _rsqrt
+from hwsim.intsim.ops.requant import round_shift_scalar as _round_shift
+
+EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def rq_params(shifts, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(left, right, half, odd) per channel for shifts (one, broadcast, or one per channel)."""
+    s = np.asarray(list(shifts), dtype=np.int64)
+    if s.size == 1:
+        s = np.full(channels, s[0], dtype=np.int64)
+    if s.size != channels:
+        raise ValueError(f"{s.size} shifts for {channels} channels")
+    left, right = np.maximum(-s, 0), np.maximum(s, 0)
+    half = (np.int64(1) << right) >> 1
+    return left, right, half, (half > 0).astype(np.int64)
+
+
+NO_RQ = tuple(np.zeros(1, dtype=np.int64) for _ in range(4))  # placeholder when there is no prologue
+
+
+@numba.njit(inline="always")
+def _rq(x, left, right, half, odd, qmin, qmax):
+    """round_shift(x, s) clamped to [qmin, qmax]; x int64."""
+    x = x << left
+    f = x >> right
+    rem = x - (f << right)
+    up = np.int64(rem > half) | (np.int64(rem == half) & f & odd)
+    return min(max(f + up, qmin), qmax)
+
+
+@numba.njit(parallel=True, cache=True)
+def requant_into(acc, left, right, half, odd, qmin, qmax, do_lut, table, in_min, out):
+    """out[o, c, i] = LUT?(requant(acc[o, c, i], shift_c)); acc and out [outer, C, inner]."""
+    outer, channels, inner = acc.shape
+    for oc in numba.prange(outer * channels):
+        o = oc // channels
+        c = oc - o * channels
+        lf, rt, hf, od = left[c], right[c], half[c], odd[c]
+        src, dst = acc[o, c], out[o, c]
+        if do_lut:
+            for i in range(inner):
+                dst[i] = table[_rq(np.int64(src[i]), lf, rt, hf, od, qmin, qmax) - in_min]
+        else:
+            for i in range(inner):
+                dst[i] = _rq(np.int64(src[i]), lf, rt, hf, od, qmin, qmax)
+
+
+@numba.njit(parallel=True, cache=True)
+def groupnorm_into(q, do_rq, left, right, half, odd, rq_min, rq_max, groups, g_c, b_c, ft, fg, qmin, qmax,
+                   do_lut, table, in_min, out):
+    """[Requant ->] GroupNorm [-> Lut] of q [N, C, L] into out [N, C, L], parallel over (N, groups).
+
+    The group's (requantized) values are kept in a per-group buffer between the statistics pass
+    and the output pass, so q is read once."""
+    n_batch, channels, length = q.shape
+    cg = channels // groups
+    n = cg * length
+    for bg in numba.prange(n_batch * groups):
+        b = bg // groups
+        g = bg - b * groups
+        buf = np.empty(n, dtype=np.int64)
+        s = np.int64(0)
+        sq = np.int64(0)
+        for cc in range(cg):
+            c = g * cg + cc
+            src = q[b, c]
+            row = buf[cc * length:(cc + 1) * length]
+            if do_rq:
+                lf, rt, hf, od = left[c], right[c], half[c], odd[c]
+                for i in range(length):
+                    row[i] = _rq(np.int64(src[i]), lf, rt, hf, od, rq_min, rq_max)
+            else:
+                for i in range(length):
+                    row[i] = np.int64(src[i])
+            for i in range(length):
+                v = row[i]
+                s += v
+                sq += v * v
+        r, k = _rsqrt(n * sq - s * s)
+        for cc in range(cg):  # (n*q - S) * r = q * (n*r) - S*r
+            c = g * cg + cc
+            row = buf[cc * length:(cc + 1) * length]
+            _round_shift_row(row, row, n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
+            dst = out[b, c]
+            if do_lut:
+                for i in range(length):
+                    dst[i] = table[row[i] - in_min]
+            else:
+                for i in range(length):
+                    dst[i] = row[i]
+
+
+@numba.njit(parallel=True, cache=True)
+def modulate_into(q, do_rq, left, right, half, odd, rq_min, rq_max, scale, shift, ft, e_scale, e_shift, e_out,
+                  qmin, qmax, out):
+    """[Requant (per last-axis channel) ->] Modulate of q [N, L, D] into out, parallel over (N, L)."""
+    n_batch, length, dim = q.shape
+    one = np.int64(1) << (-e_scale)
+    e_prod = e_scale - ft
+    e_min = min(e_prod, e_shift)
+    for bi in numba.prange(n_batch * length):
+        b = bi // length
+        i = bi - b * length
+        buf = np.empty(dim, dtype=np.int64)
+        src = q[b, i]
+        if do_rq:
+            for c in range(dim):
+                buf[c] = _rq(np.int64(src[c]), left[c], right[c], half[c], odd[c], rq_min, rq_max)
+        else:
+            for c in range(dim):
+                buf[c] = np.int64(src[c])
+        s = np.int64(0)
+        sq = np.int64(0)
+        for c in range(dim):
+            v = buf[c]
+            s += v
+            sq += v * v
+        r, k = _rsqrt(dim * sq - s * s)
+        for c in range(dim):
+            z = _round_shift((dim * buf[c] - s) * r, R_LOG2 + k - ft)
+            total = ((z * (np.int64(scale[b, c]) + one)) << (e_prod - e_min)) + (np.int64(shift[b, c]) << (e_shift - e_min))
+            v = _round_shift(total, e_out - e_min)
+            out[b, i, c] = qmin if v < qmin else (qmax if v > qmax else v)
+
+
+@numba.njit(parallel=True, cache=True)
+def softmax_into(q, do_rq, left, right, half, odd, rq_min, rq_max, table, fo, out):
+    """[Requant (one shift) ->] Softmax of q [rows, length] (integer or integer-valued float) into out."""
+    rows, length = q.shape
+    last = table.size - 1
+    lf, rt, hf, od = left[0], right[0], half[0], odd[0]
+    for r in numba.prange(rows):
+        buf = np.empty(length, dtype=np.int64)
+        src = q[r]
+        if do_rq:
+            for i in range(length):
+                buf[i] = _rq(np.int64(src[i]), lf, rt, hf, od, rq_min, rq_max)
+        else:
+            for i in range(length):
+                buf[i] = np.int64(src[i])
+        m = buf[0]
+        for i in range(1, length):
+            m = max(m, buf[i])
+        total = np.int64(0)
+        for i in range(length):
+            total += table[min(m - buf[i], last)]
+        dst = out[r]
+        for i in range(length):
+            dst[i] = (2 * table[min(m - buf[i], last)] * (np.int64(1) << fo) + total) // (2 * total)
+
+
+@numba.njit(parallel=True, cache=True)
+def rows_epilogue(acc, bias, do_rq, left, right, half, odd, rq_min, rq_max, do_lut, table, in_min, out):
+    """out[i, j] = LUT?(Requant?(int(acc[i, j]) + bias[j])) for a GEMM accumulator [M, N]
+    (bias may be empty; requant constants per column j)."""
+    m, n = acc.shape
+    has_bias = bias.size > 0
+    for i in numba.prange(m):
+        src, dst = acc[i], out[i]
+        for j in range(n):
+            v = np.int64(src[j])
+            if has_bias:
+                v += bias[j]
+            if do_rq:
+                v = _rq(v, left[j], right[j], half[j], odd[j], rq_min, rq_max)
+            if do_lut:
+                v = table[v - in_min]
+            dst[j] = v
+
+
+@numba.njit(parallel=True, cache=True)
+def conv_epilogue(acc, bias, extra, do_rq, left, right, half, odd, rq_min, rq_max, out):
+    """[N, OH, OW, OC] accumulator -> out [N, OC, OH, OW]: Requant?(int(acc) + bias[o] + extra[b, o, i, j])
+    (``extra`` of out's shape, typically a broadcast view, or empty: none; requant constants per
+    output channel)."""
+    n, oh, ow, oc = acc.shape
+    has_extra = extra.size > 0
+    for bi in numba.prange(n * oh):
+        b = bi // oh
+        i = bi - b * oh
+        for o in range(oc):
+            lf, rt, hf, od = left[o], right[o], half[o], odd[o]
+            bo = bias[o]
+            dst = out[b, o, i]
+            if has_extra:
+                ex = extra[b, o, i]
+                if do_rq:
+                    for j in range(ow):
+                        dst[j] = _rq(np.int64(acc[b, i, j, o]) + bo + np.int64(ex[j]), lf, rt, hf, od, rq_min, rq_max)
+                else:
+                    for j in range(ow):
+                        dst[j] = np.int64(acc[b, i, j, o]) + bo + np.int64(ex[j])
+            elif do_rq:
+                for j in range(ow):
+                    dst[j] = _rq(np.int64(acc[b, i, j, o]) + bo, lf, rt, hf, od, rq_min, rq_max)
+            else:
+                for j in range(ow):
+                    dst[j] = np.int64(acc[b, i, j, o]) + bo
+
+
+@numba.njit(parallel=True, cache=True)
+def upsample_into(x, f, out):
+    """Nearest upsampling of x [N, C, H, W] by f into out [N, C, H*f, W*f]."""
+    n, c, h, w = x.shape
+    for nc in numba.prange(n * c):
+        b = nc // c
+        ch = nc - b * c
+        src, dst = x[b, ch], out[b, ch]
+        for i in range(h):
+            for u in range(f):
+                row = dst[i * f + u]
+                for j in range(w):
+                    for v in range(f):
+                        row[j * f + v] = src[i, j]
+
+
+@numba.njit(parallel=True, cache=True)
+def add_into(a, b, out):
+    """out = a + b (int64 arithmetic) for three arrays of one shape [rows, length]."""
+    rows, length = a.shape
+    for r in numba.prange(rows):
+        x, y, dst = a[r], b[r], out[r]
+        for i in range(length):
+            dst[i] = np.int64(x[i]) + np.int64(y[i])
