@@ -65,8 +65,12 @@ def test_demo_report(tiny_model_dir, tmp_path):
     assert report["samples"] == 32 and report["steps"] == 4 and report["fid_classifier"] > report["fid_floor_classifier"]
     assert (out / "samples.png").stat().st_size > 0 and "samples.png" in (out / "index.html").read_text()
     assert report["integer_bit_exact"] is True and report["integer_samples"] == 16 and (out / "samples_integer.png").is_file()
-    assert report["cost_fits"] is True and report["cost_ii_cycles"] > 0 and (out / "cost.png").is_file()
-    assert json.loads((out / "cost.json").read_text())["steps"] == 4
+    assert report["cost_ii_cycles"] > 0 and (out / "cost.png").is_file()
+    cost = json.loads((out / "cost.json").read_text())
+    # the calibrated ECP5 model: even at its slowest folding the tiny U-Net's GroupNorms (rtl/groupnorm
+    # computes in 64 bits, 25 MULT18X18D each) need more multiplier blocks than the 85F's 156
+    assert cost["steps"] == 4 and report["cost_fits"] is cost["fits"] is False
+    assert cost["resources"]["mult"] > cost["budget"]["mult"] == 156
     assert report["sweep_points"] == 4 and "sweep/report.html" in (out / "index.html").read_text()
     assert "<img" in (out / "sweep" / "report.html").read_text()
 

@@ -266,7 +266,8 @@ def map_integer_graph(path: str | Path, steps: int) -> DataflowGraph:
         in_dt, out_dt = dt(first), dt(out)
         if n.op_type == "Requant":
             add("Requant", n.name, {"NumChannels": ch, "numInputVectors": vecs, "PE": 1, "inputDataType": in_dt,
-                                    "outputDataType": out_dt}, ins, [out], n.name)
+                                    "outputDataType": out_dt, "shifts": [int(v) for v in n.attrs["shifts"]]},
+                ins, [out], n.name)
         elif n.op_type == "Lut":
             add("LutActivation", n.name, {"NumChannels": ch, "numInputVectors": vecs, "PE": 1,
                                           "inputDataType": in_dt, "outputDataType": out_dt}, ins, [out], n.name)

@@ -4,11 +4,14 @@
 Xilinx: FINN-R's formulas (Blott et al., "FINN-R", ACM TRETS 2018), as finn-plus implements them
 for its HLS MVAU (``MVAU_hls.lut_estimation``, ``MVAU.bram_estimation``, ``MVAU_hls.dsp_estimation``);
 tests/dataflow/test_finn_equality.py checks hwsim's numbers equal finn-plus's on the MVAU.
-ECP5: hwsim's own datapath-counting model (a LUT4 and its carry logic make one adder bit; an
-array multiplier of W x A bits takes about W*A LUT4; registers are flip-flops), with the
-coefficients in the device YAML (``coefficients``), fitted against nextpnr by the bitstream issue.
-Every other node type is priced from the same building blocks on both families: adders, registers,
-multipliers, and memories mapped to block RAM by the best aspect ratio (or to LUT RAM when small).
+ECP5, calibrated against Yosys (synth_ecp5) and nextpnr on every node type's rtl/ block
+(experiments/resource_calibration.py): MULT18X18D and DP16KD counted by the rules synth_ecp5 applies
+to each multiply and memory of the block, LUTs and FFs a per-node-type linear model over structural
+features, all read off the RTL in :mod:`hwsim.dataflow.ecp5`; the coefficients are the calibration's,
+in the device YAML (``coefficients.fitted``).
+Without fitted coefficients (the Xilinx part, or a node type not calibrated) every non-MVAU node is
+priced from generic building blocks: adders, registers, multipliers, and memories mapped to block
+RAM by the best aspect ratio (or to LUT RAM when small).
 A node type without a formula raises :class:`NoEstimate`; nothing counts as zero by default.
 """
 
@@ -21,7 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from hwsim.dataflow.nodes.base import DataflowNode, NoEstimate, bits
+from hwsim.dataflow.ecp5 import _memory_parts, ecp5_parts, fifo_parts, stream_word
+from hwsim.dataflow.nodes.base import DataflowNode, NoEstimate
 
 DEVICES = Path(__file__).parent / "devices"
 
@@ -172,25 +176,16 @@ def _stream_node(node: DataflowNode, dev: Device, lanes_lut: float, lanes_ff: fl
     return Resources(lut=c["node_base_luts"] + lanes_lut, ff=c["node_base_ffs"] + lanes_ff)
 
 
-def _word(node: DataflowNode) -> tuple[int, int]:
-    """(lanes, bits per lane) of the node's main stream."""
-    lanes = node.attrs.get("PE", node.attrs.get("SIMD", 1))
-    for attr in ("inputDataType", "lhs_dtype", "EmbeddingType", "outputDataType"):
-        if attr in node.attrs:
-            return lanes, node.dt(attr)
-    if "inputDataTypes" in node.attrs:
-        return lanes, max(bits(d) for d in node.attrs["inputDataTypes"])
-    raise NoEstimate(f"{node.name} ({node.op_type}): no stream datatype")
-
-
 def estimate(node: DataflowNode, dev: Device) -> Resources:
     """The node's LUT/FF/multiplier/block-RAM cost on ``dev``."""
     t = node.op_type
+    if dev.family == "ecp5" and t in ECP5_TABLES and (dev.coefficients.get("fitted") or {}).get(ecp5_table(node)):
+        return _ecp5(node, dev)
     if t == "MVAU":
         if node.attrs.get("mem_mode") == "external":  # weights streamed from DRAM: no weight memory
             return estimate(make_internal(node), dev) - weight_memory(node, dev)
         return _mvau_xilinx(node, dev) if dev.family == "xilinx7" and not node.dynamic() else _mvau(node, dev)
-    lanes, width = _word(node)
+    lanes, width = stream_word(node)
     buffer = node.buffer_bits()
     if t == "ConvolutionInputGenerator_rtl":
         store = memory(lanes * width, node.buffer_depth(), dev)
@@ -242,15 +237,76 @@ def estimate(node: DataflowNode, dev: Device) -> Resources:
     raise NoEstimate(f"{node.name} ({t}): no resource estimate for {dev.family}")
 
 
+# --- ECP5, calibrated against Yosys + nextpnr ---------------------------------------------------------
+# Multiplier blocks and block RAMs are counted by the rules synth_ecp5 applies to each multiply and
+# memory of the node's rtl/ block (exact); LUTs and FFs are a per-node-type linear model over
+# structural features (hwsim.dataflow.ecp5), its coefficients fitted by experiments/resource_calibration.py and
+# stored in the device YAML (``coefficients.fitted``).
+ECP5_TABLES = {"MVAU": "MVAU", "ConvolutionInputGenerator_rtl": "ConvolutionInputGenerator_rtl",
+               "FMPadding": "FMPadding", "Requant": "Requant", "Thresholding": "Thresholding",
+               "LutActivation": "LutActivation", "ElementwiseAdd": "ElementwiseAdd", "ElementwiseMul": "ElementwiseMul",
+               "DuplicateStreams": "DuplicateStreams", "StreamingConcat": "StreamingConcat",
+               "StreamingSplit": "StreamingSplit", "UpsampleNearestNeighbour": "UpsampleNearestNeighbour",
+               "GroupNorm": "GroupNorm", "AdaLayerNorm": "AdaLayerNorm", "IntSoftmax": "IntSoftmax",
+               "TimestepTable": "TimestepTable", "StreamReorder": "StreamReorder",
+               "StreamingDataWidthConverter": "StreamingDataWidthConverter"}
+
+
+def _linear(coef: dict, feats: dict, shared: dict | None = None) -> float:
+    """Coefficient x feature summed; the memory features take the coefficients shared by every
+    node type (``shared``), the others the node type's own."""
+    return sum((shared or {}).get(k, 0.0) * v if k in (shared or {}) else coef.get(k, 0.0) * v for k, v in feats.items())
+
+
+def _shared(dev: Device, target: str) -> dict:
+    return ((dev.coefficients.get("fitted") or {}).get("shared") or {}).get(target, {})
+
+
+def ecp5_table(node: DataflowNode) -> str:
+    """The coefficient table of a node: its type, the MVAU's sparse and dynamic variants apart."""
+    if node.op_type == "MVAU" and node.dynamic():
+        return "MVAU (dynamic)"
+    if node.op_type == "MVAU" and node.sparse():
+        return "MVAU (sparse)"
+    return ECP5_TABLES[node.op_type]
+
+
+def _ecp5(node: DataflowNode, dev: Device) -> Resources:
+    mults, mems, lut, ff = ecp5_parts(node)
+    bram, _, _ = _memory_parts(mems)
+    table = dev.coefficients["fitted"][ecp5_table(node)]
+    return Resources(lut=round(_linear(table["lut"], lut, _shared(dev, "lut")), 1),
+                     ff=round(_linear(table["ff"], ff, _shared(dev, "ff")), 1), mult=mults, bram=bram)
+
+
+def fifo(width: int, depth: int, dev: Device) -> Resources:
+    """rtl/fifo of WIDTH x DEPTH on ``dev`` (calibrated ECP5), else a memory of its size."""
+    table = (dev.coefficients.get("fitted") or {}).get("FIFO") if dev.family == "ecp5" else None
+    if not table:
+        return memory(width, depth, dev)
+    mems, lut, ff = fifo_parts(width, depth)
+    bram, _, _ = _memory_parts(mems)
+    return Resources(lut=round(_linear(table["lut"], lut, _shared(dev, "lut")), 1),
+                     ff=round(_linear(table["ff"], ff, _shared(dev, "ff")), 1), bram=bram)
+
+
 def make_internal(node: DataflowNode) -> DataflowNode:
     return type(node)(node.name, {**node.attrs, "mem_mode": "internal_decoupled"}, node.inputs, node.outputs, node.source)
 
 
-def fifo_memory(fifos, dev: Device) -> Resources:
-    """The FIFOs of a schedule (:class:`hwsim.dataflow.schedule.Fifo`), each a memory of its depth."""
+def fifo_memory(fifos, dev: Device, lanes: dict[str, int] | None = None) -> Resources:
+    """The FIFOs of a schedule (:class:`hwsim.dataflow.schedule.Fifo`), each a memory of its depth.
+    On a calibrated ECP5, rtl/fifo as hwsim.rtlgen.stitch instantiates it (control included): a word
+    of the producer's lanes (``lanes``: producer name -> lanes per word; 1 if not given) and
+    max(2, ceil(depth / lanes)) words."""
     out = Resources()
+    calibrated = dev.family == "ecp5" and (dev.coefficients.get("fitted") or {}).get("FIFO")
     for f in fifos:
-        out = out + memory(f.bits // f.depth, f.depth, dev)
+        if calibrated:
+            k = (lanes or {}).get(f.producer, 1)
+            out = out + fifo(f.bits // f.depth * k, max(2, math.ceil(f.depth / k)), dev)
+        else:
+            out = out + memory(f.bits // f.depth, f.depth, dev)
     return out
 
 

@@ -1,15 +1,28 @@
 """Every node type's formulas on a small case computed by hand; a node without an estimate raises."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
 from hwsim.dataflow.nodes import DataflowNode, FoldingError, NoEstimate, make_node
+from hwsim.dataflow.ecp5 import features
 from hwsim.dataflow.resources import Resources, estimate, load_device
 
 
 def node(op_type, **attrs):
     return make_node(op_type, "n", attrs, inputs=["a", "b", "c"][: attrs.pop("_inputs", 1)], outputs=["y"])
+
+
+def generic(dev):
+    """The device without its fitted tables: every node priced from the generic building blocks."""
+    return replace(dev, coefficients={k: v for k, v in dev.coefficients.items() if k != "fitted"})
+
+
+def calibrated_lut(dev, table: str, lut_features: dict) -> float:
+    """LUTs of the fitted ECP5 model: the memories' coefficients shared by all types, the rest the type's."""
+    fitted = dev.coefficients["fitted"]
+    own, shared = fitted[table]["lut"], fitted["shared"]["lut"]
+    return sum((shared if k in shared else own).get(k, 0.0) * v for k, v in lut_features.items())
 
 
 def test_mvau():
@@ -19,10 +32,23 @@ def test_mvau():
     assert n.first_output_delay() == 8 // 4 + 2 + 2  # one input vector, 2 registers, log2(SIMD) adder tree
     assert n.get_latency() == 12 + 2 + 2  # the last input word, then the same pipeline
     assert (n.macs(), n.bitops(), n.weight_bits(), n.buffer_bits()) == (96, 96 * 8 * 4, 8 * 4 * 4, 0)
-    # ECP5 by hand: base 100 LUT/100 FF; 8 LUT multipliers of 4x8 bits (256 LUT); a 4-input adder
-    # tree per PE (2 x 3 adders of 4+8+2 bits: 84 LUT); 2 accumulators of 16 bits (32 LUT);
+    dev = load_device("ecp5-85f")
+    # generic building blocks by hand: base 100 LUT/100 FF; 8 LUT multipliers of 4x8 bits (256 LUT); a
+    # 4-input adder tree per PE (2 x 3 adders of 4+8+2 bits: 84 LUT); 2 accumulators of 16 bits (32 LUT);
     # registers 2 x (4 x 12 + 2 x 16) = 160 FF; weights 32 bits wide x 4 deep in LUT RAM (32 LUT)
-    assert estimate(n, load_device("ecp5-85f")) == Resources(lut=100 + 256 + 84 + 32 + 32, ff=100 + 160)
+    assert estimate(n, generic(dev)) == Resources(lut=100 + 256 + 84 + 32 + 32, ff=100 + 160)
+    # calibrated ECP5, rtl/mvau's structure by hand: 256 product bits, the same adder trees (84), two
+    # 16-bit accumulators; 1 + 1 address bits (2 channel groups, 2 input words); LUT ROMs of the
+    # weights (32 bits x 4 words) and of the bias read by 2 lanes (2 x 16 bits x 4): a LUT4 per 16
+    # entries, at least one per bit and port, 64; the input buffer replayed for the second channel
+    # group (32 bits x 2 words) in 8 DPR16X4 (cheaper than 64 bits of flip-flops); no multiplier
+    # block (LUT products), no block RAM
+    lut = features(n)["lut"]
+    assert lut == {"base": 1.0, "act_base": 0.0, "mult": 256, "tree": 84, "acc": 32, "act": 0, "sparse": 0, "ctrl": 2,
+                   "rom": 64.0, "lutram": 8.0}
+    got = estimate(n, dev)
+    assert (got.lut, got.mult, got.bram) == (pytest.approx(calibrated_lut(dev, "MVAU", lut), abs=0.05), 0, 0)
+    assert got.lut > 8 * 6  # the DPR16X4 alone: 6 TRELLIS_COMB each as nextpnr packs them
     n.set_folding(PE=1, SIMD=8)
     assert n.get_exp_cycles() == 4 * 1 * 3
     with pytest.raises(FoldingError, match="SIMD=3 must divide MW=8"):
@@ -64,8 +90,15 @@ def test_streaming_cycles(op_type, attrs, cycles):
 def test_tables_and_lookups():
     lut = node("LutActivation", NumChannels=8, numInputVectors=[5], PE=2, inputDataType="INT8", outputDataType="INT8")
     assert lut.weight_bits() == 2 * 256 * 8  # one 256-entry table per lane
-    # 2,048 bits exceed ECP5's LUT-RAM threshold: one DP16KD per lane
-    assert estimate(lut, load_device("ecp5-85f")) == Resources(lut=20, ff=20 + 2 * 8, bram=2)
+    dev = load_device("ecp5-85f")
+    # generic: 2,048 bits exceed the LUT-RAM threshold, one DP16KD per lane
+    assert estimate(lut, generic(dev)) == Resources(lut=20, ff=20 + 2 * 8, bram=2)
+    # calibrated: rtl/lut's table is one ROM read by both lanes; memory_libmap prices it at 2048 / 16 =
+    # 128 in logic against 128 + 2 x 2 (one DP16KD, both ports, two emulation points): LUT ROM, no block RAM
+    f = features(lut)["lut"]
+    assert f == {"base": 1.0, "out": 16, "rom": 2 * 8 * 256 / 16}
+    got = estimate(lut, dev)
+    assert (got.lut, got.bram) == (pytest.approx(calibrated_lut(dev, "LutActivation", f), abs=0.05), 0)
     table = node("TimestepTable", EmbeddingDim=16, PE=4, NumSteps=50, EmbeddingType="INT12")
     assert table.weight_bits() == 50 * 16 * 12  # one row per sampler step
 

@@ -1,0 +1,430 @@
+"""The ECP5 structure of every rtl/ block as Yosys synth_ecp5 and nextpnr see it: the MULT18X18D of
+each multiply (:func:`mult18`), where each memory goes by memory_libmap's own costs
+(:func:`ecp5_memory`), and each node type's structural LUT/FF features (:func:`ecp5_parts`). The
+calibration (experiments/resource_calibration.py) fits coefficients to these features and
+:mod:`hwsim.dataflow.resources` prices nodes with them: the rules read off the RTL live here, the
+pricing there."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwsim.dataflow.nodes.base import DataflowNode, NoEstimate, bits
+
+
+def stream_word(node: DataflowNode) -> tuple[int, int]:
+    """(lanes, bits per lane) of the node's main stream."""
+    lanes = node.attrs.get("PE", node.attrs.get("SIMD", 1))
+    for attr in ("inputDataType", "lhs_dtype", "EmbeddingType", "outputDataType"):
+        if attr in node.attrs:
+            return lanes, node.dt(attr)
+    if "inputDataTypes" in node.attrs:
+        return lanes, max(bits(d) for d in node.attrs["inputDataTypes"])
+    raise NoEstimate(f"{node.name} ({node.op_type}): no stream datatype")
+
+
+def mult18(a: int, b: int, y: int | None = None) -> int:
+    """MULT18X18D blocks of one a x b multiply in synth_ecp5 (mul2dsp, 18 x 18, minimum width 2):
+    each operand is cut into 18-bit chunks, a last chunk of 1 bit goes to soft logic, one block per
+    pair of chunks; an operand under 2 bits makes the whole product soft logic. With the product
+    kept to ``y`` bits, pairs whose partial product starts at or above bit y are left out (unused)."""
+    def chunks(w: int) -> int:
+        return w // 18 + (w % 18 >= 2)
+    if min(a, b) < 2:
+        return 0
+    if y is None:
+        return chunks(a) * chunks(b)
+    return sum(1 for i in range(chunks(a)) for j in range(chunks(b)) if 18 * (i + j) < y)
+
+
+def const_mult18(bits: int, k: int) -> int:
+    """Blocks of a ``bits``-wide signal times the constant ``k`` (a power of two is a shift)."""
+    k = abs(int(k))
+    return 0 if k & (k - 1) == 0 else mult18(bits, k.bit_length())
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One memory array of a block as Yosys' memory_libmap sees it."""
+    width: int
+    depth: int
+    reads: int = 1         # read ports
+    writes: int = 0        # write ports (0: a ROM)
+    sync: bool = True      # reads registered (block RAM needs it)
+    lanes: int = 1         # read and write ports that each reach only 1/lanes of the entries (their
+                           # addresses differ in constant low bits): multiplexers of the whole array
+    tag: str = ""          # a RAM in flip-flops priced by the node type's own coefficients (features
+                           # "<tag>_rd", "<tag>_wr") rather than the shared ones
+    new_data: bool = False  # a registered read that sees the word written in the same cycle (rtl/fifo's
+                            # read at a registered pointer); otherwise a synchronous read gets the old word
+
+    @property
+    def bits(self) -> int:
+        return self.width * self.depth
+
+
+FACTOR_MUX = FACTOR_DEMUX = 0.5  # Yosys memory_libmap's scores
+LOGIC_COST_ROM, LOGIC_COST_RAM = 1 / 16, 1.0
+
+
+def _geometry(m: Memory, cost: float, abits: int, dbits: tuple[int, ...], byte: int, repl_port: int,
+              widths: range, emu: int) -> tuple[float, int, int]:
+    """Cheapest (cost, blocks, address chunks) over the base widths (memory_libmap's handle_geom)."""
+    best = None
+    for b in widths:
+        unit = dbits[b]
+        eff = 1 if not m.writes else min(byte or unit, unit)
+        swizzle = -(-m.width // eff) * eff
+        mult_a = -(-m.depth // (1 << (abits - b)))
+        repl = -(-(mult_a * swizzle) // unit)
+        c = cost * repl * repl_port + FACTOR_MUX * (mult_a - 1) * m.width * m.reads
+        c += FACTOR_DEMUX * mult_a * m.writes if mult_a != 1 else 0
+        c += 2 * emu
+        if best is None or c < best[0]:
+            best = (c, repl * repl_port, mult_a)
+    return best
+
+
+def ecp5_memory(m: Memory) -> tuple[str, int, int]:
+    """Where synth_ecp5 puts a memory, by memory_libmap's costs: ("logic" | "lutram" | "bram",
+    blocks (DP16KD or TRELLIS_DPR16X4), address chunks). Logic costs 1/16 per ROM bit and 1 per RAM
+    bit; a DPR16X4 (16 x 4, one write and one asynchronous read port, no ROMs) 4; a DP16KD (two
+    ports, 1..18 bits wide) or PDPW16KD (one 36-bit write, one read) 128; read multiplexers over
+    address chunks 0.5 per bit; two per emulation point (a read port, a write it is made transparent to)."""
+    if m.width <= 0 or m.depth <= 0:
+        return "logic", 0, 1
+    options = [((LOGIC_COST_RAM if m.writes else LOGIC_COST_ROM) * m.bits, "logic", 0, 1)]
+    if m.writes == 1:
+        c, n, a = _geometry(m, 4, 4, (4,), 0, m.reads, range(1), m.reads)
+        options.append((c, "lutram", n, a))
+    if m.sync and m.writes <= 2 and m.reads:
+        # emulation score: a point per read port, three more per write port it must be made transparent
+        # to, and three per write port for read-first (old word) behaviour (Yosys' `debug memory_libmap`)
+        emu = m.reads * (1 + 3 * m.writes) + (0 if m.new_data else 3 * m.writes)
+        space = 2 - m.writes
+        if space > 0:
+            c, n, a = _geometry(m, 128, 14, (1, 2, 4, 9, 18), 9, -(-m.reads // space), range(5), emu)
+            options.append((c, "bram", n, a))
+        if m.writes <= 1:
+            c, n, a = _geometry(m, 128, 14, (1, 2, 4, 9, 18, 36), 9, m.reads, range(3 if m.writes else 0, 6), emu)
+            options.append((c, "bram", n, a))
+    _, kind, n, a = min(options, key=lambda o: o[0])
+    return kind, n, a
+
+
+def _memory_parts(mems: list[Memory]) -> tuple[int, dict, dict]:
+    """(DP16KD, LUT features, FF features) of a block's memories, by where Yosys puts each:
+    ``rom``: LUT ROM, a LUT4 per 16 entries per bit and read port; ``ram_rd``/``ram_wr``: a RAM in
+    flip-flops, its read multiplexers (bits x read ports) and write enables (bits x write ports);
+    ``lutram``: DPR16X4 count, ``lutram_mux``: the read multiplexer over its address chunks (bits);
+    ``bram_mux``: the multiplexer over block-RAM address chunks; FF ``ram_ff``: a RAM's flip-flops."""
+    bram = 0
+    lut = {"rom": 0.0, "ram_rd": 0.0, "ram_wr": 0.0, "lutram": 0.0, "bram_mux": 0.0}
+    ff = {"ram_ff": 0.0}
+    for m in mems:
+        kind, n, chunks = ecp5_memory(m)
+        if kind == "bram":
+            bram += n
+            lut["bram_mux"] += (chunks - 1) * m.width * m.reads
+        elif kind == "lutram":
+            lut["lutram"] += n
+            lut["lutram_mux"] = lut.get("lutram_mux", 0.0) + (chunks - 1) * m.width * m.reads
+            ff["ram_ff"] += m.width * m.reads if m.sync else 0
+        elif m.writes:
+            rd, wr = (f"{m.tag}_rd", f"{m.tag}_wr") if m.tag else ("ram_rd", "ram_wr")
+            lut[rd] = lut.get(rd, 0.0) + m.reads / m.lanes * m.bits / 4
+            lut[wr] = lut.get(wr, 0.0) + max(1.0, m.writes / m.lanes) * m.bits / 4
+            ff["ram_ff"] += m.bits
+        else:
+            lut["rom"] += m.reads * m.width * max(1, m.depth / 16)
+    return bram, {k: v for k, v in lut.items() if v}, {k: v for k, v in ff.items() if v}
+
+
+def _clog2(n: int) -> int:
+    return max(1, math.ceil(math.log2(max(n, 2))))
+
+
+def _pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def dwc_mux(i: int, o: int, bits: int) -> dict[str, float]:
+    """rtl/dwc's buffer of KI + KO - 1 units (G = gcd(IN, OUT) elements each): a unit is loaded from
+    the input word at each offset k < KO that covers it, or shifted down by KO on a pop, or held.
+    A unit with one source besides holding is a flip-flop enable (no LUT); with s > 1 it needs a
+    multiplexer: ``mux`` counts those unit bits, ``inputs`` their inputs past the first."""
+    g = math.gcd(i, o)
+    ki, ko, width = i // g, o // g, g * bits
+    out = {"mux": 0.0, "inputs": 0.0}
+    for u in range(ki + ko - 1):
+        sources = sum(1 for k in range(ko) if k <= u < k + ki) + (u + ko < ki + ko - 1)
+        if sources > 1:
+            out["mux"] += width
+            out["inputs"] += width * (sources - 1)
+    return out
+
+
+def requant_shift_values(node: DataflowNode) -> list[list[int]]:
+    """The distinct shifts each lane of a Requant applies (lane p serves channels p, p + PE, ...; every
+    timestep group's table), from the node's ``shifts`` (per channel, or one per tensor). Without
+    them, every channel a lane serves is taken to differ, up to the 10 values of [-1, 8]."""
+    a = node.attrs
+    lanes, c, groups = a.get("PE", 1), a["NumChannels"], a.get("timestepGroups", 1)
+    shifts = a.get("shifts")
+    if shifts is None:
+        return [list(range(-1, 9))[:min(groups * c // lanes, 10)]] * lanes
+    table = [list(g) for g in shifts] if shifts and isinstance(shifts[0], (list, tuple)) else [list(shifts)]
+    table = [g * c if len(g) == 1 else g for g in table]
+    return [sorted({int(g[ch]) for g in table for ch in range(p, c, lanes)}) for p in range(lanes)]
+
+
+def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
+    """(MULT18X18D, memories, LUT features, FF features) of the node's rtl/ block (see each block's
+    Verilog for the multiplies and memories named here)."""
+    t, a = node.op_type, node.attrs
+    one = {"base": 1.0}
+    if t == "MVAU":
+        p, q, w, x, acc = a["PE"], a["SIMD"], node.dt("weightDataType"), node.dt("inputDataType"), node.dt("accDataType")
+        lut_mult = a.get("resType", "lut") == "lut"
+        mw, mh = a["MW"], a["MH"]
+        nf = mh // p
+        sparse, dyn = node.sparse(), node.dynamic()
+        sf = node.stored_row() // q if sparse else mw // q
+        act = not a.get("noActivation", 1)
+        mults = 0 if lut_mult else p * q * mult18(w, x)
+        mults += const_mult18(_clog2(nf), sf) if nf > 1 else 0   # the weight address nf * SF + sf
+        if not dyn or act:  # the bias and shift address nf * PE + lane
+            mults += const_mult18(_clog2(nf), p) if nf > 1 else 0
+        mems = []
+        if dyn:
+            heads = a.get("heads", 1)
+            # lane (q, r) reads entries (h*MH + n*PE + q)*MW + f*SIMD + r: one PE*SIMD-th of the array each
+            mems.append(Memory(w, heads * mh * mw, p * q, q, sync=True, lanes=p * q, tag="operand"))
+        else:
+            if not node.external():  # weights streamed from DRAM (FINN's external mode) take no weight memory
+                mems.append(Memory(p * q * w, nf * sf))
+                if sparse:
+                    mems.append(Memory(p * q * node.index_bits(), nf * sf))
+            mems.append(Memory(a.get("biasBits", 16), mh, p, sync=False))
+        if act:
+            mems.append(Memory(8, mh, p, sync=False))  # shifts
+        if sparse:
+            # the whole vector (SIMD words written a beat), read by every product at ((sf * SIMD + s) / N)
+            # * M + index: with SIMD / N and M powers of two the lane's s is constant address bits, so a
+            # product's multiplexer reaches MW * N / SIMD of the entries
+            n_, m_ = a.get("sparsityN", 1), a["sparsityM"]
+            reach = q // n_ if q % n_ == 0 and _pow2(q // n_) and _pow2(m_) else 1
+            mems.append(Memory(x, mw, p * q, q, sync=False, lanes=reach, tag="vector"))
+        elif nf > 1:
+            mems.append(Memory(q * x, mw // q, 1, 1))  # the input buffer replayed for nf > 0
+        bram, ml, mf = _memory_parts(mems)
+        levels = math.ceil(math.log2(q)) if q > 1 else 0
+        lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
+               "acc": p * acc, "act": p * acc * _clog2(acc) if act else 0, "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
+               "ctrl": _clog2(nf) + _clog2(sf), **ml}
+        ff = {**one, "operands": p * q * (w + x), "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
+              "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc), **mf}
+        return mults, mems, lut, ff
+    if t == "StreamingDataWidthConverter":
+        i, o = node.lanes()
+        g = math.gcd(i, o)
+        b = node.dt("dataType")
+        return 0, [], {**one, **dwc_mux(i, o, b)}, {**one, "buffer": (i + o - g) * b, "ctrl": _clog2((i + o) // g)}
+    lanes, width = stream_word(node)
+    word = lanes * width
+    if t == "ConvolutionInputGenerator_rtl":
+        iw, s = a["IFMDim"][1], a["Stride"]
+        cf = a["IFMChannels"] // a["SIMD"]
+        # rtl/swg's 32-bit window position p and oldest word: ((oy*S_H + ky)*IW + ox*S_W + kx)*CF + c
+        # and (oy*S_H*IW + ox*S_W)*CF; (oy*S_H) and (ox*S_W) shared
+        mults = (const_mult18(32, s[0]) + const_mult18(32, s[1]) + 2 * const_mult18(32, iw) + 2 * const_mult18(32, cf))
+        mems = [Memory(word, node.buffer_depth(), 1, 1)]
+        bram, ml, mf = _memory_parts(mems)
+        return mults, mems, {**one, "word": word, "mult": mults, **ml}, {**one, "word": word, **mf}
+    if t == "FMPadding":
+        return 0, [], {**one, "word": word, "ctrl": _clog2(a["NumChannels"] // a["SIMD"])}, {**one, "word": word}
+    if t == "Requant":
+        ob = node.dt("outputDataType")
+        mems = [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
+        # the shift table is a constant ROM that synthesis folds into each lane's datapath: a lane whose
+        # channels share one shift v is a fixed shift, its rounding an increment of the width - v bits
+        # left (``round``); a lane with d > 1 distinct shifts shifts and rounds at a variable position
+        # (``variable``) over d candidates (``shift``). Every lane saturates (``word``). With one fold
+        # the fold counter still has a bit, and the lane's address also reaches an (undefined) entry
+        # past the table (``one_fold``).
+        one_fold = a["NumChannels"] * a.get("timestepGroups", 1) == lanes
+        lut = {**one, "word": word, "round": 0.0, "variable": 0.0, "shift": 0.0, "one_fold": word if one_fold else 0}
+        for vs in requant_shift_values(node):
+            if len(vs) > 1:
+                lut["variable"] += width
+                lut["shift"] += width * (len(vs) - 1)
+            elif vs[0] > 0:
+                lut["round"] += max(0, width - vs[0])
+        return 0, mems, lut, {**one, "word": word, "out": lanes * ob}
+    if t == "Thresholding":
+        stages, tbits = node.stages(), node.threshold_bits()
+        rows = a.get("thresholdRows", a["NumChannels"]) * a.get("timestepGroups", 1)
+        # stage k of a lane compares with one of 2^k entries of its rows, but at a computed address
+        # (row * NT + idx): every stage of every lane reads the whole table, a LUT ROM per read port
+        # merged with the comparator behind it (``table``, the node type's own coefficient)
+        mems = [Memory(tbits, rows * ((1 << stages) - 1), lanes * stages, sync=False)]
+        # the table address (row * NT + idx - 1), row = fold * PE + lane, per stage and lane: lane 0's
+        # row is the fold (its low bits zero), the others' fold and lane bits
+        nt, fb = (1 << stages) - 1, _clog2(a["NumChannels"] // lanes)
+        mults = 0
+        if a.get("thresholdRows", a["NumChannels"]) > 1 and a.get("timestepGroups", 1) == 1:
+            mults = stages * sum(const_mult18(fb if p == 0 else fb + int(math.log2(lanes)), nt) for p in range(lanes))
+        # the fold counter has FB = max(1, clog2(folds)) bits, so the address reaches 2^FB * PE rows
+        # (past the table with one fold, or folds not a power of two)
+        reach = rows
+        if a.get("thresholdRows", a["NumChannels"]) > 1:
+            reach = max(rows, (1 << _clog2(a["NumChannels"] // lanes)) * lanes * a.get("timestepGroups", 1))
+        table = lanes * stages * tbits * max(1.0, reach * ((1 << stages) - 1) / 16)
+        addr = lanes * stages * _clog2(rows * nt)  # each stage's table address row * NT + idx - 1
+        return mults, mems, {**one, "cmp": lanes * stages * tbits, "addr": addr, "table": table}, \
+            {**one, "pipe": lanes * stages * (width + 1 + stages)}
+    if t == "LutActivation":
+        ob = node.dt("outputDataType")
+        mems = [Memory(ob, 2 ** width, lanes)]
+        bram, ml, mf = _memory_parts(mems)
+        return 0, mems, {**one, "out": lanes * ob, **ml}, {**one, "out": lanes * ob, **mf}
+    if t in ("ElementwiseAdd", "ElementwiseMul"):
+        ob = node.dt("out_dtype")
+        rb = node.dt("rhs_dtype")
+        lut_mult = a.get("resType", "lut") == "lut"
+        mults = 0 if t == "ElementwiseAdd" or lut_mult else lanes * mult18(width, rb)
+        mems = []
+        if node.rhs_const():
+            # read at a registered address: Yosys moves that register into the read port (a synchronous ROM)
+            mems.append(Memory(lanes * rb, math.ceil(math.prod(a["rhs_shape"]) / lanes), 1))
+        elif node.rhs_stored():  # a row of the right-hand side, double-buffered
+            mems.append(Memory(lanes * rb, 2 * node.channels() // lanes, 1, 1, sync=False))
+        bram, ml, mf = _memory_parts(mems)
+        style = {"const": 1.0} if node.rhs_const() else {"broadcast": 1.0} if node.rhs_stored() else {}
+        lut = {**one, **style, "add": lanes * ob if t == "ElementwiseAdd" else 0,
+               "mult": lanes * width * rb if t == "ElementwiseMul" and lut_mult else 0,
+               "dsp": lanes * ob if t == "ElementwiseMul" and not lut_mult else 0, **ml}
+        return mults, mems, lut, {**one, **style, "out": lanes * ob, **mf}
+    if t == "DuplicateStreams":
+        return 0, [], {**one, "word": word}, {**one, "word": word}
+    if t in ("StreamingConcat", "StreamingSplit"):
+        folds = sum(a["ChannelsPerStream"]) // a["SIMD"]
+        return 0, [], {**one, "word": word, "ctrl": _clog2(folds)}, {**one, "word": word, "ctrl": _clog2(folds)}
+    if t == "UpsampleNearestNeighbour":
+        mems = [Memory(word, a["WI"] * a["NumChannels"] // a["SIMD"], 1, 1)]
+        bram, ml, mf = _memory_parts(mems)
+        f, cf = a["HO"] // a["HI"], a["NumChannels"] // a["SIMD"]
+        mults = const_mult18(32 - int(math.log2(f)) if _pow2(f) else 32, cf)  # the row slot (x / FACTOR) * CF + c
+        return mults, mems, {**one, "word": word, **ml}, {**one, "word": word, **mf}
+    if t in ("GroupNorm", "AdaLayerNorm", "IntSoftmax"):
+        return _ecp5_norm(node, lanes, width)
+    if t == "TimestepTable":
+        mems = [Memory(word, a["NumSteps"] * a["EmbeddingDim"] // lanes)]
+        bram, ml, mf = _memory_parts(mems)
+        mults = const_mult18(16, a["EmbeddingDim"] // lanes)  # the row's base address: step index (16 bits) * FOLDS
+        return mults, mems, {**one, "word": word, "ctrl": _clog2(a["NumSteps"]), **ml}, {**one, "word": word, **mf}
+    if t == "StreamReorder":
+        slots, n = node.slots(), node.elements() // lanes
+        # the sequence ROM holds word indices mod S, all below min(N, S): Yosys drops its constant top bits
+        mems = [Memory(word, slots, 1, 1), Memory(max(1, (min(n, slots) - 1).bit_length()), n)]
+        bram, ml, mf = _memory_parts(mems)
+        # a full flag per slot: set by the write pointer, cleared and tested at the read address
+        return 0, mems, {**one, "word": word, "slots": slots, **ml}, {**one, "word": word, "slots": slots, **mf}
+    raise NoEstimate(f"{node.name} ({t}): no ECP5 parts")
+
+
+def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Memory], dict, dict]:
+    """GroupNorm, AdaLayerNorm and IntSoftmax: fixed-width datapaths per lane (rtl/groupnorm and
+    rtl/adaln compute in 64 bits), the group or token statistics and the buffers."""
+    t, a = node.op_type, node.attrs
+    one = {"base": 1.0}
+    c = a["NumChannels"]
+    folds = c // lanes
+    if t == "GroupNorm":
+        groups = a["groups"]
+        words = node.elements() // lanes
+        mems = [Memory(lanes * width, words, 1, 1), Memory(a["gammaBits"], c, lanes, sync=False),
+                Memory(a["betaBits"], c, lanes, sync=False)]
+        n = node.group_size()
+        # rtl/groupnorm computes in 64 bits: LOAD x*x per lane; SOLVE N*Q - S*S (64 x 64 kept to 64);
+        # EMIT per lane N*x - S, (that) * r (64 x 65 kept to 64), t * gamma (64 x GBITS)
+        mults = lanes * mult18(width, width) + const_mult18(64, n) + mult18(64, 64, 64) \
+            + lanes * (const_mult18(width, n) + mult18(64, 65, 64) + mult18(64, a["gammaBits"], 64))
+        bram, ml, mf = _memory_parts(mems)
+        # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
+        # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so
+        # with PE >= C / G the lane's constant bits fix part of the group index (C / PE = folds reach)
+        # with groups of a non-power-of-two size the group index (fold * PE + lane) / (C / G) is a
+        # division of the 32-bit fold counter by a constant, per lane in LOAD and in EMIT (``div``)
+        div = 0 if _pow2(c // groups) else lanes
+        return mults, mems, {**one, "lanes": lanes, "groups": groups, "lane_groups": lanes * min(groups, folds),
+                             "div": div}, \
+            {**one, "lanes": lanes, "groups": groups, **mf}
+    if t == "AdaLayerNorm":
+        sb, hb = a["scaleBits"], a["shiftBits"]
+        mems = [Memory(lanes * width, node_adaln_depth(node), 1, 1), Memory(lanes * sb, 2 * folds, 1, 1),
+                Memory(lanes * hb, 2 * folds, 1, 1)]
+        # rtl/adaln sizes its words: S has IBITS + CB + 1 bits, Q 2 IBITS + CB, z FT + CB + 2 (CB = log2 C);
+        # LOAD x*x per lane; set-up C*Q - S*S; EMIT per lane (C*x - S) * r (r: 32 bits, zero-extended)
+        # and z * (scale + 2^-E_SCALE) (the sum one bit over the wider of the two)
+        cb = _clog2(c)
+        one_bits = max(sb, 2)  # 2^(SBITS - 1) at E_SCALE = 1 - SBITS, as a signed constant
+        mults = lanes * mult18(width, width) + const_mult18(2 * width + cb, c) + mult18(width + cb + 1, width + cb + 1) \
+            + lanes * (const_mult18(width, c) + mult18(width + cb + 2, 33) + mult18(a["ft"] + cb + 2, max(sb, one_bits + 1) + 1))
+        bram, ml, mf = _memory_parts(mems)
+        return mults, mems, {**one, "lanes": lanes, "cb": (lanes + 1) * cb}, \
+            {**one, "lanes": lanes, "unroll": node.unroll(), **mf}
+    # IntSoftmax: a row buffer of SLOTS rows (one write, two reads), the exp table read by 2 x PE
+    tbits = a["tableBits"] - 1
+    slots = node.slots()
+    mems = [Memory(lanes * width, slots * folds, 2, 1), Memory(tbits, a["tableEntries"], 2 * lanes)]
+    # the slot addresses s * FOLDS + i (s: 3 bits) of LOAD, SUM and EMIT; and the per-slot registers
+    # written at a variable offset, total_of[s * TW +: TW] and max_of[s * IBITS +: IBITS], which Yosys
+    # builds with a multiply when the width is even and not a power of two (measured: odd widths and
+    # powers of two need none)
+    sum_bits = tbits + (_clog2(c) if c > 1 else 0)
+    tw = max(sum_bits, node.dt("outputDataType") - 1)
+    mults = 3 * const_mult18(3, folds) + sum(mult18(3, k.bit_length()) for k in (tw, width) if k % 2 == 0 and not _pow2(k))
+    bram, ml, mf = _memory_parts(mems)
+    div = lanes * node.dt("outputDataType") * (tbits + _clog2(c))  # the pipelined restoring dividers
+    return mults, mems, {**one, "div": div, "rom": ml.get("rom", 0.0)}, {**one, "div": div, **mf}
+
+
+def node_adaln_depth(node: DataflowNode) -> int:
+    f = node.folds()
+    solve = node._solve(node.unroll())
+    return 2 * f if solve > f else f + solve + 1
+
+
+def features(node: DataflowNode, dev=None) -> dict[str, dict[str, float]]:
+    """The node's ECP5 LUT and FF features ({"lut": {...}, "ff": {...}}), as the fit and the model use them."""
+    _, _, lut, ff = ecp5_parts(node)
+    return {"lut": lut, "ff": ff}
+
+
+def fifo_parts(width: int, depth: int) -> tuple[list[Memory], dict, dict]:
+    """rtl/fifo: a WIDTH x DEPTH RAM read at the registered read pointer (first-word fall-through),
+    which Yosys turns into a synchronous read port (so a deep FIFO takes block RAM). In block RAM the
+    read must see the word written in the same cycle: Yosys adds a WIDTH-bit bypass register and
+    multiplexer (``bypass``); in LUT RAM the read stays asynchronous at the registered pointer (no
+    data flip-flops); at depth 2 the words are registers (memory_libmap: cheaper than a DPR16X4)."""
+    mems = [Memory(width, depth, 1, 1, new_data=True)]
+    kind = ecp5_memory(mems[0])[0]
+    _, ml, mf = _memory_parts(mems)
+    if kind == "lutram":
+        mf.pop("ram_ff", None)
+    one = {"base": 1.0}
+    bypass = {"bypass": float(width)} if kind == "bram" else {}
+    return mems, {**one, "ctrl": _clog2(depth), **bypass, **ml}, {**one, "ctrl": _clog2(depth), **bypass, **mf}
+
+
+def fifo_features(width: int, depth: int, dev=None) -> dict[str, dict[str, float]]:
+    _, lut, ff = fifo_parts(width, depth)
+    return {"lut": lut, "ff": ff}
+
+
+SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux"), "ff": ("ram_ff",)}
+# Shared coefficients known from the architecture rather than fitted: nextpnr packs a TRELLIS_DPR16X4
+# into two RAM-mode slices (4 TRELLIS_COMB) and a RAMW slice (2 more).
+FIXED = {"lut": {"lutram": 6.0}, "ff": {}}

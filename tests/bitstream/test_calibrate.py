@@ -1,0 +1,93 @@
+"""The ECP5 resource calibration (hwsim.bitstream.calibrate, experiments/resource_calibration.py):
+the fit, synth_ecp5's multiplier-block and block-RAM rules, one block through Yosys and nextpnr,
+and the stored results against the model as it is now."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwsim.bitstream.calibrate import design_model, fit, is_held_out, lut_error, make_block, model_counts, synth_pack
+from hwsim.dataflow.ecp5 import Memory, ecp5_memory, mult18
+from hwsim.dataflow.resources import load_device
+
+RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results" / "resource_calibration" / "results.json"
+
+
+def test_fit_recovers_known_coefficients():
+    rng = np.random.default_rng(0)
+    true = {"base": 40.0, "word": 1.5, "mem": 0.75, "unused": 0.0}
+    rows = []
+    for _ in range(12):
+        f = {"base": 1.0, "word": float(rng.integers(8, 512)), "mem": float(rng.integers(0, 2000)),
+             "unused": float(rng.integers(0, 50))}
+        rows.append({"features": f, "counts": {"lut": sum(true[k] * v for k, v in f.items())}})
+    coef = fit(rows, sorted(true), "lut")
+    assert coef == pytest.approx(true, abs=1e-3)
+
+
+def test_split_holds_out_a_third_of_each_type():
+    keys = [f"T|{k}" for k in range(9)]
+    held = [k for k in keys if is_held_out(k, keys)]
+    assert len(held) == 3 and held == [k for k in keys if is_held_out(k, list(reversed(keys)))]
+
+
+def test_acceptance_rule():
+    assert lut_error(110, 100)["ok"] and lut_error(60, 20)["ok"] and not lut_error(200, 100)["ok"]
+
+
+@pytest.mark.parametrize("a,b,blocks", [(8, 8, 1), (18, 18, 1), (19, 18, 1), (1, 8, 0), (24, 16, 2), (36, 18, 2),
+                                        (32, 32, 4), (40, 40, 9), (64, 64, 16), (3, 3, 1)])
+def test_mult18_rule(a, b, blocks):
+    """What synth_ecp5 made of a registered a x b signed multiply (measured with Yosys 0.70)."""
+    assert mult18(a, b) == blocks
+
+
+def test_memory_rule():
+    """memory_libmap's choices measured on rtl/mvau (unet weights 32 x 2304: five 36-bit PDPW16KD, not
+    six 18-bit DP16KD; a 16 x 144 input buffer: one DP16KD, not 36 DPR16X4) and the cost crossovers."""
+    assert ecp5_memory(Memory(32, 2304)) == ("bram", 5, 5)
+    assert ecp5_memory(Memory(128, 72)) == ("bram", 4, 1)
+    assert ecp5_memory(Memory(16, 144, 1, 1))[:2] == ("bram", 1)
+    # Yosys' `debug memory_libmap` on a 16 x 96 RAM read one cycle late (old word): 24 DPR16X4 at 141
+    # (4 x 24, mux 0.5 x 80, demux 0.5 x 6, one emulation point) against a DP16KD at 142 (128 and seven
+    # points: the read, transparency and read-first behaviour); read at a registered pointer (rtl/fifo)
+    # the block RAM needs no read-first emulation and wins
+    assert ecp5_memory(Memory(16, 96, 1, 1)) == ("lutram", 24, 6)
+    assert ecp5_memory(Memory(16, 96, 1, 1, new_data=True))[:2] == ("bram", 1)
+    assert ecp5_memory(Memory(8, 256, 16))[0] == "logic"  # a SiLU table read by 16 lanes: 2048 bits of LUT ROM
+    assert ecp5_memory(Memory(8, 64, 1, 1, sync=False))[0] == "lutram"
+    assert ecp5_memory(Memory(10, 64, 4, sync=False))[0] == "logic"  # asynchronous reads: never block RAM
+
+
+def test_one_block_synthesizes_and_packs_to_the_models_blocks(tmp_path):
+    """An MVAU with its products on MULT18X18D and its weights in block RAM, through Yosys and nextpnr."""
+    block = make_block("mvau", dict(MW=72, MH=16, PE=2, SIMD=8, WBITS=8, ABITS=8, LUT_MULT=0))
+    counts = synth_pack(block, tmp_path / "mvau")
+    model = model_counts(block)
+    assert (counts["mult18"], counts["bram"]) == (model["mult18"], model["bram"]) == (17, 4)
+    assert counts["lut"] > 0 and counts["ff"] > 0
+
+
+@pytest.mark.skipif(not RESULTS.is_file(), reason="no calibration results yet")
+def test_stored_results_are_what_the_model_gives_now():
+    """results.json's model numbers, errors and per-type summary recomputed from its stored nextpnr
+    counts with the resources.py and device YAML of this checkout: a stale result fails."""
+    data = json.loads(RESULTS.read_text())
+    dev = load_device("ecp5-85f")
+    rows = [r for r in data["rows"] if "counts" in r]
+    assert rows and data["summary"]
+    for r in rows:
+        m = model_counts(make_block(r["factory"], r["config"]), dev)
+        assert m == r["model"], r["key"]
+        assert lut_error(m["lut"], r["counts"]["lut"]) == r["lut_error"], r["key"]
+        assert r["exact"] == {"mult18": m["mult18"] == r["counts"]["mult18"], "bram": m["bram"] == r["counts"]["bram"]}
+    for t, s in data["summary"].items():
+        held = [r for r in rows if r["type"] == t and r["held_out"]]
+        assert s["held_out"] == len(held) and s["lut_ok"] == all(r["lut_error"]["ok"] for r in held), t
+        assert s["max_abs_rel_lut"] == max([abs(r["lut_error"]["rel"]) for r in held], default=0.0), t
+        assert s["mult18_bram_exact"] == all(r["exact"]["mult18"] and r["exact"]["bram"] for r in rows if r["type"] == t)
+    res = data.get("residual")
+    if res and "counts" in res:
+        assert design_model(res["model_nodes"], dev) == res["model"]
