@@ -86,6 +86,8 @@ def groupnorm_into(q, do_rq, left, right, half, odd, rq_min, rq_max, groups, g_c
         buf = np.empty(n, dtype=np.int64)
         s = np.int64(0)
         sq = np.int64(0)
+        lo = np.int64(2**62)
+        hi = -lo
         for cc in range(cg):
             c = g * cg + cc
             src = q[b, c]
@@ -101,12 +103,31 @@ def groupnorm_into(q, do_rq, left, right, half, odd, rq_min, rq_max, groups, g_c
                 v = row[i]
                 s += v
                 sq += v * v
+                lo = min(lo, v)
+                hi = max(hi, v)
         r, k = _rsqrt(n * sq - s * s)
+        # Per channel the output is a function of the input value alone; when the group's values
+        # span fewer integers than a channel has values, tabulate it over that span and look up.
+        span = hi - lo + 1
+        tabulate = span < length
+        tab = np.empty(span if tabulate else 1, dtype=np.int64)
+        if tabulate:
+            for i in range(span):
+                tab[i] = lo + i
+        vals = np.empty(span if tabulate else 1, dtype=np.int64)
         for cc in range(cg):  # (n*q - S) * r = q * (n*r) - S*r
             c = g * cg + cc
             row = buf[cc * length:(cc + 1) * length]
-            _round_shift_row(row, row, n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
             dst = out[b, c]
+            if tabulate:
+                _round_shift_row(tab, vals, n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
+                if do_lut:
+                    for i in range(span):
+                        vals[i] = table[vals[i] - in_min]
+                for i in range(length):
+                    dst[i] = vals[row[i] - lo]
+                continue
+            _round_shift_row(row, row, n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
             if do_lut:
                 for i in range(length):
                     dst[i] = table[row[i] - in_min]

@@ -68,6 +68,34 @@ def test_requant_groupnorm_lut_equals_reference(n, cg, length, with_rq, per_chan
 
 
 @settings(max_examples=fuzz(40), deadline=None)
+@given(st.integers(1, 2), st.sampled_from([(4, 2), (6, 1), (3, 3)]), st.integers(2, 80), st.integers(1, 5), st.booleans(),
+       st.booleans(), NARROW, st.data())
+def test_groupnorm_tabulated_path_equals_reference(n, cg, length, bits, with_rq, with_lut, out, data):
+    """Groups whose values span fewer integers than a channel's length take the per-channel table
+    (constant groups included); the table must give what the arithmetic gives."""
+    channels, groups = cg
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    q = rng.integers(lo, hi + 1, (n, channels, length))
+    if data.draw(st.booleans()):
+        q[0] = hi  # a constant group: D = 0
+    rq = None
+    if with_rq:  # a shift left that keeps the small span: the prologue feeds the table
+        a = {"shifts": [-1], "axis": 1, "qmin": -128, "qmax": 127}
+        rq = kernels.rq_for(a, q.shape, 1)
+        expect = Requant.compute([q], a)
+    else:
+        expect = q
+    g, b = rng.integers(-(2**10), 2**10, channels), rng.integers(-(2**20), 2**20, channels)
+    attrs = {"groups": groups, "ft": 12, "fg": 10, "qmin": -128, "qmax": 127}
+    expect = groupnorm_ref(expect, groups, g, b, 12, 10, -128, 127)
+    lut = _table(rng, -128, 127) if with_lut else None
+    if with_lut:
+        expect = lut_ref(expect, *lut)
+    assert np.array_equal(kernels.groupnorm(q.astype(np.int8), g, b, attrs, out, rq, lut), expect)
+
+
+@settings(max_examples=fuzz(40), deadline=None)
 @given(st.integers(1, 3), st.integers(1, 9), st.sampled_from([4, 16, 64]), st.booleans(), st.integers(-15, -8),
        st.integers(-15, -6), st.integers(-8, 0), STORAGE, st.data())
 def test_requant_modulate_equals_reference(n, length, dim, per_channel, e_scale, e_shift, e_out, storage, data):
