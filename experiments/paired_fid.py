@@ -12,13 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from hwsim.evaluate import generate
-from hwsim.metrics import fid as fidlib
-from hwsim.modeldir import load_spec
-from hwsim.sweep.experiment import config_hash, eval_config, quant_config
+from hwsim.sweep.analysis import paired_fid
 
 
 def label(config: dict) -> str:
@@ -31,31 +25,11 @@ def main(out: Path, pairs: list[tuple[str, str]], resamples: int = 200) -> None:
     missing = sorted({x for p in pairs for x in p} - set(configs))
     if missing:
         raise SystemExit(f"{out}: no points labelled {missing}; labels are {sorted(configs)}")
-    qdir = out / "work" / "quantized" / config_hash(quant_config(configs[pairs[0][0]]))
-    dataset = load_spec(qdir).dataset
-    real = fidlib.reference_features(dataset, "classifier")
-    extractor = fidlib.make_extractor("classifier", dataset)
-    feats = {}
-    for name in sorted({x for p in pairs for x in p}):
-        c = configs[name]
-        images = generate(out / "work" / "quantized" / config_hash(quant_config(c)), c["samples"], c["steps"], "ddim",
-                          c["seed"], "intsim", progress=False,
-                          resume_dir=out / "work" / "samples" / config_hash(eval_config(c)))
-        feats[name] = fidlib.extract_features(extractor, images)
-    n = len(next(iter(feats.values())))
-    rng = np.random.default_rng(0)
-    boots = {k: [] for k in feats}
-    for _ in range(resamples):
-        idx = torch.from_numpy(rng.integers(0, n, n))
-        for k, f in feats.items():
-            boots[k].append(fidlib.frechet_distance(real, f[idx]))
-    point = {k: fidlib.frechet_distance(real, f) for k, f in feats.items()}
+    names = sorted({x for p in pairs for x in p})
+    result = paired_fid(out / "work", {n: configs[n] for n in names}, pairs, resamples, seed=0)
     print("| paired FID difference | diff | 95% CI |\n|---|---|---|")
-    for a, b in pairs:
-        diff = point[a] - point[b]
-        d = np.array(boots[a]) - np.array(boots[b])
-        lo, hi = np.percentile(d - (d.mean() - diff), [2.5, 97.5])
-        print(f"| {a} - {b} | {diff:+.1f} | [{lo:+.1f}, {hi:+.1f}] |")
+    for name, d in result["differences"].items():
+        print(f"| {name} | {d['diff']:+.1f} | [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}] |")
 
 
 if __name__ == "__main__":

@@ -79,38 +79,11 @@ def sweep_yaml(path: Path, plans: dict[str, str], samples: int) -> Path:
 
 
 def paired_fid(points: dict, work: Path, n_boot: int, seed: int) -> dict:
-    """FID differences between plans with one bootstrap over the shared noise seeds: sample i of
-    every plan started from the same noise, so resampling the same indices keeps the pairing."""
-    from hwsim.evaluate import generate
-    from hwsim.metrics import fid as fidlib
-    from hwsim.sweep.experiment import config_hash, eval_config, quant_config
+    """Paired FID differences of PAIRS between the plans' sweep points (hwsim.sweep.analysis.paired_fid)."""
+    from hwsim.sweep.analysis import paired_fid as paired
 
-    real = fidlib.reference_features("digits", FID["extractor"])
-    extractor = fidlib.make_extractor(FID["extractor"], "digits")
-    feats = {}
-    for name, point in points.items():
-        c = point.config
-        qdir = work / "quantized" / config_hash(quant_config(c))
-        images = generate(qdir, c["samples"], c["steps"], "ddim", c["seed"], "intsim", progress=False,
-                          resume_dir=work / "samples" / config_hash(eval_config(c)))  # the sweep's stored batches
-        feats[name] = fidlib.extract_features(extractor, images)
-    n = len(next(iter(feats.values())))
-    rng = np.random.default_rng(seed)
-    boots = {name: [] for name in feats}
-    for _ in range(n_boot):
-        idx = torch.from_numpy(rng.integers(0, n, n))
-        for name, f in feats.items():
-            boots[name].append(fidlib.frechet_distance(real, f[idx]))
-    point_fid = {name: fidlib.frechet_distance(real, f) for name, f in feats.items()}
-    out = {}
-    for a, b in PAIRS:
-        if a in feats and b in feats:
-            diff = point_fid[a] - point_fid[b]
-            d = np.array(boots[a]) - np.array(boots[b])
-            low, high = np.percentile(d - (d.mean() - diff), [2.5, 97.5])  # bias-corrected, as fid.evaluate_features
-            out[f"{a} - {b}"] = {"diff": diff, "ci_low": float(low), "ci_high": float(high),
-                                 "p_boot_le_0": float(np.mean(d <= 0))}
-    return {"n_bootstrap": n_boot, "seed": seed, "samples": n, "differences": out}
+    pairs = [(a, b) for a, b in PAIRS if a in points and b in points]
+    return paired(work, {name: p.config for name, p in points.items()}, pairs, n_boot, seed, FID["extractor"])
 
 
 def plot(results: dict, rows: list[dict], path: Path) -> Path:
