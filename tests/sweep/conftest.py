@@ -20,8 +20,14 @@ def by_key(rows: list[dict]) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def smoke_reference(tmp_path_factory) -> dict[str, dict]:
-    """The smoke sweep run once without interruption, in this process (workers=0)."""
-    rows = run_sweep(SMOKE, tmp_path_factory.mktemp("sweep-reference"), workers=0, threads=1, progress=False)
+def smoke_run(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """The smoke sweep run once without interruption, in this process (workers=0): (out dir, rows)."""
+    out = tmp_path_factory.mktemp("sweep-reference")
+    rows = run_sweep(SMOKE, out, workers=0, threads=1, progress=False)
     assert len(rows) == 4
-    return by_key(rows)
+    return out, rows
+
+
+@pytest.fixture(scope="session")
+def smoke_reference(smoke_run) -> dict[str, dict]:
+    return by_key(smoke_run[1])

@@ -257,3 +257,15 @@ def test_cli(tmp_path):
     assert not (sweep / "report.html").exists()
     _one_line_error(runner.invoke(app, ["report", str(sweep), "--out", str(tmp_path), "--skip-damaged"]),
                     "is a directory")
+
+
+def test_paired_fid_matches_the_rows_and_pairs_a_point_with_itself_exactly(smoke_run):
+    from hwsim.sweep.analysis import paired_fid
+
+    out, rows = smoke_run
+    a, b = (next(r for r in rows if r["config"]["precision"] == p) for p in ("W8A8", "W4A8"))
+    result = paired_fid(out / "work", {"a": a["config"], "b": b["config"]}, [("a", "b"), ("a", "a")], n_boot=20)
+    diff = result["differences"]
+    assert diff["a - b"]["diff"] == pytest.approx(a["fid"] - b["fid"], rel=1e-9, abs=1e-9)
+    assert diff["a - b"]["ci_low"] <= diff["a - b"]["diff"] <= diff["a - b"]["ci_high"]
+    assert diff["a - a"] == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_boot_le_0": 1.0}
