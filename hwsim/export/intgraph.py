@@ -381,11 +381,11 @@ def _widen_to_union(graphs: list[ModelWrapper]) -> None:
         return [(n.op_type, list(n.input), list(n.output)) for n in w.graph.node]
 
     for k, w in enumerate(graphs[1:], 1):
+        if len(w.graph.node) != len(graphs[0].graph.node):
+            raise ExportError(f"timestep group {k}: {len(w.graph.node)} nodes, group 0 has {len(graphs[0].graph.node)}")
         for a, b in zip(skeleton(graphs[0]), skeleton(w)):
             if a != b:
                 raise ExportError(f"timestep group {k}: node {b} differs from group 0's {a}; the groups must share a datapath")
-        if len(w.graph.node) != len(graphs[0].graph.node):
-            raise ExportError(f"timestep group {k}: {len(w.graph.node)} nodes, group 0 has {len(graphs[0].graph.node)}")
     names = {ann.tensor_name for ann in graphs[0].graph.quantization_annotation}
     for name in names:
         widest = max((w.get_tensor_datatype(name) for w in graphs), key=lambda d: d.bitwidth())
@@ -418,9 +418,9 @@ def to_integer_graph(module: nn.Module, example_input: tuple[torch.Tensor, torch
     graphs = [_build(net, x, t, elide=False) for net in module.nets]
     _widen_to_union(graphs)
     files = [out_path.name] + [f"{out_path.stem}.g{k}{out_path.suffix}" for k in range(1, module.groups)]
-    meta = json.loads({p.key: p.value for p in graphs[0].model.metadata_props}[EXPONENTS_KEY])
-    onnx.helper.set_model_props(graphs[0].model, {
-        EXPONENTS_KEY: json.dumps(meta),
+    exponents = {p.key: p.value for p in graphs[0].model.metadata_props}[EXPONENTS_KEY]
+    onnx.helper.set_model_props(graphs[0].model, {  # replaces the props: the exponents are set again
+        EXPONENTS_KEY: exponents,
         GROUPS_KEY: json.dumps({"groups": module.groups, "num_train_timesteps": module.num_train_timesteps, "files": files})})
     for w, name in zip(graphs, files):
         w.save(str(out_path.parent / name))

@@ -28,14 +28,22 @@ from torch import nn
 
 from hwsim import config as cfgio
 
-MIN_BITS, MAX_BITS = 2, 16
-MAX_TIMESTEP_GROUPS = 64  # 1-bit (bipolar) layers are not part of the integer contract
+MIN_BITS, MAX_BITS = 2, 16  # 1-bit (bipolar) layers are not part of the integer contract
+MAX_TIMESTEP_GROUPS = 64
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")  # per_group: Q-DiT-style, along the input
 SCALE_TYPES = ("po2", "float")  # po2: power-of-two scales, the bit-exact hardware default
 
 
 class PlanError(ValueError):
     """A precision plan is malformed or does not fit the net it is applied to."""
+
+
+def _check_int(name: str, value, lo: int, hi: int, absent_ok: bool = False) -> None:
+    """``value`` is an integer (not a bool) in lo..hi, or None where ``absent_ok``."""
+    if absent_ok and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise PlanError(f"{name} must be an integer in {lo}..{hi}{' (or absent)' if absent_ok else ''}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,7 @@ class LayerPrecision:
     def __post_init__(self):
         for name in ("weight_bits", "act_bits"):
             bits = getattr(self, name)
-            if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
-                raise PlanError(f"{name} must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
+            _check_int(name, bits, MIN_BITS, MAX_BITS)
         if self.weight_granularity not in GRANULARITIES:
             raise PlanError(f"weight_granularity must be one of {GRANULARITIES}, got {self.weight_granularity!r}")
         if not isinstance(self.group_size, int) or self.group_size < 1:
@@ -93,12 +100,8 @@ class PrecisionPlan:
     nonlinear_bits: int | None = None
 
     def __post_init__(self):
-        g = self.timestep_groups
-        if not isinstance(g, int) or isinstance(g, bool) or not 1 <= g <= MAX_TIMESTEP_GROUPS:
-            raise PlanError(f"timestep_groups must be an integer in 1..{MAX_TIMESTEP_GROUPS}, got {g!r}")
-        b = self.nonlinear_bits
-        if b is not None and (not isinstance(b, int) or isinstance(b, bool) or not MIN_BITS <= b <= MAX_BITS):
-            raise PlanError(f"nonlinear_bits must be an integer in {MIN_BITS}..{MAX_BITS} (or absent), got {b!r}")
+        _check_int("timestep_groups", self.timestep_groups, 1, MAX_TIMESTEP_GROUPS)
+        _check_int("nonlinear_bits", self.nonlinear_bits, MIN_BITS, MAX_BITS, absent_ok=True)
 
     @property
     def nonlinear_act_bits(self) -> int:
