@@ -3,6 +3,9 @@ current rtl/groupnorm and compare MULT18/LUT with the stored (64-bit RTL) rows a
 
     python experiments/groupnorm_narrow_check.py > experiments/results/resource_calibration/groupnorm_narrowed_check.jsonl
 """
+import json
+import tempfile
+
 from hwsim.bitstream.calibrate import make_block, synth_pack, model_counts
 d = json.load(open('experiments/results/resource_calibration/results.json'))
 for r in [r for r in d['rows'] if r['type'] == 'GroupNorm']:
