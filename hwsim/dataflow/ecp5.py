@@ -336,7 +336,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
 
 def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Memory], dict, dict]:
     """GroupNorm, AdaLayerNorm and IntSoftmax: fixed-width datapaths per lane (rtl/groupnorm and
-    rtl/adaln compute in 64 bits), the group or token statistics and the buffers."""
+    rtl/adaln size their words from the numerics), the group or token statistics and the buffers."""
     t, a = node.op_type, node.attrs
     one = {"base": 1.0}
     c = a["NumChannels"]
@@ -347,10 +347,13 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         mems = [Memory(lanes * width, words, 1, 1), Memory(a["gammaBits"], c, lanes, sync=False),
                 Memory(a["betaBits"], c, lanes, sync=False)]
         n = node.group_size()
-        # rtl/groupnorm computes in 64 bits: LOAD x*x per lane; SOLVE N*Q - S*S (64 x 64 kept to 64);
-        # EMIT per lane N*x - S, (that) * r (64 x 65 kept to 64), t * gamma (64 x GBITS)
-        mults = lanes * mult18(width, width) + const_mult18(64, n) + mult18(64, 64, 64) \
-            + lanes * (const_mult18(width, n) + mult18(64, 65, 64) + mult18(64, a["gammaBits"], 64))
+        # rtl/groupnorm sizes its registers from the numerics (LOGN = bits of N): S has IBITS + LOGN + 1
+        # bits, Q 2 IBITS + LOGN + 1, N*x - S IBITS + LOGN + 2, t FT + (LOGN + 1) / 2 + 3. LOAD x*x per
+        # lane; SOLVE N*Q - S*S; EMIT per lane N*x - S, (that) * r (r: 32 bits, zero-extended) and t * gamma
+        logn = n.bit_length()
+        sb, qb, cb, tb = width + logn + 1, 2 * width + logn + 1, width + logn + 2, a["ft"] + (logn + 1) // 2 + 3
+        mults = lanes * mult18(width, width) + const_mult18(qb, n) + mult18(sb, sb) \
+            + lanes * (const_mult18(width, n) + mult18(cb, 33) + mult18(tb, a["gammaBits"]))
         bram, ml, mf = _memory_parts(mems)
         # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
         # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so

@@ -336,11 +336,17 @@ def bench_swg(ih: int, iw: int, channels: int, simd: int, k: tuple[int, int], st
 
 
 def bench_groupnorm(channels: int, groups: int, pe: int, h: int, w: int, build_dir, sim="icarus", backpressure=True,
-                    seed=0) -> dict:
+                    seed=0, extreme=False) -> dict:
+    """``extreme``: inputs at the ends of INT8 only, and a first group with one 127 among -128s,
+    whose z-score sqrt(n - 1) is the largest a group can have (the bound of rtl/groupnorm's widths)."""
     from hwsim.intsim.ops.norm import groupnorm_ref
 
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=(1, channels, h, w))
+    if extreme:
+        x = rng.choice([-128, 127], size=x.shape)
+        x[:, : channels // groups] = -128
+        x[0, 0, 0, 0] = 127
     if seed % 2:
         x[:, : channels // groups] = 7  # a constant group: D = 0
     ft, fg = 12, 10

@@ -6,8 +6,10 @@
 // Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
 // S and Q accumulate per group; SOLVE computes r and k group by group with a restoring divider
 // (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
-// cycle, normalized. round_shift rounds half to even. 64-bit datapath (the numerics keep every
-// intermediate inside int64).
+// cycle, normalized. round_shift rounds half to even. Every register is as wide as the numerics
+// bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
+// (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); the solver's divider and
+// square root are sequential and stay 64 bits wide.
 `default_nettype none
 
 module groupnorm #(
@@ -39,6 +41,15 @@ module groupnorm #(
     localparam integer WORDS = PIXELS * FOLDS;
     localparam integer CPG = CHANNELS / GROUPS;
     localparam integer N = PIXELS * CPG;
+    // widths from the numerics: |q| <= 2^(IBITS-1), |S| <= N 2^(IBITS-1), Q <= N 2^(2 IBITS-2),
+    // |n q - S| <= N 2^IBITS, r <= 2^31, |t| <= 2^FT sqrt(N) + 1 (|z| <= sqrt(n - 1) for a z-score)
+    localparam integer LOGN = $clog2(N + 1);
+    localparam integer SB = IBITS + LOGN + 1;
+    localparam integer QB = 2 * IBITS + LOGN + 1;
+    localparam integer CB = IBITS + LOGN + 2;
+    localparam integer PB = CB + 33;
+    localparam integer TB = FT + (LOGN + 1) / 2 + 3;
+    localparam integer AB = (TB + GBITS > BBITS ? TB + GBITS : BBITS) + 2;
     localparam [1:0] LOAD = 2'd0, SOLVE = 2'd1, EMIT = 2'd2;
 
     reg [PE*IBITS-1:0] buffer [0:WORDS-1];
@@ -48,9 +59,9 @@ module groupnorm #(
         $readmemh(GAMMA_FILE, gamma);
         $readmemh(BETA_FILE, beta);
     end
-    reg signed [63:0] s_acc [0:GROUPS-1];
-    reg signed [63:0] q_acc [0:GROUPS-1];
-    reg [63:0] r_of [0:GROUPS-1];
+    reg signed [SB-1:0] s_acc [0:GROUPS-1];
+    reg signed [QB-1:0] q_acc [0:GROUPS-1];
+    reg [31:0] r_of [0:GROUPS-1];
     reg [7:0]  k_of [0:GROUPS-1];
 
     reg [1:0] phase;
@@ -63,7 +74,7 @@ module groupnorm #(
     // --- LOAD: buffer the map, accumulate S and Q per group ---------------------------------------
     integer p, g;
     reg [31:0] fold;
-    reg signed [63:0] x;
+    reg signed [IBITS-1:0] x;
     always @(posedge clk) begin
         if (rst) begin
             for (g = 0; g < GROUPS; g = g + 1) begin
@@ -146,7 +157,7 @@ module groupnorm #(
                         bitv <= bitv >> 2;
                         step <= step + 1;
                     end else begin
-                        r_of[sg] <= (m == 0) ? 0 : res;
+                        r_of[sg] <= (m == 0) ? 0 : res[31:0];  // isqrt(2^62 / m) <= 2^31
                         step <= 0;
                         if (sg == GROUPS - 1) phase <= EMIT;
                         else sg <= sg + 1;
@@ -166,7 +177,10 @@ module groupnorm #(
     wire rfire = en && (phase == EMIT) && (ridx < WORDS);
     reg [PE*IBITS-1:0] w1;
     reg [31:0] fold1;
-    reg signed [63:0] centered, prod, t, acc;
+    reg signed [CB-1:0] centered;
+    reg signed [PB-1:0] prod;
+    reg signed [TB-1:0] t;
+    reg signed [AB-1:0] acc;
     integer c, lane, grp;
     always @(posedge clk) begin
         if (rst) begin

@@ -74,6 +74,13 @@ def test_groupnorm_bit_exact(args, seed, sim, tmp_path):
     assert benches.bench_groupnorm(*args, tmp_path, backpressure=True, seed=seed, sim=sim)["bit_exact"]
 
 
+@pytest.mark.parametrize("args", [(4, 2, 2, 2, 2), (16, 2, 4, 8, 8)], ids=str)
+def test_groupnorm_bit_exact_at_the_width_bounds(args, tmp_path):
+    """Extreme inputs (the largest variance and the largest z-score a group can have) against the
+    narrowed datapath, with the largest gamma and beta magnitudes of the bench."""
+    assert benches.bench_groupnorm(*args, tmp_path, backpressure=False, extreme=True)["bit_exact"]
+
+
 def test_groupnorm_cycles_held_out(tmp_path):
     report = benches.bench_groupnorm(12, 6, 3, 3, 4, tmp_path, backpressure=False)
     assert report["bit_exact"] and report["measured"] == report["modelled"]
