@@ -37,6 +37,7 @@ VARIANTS = {  # name: (calibration overrides, methods, plan granularity)
     "observer-mse": ({"observer": "mse"}, [], "per_tensor"),
     "split-shortcut": ({}, ["split-shortcut"], "per_tensor"),
     "adaround": ({}, ["adaround"], "per_tensor"),
+    "brecq": ({}, ["brecq"], "per_tensor"),
     "ptqd": ({}, ["ptqd"], "per_tensor"),
     "smoothquant": ({}, ["smoothquant"], "per_tensor"),
     "per-group-32": ({}, [], "per_group"),

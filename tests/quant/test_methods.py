@@ -58,6 +58,20 @@ def test_adaround_beats_naive(digits):
     assert 0 < max(q.meta["adaround"]["changed_from_nearest"].values()) < 0.5
 
 
+def test_brecq_beats_naive_and_layerwise_adaround(digits):
+    """Block reconstruction lets a layer compensate the rounding of the layer before it in its
+    block, so at W4A8 it lands below layer-wise AdaRound, which lands below rounding to nearest."""
+    model, inputs = digits
+    plan = PrecisionPlan.uniform(4, 8)
+    naive, _ = _mse(model, inputs, plan)
+    layerwise, _ = _mse(model, inputs, plan, ("adaround",))
+    blockwise, q = _mse(model, inputs, plan, ("brecq",))
+    assert blockwise < layerwise < naive
+    meta = q.meta["brecq"]
+    assert "mid.blocks.0" in meta["blocks"] and "conv_in" in meta["layer_by_layer"]
+    assert set(meta["changed_from_nearest"]) == {n for b in meta["blocks"].values() for n in b} | set(meta["layer_by_layer"])
+
+
 def test_ptqd_correction_beats_naive(digits):
     model, inputs = digits
     plan = PrecisionPlan.uniform(4, 8)
@@ -106,6 +120,8 @@ def test_bad_methods_and_bit_widths_fail_clearly(digits):
     model, _ = digits
     with pytest.raises(ValueError, match=r"unknown PTQ method\(s\) \['brecq2'\]; known: adaround"):
         quantize_dir(model.path, PrecisionPlan.uniform(8, 8), CALIB, ("brecq2",))
+    with pytest.raises(ValueError, match=r"PTQ methods \['adaround', 'brecq'\] both choose the integer weights"):
+        quantize_dir(model.path, PrecisionPlan.uniform(8, 8), CALIB, ("brecq", "adaround"))
     for bits in (0, 33):
         with pytest.raises(PlanError, match=f"weight_bits must be an integer in 2..16, got {bits}"):
             PrecisionPlan.uniform(bits, 8)

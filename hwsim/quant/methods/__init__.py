@@ -5,7 +5,7 @@ in this order whatever order the names are given in:
 
 1. ``float``: change the float weights before calibration (equalization, pruning);
 2. calibration (timestep strategy and observer of :class:`CalibrationConfig`);
-3. ``weights``: choose the integer weights with the calibrated ranges (AdaRound);
+3. ``weights``: choose the integer weights with the calibrated ranges (AdaRound or BRECQ);
 4. ``graph``: change how the quantized net is built (Q-Diffusion's split shortcut);
 5. ``sampler``: fit corrections applied by the host sampler (PTQD).
 
@@ -63,17 +63,20 @@ def _pruner(pattern: str) -> Callable[[MethodContext], None]:
 
 
 def _registry() -> dict[str, Method]:
-    from hwsim.quant.methods import adaround, ptqd, smoothquant
+    from hwsim.quant.methods import adaround, brecq, ptqd, smoothquant
 
     return {
         "smoothquant": Method("float", smoothquant.apply, "SmoothQuant/PTQ4DiT-style channel balancing of the DiT's adaLN-fed layers"),
         "adaround": Method("weights", adaround.apply, "AdaRound: learned up/down rounding of every weight, layer by layer"),
+        "brecq": Method("weights", brecq.apply, "BRECQ: AdaRound rounding learned block by block (residual, attention, DiT blocks)"),
         "split-shortcut": Method("graph", _split_shortcut, "Q-Diffusion: skip concatenation inputs quantized separately"),
         "sparse-2:4": Method("float", _pruner("2:4"), "2:4 structured weight pruning (then calibration)"),
         "sparse-0.5": Method("float", _pruner("0.5"), "50% unstructured magnitude pruning (then calibration)"),
         "ptqd": Method("sampler", ptqd.apply, "PTQD: per-timestep correction of correlated noise and residual bias, on the host"),
     }
 
+
+EXCLUSIVE = [{"adaround", "brecq"}]  # methods that would overwrite each other's result
 
 SPARSE_FRACTION_RE = re.compile(r"^sparse-(\d*\.?\d+)$")  # sparse-0.25: unstructured magnitude pruning
 
@@ -115,6 +118,9 @@ def resolve(names: list[str] | tuple[str, ...]) -> list[tuple[str, Method]]:
                          "sparse-<fraction> (0 < fraction < 1, e.g. sparse-0.25)")
     if len(set(names)) != len(names):
         raise ValueError(f"PTQ methods repeated: {list(names)}")
+    for pair in EXCLUSIVE:
+        if pair <= set(names):
+            raise ValueError(f"PTQ methods {sorted(pair)} both choose the integer weights; give one of them")
     return sorted(((n, known[n]) for n in names), key=lambda item: STAGES.index(item[1].stage))
 
 

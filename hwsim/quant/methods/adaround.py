@@ -46,12 +46,62 @@ def weight_scale(layer: nn.Module, prec: LayerPrecision, in_max: float) -> torch
     return _quant_layer(layer, prec, in_max).quant_weight().scale.detach().to(layer.weight.dtype)
 
 
-def _layer_fn(layer: nn.Module):
+def layer_fn(layer: nn.Module):
     """The layer's function of (input, weight) in float32 (optimization needs no float64)."""
     bias = None if layer.bias is None else layer.bias.detach().float()
     if isinstance(layer, nn.Conv2d):
         return lambda x, w: F.conv2d(x, w, bias, layer.stride, layer.padding)
     return lambda x, w: F.linear(x, w, bias)
+
+
+def fake_quant_input(x: torch.Tensor, in_max: float, bits: int) -> torch.Tensor:
+    """``x`` through the layer's signed power-of-two input quantizer, with a straight-through
+    gradient (so a block's reconstruction loss reaches the layers before it)."""
+    scale = po2_scale(in_max, bits)
+    top = 2 ** (bits - 1)
+    q = torch.clamp(torch.round(x / scale), -top, top - 1) * scale
+    return x + (q - x).detach() if x.requires_grad else q
+
+
+class Rounding(nn.Module):
+    """One layer's learnable rounding: weight = clamp(floor(w/s) + h(v), qmin, qmax) * s, with
+    h(v) starting at the fractional part (the float weight) and pushed to 0 or 1 by the regularizer."""
+
+    def __init__(self, layer: nn.Module, prec: LayerPrecision, in_max: float):
+        super().__init__()
+        w = layer.weight.detach().float()
+        self.register_buffer("scale", weight_scale(layer, prec, in_max).float())
+        self.qmax = 2 ** (prec.weight_bits - 1) - 1
+        self.register_buffer("floor", torch.floor(w / self.scale))
+        frac = (w / self.scale - self.floor).clamp(1e-4, 1 - 1e-4)
+        self.v = nn.Parameter(-torch.log((ZETA - GAMMA) / (frac - GAMMA) - 1))  # h(v) = frac at the start
+
+    def soft(self) -> torch.Tensor:
+        return torch.clamp(self.floor + _h(self.v), -self.qmax - 1, self.qmax) * self.scale
+
+    def regularizer(self, beta: float) -> torch.Tensor:
+        return (1 - (2 * _h(self.v) - 1).abs().pow(beta)).sum() / self.v.numel()
+
+    @torch.no_grad()
+    def integers(self) -> torch.Tensor:
+        return torch.clamp(self.floor + (_h(self.v) >= 0.5).float(), -self.qmax - 1, self.qmax).to(torch.int64)
+
+
+def optimize(roundings: list[Rounding], loss_fn, cfg: AdaRoundConfig, samples: int, seed: int) -> None:
+    """Adam on the roundings' v: ``loss_fn(batch_index)`` (reconstruction MSE) plus, after the
+    warmup, the rounding regularizer with beta annealed from beta_start to beta_end."""
+    opt = torch.optim.Adam([r.v for r in roundings], lr=cfg.lr)
+    gen = torch.Generator().manual_seed(seed)
+    warm = int(cfg.warmup * cfg.iterations)
+    for it in range(cfg.iterations):
+        loss = loss_fn(torch.randint(0, samples, (min(cfg.batch, samples),), generator=gen))
+        if it >= warm:
+            progress = (it - warm) / max(1, cfg.iterations - warm)
+            beta = cfg.beta_end + (cfg.beta_start - cfg.beta_end) * (1 - progress)
+            loss = loss + cfg.reg_weight * sum(r.regularizer(beta) for r in roundings)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def adaround_layer(layer: nn.Module, prec: LayerPrecision, in_max: float, inputs: torch.Tensor,
@@ -61,36 +111,14 @@ def adaround_layer(layer: nn.Module, prec: LayerPrecision, in_max: float, inputs
     ``inputs`` are the layer's float inputs on calibration data; the layer sees them quantized by
     its input quantizer and is asked to reproduce its float output on the float inputs.
     """
-    w = layer.weight.detach().float()
-    scale = weight_scale(layer, prec, in_max).float()
-    qmax = 2 ** (prec.weight_bits - 1) - 1
-    qmin = -qmax - 1
-    s_in = po2_scale(in_max, prec.act_bits)
-    amax = 2 ** (prec.act_bits - 1)
     x_float = inputs.float()
-    x_q = torch.clamp(torch.round(x_float / s_in), -amax, amax - 1) * s_in
-    fn = _layer_fn(layer)
+    x_q = fake_quant_input(x_float, in_max, prec.act_bits)
+    fn = layer_fn(layer)
     with torch.no_grad():
-        target = fn(x_float, w)
-    floor = torch.floor(w / scale)
-    frac = (w / scale - floor).clamp(1e-4, 1 - 1e-4)
-    v = nn.Parameter(-torch.log((ZETA - GAMMA) / (frac - GAMMA) - 1))  # h(v) = frac at the start
-    opt = torch.optim.Adam([v], lr=cfg.lr)
-    gen = torch.Generator().manual_seed(seed)
-    warm = int(cfg.warmup * cfg.iterations)
-    for it in range(cfg.iterations):
-        idx = torch.randint(0, len(x_q), (min(cfg.batch, len(x_q)),), generator=gen)
-        w_soft = torch.clamp(floor + _h(v), qmin, qmax) * scale
-        loss = F.mse_loss(fn(x_q[idx], w_soft), target[idx])
-        if it >= warm:
-            progress = (it - warm) / max(1, cfg.iterations - warm)
-            beta = cfg.beta_end + (cfg.beta_start - cfg.beta_end) * (1 - progress)
-            loss = loss + cfg.reg_weight * (1 - (2 * _h(v) - 1).abs().pow(beta)).sum() / v.numel()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return torch.clamp(floor + (_h(v) >= 0.5).float(), qmin, qmax).to(torch.int64)
+        target = fn(x_float, layer.weight.detach().float())
+    rounding = Rounding(layer, prec, in_max)
+    optimize([rounding], lambda idx: F.mse_loss(fn(x_q[idx], rounding.soft()), target[idx]), cfg, len(x_q), seed)
+    return rounding.integers()
 
 
 def grid_weights(w_int: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -106,39 +134,63 @@ def grid_weights(w_int: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def layer_inputs(net: nn.Module, names: list[str], inputs, images: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The float inputs of the named layers on ``images`` calibration images drawn across ``inputs``."""
+def module_io(net: nn.Module, names: list[str], inputs, images: int = 64, seed: int = 0,
+              outputs: bool = False) -> dict[str, tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
+    """The float positional inputs (and, if asked, outputs) of the named modules on ``images``
+    calibration images drawn across ``inputs``, each concatenated over the images."""
     x_all = torch.cat([x for x, _ in inputs])
     t_all = torch.cat([t for _, t in inputs])
     pick = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(seed))[:images]
-    captured: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    captured: dict[str, list] = {n: [] for n in names}
     modules = dict(net.named_modules())
-    hooks = [(modules[n], lambda m, a, o, n=n: captured[n].append(a[0].detach())) for n in names]
-    run_hooked(net, hooks, [(x_all[chunk], t_all[chunk]) for chunk in pick.split(16)])
-    return {n: torch.cat(v) for n, v in captured.items()}
+
+    def hook(name):
+        return lambda m, a, o: captured[name].append((tuple(v.detach() for v in a), o.detach() if outputs else None))
+    run_hooked(net, [(modules[n], hook(n)) for n in names], [(x_all[chunk], t_all[chunk]) for chunk in pick.split(16)])
+    joined = {}
+    for n, calls in captured.items():
+        args = tuple(torch.cat([c[0][k] for c in calls]) for k in range(len(calls[0][0])))
+        joined[n] = (args, torch.cat([c[1] for c in calls]) if outputs else None)
+    return joined
+
+
+def layer_inputs(net: nn.Module, names: list[str], inputs, images: int = 64, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The float inputs of the named layers on ``images`` calibration images drawn across ``inputs``."""
+    return {n: args[0] for n, (args, _) in module_io(net, names, inputs, images, seed).items()}
 
 
 DEFAULT = AdaRoundConfig()
 
 
-def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
-    """Replace every Conv/Linear weight of ``ctx.model.net`` by its AdaRound grid weights."""
+def quantized_layers(ctx) -> tuple[dict[str, LayerPrecision], list[str]]:
+    """The plan's precision per layer, and the layers whose rounding can be learned (calibrated,
+    with one scale per tensor or channel: group-wise scales are re-derived per group of inputs)."""
     from hwsim.quant.plan import resolve_for_net
 
+    precision = resolve_for_net(ctx.plan, ctx.model.net)
+    return precision, [n for n in precision if n in ctx.ranges and precision[n].weight_granularity != "per_group"]
+
+
+@torch.no_grad()
+def commit(layer: nn.Module, w_int: torch.Tensor, prec: LayerPrecision, in_max: float) -> float:
+    """Write ``w_int`` into ``layer`` as grid weights; returns the fraction of weights whose
+    integer differs from rounding to nearest."""
+    scale = weight_scale(layer, prec, in_max)
+    qmax = 2 ** (prec.weight_bits - 1) - 1
+    nearest = torch.clamp(torch.round(layer.weight / scale), -qmax - 1, qmax).to(torch.int64)
+    layer.weight.copy_(grid_weights(w_int, scale))
+    return float((w_int != nearest).double().mean())
+
+
+def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
+    """Replace every Conv/Linear weight of ``ctx.model.net`` by its AdaRound grid weights."""
     cfg = cfg or DEFAULT
-    net = ctx.model.net
-    precision = resolve_for_net(ctx.plan, net)
-    names = [n for n in precision if n in ctx.ranges and precision[n].weight_granularity != "per_group"]
-    inputs = layer_inputs(net, names, ctx.inputs, seed=ctx.calib.seed)
-    modules = dict(net.named_modules())
+    precision, names = quantized_layers(ctx)
+    inputs = layer_inputs(ctx.model.net, names, ctx.inputs, seed=ctx.calib.seed)
+    modules = dict(ctx.model.net.named_modules())
     changed = {}
     for i, name in enumerate(names):
-        layer, in_max = modules[name], ctx.ranges[name]["in0"]
-        w_int = adaround_layer(layer, precision[name], in_max, inputs[name], cfg, seed=ctx.calib.seed + i)
-        scale = weight_scale(layer, precision[name], in_max)
-        qmax = 2 ** (precision[name].weight_bits - 1) - 1
-        nearest = torch.clamp(torch.round(layer.weight.detach() / scale), -qmax - 1, qmax).to(torch.int64)
-        changed[name] = float((w_int != nearest).double().mean())
-        with torch.no_grad():
-            layer.weight.copy_(grid_weights(w_int, scale))
+        layer, prec, in_max = modules[name], precision[name], ctx.ranges[name]["in0"]
+        w_int = adaround_layer(layer, prec, in_max, inputs[name], cfg, seed=ctx.calib.seed + i)
+        changed[name] = commit(layer, w_int, prec, in_max)
     ctx.meta["adaround"] = {"config": vars(cfg), "changed_from_nearest": changed}
