@@ -172,6 +172,17 @@ def compute_layers(net: nn.Module) -> list[str]:
     return [name for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+# Modules of hwsim's nets that the quantizer folds into per-timestep tables, computed in float from
+# the float weights (the time embedding MLP, each ResBlock's projection of it, the DiT's adaLN):
+# their weights are never quantized and cost no MACs on the accelerator.
+TABLE_PARTS = ("time_embed", "temb_proj", "temb_act", "ada", "ada_act", "final_ada", "final_ada_act")
+
+
+def in_timestep_table(name: str) -> bool:
+    """Whether the module ``name`` of a hwsim net becomes part of a per-timestep table."""
+    return any(part in TABLE_PARTS for part in name.split("."))
+
+
 def resolve_for_net(plan: PrecisionPlan, net: nn.Module) -> dict[str, LayerPrecision]:
     """Resolve ``plan`` on a hwsim net, which names its first and last layers."""
     first, last = getattr(net, "FIRST_LAYER", None), getattr(net, "LAST_LAYER", None)

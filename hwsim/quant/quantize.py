@@ -26,7 +26,7 @@ from hwsim.nets.dit import DiT, DiTBlock
 from hwsim.nets.unet import ResBlock, UNet
 from hwsim.quant import modules as hw
 from hwsim.quant.calibrate import Ranges, collect_ranges
-from hwsim.quant.plan import PrecisionPlan, resolve_for_net
+from hwsim.quant.plan import PrecisionPlan, in_timestep_table, resolve_for_net
 
 
 def _attentions(net: nn.Module):
@@ -110,7 +110,7 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_time
 
     if split_concat:
         _split_concats(net, precision, ranges, bits, nl_bits)
-    _replace_common(net, precision, ranges, nl_bits, skip=("time_embed", "temb_proj", "temb_act"))
+    _replace_common(net, precision, ranges, nl_bits)
     net.time_embed = hw.PassTimestep()
     for name, module in net.named_modules():
         if isinstance(module, ResBlock):
@@ -138,11 +138,11 @@ def _split_concats(net: UNet, precision, ranges: Ranges, bits: int, nl_bits: int
                                           split.wide_max)
 
 
-def _replace_common(net: nn.Module, precision, ranges, bits: int, skip: tuple[str, ...]) -> None:
+def _replace_common(net: nn.Module, precision, ranges, bits: int) -> None:
     """Swap layers and nonlinearities for their quantized / hardware-exact twins, by module name
-    (the nonlinearities at ``bits``)."""
+    (the nonlinearities at ``bits``); the modules that become per-timestep tables stay float."""
     for name, module in list(net.named_modules()):
-        if not name or any(part in skip for part in name.split(".")):
+        if not name or in_timestep_table(name):
             continue
         r = ranges.get(name, {})
         if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
@@ -184,7 +184,7 @@ def quantize_dit(net: DiT, plan: PrecisionPlan, ranges: Ranges, num_train_timest
     c = net.time_embed(torch.arange(num_train_timesteps))
     tables = {name: (m.ada(m.ada_act(c)), 6) for name, m in net.named_modules() if isinstance(m, DiTBlock)}
     tables[""] = (net.final_ada(net.final_ada_act(c)), 2)
-    _replace_common(net, precision, ranges, bits, skip=("time_embed", "ada", "ada_act", "final_ada", "final_ada_act"))
+    _replace_common(net, precision, ranges, bits)
 
     net.time_embed = hw.PassTimestep()
     for prefix, (values, chunks) in tables.items():

@@ -15,16 +15,15 @@ import torch
 from torch import nn
 
 from hwsim.quant.hooks import run_hooked
-from hwsim.quant.plan import compute_layers
+from hwsim.quant.plan import compute_layers, in_timestep_table
 
 
-TABLE_PARTS = ("time_embed", "temb_proj", "ada", "final_ada")  # become per-timestep ROM tables, not MVAUs
 
 
 def prunable(net: nn.Module) -> list[str]:
     """The accelerator's weight layers except the first and last."""
     edge = (getattr(net, "FIRST_LAYER", None), getattr(net, "LAST_LAYER", None))
-    return [n for n in compute_layers(net) if n not in edge and not set(n.split(".")) & set(TABLE_PARTS)]
+    return [n for n in compute_layers(net) if n not in edge and not in_timestep_table(n)]
 
 
 @torch.no_grad()

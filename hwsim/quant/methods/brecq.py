@@ -58,10 +58,11 @@ def reconstruct_block(block: nn.Module, layers: dict[str, tuple], args: tuple[to
             lambda m, a, in_max=in_max, bits=prec.act_bits: (fake_quant_input(a[0], in_max, bits),) + a[1:])
     args32 = tuple(a.float() for a in args)
     target32 = target.float()
+    norm = float(target32.pow(2).mean()) or 1.0
 
     def loss(idx):
         weights = {f"{n}.weight": r.soft() for n, r in roundings.items()}
-        return F.mse_loss(functional_call(work, weights, tuple(a[idx] for a in args32)), target32[idx])
+        return F.mse_loss(functional_call(work, weights, tuple(a[idx] for a in args32)), target32[idx]) / norm
 
     optimize(list(roundings.values()), loss, cfg, len(target32), seed)
     return {n: r.integers() for n, r in roundings.items()}
@@ -76,7 +77,7 @@ def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     in_blocks = {n for inside in blocks.values() for n in inside}
     alone = [n for n in names if n not in in_blocks]
     modules = dict(net.named_modules())
-    io = module_io(net, list(blocks) + alone, ctx.inputs, seed=ctx.calib.seed, outputs=True)
+    io = module_io(net, list(blocks) + alone, ctx.inputs, cfg.images, seed=ctx.calib.seed, outputs=True)
     changed = {}
     for i, (block_name, inside) in enumerate(blocks.items()):
         args, target = io[block_name]
