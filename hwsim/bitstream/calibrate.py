@@ -482,6 +482,34 @@ def design_model(parts: list[dict], dev=None) -> dict:
     return {k: round(v, 1) for k, v in total.items()}
 
 
+def stitched_model(graph, names: list[str], design: str | Path, dev=None) -> tuple[list[dict], dict]:
+    """The resource model's parts of a design that ``hwsim.rtlgen.stitch.generate`` wrote to
+    ``design`` from the nodes ``names`` of ``graph`` (n-way forks and width converters as generate
+    inserts them, FIFOs as its top instantiates them), and their total (:func:`design_model`)."""
+    import copy
+    import re
+
+    from hwsim.dataflow.resources import estimate, fifo, load_device
+    from hwsim.rtlgen.stitch import binary_forks, load_manifest
+
+    dev = dev or load_device("ecp5-85f")
+    g = copy.deepcopy(graph)
+    stitched = binary_forks(g, list(names))
+    stitched += g.insert_dwcs(set(stitched))
+    parts = []
+    for n in g.nodes:
+        if n.name in set(stitched):
+            r = estimate(n, dev)
+            parts.append({"name": n.name, "op_type": n.op_type, "node": n.to_dict(), "lut": r.lut, "ff": r.ff,
+                          "mult18": r.mult, "bram": r.bram})
+    top = (Path(design) / f"{load_manifest(design)['top']}.v").read_text()
+    for w, d in re.findall(r"fifo #\(\.WIDTH\((\d+)\), \.DEPTH\((\d+)\)\)", top):
+        r = fifo(int(w), int(d), dev)
+        parts.append({"name": f"fifo {w}x{d}", "op_type": "FIFO", "fifo": [int(w), int(d)], "lut": r.lut, "ff": r.ff,
+                      "mult18": r.mult, "bram": r.bram})
+    return parts, design_model(parts, dev)
+
+
 def pack_vs_pnr(work: str | Path) -> dict:
     """The bel counts of ``--pack-only`` (already in ``work``) beside a full place and route (seed 1,
     100 MHz target, timing failure allowed) of the same netlist."""

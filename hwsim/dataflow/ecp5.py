@@ -361,8 +361,13 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         # with groups of a non-power-of-two size the group index (fold * PE + lane) / (C / G) is a
         # division of the 32-bit fold counter by a constant, per lane in LOAD and in EMIT (``div``)
         div = 0 if _pow2(c // groups) else lanes
-        return mults, mems, {**one, "lanes": lanes, "groups": groups, "lane_groups": lanes * min(groups, folds),
-                             "div": div}, \
+        # LUTs: per lane the EMIT adders, rounding shifters and clamp, as wide as N*x - S, t and t*gamma + beta
+        # (``lane_bits``); per lane the multiplexers over its groups' S, r (32 bits) and k (8 bits); per group
+        # the statistics' write decoding; once the solver's N*Q - S*S
+        ab = max(tb + a["gammaBits"], a["betaBits"]) + 2
+        return mults, mems, {**one, "lane_bits": lanes * (cb + tb + ab),
+                             "lane_group_bits": lanes * min(groups, folds) * (sb + 32 + 8), "groups": groups,
+                             "div": div, "solve": sb + qb}, \
             {**one, "lanes": lanes, "groups": groups, **mf}
     if t == "AdaLayerNorm":
         sb, hb = a["scaleBits"], a["shiftBits"]
