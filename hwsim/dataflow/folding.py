@@ -88,6 +88,13 @@ def assign_multipliers(graph: DataflowGraph, device: Device) -> None:
             n.attrs["resType"] = "lut"
 
 
+def design_fits(graph: DataflowGraph, device: Device) -> bool:
+    """Whether ``graph`` at its folding fits ``device``: its nodes and the FIFOs its schedule needs
+    (multipliers assigned first, as the cost report does)."""
+    assign_multipliers(graph, device)
+    return device.fits(total(graph.nodes, device) + fifo_memory(schedule(graph).fifos, device))
+
+
 def fold_to_device(graph: DataflowGraph, device: Device, max_cycles: int | None = None) -> FoldingResult:
     """The smallest cycle target (to within 2%) whose folded design, FIFOs included, fits ``device``."""
     if max_cycles is None:
@@ -95,10 +102,9 @@ def fold_to_device(graph: DataflowGraph, device: Device, max_cycles: int | None 
             n.set_folding(**{a: 1 for a in n.FOLD})
         max_cycles = max(n.get_exp_cycles() for n in graph.nodes)
 
-    def fits(target: int) -> bool:  # nodes and the FIFOs their schedule needs
+    def fits(target: int) -> bool:
         fold_to_cycles(graph, target)
-        assign_multipliers(graph, device)
-        return device.fits(total(graph.nodes, device) + fifo_memory(schedule(graph).fifos, device))
+        return design_fits(graph, device)
 
     lo, hi = 1, max_cycles
     if not fits(hi):

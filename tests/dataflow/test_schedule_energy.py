@@ -12,7 +12,6 @@ from hwsim.dataflow.folding import fold_to_cycles, fold_to_device
 from hwsim.dataflow.graph import DataflowGraph
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.dataflow.nodes import make_node
-from hwsim.dataflow.ecp5 import mult18
 from hwsim.dataflow.resources import Resources, estimate, fifo_memory, load_device, total
 from hwsim.dataflow.schedule import Fifo, deadlocks, schedule, sustained_ii
 
@@ -86,17 +85,13 @@ def test_folding_meets_targets_and_the_device(unet_graph):
     device = load_device("ecp5-85f")
     result = fold_to_device(graph, device)
     # the calibrated ECP5 model: not even the slowest folding (every PE and SIMD 1, where fold_to_device
-    # stops) fits, because rtl/groupnorm computes in 64 bits: at PE = 1 x*x (1 MULT18X18D), N*Q - S*S
-    # kept to 64 bits (the 10 of 4 x 4 18-bit chunk pairs below bit 64), (N*x - S) * r (64 x 65, 10)
-    # and t * gamma (64 x 16 or 17, 4): 25 per GroupNorm, and with a group size N not a power of two N*Q
-    # (64 x 9 bits for N = 384: 4) and N*x (8 x 9: 1) too; more than the 85F's 156 for the U-Net's norms
+    # stops) fits. The 16 GroupNorms take most of the LUTs: rtl/groupnorm's per-group solver and its
+    # per-lane normalization datapath, 2.9k-4.2k LUTs each (measured: 2,952 at C=8, G=2, PE=1)
     assert max(n.get_exp_cycles() for n in graph.nodes) == result.target_cycles
     assert all(n.attrs.get(a, 1) == 1 for n in graph.nodes for a in n.FOLD)
-    norms = [n for n in graph.nodes if n.op_type == "GroupNorm"]
-    assert mult18(64, 64, 64) == mult18(64, 65, 64) == 10 and mult18(64, 16, 64) == mult18(64, 17, 64) == 4
-    assert sorted({n.group_size() for n in norms}) == [32, 64, 128, 384]
-    assert all(estimate(n, device).mult == 1 + 10 + 10 + 4 + (0 if n.group_size() != 384 else 4 + 1) for n in norms)
-    assert 25 * len(norms) > device.budget.mult
+    used = total(graph.nodes, device) + fifo_memory(schedule(graph).fifos, device)
+    luts = {t: sum(estimate(n, device).lut for n in graph.nodes if n.op_type == t) for t in {n.op_type for n in graph.nodes}}
+    assert used.lut > device.budget.lut and max(luts, key=luts.get) == "GroupNorm" and luts["GroupNorm"] > used.lut / 2
     assert not device.fits(total(graph.nodes, device) + fifo_memory(schedule(graph).fifos, device))
 
 

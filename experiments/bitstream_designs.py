@@ -1,0 +1,121 @@
+"""Bitstreams of stitched designs (issue 7, part 4b-4c): a U-Net residual block of unet-digits and the
+whole unet-digits denoiser on the ECP5-85F, each beside the resource model's estimate of the same
+design (hwsim.bitstream.calibrate.stitched_model: its nodes, the forks and converters stitching
+inserts, its FIFOs) and the cost model's verdict on whether it fits.
+
+    python experiments/bitstream_designs.py [--only NAME ...] [--seeds N] [--freq MHz]
+
+Foldings: ``mapped`` keeps `hwsim map`'s folding (every PE and SIMD 1); ``device`` is
+`fold_to_device`'s, the fastest folding the cost model says fits the device, FIFOs included.
+Resumable: finished rows are kept in designs.json (rewritten after each) and not rebuilt. Builds run
+one at a time (docs/bitstreams.md); their directories stay under --work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from hwsim.bitstream import BitstreamError, build
+from hwsim.bitstream.calibrate import stitched_model
+from hwsim.dataflow.folding import design_fits, fold_to_device
+from hwsim.dataflow.mapping import load_dataflow
+from hwsim.dataflow.resources import load_device
+from hwsim.diffusion.samplers import make_scheduler
+from hwsim.modeldir import load_model
+from hwsim.provenance import provenance
+from hwsim.quant.plan import PrecisionPlan
+from hwsim.rtlgen.stitch import block_nodes, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+WHOLE = "*"  # every node but the host's
+DESIGNS = [  # (name, model, precision, block prefix or WHOLE, folding)
+    ("unet-digits-w8a8-mid.blocks.0", "unet-digits", "W8A8", "mid.blocks.0", "mapped"),
+    ("unet-digits-w8a8-whole", "unet-digits", "W8A8", WHOLE, "device"),
+]
+REPORT_KEYS = ("luts", "ffs", "brams", "fmax_mhz", "timing_met", "target_mhz", "design_only", "macs", "graph_macs",
+               "macs_share", "bitstream_bytes", "critical_path", "step_seconds")
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"# Stitched designs on {meta['device']}", "",
+             f"`{meta['command']}` (docs/bitstreams.md); Yosys + nextpnr ({meta['seeds']} seed(s), target "
+             f"{meta['target_mhz']:g} MHz) + ecppack through the yowasp packages. *model* is the calibrated ECP5 "
+             "resource model's estimate of the same stitched design (nodes, forks, converters, FIFOs); the "
+             "build's LUT/FF include the wrapper (LFSR stimulus, output fold), *design LUT* subtracts it.", "",
+             "| design | folding | nodes | LUT | design LUT | model LUT | FF | MULT18 (model) | BRAM (model) | Fmax median | "
+             "Fmax best | MACs share | s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        m = r["model"]
+        if "error" in r:
+            lines.append(f"| {r['name']} | {r['folding']} | {r['nodes']} | {r['error'].splitlines()[0]} | | "
+                         f"{m['lut']:.0f} | | ({m['mult18']}) | ({m['bram']}) | | | | {r['seconds']:.0f} |")
+            continue
+        lines.append(f"| {r['name']} | {r['folding']} | {r['nodes']} | {r['luts']} | {r['design_only']['luts']} | "
+                     f"{m['lut']:.0f} | {r['ffs']} | {r['mult18']} ({m['mult18']}) | {r['brams']} ({m['bram']}) | "
+                     f"{r['fmax_mhz']['median']:.1f} | {r['fmax_mhz']['best']:.1f} | {r['macs_share']:.3f} | "
+                     f"{r['seconds']:.0f} |")
+    commits = sorted({r["provenance"]["git_commit"] for r in rows})
+    lines += ["", f"git {', '.join(commits)}; tools {json.dumps(meta['tool_versions'])}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="ecp5-85f")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--freq", type=float, default=100.0, help="nextpnr's clock target (MHz)")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--only", nargs="*", help="design names to build (default: all)")
+    parser.add_argument("--results", type=Path, default=ROOT / "experiments/results/bitstreams")
+    parser.add_argument("--work", type=Path, default=ROOT / "out/bitstream_designs")
+    args = parser.parse_args()
+    from hwsim.bitstream.tools import tool_versions
+
+    meta = {"device": args.device, "seeds": args.seeds, "target_mhz": args.freq, "steps": args.steps,
+            "command": "python experiments/bitstream_designs.py", "tool_versions": tool_versions()}
+    path = args.results / "designs.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    rows = kept.get("rows", []) if {k: kept.get(k) for k in meta} == meta else []
+    device = load_device(args.device)
+    for name, model, precision, block, folding in DESIGNS:
+        if (args.only and name not in args.only) or name in {r["name"] for r in rows}:
+            continue
+        w, a = (int(v) for v in precision[1:].split("A"))
+        work = args.work / name
+        graph = load_dataflow(ROOT / "models" / model, args.steps, PrecisionPlan.uniform(w, a), args.work / f"{model}-{precision}")
+        scheduler = make_scheduler("ddim", load_model(ROOT / "models" / model).noise_schedule())
+        scheduler.set_timesteps(args.steps)
+        row = {"name": name, "model": model, "precision": precision, "block": block, "folding": folding}
+        if folding == "device":
+            result = fold_to_device(graph, device)
+            row["cost_model"] = {"target_cycles": result.target_cycles, "fits": design_fits(graph, device)}
+        names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")] if block == WHOLE \
+            else block_nodes(graph, block)
+        generate(graph, names, work / "design", [int(t) for t in scheduler.timesteps])
+        parts, row["model"] = stitched_model(graph, names, work / "design", device)
+        row["nodes"] = sum(p["op_type"] != "FIFO" for p in parts)
+        row["fifos"] = len(parts) - row["nodes"]
+        started = time.time()
+        try:
+            report = build(work / "design", args.device, work / args.device, args.freq, args.seeds, allow_timing_fail=True)
+            row.update({k: report[k] for k in REPORT_KEYS if k in report})
+            row["mult18"] = report.get("mult18", report.get("dsps", 0))
+        except BitstreamError as err:
+            row["error"] = str(err)
+        row["seconds"] = round(time.time() - started, 1)
+        row["provenance"] = provenance()
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("critical_path", "provenance")}), flush=True)
+        args.results.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+        tmp.replace(path)
+        (args.results / "designs.md").write_text(markdown(rows, meta))
+    print(f"written {path} and designs.md", flush=True)
+
+
+if __name__ == "__main__":
+    main()
