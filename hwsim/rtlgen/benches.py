@@ -336,9 +336,12 @@ def bench_swg(ih: int, iw: int, channels: int, simd: int, k: tuple[int, int], st
 
 
 def bench_groupnorm(channels: int, groups: int, pe: int, h: int, w: int, build_dir, sim="icarus", backpressure=True,
-                    seed=0, extreme=False) -> dict:
+                    seed=0, extreme=False, visible_t=False) -> dict:
     """``extreme``: inputs at the ends of INT8 only, and a first group with one 127 among -128s,
-    whose z-score sqrt(n - 1) is the largest a group can have (the bound of rtl/groupnorm's widths)."""
+    whose z-score sqrt(n - 1) is the largest a group can have (the bound of rtl/groupnorm's widths).
+    ``visible_t``: FT = 6, FG = 8, gamma = 2^14 and INT16 outputs, so each output is t plus a rounded
+    beta and every bit of t's rounding reaches the output (at the default FT = 12, FG = 10 and INT8
+    outputs an error in t's last bit almost never changes an output)."""
     from hwsim.intsim.ops.norm import groupnorm_ref
 
     rng = np.random.default_rng(seed)
@@ -349,18 +352,19 @@ def bench_groupnorm(channels: int, groups: int, pe: int, h: int, w: int, build_d
         x[0, 0, 0, 0] = 127
     if seed % 2:
         x[:, : channels // groups] = 7  # a constant group: D = 0
-    ft, fg = 12, 10
-    gamma = rng.integers(-(1 << 13), 1 << 13, size=channels)
+    ft, fg, obits = (6, 8, 16) if visible_t else (12, 10, 8)
+    gamma = np.full(channels, 1 << 14) if visible_t else rng.integers(-(1 << 13), 1 << 13, size=channels)
     beta = rng.integers(-(1 << 22), 1 << 22, size=channels)
-    y = groupnorm_ref(x, groups, gamma, beta, ft, fg, -128, 127)
+    qmax = (1 << (obits - 1)) - 1
+    y = groupnorm_ref(x, groups, gamma, beta, ft, fg, -qmax - 1, qmax)
     node = make_node("GroupNorm", "gn", {"NumChannels": channels, "groups": groups, "PE": pe, "numInputVectors": [h, w],
-                                         "ft": ft, "inputDataType": "INT8", "outputDataType": "INT8", "gammaBits": 16,
-                                         "betaBits": 26})
-    params = dict(CHANNELS=channels, GROUPS=groups, PE=pe, PIXELS=h * w, IBITS=8, OBITS=8, FT=ft, FG=fg, GBITS=16,
-                  BBITS=26, QMIN=-128, QMAX=127)
+                                         "ft": ft, "inputDataType": "INT8", "outputDataType": f"INT{obits}",
+                                         "gammaBits": 16, "betaBits": 26})
+    params = dict(CHANNELS=channels, GROUPS=groups, PE=pe, PIXELS=h * w, IBITS=8, OBITS=obits, FT=ft, FG=fg, GBITS=16,
+                  BBITS=26, QMIN=-qmax - 1, QMAX=qmax)
     stream = lambda a: _words(np.moveaxis(a[0], 0, -1).reshape(-1), pe)  # NCHW -> channels-last words
     return _bench("groupnorm", "groupnorm/groupnorm.v", params, {"in": (stream(x), 8, True)},
-                  {"out": (stream(y), 8, True)}, node, build_dir, sim, backpressure, seed,
+                  {"out": (stream(y), obits, True)}, node, build_dir, sim, backpressure, seed,
                   {"gamma.mem": (gamma.reshape(-1, 1), 16), "beta.mem": (beta.reshape(-1, 1), 26)})
 
 

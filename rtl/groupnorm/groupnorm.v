@@ -8,8 +8,10 @@
 // (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
 // cycle, normalized. round_shift rounds half to even. Every register is as wide as the numerics
 // bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
-// (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); the solver's divider and
-// square root are sequential and stay 64 bits wide.
+// (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); D has DB bits, m and the
+// divider's remainder 32 and 33; the quotient and the square root's registers stay 64 bits. Channel
+// folds and groups are counted, not divided, and t's variable rounding shift works at t's product
+// width (one shifter; the shifted-out bits decide the rounding).
 `default_nettype none
 
 module groupnorm #(
@@ -50,6 +52,12 @@ module groupnorm #(
     localparam integer PB = CB + 33;
     localparam integer TB = FT + (LOGN + 1) / 2 + 3;
     localparam integer AB = (TB + GBITS > BBITS ? TB + GBITS : BBITS) + 2;
+    // the solver: 0 <= D = n Q - S^2 <= n Q < 2^DB; m = D >> 2k < 2^32 (k brings bitlen(D) to 31 or 32)
+    localparam integer DB = 2 * LOGN + 2 * IBITS;
+    localparam integer FW = $clog2(FOLDS + 1);  // channel fold counters
+    localparam integer CW = $clog2(CHANNELS + 1);
+    localparam integer GW = $clog2(GROUPS + 1);
+    localparam integer S0 = 31 - FT;            // t's shift is S0 + k, k >= 0
     localparam [1:0] LOAD = 2'd0, SOLVE = 2'd1, EMIT = 2'd2;
 
     reg [PE*IBITS-1:0] buffer [0:WORDS-1];
@@ -73,24 +81,27 @@ module groupnorm #(
 
     // --- LOAD: buffer the map, accumulate S and Q per group ---------------------------------------
     integer p, g;
-    reg [31:0] fold;
+    reg [FW-1:0] fold;      // widx % FOLDS, counted (no divider)
     reg signed [IBITS-1:0] x;
+    reg [GW-1:0] lg;        // the lane's group
     always @(posedge clk) begin
         if (rst) begin
+            fold <= 0;
             for (g = 0; g < GROUPS; g = g + 1) begin
                 s_acc[g] <= 0;
                 q_acc[g] <= 0;
             end
         end else if (take) begin
             buffer[widx] <= in_data;
-            fold = widx % FOLDS;
+            fold <= (fold == FOLDS - 1) ? 0 : fold + 1;
             for (p = 0; p < PE; p = p + 1) begin
                 x = $signed(in_data[p * IBITS +: IBITS]);
-                g = (fold * PE + p) / CPG;
-                s_acc[g] = s_acc[g] + x;
-                q_acc[g] = q_acc[g] + x * x;
+                lg = ({{CW{1'b0}}, fold} * PE + p) / CPG;
+                s_acc[lg] = s_acc[lg] + x;
+                q_acc[lg] = q_acc[lg] + x * x;
             end
         end else if (drained) begin
+            fold <= 0;
             for (g = 0; g < GROUPS; g = g + 1) begin
                 s_acc[g] <= 0;
                 q_acc[g] <= 0;
@@ -101,9 +112,11 @@ module groupnorm #(
     // --- SOLVE: r = isqrt(2^62 / m), k, per group -------------------------------------------------
     reg [31:0] sg;          // group being solved
     reg [7:0]  step;        // 0: set up; 1..63: divide; 64..95: square root; 96: store
-    reg [63:0] m, rem, quo, num, res, bitv;
+    reg [31:0] m;
+    reg [32:0] rem;         // < m, and (rem << 1) | bit < 2m
+    reg [63:0] quo, num, res, bitv;
     reg [7:0]  kk;
-    reg signed [63:0] d;
+    reg [DB-1:0] d;
     integer b, len;
     always @(posedge clk) begin
         if (rst) begin
@@ -125,7 +138,7 @@ module groupnorm #(
                     if (step == 0) begin
                         d = N * q_acc[sg] - s_acc[sg] * s_acc[sg];
                         len = 0;
-                        for (b = 0; b < 64; b = b + 1)
+                        for (b = 0; b < DB; b = b + 1)
                             if (d[b]) len = b + 1;
                         kk = (len > 32) ? (len - 31) / 2 : 0;
                         m <= d >> (2 * kk);
@@ -176,32 +189,47 @@ module groupnorm #(
     wire en = !out_valid || out_ready;
     wire rfire = en && (phase == EMIT) && (ridx < WORDS);
     reg [PE*IBITS-1:0] w1;
-    reg [31:0] fold1;
+    reg [FW-1:0] rfold, fold1;  // ridx % FOLDS, counted (no divider)
     reg signed [CB-1:0] centered;
-    reg signed [PB-1:0] prod;
+    reg signed [PB-1:0] prod, fl;
     reg signed [TB-1:0] t;
     reg signed [AB-1:0] acc;
-    integer c, lane, grp;
+    reg [CW-1:0] c;
+    reg [GW-1:0] grp;
+    integer lane, sh;
     always @(posedge clk) begin
         if (rst) begin
             ridx <= 0;
+            rfold <= 0;
             v1 <= 1'b0;
             out_valid <= 1'b0;
         end else begin
-            if (drained) ridx <= 0;
-            else if (rfire) ridx <= ridx + 1;
+            if (drained) begin
+                ridx <= 0;
+                rfold <= 0;
+            end else if (rfire) begin
+                ridx <= ridx + 1;
+                rfold <= (rfold == FOLDS - 1) ? 0 : rfold + 1;
+            end
             if (en) begin
                 v1 <= rfire;
                 w1 <= buffer[ridx];
-                fold1 <= ridx % FOLDS;
+                fold1 <= rfold;
                 out_valid <= v1;
                 if (v1)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
-                        c = fold1 * PE + lane;
+                        c = {{CW{1'b0}}, fold1} * PE + lane;
                         grp = c / CPG;
                         centered = N * $signed(w1[lane * IBITS +: IBITS]) - s_acc[grp];
                         prod = centered * $signed({1'b0, r_of[grp]});
-                        t = round_shift(prod, 31 + k_of[grp] - FT);
+                        if (S0 >= 1) begin
+                            // round_shift(prod, S0 + k) at PB bits: round up (half to even) when the
+                            // highest bit shifted out is set and the rest is not zero, or the floor is odd
+                            sh = S0 + k_of[grp];
+                            fl = prod >>> sh;
+                            t = fl + (prod[sh - 1] && ((prod & ((1 <<< (sh - 1)) - 1)) != 0 || fl[0]));
+                        end else
+                            t = round_shift(prod, S0 + k_of[grp]);
                         acc = t * gamma[c] + beta[c];
                         out_data[lane * OBITS +: OBITS] <= requantize(acc, FT + FG);
                     end

@@ -24,7 +24,10 @@ NETLIST = "ecp5-netlist"
     lambda d: benches.bench_fifo(16, 1024, 2500, d, sim=NETLIST, seed=3),  # 18-bit dual port, read before write
     lambda d: benches.bench_fifo(9, 2048, 3000, d, sim=NETLIST, seed=3),
     lambda d: benches.bench_dwc(2, 3, 12, d, sim=NETLIST, seed=3),  # synthesized with a latch before its fix
-], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "requant", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9", "dwc"])
+    # narrowed registers, the solver's shift k > 0, t's rounding visible at the output
+    lambda d: benches.bench_groupnorm(16, 2, 4, 8, 8, d, NETLIST, backpressure=False, extreme=True, visible_t=True),
+], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "requant", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9", "dwc",
+        "groupnorm"])
 def test_block_netlist_bit_exact(case, tmp_path):
     report = case(tmp_path)
     assert report["sim"] == NETLIST and report["bit_exact"]

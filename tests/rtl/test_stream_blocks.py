@@ -81,6 +81,14 @@ def test_groupnorm_bit_exact_at_the_width_bounds(args, tmp_path):
     assert benches.bench_groupnorm(*args, tmp_path, backpressure=False, extreme=True)["bit_exact"]
 
 
+@pytest.mark.parametrize("args", [(4, 2, 2, 2, 2), (6, 3, 1, 4, 2), (16, 2, 4, 8, 8)], ids=str)
+@pytest.mark.parametrize("extreme", [False, True])
+def test_groupnorm_rounding_of_t_reaches_the_output(args, extreme, tmp_path):
+    """Outputs equal to t (plus a rounded beta): every bit of the normalized value's rounding is
+    checked, with large groups so the solver's shift k > 0 and the variable rounding shift is used."""
+    assert benches.bench_groupnorm(*args, tmp_path, backpressure=False, extreme=extreme, visible_t=True)["bit_exact"]
+
+
 def test_groupnorm_cycles_held_out(tmp_path):
     report = benches.bench_groupnorm(12, 6, 3, 3, 4, tmp_path, backpressure=False)
     assert report["bit_exact"] and report["measured"] == report["modelled"]
