@@ -359,15 +359,17 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so
         # with PE >= C / G the lane's constant bits fix part of the group index (C / PE = folds reach)
         # with groups of a non-power-of-two size the group index (fold * PE + lane) / (C / G) is a
-        # division of the 32-bit fold counter by a constant, per lane in LOAD and in EMIT (``div``)
+        # division of the channel index by a constant, per lane in LOAD and in EMIT (``div``)
         div = 0 if _pow2(c // groups) else lanes
-        # LUTs: per lane the EMIT adders, rounding shifters and clamp, as wide as N*x - S, t and t*gamma + beta
-        # (``lane_bits``); per lane the multiplexers over its groups' S, r (32 bits) and k (8 bits); per group
-        # the statistics' write decoding; once the solver's N*Q - S*S
-        ab = max(tb + a["gammaBits"], a["betaBits"]) + 2
-        return mults, mems, {**one, "lane_bits": lanes * (cb + tb + ab),
-                             "lane_group_bits": lanes * min(groups, folds) * (sb + 32 + 8), "groups": groups,
-                             "div": div, "solve": sb + qb}, \
+        # LUTs (fitted on the narrowed RTL; these features explain the measurements to about 30%, see
+        # experiments/results/resource_calibration): per lane its multiplexers over the groups it can
+        # reach and a datapath growing with log2 N (the widths of S, n*q - S and t); per lane the
+        # variable rounding shift of t, present only when D can exceed 32 bits (then k > 0); the
+        # solver's width (log2 N); the division of the channel index by a non-power-of-two group size
+        db = 2 * logn + 2 * width
+        shift = 1 if db > 32 else 0
+        return mults, mems, {**one, "lane_reach": lanes * min(groups, folds), "lane_logn": lanes * logn,
+                             "lane_shift": lanes * shift * (cb + 33), "logn": logn, "div": div}, \
             {**one, "lanes": lanes, "groups": groups, **mf}
     if t == "AdaLayerNorm":
         sb, hb = a["scaleBits"], a["shiftBits"]
