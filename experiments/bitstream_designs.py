@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from hwsim.bitstream import BitstreamError, build
+from hwsim.bitstream.flow import table_row
 from hwsim.bitstream.calibrate import stitched_model
 from hwsim.dataflow.folding import design_fits, fold_to_device
 from hwsim.dataflow.mapping import load_dataflow
 from hwsim.dataflow.resources import load_device
 from hwsim.diffusion.samplers import make_scheduler
 from hwsim.modeldir import load_model
-from hwsim.provenance import provenance
 from hwsim.quant.plan import PrecisionPlan
 from hwsim.rtlgen.stitch import block_nodes, generate
+from hwsim.sweep.store import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 WHOLE = "*"  # every node but the host's
@@ -98,21 +97,10 @@ def main() -> None:
         parts, row["model"] = stitched_model(graph, names, work / "design", device)
         row["nodes"] = sum(p["op_type"] != "FIFO" for p in parts)
         row["fifos"] = len(parts) - row["nodes"]
-        started = time.time()
-        try:
-            report = build(work / "design", args.device, work / args.device, args.freq, args.seeds, allow_timing_fail=True)
-            row.update({k: report[k] for k in REPORT_KEYS if k in report})
-            row["mult18"] = report.get("mult18", report.get("dsps", 0))
-        except BitstreamError as err:
-            row["error"] = str(err)
-        row["seconds"] = round(time.time() - started, 1)
-        row["provenance"] = provenance()
+        row.update(table_row(work / "design", args.device, work / args.device, args.freq, args.seeds, REPORT_KEYS))
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("critical_path", "provenance")}), flush=True)
-        args.results.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
-        tmp.replace(path)
+        atomic_write_json(path, {**meta, "rows": rows})
         (args.results / "designs.md").write_text(markdown(rows, meta))
     print(f"written {path} and designs.md", flush=True)
 

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from hwsim.bitstream import BitstreamError, build
+from hwsim.bitstream.flow import table_row
 from hwsim.dataflow.mapping import load_dataflow
 from hwsim.diffusion.samplers import make_scheduler
 from hwsim.modeldir import load_model
-from hwsim.provenance import provenance
 from hwsim.quant.plan import PrecisionPlan
 from hwsim.rtlgen.stitch import StitchError, fold_uniform, generate
+from hwsim.sweep.store import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
+REPORT_KEYS = ("luts", "ffs", "brams", "fmax_mhz", "design_only", "wrapper", "critical_path", "macs_share", "bitstream_bytes")
 CONFIG_KEYS = ("MW", "MH", "PE", "SIMD", "NumChannels", "IFMChannels", "groups", "EmbeddingDim", "ChannelsPerStream",
                "ImgDim", "IFMDim", "ConvKernelDim", "HI", "WI", "NumOutputStreams", "heads", "sparsityN", "sparsityM")
 
@@ -130,23 +130,11 @@ def main() -> None:
             continue
         manifest = json.loads((design_dir / "design.json").read_text())
         row = {"type": node_type, "node": name, "config": config(node, manifest)}
-        started = time.time()
-        try:
-            report = build(design_dir, args.device, out, args.freq, args.seeds, allow_timing_fail=True)
-            row.update({k: report[k] for k in ("luts", "ffs", "brams", "fmax_mhz", "design_only", "wrapper",
-                                               "critical_path", "macs_share", "bitstream_bytes")})
-            row["mult18"] = report.get("mult18", report.get("dsps", 0))  # iCE40: SB_MAC16 (none on the HX8K)
-        except BitstreamError as err:
-            row["error"] = str(err)
-        row["seconds"] = round(time.time() - started, 1)
-        row["provenance"] = provenance()  # per row: a resumed table may span commits
+        row.update(table_row(design_dir, args.device, out, args.freq, args.seeds, REPORT_KEYS))
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("config", "critical_path", "wrapper", "provenance")}),
               flush=True)
-        args.results.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
-        tmp.replace(path)
+        atomic_write_json(path, {**meta, "rows": rows})
         (args.results / "nodes.md").write_text(markdown(rows, meta))
     print(f"written {path} and nodes.md", flush=True)
 

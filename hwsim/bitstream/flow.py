@@ -161,6 +161,23 @@ def build(design_dir: str | Path, device: str | Device = "ecp5-85f", out: str | 
     return report
 
 
+def table_row(design_dir: str | Path, device: str, out: str | Path, freq_mhz: float, seeds: int,
+              keys: tuple[str, ...]) -> dict:
+    """One row of an experiment's bitstream table: the report's ``keys`` of a build with timing
+    failures allowed, its multipliers as ``mult18`` (iCE40: SB_MAC16), wall seconds and provenance
+    (per row: a resumed table may span commits); a failed build gives its error instead."""
+    from hwsim.provenance import provenance
+
+    started = time.time()
+    try:
+        report = build(design_dir, device, out, freq_mhz, seeds, allow_timing_fail=True)
+        row = {k: report[k] for k in keys if k in report}
+        row["mult18"] = report.get("mult18", report.get("dsps", 0))
+    except BitstreamError as err:
+        row = {"error": str(err)}
+    return {**row, "seconds": round(time.time() - started, 1), "provenance": provenance()}
+
+
 def _report(manifest: dict, design_dir: Path, dev: Device, out: Path, best_report: dict, per_seed: dict[int, float],
             best: int, target: float, bitstream: Path, timings: dict, pins: int) -> dict:
     counts = pnr_report.cells(pnr_report.load(out / "synth_stat.json"))

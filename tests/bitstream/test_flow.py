@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hwsim.bitstream import BitstreamError, DesignDoesNotFit, TimingNotMet, build
+from hwsim.bitstream.flow import table_row
 from hwsim.cli import app
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.rtlgen.stitch import generate
@@ -76,6 +77,8 @@ def test_syntax_error_names_synthesis_and_quotes_the_line(tmp_path):
     assert "assign out0_data = 4'd3 +;" in str(err)  # the offending source line is quoted
     assert err.log.endswith("synth.log")
     assert not (tmp_path / "b" / "report.json").exists()
+    row = table_row(broken, "ecp5-85f", tmp_path / "c", 100.0, 1, ("luts",))  # an experiment's table keeps going
+    assert row["error"].startswith("synthesis failed") and "syntax error" in row["error"] and "luts" not in row and row["provenance"]["git_commit"]
 
 
 def test_design_that_does_not_fit(tmp_path):
@@ -95,6 +98,8 @@ def test_timing_not_met_still_writes_the_report(adder_design, tmp_path):
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["timing_met"] is False and 0 < report["fmax_mhz"]["best"] < 2000
     assert (tmp_path / "b" / "design.bin").is_file()
+    row = table_row(adder_design, "ice40-hx8k", tmp_path / "c", 2000.0, 1, ("luts", "timing_met", "no_such_key"))
+    assert row["timing_met"] is False and row["luts"] == report["luts"] and "no_such_key" not in row and row["mult18"] == 0
 
 
 @pytest.mark.slow
