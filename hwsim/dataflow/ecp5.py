@@ -234,14 +234,10 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
     lanes, width = stream_word(node)
     word = lanes * width
     if t == "ConvolutionInputGenerator_rtl":
-        iw, s = a["IFMDim"][1], a["Stride"]
-        cf = a["IFMChannels"] // a["SIMD"]
-        # rtl/swg's 32-bit window position p and oldest word: ((oy*S_H + ky)*IW + ox*S_W + kx)*CF + c
-        # and (oy*S_H*IW + ox*S_W)*CF; (oy*S_H) and (ox*S_W) shared
-        mults = (const_mult18(32, s[0]) + const_mult18(32, s[1]) + 2 * const_mult18(32, iw) + 2 * const_mult18(32, cf))
+        # rtl/swg steps its window position and oldest word with adds of constants: no multiplier
         mems = [Memory(word, node.buffer_depth(), 1, 1)]
         bram, ml, mf = _memory_parts(mems)
-        return mults, mems, {**one, "word": word, "mult": mults, **ml}, {**one, "word": word, **mf}
+        return 0, mems, {**one, "word": word, **ml}, {**one, "word": word, **mf}
     if t == "FMPadding":
         return 0, [], {**one, "word": word, "ctrl": _clog2(a["NumChannels"] // a["SIMD"])}, {**one, "word": word}
     if t == "Requant":

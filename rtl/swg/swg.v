@@ -43,8 +43,10 @@ module swg #(
     reg [31:0] wcount;                 // words of the current frame written
     reg [31:0] oy, ox, ky, kx, c;      // the next window word to emit
     reg rdone;                         // every window word of the frame emitted
-    wire [31:0] p = ((oy * S_H + ky) * IW + (ox * S_W + kx)) * CF + c;
-    wire [31:0] oldest = (oy * S_H * IW + ox * S_W) * CF;
+    // its position p = ((oy*S_H + ky)*IW + ox*S_W + kx)*CF + c and the window's oldest word
+    // (oy*S_H*IW + ox*S_W)*CF, kept in registers stepped with the counters (adds of constants, no
+    // multiplier): row = oy*S_H*IW*CF, oldest, krow = oldest + ky*IW*CF
+    reg [31:0] p, oldest, row, krow;
     wire started = (wcount >= BUFFER_MIN) || (wcount == TOTAL_IN);
     wire en = !out_valid || out_ready;
     wire rfire = en && !rdone && started && (p < wcount);
@@ -62,6 +64,7 @@ module swg #(
             rdone <= 1'b0;
             out_valid <= 1'b0;
             {oy, ox, ky, kx, c} <= 0;
+            {p, oldest, row, krow} <= 0;
         end else begin
             if (wfire) mem[wcount[AB-1:0]] <= in_data;
             if (frame_end) begin
@@ -76,19 +79,39 @@ module swg #(
                 if (rfire) out_data <= mem[p[AB-1:0]];
             end
             if (rfire) begin
-                if (c != CF - 1) c <= c + 1;
-                else begin
+                if (c != CF - 1) begin
+                    c <= c + 1;
+                    p <= p + 1;
+                end else begin
                     c <= 0;
-                    if (kx != K_W - 1) kx <= kx + 1;
-                    else begin
+                    if (kx != K_W - 1) begin
+                        kx <= kx + 1;
+                        p <= p + 1;  // (kx + 1)*CF = kx*CF + (CF - 1) + 1
+                    end else begin
                         kx <= 0;
-                        if (ky != K_H - 1) ky <= ky + 1;
-                        else begin
+                        if (ky != K_H - 1) begin
+                            ky <= ky + 1;
+                            krow <= krow + IW * CF;
+                            p <= krow + IW * CF;
+                        end else begin
                             ky <= 0;
-                            if (ox != OW - 1) ox <= ox + 1;
-                            else begin
+                            if (ox != OW - 1) begin
+                                ox <= ox + 1;
+                                oldest <= oldest + S_W * CF;
+                                krow <= oldest + S_W * CF;
+                                p <= oldest + S_W * CF;
+                            end else begin
                                 ox <= 0;
-                                oy <= (oy == OH - 1) ? 0 : oy + 1;
+                                if (oy == OH - 1) begin
+                                    oy <= 0;
+                                    {p, oldest, row, krow} <= 0;
+                                end else begin
+                                    oy <= oy + 1;
+                                    row <= row + S_H * IW * CF;
+                                    oldest <= row + S_H * IW * CF;
+                                    krow <= row + S_H * IW * CF;
+                                    p <= row + S_H * IW * CF;
+                                end
                             end
                         end
                     end

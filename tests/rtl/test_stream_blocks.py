@@ -21,6 +21,7 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_swg(6, 6, 2, 1, (3, 3), (1, 1), d, **k),
     lambda d, **k: benches.bench_swg(7, 7, 4, 2, (3, 3), (2, 2), d, **k),
     lambda d, **k: benches.bench_swg(8, 8, 1, 1, (4, 4), (4, 4), d, **k),
+    lambda d, **k: benches.bench_swg(9, 7, 2, 1, (3, 2), (2, 1), d, **k),  # unequal strides and kernel sides
     lambda d, **k: benches.bench_upsample(2, 3, 4, 2, 2, d, **k),
     lambda d, **k: benches.bench_concat(4, 2, 2, 2, 3, d, **k),
     lambda d, **k: benches.bench_concat(3, 6, 3, 2, 2, d, split=True, **k),
@@ -31,7 +32,7 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_thresholding(6, 3, 4, d, per_channel=False, steps=7, obits=3, **k),
     lambda d, **k: benches.bench_thresholding(4, 2, 3, d, groups=3, evaluations=4, **k),
 ], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "swg",
-        "swg-stride2", "swg-patchify", "upsample", "concat", "split", "concat-widths",
+        "swg-stride2", "swg-patchify", "swg-unequal", "upsample", "concat", "split", "concat-widths",
         "add-const", "mul-const-row", "thresholds", "thresholds-shared", "thresholds-grouped"])
 @pytest.mark.parametrize("sim", SIMS)
 def test_bit_exact_under_backpressure(case, sim, tmp_path):
