@@ -8,11 +8,11 @@ from typer.testing import CliRunner
 from hwsim.cli import app
 from hwsim.dataflow.cost import CostConfig, _offchip_weights
 from hwsim.dataflow.energy import AsicModel, FpgaModel, load_tech
-from hwsim.dataflow.folding import fold_to_cycles, fold_to_device
+from hwsim.dataflow.folding import design_fits, fold_to_cycles, fold_to_device
 from hwsim.dataflow.graph import DataflowGraph
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.dataflow.nodes import make_node
-from hwsim.dataflow.resources import Resources, estimate, fifo_memory, load_device, total
+from hwsim.dataflow.resources import Resources, estimate, load_device, total
 from hwsim.dataflow.schedule import Fifo, deadlocks, schedule, sustained_ii
 
 runner = CliRunner()
@@ -84,19 +84,13 @@ def test_folding_meets_targets_and_the_device(unet_graph):
     assert "conv_in:IntConv:4" in result.missed and graph.node("conv_in:IntConv:4").get_exp_cycles() == 64 * 9
     device = load_device("ecp5-85f")
     result = fold_to_device(graph, device)
-    # the calibrated ECP5 model: not even the slowest folding (every PE and SIMD 1, where fold_to_device
-    # stops) fits: it needs 10% more MULT18X18D than the 85F has, and its LUTs come within 5% of the
-    # budget. The 16 GroupNorms take the most LUTs (their narrowed RTL about 2.4k each) and, with the
-    # sliding windows' address arithmetic (4 each), most of the multipliers
-    assert max(n.get_exp_cycles() for n in graph.nodes) == result.target_cycles
-    assert all(n.attrs.get(a, 1) == 1 for n in graph.nodes for a in n.FOLD)
-    used = total(graph.nodes, device) + fifo_memory(schedule(graph).fifos, device)
-    assert 0.95 * device.budget.lut < used.lut and device.budget.mult < used.mult < 1.15 * device.budget.mult
-    by_type = {t: [estimate(n, device) for n in graph.nodes if n.op_type == t] for t in {n.op_type for n in graph.nodes}}
-    luts = {t: sum(r.lut for r in rs) for t, rs in by_type.items()}
-    mults = {t: sum(r.mult for r in rs) for t, rs in by_type.items()}
-    assert max(luts, key=luts.get) == "GroupNorm" and mults["GroupNorm"] + mults["ConvolutionInputGenerator_rtl"] > used.mult / 2
-    assert not device.fits(total(graph.nodes, device) + fifo_memory(schedule(graph).fifos, device))
+    # the calibrated ECP5 model: the fastest folding that fits (to within 2%), FIFOs included; 3% faster
+    # does not. The 16 GroupNorms take the most LUTs (their narrowed RTL about 2.4k each)
+    assert max(n.get_exp_cycles() for n in graph.nodes) <= result.target_cycles and design_fits(graph, device)
+    by_type = {t: sum(estimate(n, device).lut for n in graph.nodes if n.op_type == t) for t in {n.op_type for n in graph.nodes}}
+    assert max(by_type, key=by_type.get) == "GroupNorm"
+    fold_to_cycles(graph, int(result.target_cycles / 1.03))
+    assert not design_fits(graph, device)
 
 
 def test_cost_and_map_commands(unet_graph, tmp_path):
