@@ -35,7 +35,7 @@ DESIGNS = [  # (name, model, precision, block prefix or WHOLE, folding)
     ("unet-digits-w8a8-whole", "unet-digits", "W8A8", WHOLE, "device"),
 ]
 REPORT_KEYS = ("luts", "ffs", "brams", "fmax_mhz", "timing_met", "target_mhz", "design_only", "macs", "graph_macs",
-               "macs_share", "bitstream_bytes", "critical_path", "step_seconds")
+               "macs_share", "bitstream_bytes", "critical_path", "step_seconds", "nextpnr_args", "reused_steps")
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--freq", type=float, default=100.0, help="nextpnr's clock target (MHz)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--only", nargs="*", help="design names to build (default: all)")
+    parser.add_argument("--pnr-arg", action="append", default=[],
+                        help="extra nextpnr argument, repeatable (e.g. --pnr-arg=--router --pnr-arg=router2)")
     parser.add_argument("--results", type=Path, default=ROOT / "experiments/results/bitstreams")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bitstream_designs")
     args = parser.parse_args()
@@ -97,7 +99,8 @@ def main() -> None:
         parts, row["model"] = stitched_model(graph, names, work / "design", device)
         row["nodes"] = sum(p["op_type"] != "FIFO" for p in parts)
         row["fifos"] = len(parts) - row["nodes"]
-        row.update(table_row(work / "design", args.device, work / args.device, args.freq, args.seeds, REPORT_KEYS))
+        row.update(table_row(work / "design", args.device, work / args.device, args.freq, args.seeds, REPORT_KEYS,
+                             tuple(args.pnr_arg)))
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("critical_path", "provenance")}), flush=True)
         atomic_write_json(path, {**meta, "rows": rows})

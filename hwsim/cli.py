@@ -436,12 +436,15 @@ def bitstream(
     freq: float = typer.Option(None, "--freq", help="clock target in MHz (default: 100 on ECP5, 50 on iCE40)"),
     seeds: int = typer.Option(3, help="nextpnr seeds (Fmax median and best over them)"),
     allow_timing_fail: bool = typer.Option(False, "--allow-timing-fail", help="exit 0 even if no seed meets --freq"),
+    pnr_arg: list[str] = typer.Option([], "--pnr-arg", help="extra nextpnr argument, repeatable "
+                                      "(e.g. --pnr-arg=--router --pnr-arg=router2)"),
 ):
-    """Synthesize, place and route (over seeds) and pack a generated design with the open FPGA tools."""
+    """Synthesize, place and route (over seeds) and pack a generated design with the open FPGA tools.
+    Rerun with the same --out, finished steps whose inputs are unchanged are reused."""
     from hwsim.bitstream import BitstreamError, build
 
     try:
-        r = build(design, device, out, freq, seeds, allow_timing_fail=allow_timing_fail)
+        r = build(design, device, out, freq, seeds, allow_timing_fail=allow_timing_fail, pnr_extra=tuple(pnr_arg))
     except BitstreamError as err:  # user_errors prints the first line; the quoted log lines go before it
         typer.echo("\n".join(str(err).splitlines()[1:]), err=True)
         raise

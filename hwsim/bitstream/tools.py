@@ -9,6 +9,8 @@ that compile, not a hang.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -72,3 +74,37 @@ def run(step: str, argv: list[str], cwd: Path, log: Path, bar=None, poll: float 
     if proc.returncode != 0:
         raise classify(step, log, proc.returncode, cwd)
     return time.monotonic() - started
+
+
+def step_key(argv: list[str], inputs: list[Path]) -> str:
+    """What a step's outputs depend on: its command line (tool name, not path), the tools' versions
+    and the content of every input file."""
+    h = hashlib.sha256(json.dumps([argv, tool_versions()]).encode())
+    for f in inputs:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def run_cached(step: str, argv: list[str], cwd: Path, log: Path, inputs: list[Path], outputs: list[str],
+               bar=None) -> tuple[float, bool]:
+    """:func:`run`, skipped when a previous run of the same command on the same inputs finished and left
+    its ``outputs``: a stamp beside the log (LOG.done.json) records the key and the seconds it took.
+    Returns (seconds of the run that made the outputs, reused?). This is what lets a killed build of a
+    whole denoiser (20 minutes of Yosys, hours of place and route) resume at the step it was in."""
+    stamp = log.with_name(log.name + ".done.json")
+    key = step_key(argv, inputs)
+    try:
+        done = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        done = {}
+    if done.get("key") == key and all((cwd / o).is_file() for o in outputs):
+        if bar is not None:
+            bar.set_postfix_str(f"{step}: reused ({done['seconds']:.0f} s)", refresh=True)
+        return float(done["seconds"]), True
+    stamp.unlink(missing_ok=True)
+    seconds = run(step, argv, cwd, log, bar)
+    stamp.write_text(json.dumps({"key": key, "seconds": round(seconds, 2), "argv": argv}) + "\n")
+    return seconds, False

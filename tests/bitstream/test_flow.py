@@ -65,6 +65,31 @@ def test_cli_builds_and_rejects_unknown_devices(adder_design, tmp_path):
     assert bad.exit_code == 2 and "not a generated design" in bad.output
 
 
+def test_rebuild_reuses_finished_steps_and_reruns_what_changed(adder_design, tmp_path):
+    """A killed whole-denoiser build resumes at its step: unchanged steps are reused, a changed clock
+    reruns place and route only, a changed source reruns everything; extra nextpnr arguments count."""
+    out = tmp_path / "b"
+    first = build(adder_design, "ice40-hx8k", out, freq_mhz=10, seeds=1, progress=False)
+    assert first["reused_steps"] == []
+    again = build(adder_design, "ice40-hx8k", out, freq_mhz=10, seeds=1, progress=False)
+    # packing always reruns (seconds): the old bitstream is removed first, so a failed rebuild leaves none
+    assert again["reused_steps"] == ["synthesis", "wrapper synthesis", "place and route (seed 1)"]
+    assert {k: again[k] for k in ("luts", "ffs", "fmax_mhz", "bitstream_bytes")} == \
+        {k: first[k] for k in ("luts", "ffs", "fmax_mhz", "bitstream_bytes")}
+    (out / "pnr_seed1.log.done.json").unlink()  # as if killed during place and route
+    resumed = build(adder_design, "ice40-hx8k", out, freq_mhz=10, seeds=1, progress=False)
+    assert resumed["reused_steps"] == ["synthesis", "wrapper synthesis"]
+    router2 = build(adder_design, "ice40-hx8k", out, freq_mhz=10, seeds=1, progress=False,
+                    pnr_extra=("--router", "router2"))
+    assert router2["reused_steps"] == ["synthesis", "wrapper synthesis"]
+    assert router2["nextpnr_args"][-2:] == ["--router", "router2"]
+    assert "--router router2" in (out / "pnr_seed1.log").read_text().splitlines()[0]
+    top = adder_design / "adder.v"
+    top.write_text(top.read_text().replace("in0_data[7:0] + in0_data[15:8]", "in0_data[7:0] - in0_data[15:8]"))
+    changed = build(adder_design, "ice40-hx8k", out, freq_mhz=10, seeds=1, progress=False)
+    assert changed["reused_steps"] == ["wrapper synthesis"]
+
+
 def test_syntax_error_names_synthesis_and_quotes_the_line(tmp_path):
     broken = write_design(tmp_path, "broken", "module broken (input wire clk, input wire rst,\n"
                           "    output wire out0_valid, input wire out0_ready, output wire [3:0] out0_data);\n"
