@@ -478,13 +478,16 @@ def report(
     out: Path = typer.Option(None, "--out", help="HTML page to write (default DIR/report.html); its PNGs go beside it"),
     skip_damaged: bool = typer.Option(False, "--skip-damaged", help="list lines the sweep ignores (not JSON, bad "
                                                                    "checksum) in the page instead of failing"),
+    markdown: Path = typer.Option(None, "--markdown", help="also write every point as a markdown table here"),
 ):
     """Write an HTML report of a sweep: Pareto fronts of FID vs energy and vs latency per image, every
     point's metrics and its provenance (docs/sweeps.md)."""
-    from hwsim.sweep.report import write_report
+    from hwsim.sweep.report import write_markdown, write_report
 
     page = write_report(sweep_dir, out, skip_damaged=skip_damaged)  # the page names this command
     typer.echo(f"report written to {page}")
+    if markdown is not None:
+        typer.echo(f"table written to {write_markdown(sweep_dir, markdown, skip_damaged)}")
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, as speed ratios measured in one run.")

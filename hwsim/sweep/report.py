@@ -32,10 +32,12 @@ def _e(value) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _plain(v, fmt: str = ".4g") -> str:
+    return format(v, fmt) if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+
+
 def _num(v, fmt: str = ".4g") -> str:
-    if v is None:
-        return "&ndash;"
-    return _e(format(v, fmt) if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else v)
+    return "&ndash;" if v is None else _e(_plain(v, fmt))
 
 
 def _fid_text(t: dict) -> str:
@@ -222,3 +224,38 @@ def write_report(sweep_dir: str | Path, out_html: str | Path | None = None, skip
             + "<h2>Provenance</h2>" + "".join(_provenance(r) for r in sweep.rows)
             + "</body></html>\n")
     return atomic_write_text(out_html, page)
+
+
+def write_markdown(sweep_dir: str | Path, out_md: str | Path, skip_damaged: bool = False) -> Path:
+    """A markdown table of every point (the config fields that differ between points, FID with its
+    interval, energies, latency, cycles, resources with the device share, fit, Pareto fronts), sorted
+    as the HTML page's, with the command that wrote it: what results READMEs quote, so that their
+    numbers come from a command."""
+    sweep = load_sweep(sweep_dir, skip_damaged)
+    table = tidy(sweep.rows)
+    fronts = [pareto_front(sweep.rows, objectives) for objectives in FRONTS]
+    varying = [f for f in CONFIG_FIELDS if len({json.dumps(t[f]) for t in table}) > 1] or ["precision"]
+    res_keys = list(dict.fromkeys(k for t in table for k in t if k.startswith("res_")))
+    head = [*varying, "FID [95% CI]", "energy FPGA uJ", "energy ASIC uJ", "latency ms", "cycles / image",
+            *(k[4:] for k in res_keys), "fits", *(f"front {PLOT_NAMES.get(f.objectives[1], f.objectives[1])}"
+                                                    for f in fronts), "key"]
+    lines = [f"<!-- {shlex.join(['hwsim', 'report', str(sweep_dir), '--markdown', str(out_md)])} -->", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" if i < len(varying) else "---:"
+                                                         for i in range(len(head))) + "|"]
+    dash = "\u2013"
+    for t in sorted(table, key=lambda t: (t["fid"] is None, t["fid"] or 0.0, t["energy_fpga_uj"] or 0.0)):
+        ci = "" if t["fid_ci_low"] is None else f" [{t['fid_ci_low']:.1f}, {t['fid_ci_high']:.1f}]"
+        fid = dash if t["fid"] is None else f"{t['fid']:.1f}{ci}"
+        res = [dash if t[k] is None else _plain(t[k]) + ("" if t.get("util_" + k[4:]) is None
+                                                         else f" ({t['util_' + k[4:]]:.0%})") for k in res_keys]
+        cells = [*("none" if t[f] is None else Path(t[f]).name if str(t[f]).endswith(".yaml") else str(t[f])
+                   for f in varying), fid,
+                 *(dash if t[m] is None else f"{t[m]:{fmt}}" for m, fmt in
+                   (("energy_fpga_uj", ",.0f"), ("energy_asic_uj", ".2f"))),
+                 dash if t["latency_s"] is None else f"{t['latency_s'] * 1e3:.1f}",
+                 dash if t["cycles_per_image"] is None else f"{t['cycles_per_image']:,.0f}", *res,
+                 dash if t["fits"] is None else "yes" if t["fits"] else "**no**",
+                 *("*" if t["key"] in f.keys() else "" for f in fronts), f"`{t['key']}`"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", "Fronts (*): Pareto-optimal in FID and the named cost among the designs that fit their device."]
+    return atomic_write_text(Path(out_md), "\n".join(lines) + "\n")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from hwsim.cli import app
 from hwsim.sweep.analysis import ReportError, label, load_sweep, metric, non_dominated, pareto_front, tidy
 from hwsim.sweep.experiment import config_hash
-from hwsim.sweep.report import write_report
+from hwsim.sweep.report import write_markdown, write_report
 from hwsim.sweep.runner import ERRORS_FILE, EXPERIMENT_FILE, RESULTS_FILE
 from hwsim.sweep.store import ResultStore, atomic_write_json
 
@@ -165,6 +165,27 @@ def test_report_page_and_plots(tmp_path):
     assert matplotlib.image.imread(pngs[0]).shape[2] in (3, 4)  # decodes
 
 
+def test_markdown_table_of_every_point(tmp_path):
+    rows = _rows()
+    _write_sweep(tmp_path, list(rows.values()))
+    text = write_markdown(tmp_path, tmp_path / "table.md").read_text()
+    lines = text.splitlines()
+    assert lines[0] == f"<!-- hwsim report {tmp_path} --markdown {tmp_path / 'table.md'} -->"
+    head = lines[2]
+    # only the config fields that differ between points get a column
+    assert head.startswith("| precision | target | seed | FID [95% CI] |") and "| model |" not in head
+    body = {line.split("`")[-2]: line for line in lines[4:] if line.startswith("| ")}
+    assert set(body) == {r["key"] for r in rows.values()}
+    w4 = [c.strip() for c in body[rows["w4"]["key"]].split("|")[1:-1]]
+    assert w4[:4] == ["W4A8", "device", "0", "30.0 [24.0, 39.0]"]
+    assert w4[4:8] == ["1,000", "10.00", "10.0", "1,000,000"] and "22,561 (27%)" in w4
+    assert w4[-4:-1] == ["yes", "*", "*"]  # on both fronts
+    big = [c.strip() for c in body[rows["big"]["key"]].split("|")[1:-1]]
+    assert big[-4:-1] == ["**no**", "", ""]
+    nofid = [c.strip() for c in body[rows["nofid"]["key"]].split("|")[1:-1]]
+    assert nofid[3] == "\u2013" and lines.index(body[rows["nofid"]["key"]]) == len(body) + 3  # no FID: last
+
+
 def test_report_elsewhere_and_torn_last_line(tmp_path):
     rows = _rows()
     _write_sweep(tmp_path, [rows["w8"], rows["w4"]])
@@ -250,8 +271,10 @@ def test_cli(tmp_path):
     with open(sweep / RESULTS_FILE, "ab") as f:
         f.write(b'{"key": "x"}\n')
     _one_line_error(runner.invoke(app, ["report", str(sweep)]), f"{RESULTS_FILE}:3", "checksum")
-    result = runner.invoke(app, ["report", str(sweep), "--out", str(tmp_path / "r.html"), "--skip-damaged"])
+    result = runner.invoke(app, ["report", str(sweep), "--out", str(tmp_path / "r.html"), "--skip-damaged",
+                                 "--markdown", str(tmp_path / "t.md")])
     assert result.exit_code == 0, result.output
+    assert rows["w4"]["key"] in (tmp_path / "t.md").read_text()
     text = (tmp_path / "r.html").read_text()
     assert "--skip-damaged" in text and ":3: damaged line" in text and rows["w4"]["key"] in text
     assert not (sweep / "report.html").exists()
