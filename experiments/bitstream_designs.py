@@ -1,7 +1,8 @@
-"""Bitstreams of stitched designs (issue 7, part 4b-4c): a U-Net residual block of unet-digits and the
-whole unet-digits denoiser on the ECP5-85F, each beside the resource model's estimate of the same
-design (hwsim.bitstream.calibrate.stitched_model: its nodes, the forks and converters stitching
-inserts, its FIFOs) and the cost model's verdict on whether it fits.
+"""Bitstreams of stitched designs (issue 7, part 4b-4d) on the ECP5-85F: a U-Net residual block of
+unet-digits, the whole unet-digits denoiser, and the largest share of the 28x28 unet-fashion's MACs
+that fits (a contiguous run of its pipeline, hwsim.bitstream.share), each beside the resource
+model's estimate of the same design (hwsim.bitstream.calibrate.stitched_model: its nodes, the forks
+and converters stitching inserts, its FIFOs) and the cost model's verdict on whether it fits.
 
     python experiments/bitstream_designs.py [--only NAME ...] [--seeds N] [--freq MHz]
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from hwsim.bitstream.flow import table_row
 from hwsim.bitstream.calibrate import stitched_model
+from hwsim.bitstream.share import largest_window
 from hwsim.dataflow.folding import design_fits, fold_to_device
 from hwsim.dataflow.mapping import load_dataflow
 from hwsim.dataflow.resources import load_device
@@ -30,12 +32,28 @@ from hwsim.sweep.store import atomic_write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 WHOLE = "*"  # every node but the host's
-DESIGNS = [  # (name, model, precision, block prefix or WHOLE, folding)
+SHARE = "share"  # the contiguous run of nodes with the most MACs that fits (hwsim.bitstream.share)
+DESIGNS = [  # (name, model, precision, block prefix, WHOLE or SHARE, folding)
     ("unet-digits-w8a8-mid.blocks.0", "unet-digits", "W8A8", "mid.blocks.0", "mapped"),
     ("unet-digits-w8a8-whole", "unet-digits", "W8A8", WHOLE, "device"),
+    ("unet-fashion-w8a8-share", "unet-fashion", "W8A8", SHARE, "mapped"),
 ]
 REPORT_KEYS = ("luts", "ffs", "brams", "fmax_mhz", "timing_met", "target_mhz", "design_only", "macs", "graph_macs",
                "macs_share", "bitstream_bytes", "critical_path", "step_seconds", "nextpnr_args", "reused_steps")
+
+
+def largest_share(graph, device, design, timesteps: list[int]) -> tuple[list[str], dict]:
+    """The largest-MAC window of ``graph`` whose stitched design fits ``device`` (generated into
+    ``design``): the window search's headroom for stitching grows until the exact price fits."""
+    for headroom in (0.08, 0.12, 0.16, 0.2, 0.25, 0.3):
+        window = largest_window(graph, device, headroom)
+        generate(graph, window.names, design, timesteps)
+        _, model = stitched_model(graph, window.names, design, device)
+        if all(model[k] <= getattr(device.budget, b) for k, b in
+               (("lut", "lut"), ("ff", "ff"), ("mult18", "mult"), ("bram", "bram"))):
+            return window.names, {"headroom": headroom, "first": window.names[0], "last": window.names[-1],
+                                  "nodes_estimate": window.estimate.to_dict(), "window_macs": window.macs}
+    raise SystemExit(f"no window of {len(graph.nodes)} nodes fits {device.name} once stitched")
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -93,9 +111,13 @@ def main() -> None:
         if folding == "device":
             result = fold_to_device(graph, device)
             row["cost_model"] = {"target_cycles": result.target_cycles, "fits": design_fits(graph, device)}
-        names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")] if block == WHOLE \
-            else block_nodes(graph, block)
-        generate(graph, names, work / "design", [int(t) for t in scheduler.timesteps])
+        timesteps = [int(t) for t in scheduler.timesteps]
+        if block == SHARE:
+            names, row["share_search"] = largest_share(graph, device, work / "design", timesteps)
+        else:
+            names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")] if block == WHOLE \
+                else block_nodes(graph, block)
+            generate(graph, names, work / "design", timesteps)
         parts, row["model"] = stitched_model(graph, names, work / "design", device)
         row["nodes"] = sum(p["op_type"] != "FIFO" for p in parts)
         row["fifos"] = len(parts) - row["nodes"]

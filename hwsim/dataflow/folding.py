@@ -73,12 +73,14 @@ def fold_to_cycles(graph: DataflowGraph, target: int) -> FoldingResult:
     return FoldingResult(target, missed)
 
 
-def assign_multipliers(graph: DataflowGraph, device: Device) -> None:
-    """MVAUs take the device's multiplier blocks, largest LUT saving first, until none are left."""
-    mvaus = [n for n in graph.nodes if n.op_type == "MVAU"]
+def assign_multipliers(graph: DataflowGraph, device: Device, nodes: list | None = None) -> None:
+    """MVAUs take the device's multiplier blocks, largest LUT saving first, until none are left;
+    ``nodes``: only these share the device (a part of the graph built alone), default all."""
+    nodes = graph.nodes if nodes is None else nodes
+    mvaus = [n for n in nodes if n.op_type == "MVAU"]
     for n in mvaus:
         n.attrs["resType"] = "lut"
-    used = total([n for n in graph.nodes if n.op_type != "MVAU"], device).mult
+    used = total([n for n in nodes if n.op_type != "MVAU"], device).mult
     for n in sorted(mvaus, key=lambda n: -estimate(n, device).lut):
         n.attrs["resType"] = "dsp"
         need = estimate(n, device).mult
