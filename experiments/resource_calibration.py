@@ -6,6 +6,7 @@ reported on the held-out third and on the unet-digits residual block (mid.blocks
 
     python experiments/resource_calibration.py            # measure what is missing, fit, write results and YAML
     python experiments/resource_calibration.py --no-fit   # report with the coefficients in the YAML as they are
+    python experiments/resource_calibration.py --remeasure groupnorm   # after rtl/groupnorm changed
 
 Resumable: one row per configuration in results.json (written atomically after each), rows already
 measured are skipped. Results: experiments/results/resource_calibration/{results.json,table.md,README.md};
@@ -556,12 +557,18 @@ def analyse(data: dict, refit: bool, residual: bool, commit: str) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="*", help="grid factories to measure (default all)")
+    ap.add_argument("--remeasure", nargs="*", default=[], metavar="FACTORY",
+                    help="drop these factories' rows first and measure them again (after their RTL changed)")
     ap.add_argument("--measure-only", action="store_true", help="measure, do not fit or report")
     ap.add_argument("--no-fit", action="store_true", help="report with the YAML's coefficients, do not refit")
     ap.add_argument("--no-residual", action="store_true", help="skip the residual block")
     ap.add_argument("--limit", type=float, help="stop measuring after this many seconds")
     args = ap.parse_args(argv)
     commit = run_commit()
+    if args.remeasure:
+        data = load_rows()
+        data["rows"] = [r for r in data.get("rows", []) if r.get("factory") not in set(args.remeasure)]
+        atomic_write(RESULTS / "results.json", json.dumps(data, indent=1) + "\n")
     measure(args.only, args.limit, commit)
     if args.measure_only:
         return 0

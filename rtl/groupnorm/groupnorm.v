@@ -11,7 +11,11 @@
 // (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); D has DB bits, m and the
 // divider's remainder 32 and 33; the quotient and the square root's registers stay 64 bits. Channel
 // folds and groups are counted, not divided, and t's variable rounding shift works at t's product
-// width (one shifter; the shifted-out bits decide the rounding).
+// width (one shifter; the shifted-out bits decide the rounding). k is at most KMAX (from DB): when
+// D < 2^32 always (groups of up to about 2^8 INT8 values), k is the constant 0, and neither the
+// solver's normalizing shift nor t's variable shift is built. The divider and the square root each
+// decide and subtract with one subtractor (its borrow is the compare), and the word counters are
+// as wide as a map's word count.
 `default_nettype none
 
 module groupnorm #(
@@ -70,10 +74,14 @@ module groupnorm #(
     reg signed [SB-1:0] s_acc [0:GROUPS-1];
     reg signed [QB-1:0] q_acc [0:GROUPS-1];
     reg [31:0] r_of [0:GROUPS-1];
-    reg [7:0]  k_of [0:GROUPS-1];
+    // k = ceil((bitlen(D) - 32) / 2) is at most KMAX: zero (and t's shift a constant) when D < 2^32
+    localparam integer KMAX = (DB > 32) ? (DB - 31) / 2 : 0;
+    localparam integer KB = (KMAX < 2) ? 1 : $clog2(KMAX + 1);
+    reg [KB-1:0] k_of [0:GROUPS-1];
 
     reg [1:0] phase;
-    reg [31:0] widx, ridx;  // words taken / words read back
+    localparam integer WW = $clog2(WORDS + 1);
+    reg [WW-1:0] widx, ridx;  // words taken / words read back
     reg v1;                 // a word read back, not yet normalized
     wire drained = (phase == EMIT) && (ridx == WORDS) && !v1;  // the last word has left the buffer stage
     assign in_ready = (phase == LOAD);
@@ -110,7 +118,7 @@ module groupnorm #(
     end
 
     // --- SOLVE: r = isqrt(2^62 / m), k, per group -------------------------------------------------
-    reg [31:0] sg;          // group being solved
+    reg [GW-1:0] sg;        // group being solved
     reg [7:0]  step;        // 0: set up; 1..63: divide; 64..95: square root; 96: store
     reg [31:0] m;
     reg [32:0] rem;         // < m, and (rem << 1) | bit < 2m
@@ -118,6 +126,10 @@ module groupnorm #(
     reg [7:0]  kk;
     reg [DB-1:0] d;
     integer b, len;
+    wire [33:0] div_shifted = {rem, step == 8'd1};            // (rem << 1) | the dividend's next bit
+    wire [34:0] div_trial = {1'b0, div_shifted} - {3'b0, m};
+    wire div_ge = !div_trial[34] && (m != 0);
+    wire [64:0] sq_trial = {1'b0, num} - {1'b0, res | bitv};
     always @(posedge clk) begin
         if (rst) begin
             phase <= LOAD;
@@ -140,29 +152,31 @@ module groupnorm #(
                         len = 0;
                         for (b = 0; b < DB; b = b + 1)
                             if (d[b]) len = b + 1;
-                        kk = (len > 32) ? (len - 31) / 2 : 0;
-                        m <= d >> (2 * kk);
-                        k_of[sg] <= (d == 0) ? 0 : kk;
+                        kk = (KMAX > 0 && len > 32) ? (len - 31) / 2 : 0;
+                        m <= (KMAX > 0) ? d >> (2 * kk) : d;
+                        k_of[sg] <= (d == 0 || KMAX == 0) ? 0 : kk;
                         rem <= 0;
                         quo <= 0;
                         step <= 1;
                     end else if (step <= 63) begin  // restoring division of 2^62 by m, MSB first
-                        if ((((rem << 1) | (step == 1)) >= m) && (m != 0)) begin
-                            rem <= ((rem << 1) | (step == 1)) - m;
+                        // one subtractor decides and subtracts: (rem << 1 | bit) - m, its borrow the compare
+                        if (div_ge) begin
+                            rem <= div_trial[32:0];
                             quo <= (quo << 1) | 1;
                         end else begin
-                            rem <= (rem << 1) | (step == 1);
+                            rem <= div_shifted[32:0];
                             quo <= quo << 1;
                         end
                         if (step == 63) begin
-                            num <= ((((rem << 1) | 0) >= m) && (m != 0)) ? ((quo << 1) | 1) : (quo << 1);
+                            num <= div_ge ? ((quo << 1) | 1) : (quo << 1);
                             res <= 0;
                             bitv <= 64'd1 << 62;
                         end
                         step <= step + 1;
                     end else if (step <= 95) begin  // bit-serial integer square root of num
-                        if (num >= res + bitv) begin
-                            num <= num - (res + bitv);
+                        // res is a multiple of 2 bitv here, so res + bitv = res | bitv: one subtractor again
+                        if (!sq_trial[64]) begin
+                            num <= sq_trial[63:0];
                             res <= (res >> 1) + bitv;
                         end else begin
                             res <= res >> 1;
