@@ -6,7 +6,7 @@
 // Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
 // S and Q accumulate per group; SOLVE computes r and k group by group with a restoring divider
 // (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
-// cycle, normalized. round_shift rounds half to even. Every register is as wide as the numerics
+// cycle, normalized in two pipeline stages (one multiply each). round_shift rounds half to even. Every register is as wide as the numerics
 // bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
 // (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); D has DB bits, m and the
 // divider's remainder 32 and 33; the quotient and the square root's registers stay 64 bits. Channel
@@ -199,11 +199,16 @@ module groupnorm #(
         end
     end
 
-    // --- EMIT: read back and normalize, one word per cycle ----------------------------------------
+    // --- EMIT: read back and normalize, one word per cycle, in two stages -----------------------
+    // stage 1 (v1): t = round_shift((n q - S) r, S0 + k) per lane, the only stage that reads the
+    // group's S, r and k (so the next map may start loading once the last word has passed it);
+    // stage 2 (v2): y = clamp(round_shift(t G[c] + B[c], FT + FG)). One multiply per stage.
     wire en = !out_valid || out_ready;
     wire rfire = en && (phase == EMIT) && (ridx < WORDS);
     reg [PE*IBITS-1:0] w1;
-    reg [FW-1:0] rfold, fold1;  // ridx % FOLDS, counted (no divider)
+    reg [FW-1:0] rfold, fold1, fold2;  // ridx % FOLDS, counted (no divider)
+    reg v2;
+    reg [PE*TB-1:0] t2;
     reg signed [CB-1:0] centered;
     reg signed [PB-1:0] prod, fl;
     reg signed [TB-1:0] t;
@@ -216,6 +221,7 @@ module groupnorm #(
             ridx <= 0;
             rfold <= 0;
             v1 <= 1'b0;
+            v2 <= 1'b0;
             out_valid <= 1'b0;
         end else begin
             if (drained) begin
@@ -229,7 +235,9 @@ module groupnorm #(
                 v1 <= rfire;
                 w1 <= buffer[ridx];
                 fold1 <= rfold;
-                out_valid <= v1;
+                v2 <= v1;
+                fold2 <= fold1;
+                out_valid <= v2;
                 if (v1)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
                         c = {{CW{1'b0}}, fold1} * PE + lane;
@@ -244,7 +252,12 @@ module groupnorm #(
                             t = fl + (prod[sh - 1] && ((prod & ((1 <<< (sh - 1)) - 1)) != 0 || fl[0]));
                         end else
                             t = round_shift(prod, S0 + k_of[grp]);
-                        acc = t * gamma[c] + beta[c];
+                        t2[lane * TB +: TB] <= t;
+                    end
+                if (v2)
+                    for (lane = 0; lane < PE; lane = lane + 1) begin
+                        c = {{CW{1'b0}}, fold2} * PE + lane;
+                        acc = $signed(t2[lane * TB +: TB]) * gamma[c] + beta[c];
                         out_data[lane * OBITS +: OBITS] <= requantize(acc, FT + FG);
                     end
             end

@@ -20,6 +20,7 @@ RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
 # a 32-step square root, store; and 2 cycles pass between its phases (measured)
 SOLVE_CYCLES = 1 + 63 + 32 + 1
 PHASE_CYCLES = 2
+EMIT_STAGES = 2  # rtl/groupnorm normalizes in two pipeline stages: the first output waits one more cycle, the II does not
 
 
 class _Stream(DataflowNode):
@@ -76,7 +77,7 @@ class GroupNorm(_Stream):
         return 2 * self._pass() + self._solve()
 
     def first_output_delay(self) -> int:  # the whole map, then the groups' square roots
-        return self._pass() + self._solve()
+        return self._pass() + self._solve() + EMIT_STAGES - 1
 
     def output_cycles(self) -> int:
         return self._pass() - 1
