@@ -4,9 +4,11 @@ When a whole denoiser does not fit, the question an FPGA engineer asks next is h
 which contiguous run of the dataflow pipeline (nodes in graph order, so that the part is one
 sub-pipeline whose cut streams become the design's ports) carries the most multiply-accumulates
 while its stitched design fits. The search prices windows with the resource model's node estimates
-(multipliers assigned within the window, as for a design built alone) under a headroom for what
-stitching adds (forks, width converters, FIFOs); :func:`hwsim.bitstream.calibrate.stitched_model`
-then prices the generated design exactly and the caller shrinks the window if it misses.
+(multipliers assigned within the window, as for a design built alone) plus the FIFOs the schedule
+puts in front of the window's nodes (stitching instantiates those, a cut skip connection's too), under
+a headroom for the rest of what stitching adds (forks, width converters);
+:func:`hwsim.bitstream.calibrate.stitched_model` then prices the generated design exactly and the
+caller shrinks the window if it misses.
 Written here because no FPGA flow searches a network for its largest fitting part.
 """
 
@@ -15,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwsim.dataflow.folding import assign_multipliers
-from hwsim.dataflow.resources import Device, Resources, total
+from hwsim.dataflow.resources import Device, Resources, fifo_memory, total
+from hwsim.dataflow.schedule import schedule
 
 
 @dataclass
@@ -23,7 +26,7 @@ class Window:
     names: list[str]  # node names in graph order
     macs: int  # per denoiser evaluation
     graph_macs: int
-    estimate: Resources  # the nodes alone, before stitching
+    estimate: Resources  # the nodes and their input FIFOs, before the rest of stitching
 
     @property
     def share(self) -> float:
@@ -43,11 +46,14 @@ def largest_window(graph, device: Device, headroom: float = 0.08, skip_ops: tupl
         raise ValueError(f"headroom must be in [0, 1), not {headroom}")
     nodes = [n for n in graph.nodes if n.op_type not in skip_ops]
     graph_macs = sum(n.macs() for n in nodes)
+    fifos = schedule(graph).fifos
+    lanes = {n.name: n.out_lanes() for n in graph.nodes}
 
     def price(lo: int, hi: int) -> Resources:
         part = nodes[lo:hi]
         assign_multipliers(graph, device, part)
-        return total(part, device)
+        names = {n.name for n in part}
+        return total(part, device) + fifo_memory([f for f in fifos if f.consumer in names], device, lanes)
 
     best, hi = (0, 0, 0), 0
     for lo in range(len(nodes)):

@@ -9,7 +9,8 @@ import pytest
 from hwsim.bitstream.share import largest_window
 from hwsim.dataflow.folding import assign_multipliers
 from hwsim.dataflow.mapping import map_integer_graph
-from hwsim.dataflow.resources import Resources, load_device, total
+from hwsim.dataflow.resources import Resources, fifo_memory, load_device, total
+from hwsim.dataflow.schedule import schedule
 
 
 def _small_device(graph, share: float):
@@ -24,11 +25,12 @@ def _small_device(graph, share: float):
 
 def _brute_force(graph, dev, nodes, headroom):
     best = 0
+    fifos, lanes = schedule(graph).fifos, {n.name: n.out_lanes() for n in graph.nodes}
     for lo in range(len(nodes)):
         for hi in range(lo + 1, len(nodes) + 1):
             part = nodes[lo:hi]
             assign_multipliers(graph, dev, part)
-            used = total(part, dev)
+            used = total(part, dev) + fifo_memory([f for f in fifos if f.consumer in {n.name for n in part}], dev, lanes)
             if not all(getattr(used, k) <= getattr(dev.budget, k) * (1 - headroom) for k in ("lut", "ff", "mult", "bram")):
                 break
             best = max(best, sum(n.macs() for n in part))
