@@ -5,6 +5,7 @@ nextpnr (several seeds) and ecppack on the LFE5U-85F.
 
     python experiments/bitstreams.py                  # experiments/results/bitstreams/nodes.{json,md}
     python experiments/bitstreams.py --only MVAU Requant --seeds 1 --results out/bitstreams
+    python experiments/bitstreams.py --rebuild GroupNorm   # after rtl/groupnorm changed: its row built again
 
 Each node is the first of its type in the model's middle block (lowest resolution) when it has one
 there, else the first in the graph. Builds run one at a time; their directories (bitstream, logs,
@@ -94,6 +95,8 @@ def main() -> None:
     parser.add_argument("--lanes", type=int, default=1, help="PE/SIMD of every built node")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--only", nargs="*", help="node types to build (default: every type with RTL)")
+    parser.add_argument("--rebuild", nargs="*", default=[], metavar="TYPE",
+                        help="drop these node types' rows and build them again (after their RTL changed)")
     parser.add_argument("--results", type=Path, default=ROOT / "experiments/results/bitstreams")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bitstreams")
     args = parser.parse_args()
@@ -113,7 +116,7 @@ def main() -> None:
     # resumable: rows of the same settings already written are kept and not rebuilt
     kept = json.loads(path.read_text()) if path.is_file() else {}
     same = {k: kept.get(k) for k in meta} == meta
-    rows = kept.get("rows", []) if same else []
+    rows = [r for r in (kept.get("rows", []) if same else []) if r["type"] not in args.rebuild]
     done = {r["type"] for r in rows}
     for node_type, name in pick_nodes(graph).items():
         if (args.only and node_type not in args.only and node_type.split(" ")[0] not in args.only) or node_type in done:
