@@ -411,12 +411,11 @@ CAUSES = {
     "StreamReorder": "the sequence ROM's content: transposing 16 x 8 and 8 x 16 words of 64 bits needs the same 212 "
                      "slots, 128-entry ROM and block RAM, yet 1437 against 1902 LUTs; no content feature tried "
                      "(non-constant 16-entry chunks per ROM bit) separates them.",
-    "GroupNorm": "since its registers were narrowed to the numerics' widths, much of its logic (the solver's shift "
-                 "k, the variable rounding shift of t, the lanes' group multiplexers) exists or is constant-folded "
-                 "depending on the group size and how lanes map to groups, in ways the features tried (lane group "
-                 "reach, log2 N per lane, the rounding shift when k can be non-zero) capture only roughly: 16 channels "
-                 "on 8 lanes take 7,427 LUTs in 2 groups and 4,192 in 8; 4 lanes and 4 groups take 2,991 LUTs at 16 "
-                 "channels and 16 pixels, 4,727 at 8 channels and 64 pixels.",
+    "GroupNorm": "one held-out configuration misses: 2,048-value groups (C=32, G=4, PIXELS=256, PE=1), the only "
+                 "shape where the solver's normalizing shift and t's variable rounding shift are built (D can "
+                 "exceed 32 bits) on a single lane; the fit has that logic on one single-lane and one four-lane "
+                 "row, so its size per lane is poorly pinned. With rtl/groupnorm's bound on k (constant 0 when D "
+                 "< 2^32) most of the earlier spread went away (32% held-out error before, 16% now).",
     "StreamingDataWidthConverter": "ABC maps the buffer's per-unit multiplexers with the count decoding folded into "
                                    "each bit (4 to 8 LUT4 per multiplexed bit, growing with KO = OUT/G), which the "
                                    "multiplexed-unit and input counts capture only roughly: 2 -> 3 and 4 -> 6 cost "

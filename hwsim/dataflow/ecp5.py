@@ -357,15 +357,17 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         # with groups of a non-power-of-two size the group index (fold * PE + lane) / (C / G) is a
         # division of the channel index by a constant, per lane in LOAD and in EMIT (``div``)
         div = 0 if _pow2(c // groups) else lanes
-        # LUTs (fitted on the narrowed RTL; these features explain the measurements to about 30%, see
-        # experiments/results/resource_calibration): per lane its multiplexers over the groups it can
-        # reach and a datapath growing with log2 N (the widths of S, n*q - S and t); per lane the
-        # variable rounding shift of t, present only when D can exceed 32 bits (then k > 0); the
-        # solver's width (log2 N); the division of the channel index by a non-power-of-two group size
+        # LUTs (fitted on the narrowed RTL; see experiments/results/resource_calibration): per lane its
+        # multiplexers over the groups it can reach and a datapath growing with log2 N (the widths of S,
+        # n*q - S and t); per lane the variable rounding shift of t, and once the solver's normalizing
+        # shift of D with its leading-one search, both built only when D can exceed 32 bits (k > 0);
+        # the solver's width (log2 N); its reads and writes of the groups' S, Q and r registers (none
+        # with one group); the division of the channel index by a non-power-of-two group size
         db = 2 * logn + 2 * width
         shift = 1 if db > 32 else 0
         return mults, mems, {**one, "lane_reach": lanes * min(groups, folds), "lane_logn": lanes * logn,
-                             "lane_shift": lanes * shift * (cb + 33), "logn": logn, "div": div}, \
+                             "lane_shift": lanes * shift * (cb + 33), "solver_shift": shift * db, "logn": logn,
+                             "group_regs": (groups - 1) * (sb + qb + 32), "div": div}, \
             {**one, "lanes": lanes, "groups": groups, **mf}
     if t == "AdaLayerNorm":
         sb, hb = a["scaleBits"], a["shiftBits"]
