@@ -18,7 +18,7 @@ from hwsim.diffusion.samplers import make_scheduler, sample
 from hwsim.metrics import fid as fidlib
 from hwsim.diffusion.schedule import NoiseSchedule
 from hwsim.export.pipeline import GRAPH_FILE
-from hwsim.modeldir import WEIGHTS_FILE, load_model, load_spec
+from hwsim.modeldir import CONFIG_FILE, WEIGHTS_FILE, load_model, load_spec
 from hwsim.provenance import file_sha256
 from hwsim.quant.methods.ptqd import CorrectedDenoiser
 from hwsim.quant.qmodel import RANGES_FILE, is_quantized, load_quantized, read_meta
@@ -77,10 +77,17 @@ def generate(model_dir: str | Path, num_samples: int, steps: int = 50, sampler: 
     scheduler = make_scheduler(sampler, NoiseSchedule(spec.schedule))
     resume = None
     if resume_dir is not None:
-        key = {"model": str(Path(model_dir).resolve()), "num_samples": num_samples, "steps": steps, "sampler": sampler,
-               "seed": seed, "backend": backend, "batch_size": batch_size}
-        files = [Path(model_dir) / WEIGHTS_FILE, Path(model_dir) / RANGES_FILE, denoiser_graph(model_dir, backend, graph)]
+        # what the samples depend on, by content rather than by where the model lies, so that a work
+        # directory copied or moved elsewhere keeps its batches: the model's config, weights, ranges
+        # and integer graph, and its PTQD correction if any
+        key = {"num_samples": num_samples, "steps": steps, "sampler": sampler, "seed": seed, "backend": backend,
+               "batch_size": batch_size}
+        files = [Path(model_dir) / CONFIG_FILE, Path(model_dir) / WEIGHTS_FILE, Path(model_dir) / RANGES_FILE,
+                 denoiser_graph(model_dir, backend, graph)]
         key.update({f"sha256:{f.name}": file_sha256(f) for f in files if f is not None and f.is_file()})
+        correction = read_meta(model_dir).get("ptqd") if is_quantized(model_dir) else None
+        if correction:
+            key["ptqd"] = correction
         resume = BatchStore(resume_dir, key)
     x = sample(denoiser, scheduler, num_samples, spec.image_shape, steps, seed=seed, batch_size=batch_size,
                progress=progress, resume=resume)

@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 
 KEY_FILE = "job.json"
+# sampling jobs keyed their model by its absolute path (and hashes of its weights, ranges and graph)
+# until they were keyed by content alone; such a stored key is compared on its other fields, so that
+# those batches stay usable where the directory was copied or moved
+LEGACY_KEYS = ("model",)
 
 
 class ResumeMismatch(ValueError):
@@ -24,7 +28,10 @@ class BatchStore:
         key_path = self.dir / KEY_FILE
         if key_path.is_file():
             stored = json.loads(key_path.read_text())
-            diff = sorted(k for k in set(stored) | set(key) if stored.get(k) != key.get(k))
+            fields = set(stored) | set(key)
+            if any(k in stored and k not in key for k in LEGACY_KEYS):  # an earlier version's key
+                fields = set(stored) - set(LEGACY_KEYS)
+            diff = sorted(k for k in fields if stored.get(k) != key.get(k))
             if diff:
                 raise ResumeMismatch(f"{self.dir}: holds batches of another job (differs in {', '.join(diff)}: "
                                      f"{ {k: stored.get(k) for k in diff} } vs { {k: key.get(k) for k in diff} }); "
