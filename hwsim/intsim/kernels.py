@@ -156,6 +156,8 @@ def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: 
     oc, _, kh, kw = w.shape
     (sh, sw), (pt, pl, pb, pr) = strides, pads
     oh, ow = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - kw) // sw + 1
+    if oh < 1 or ow < 1:  # the kernel is larger than the padded input: no output position (as the reference)
+        return np.zeros((n, oc, max(oh, 0), max(ow, 0)), dtype=out_dtype)
     out = np.empty((n, oc, oh, ow), dtype=out_dtype)
     extra = EXTRA_NONE if extra is None else np.broadcast_to(extra, out.shape)  # ValueError if it does not fit
     dtype = gemm_dtype(bound)

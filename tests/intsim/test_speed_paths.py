@@ -48,6 +48,17 @@ def test_conv_paths_equal_reference(n, c, oc, size, k, stride, abits, wbits, ext
 
 
 @pytest.mark.parametrize("stride", [1, 2])
+def test_conv_whose_kernel_exceeds_the_padded_input_is_empty_as_the_reference(stride):
+    """Found by the fuzz test above: a 3x3 kernel on an unpadded 2x2 map has no output position."""
+    x, w, b = np.ones((1, 1, 2, 2), np.int64), np.ones((1, 1, 3, 3), np.int64), np.array([5])
+    ref = IntConv.compute([x, w, b], {"strides": [stride, stride], "pads": [0, 0, 0, 0]})
+    for used in (9, 2**60):
+        out = kernels.int_conv(x, w, b, [stride, stride], [0, 0, 0, 0], used)
+        assert out.shape == ref.shape == (1, 1, 0, 0)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+
 def test_conv_at_the_float32_bound(stride):
     """Every product at +-128 * 127 and every sum at its largest magnitude just below 2^24."""
     c = (F32 - 1) // (9 * 128 * 127)  # 113 input channels of a 3x3 kernel
