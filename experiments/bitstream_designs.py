@@ -5,6 +5,7 @@ model's estimate of the same design (hwsim.bitstream.calibrate.stitched_model: i
 and converters stitching inserts, its FIFOs) and the cost model's verdict on whether it fits.
 
     python experiments/bitstream_designs.py [--only NAME ...] [--seeds N] [--freq MHz]
+    python experiments/bitstream_designs.py --report   # designs.md again from designs.json (after merging rows)
 
 Foldings: ``mapped`` keeps `hwsim map`'s folding (every PE and SIMD 1); ``device`` is
 `fold_to_device`'s, the fastest folding the cost model says fits the device, FIFOs included.
@@ -90,8 +91,14 @@ def main() -> None:
                         help="extra nextpnr argument, repeatable (e.g. --pnr-arg=--router --pnr-arg=router2)")
     parser.add_argument("--results", type=Path, default=ROOT / "experiments/results/bitstreams")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bitstream_designs")
+    parser.add_argument("--report", action="store_true", help="only rebuild designs.md from designs.json")
     args = parser.parse_args()
     from hwsim.bitstream.tools import tool_versions
+
+    if args.report:  # e.g. after rows built into separate --results directories were merged
+        data = json.loads((args.results / "designs.json").read_text())
+        (args.results / "designs.md").write_text(markdown(data["rows"], data))
+        return
 
     meta = {"device": args.device, "seeds": args.seeds, "target_mhz": args.freq, "steps": args.steps,
             "command": "python experiments/bitstream_designs.py", "tool_versions": tool_versions()}
