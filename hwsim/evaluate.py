@@ -59,8 +59,13 @@ def make_denoiser(model_dir: str | Path, backend: str = "torch", graph: str | Pa
         from hwsim.intsim.denoiser import IntsimDenoiser
 
         denoiser = IntsimDenoiser(denoiser_graph(model_dir, backend, graph))
-    correction = read_meta(model_dir).get("ptqd") if is_quantized(model_dir) else None
+    correction = ptqd_correction(model_dir)
     return CorrectedDenoiser(denoiser, correction) if correction else denoiser
+
+
+def ptqd_correction(model_dir: str | Path) -> dict | None:
+    """The PTQD correction a quantized model directory carries (applied by the host sampler), if any."""
+    return read_meta(model_dir).get("ptqd") if is_quantized(model_dir) else None
 
 
 def generate(model_dir: str | Path, num_samples: int, steps: int = 50, sampler: str = "ddim", seed: int = 0,
@@ -85,7 +90,7 @@ def generate(model_dir: str | Path, num_samples: int, steps: int = 50, sampler: 
         files = [Path(model_dir) / CONFIG_FILE, Path(model_dir) / WEIGHTS_FILE, Path(model_dir) / RANGES_FILE,
                  denoiser_graph(model_dir, backend, graph)]
         key.update({f"sha256:{f.name}": file_sha256(f) for f in files if f is not None and f.is_file()})
-        correction = read_meta(model_dir).get("ptqd") if is_quantized(model_dir) else None
+        correction = ptqd_correction(model_dir)
         if correction:
             key["ptqd"] = correction
         resume = BatchStore(resume_dir, key)
