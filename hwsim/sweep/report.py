@@ -105,15 +105,24 @@ def plot_front(front: Front, rows: list[dict], out_png: Path) -> Path:
     return out_png
 
 
+def _resource_keys(table: list[dict]) -> list[str]:
+    return list(dict.fromkeys(k for t in table for k in t if k.startswith("res_")))  # lut, ff, mult, bram
+
+
+def _by_fid(table: list[dict]) -> list[dict]:
+    """Points by FID (those without one last), then FPGA energy: the order of both tables."""
+    return sorted(table, key=lambda t: (t["fid"] is None, t["fid"] or 0.0, t["energy_fpga_uj"] or 0.0))
+
+
 def _points_table(table: list[dict], fronts: list[Front]) -> str:
-    res_keys = list(dict.fromkeys(k for t in table for k in t if k.startswith("res_")))  # lut, ff, mult, bram
+    res_keys = _resource_keys(table)
     head = ["point", *CONFIG_FIELDS, "FID [95% CI]", "data floor", "cycles / image", "latency / image [ms]",
             "energy FPGA [uJ]", "energy ASIC [uJ]", *(k[4:] for k in res_keys), "fits",
             *(f"front {PLOT_NAMES.get(f.objectives[1], f.objectives[1])}" for f in fronts), "git commit"]
     left = {0, *range(1, len(CONFIG_FIELDS) + 1), len(head) - 1}
     out = ["<table><tr>" + "".join(f"<th{' class=l' if i in left else ''}>{_e(h)}</th>" for i, h in enumerate(head))
            + "</tr>"]
-    order = sorted(table, key=lambda t: (t["fid"] is None, t["fid"] or 0.0, t["energy_fpga_uj"] or 0.0))
+    order = _by_fid(table)
     for t in order:
         marks = ["&#9733;" if t["key"] in f.keys() else "" for f in fronts]
         util = {k: t.get("util_" + k[4:]) for k in res_keys}
@@ -235,7 +244,7 @@ def write_markdown(sweep_dir: str | Path, out_md: str | Path, skip_damaged: bool
     table = tidy(sweep.rows)
     fronts = [pareto_front(sweep.rows, objectives) for objectives in FRONTS]
     varying = [f for f in CONFIG_FIELDS if len({json.dumps(t[f]) for t in table}) > 1] or ["precision"]
-    res_keys = list(dict.fromkeys(k for t in table for k in t if k.startswith("res_")))
+    res_keys = _resource_keys(table)
     head = [*varying, "FID [95% CI]", "energy FPGA uJ", "energy ASIC uJ", "latency ms", "cycles / image",
             *(k[4:] for k in res_keys), "fits", *(f"front {PLOT_NAMES.get(f.objectives[1], f.objectives[1])}"
                                                     for f in fronts), "key"]
@@ -243,7 +252,7 @@ def write_markdown(sweep_dir: str | Path, out_md: str | Path, skip_damaged: bool
              "| " + " | ".join(head) + " |", "|" + "|".join("---" if i < len(varying) else "---:"
                                                          for i in range(len(head))) + "|"]
     dash = "\u2013"
-    for t in sorted(table, key=lambda t: (t["fid"] is None, t["fid"] or 0.0, t["energy_fpga_uj"] or 0.0)):
+    for t in _by_fid(table):
         ci = "" if t["fid_ci_low"] is None else f" [{t['fid_ci_low']:.1f}, {t['fid_ci_high']:.1f}]"
         fid = dash if t["fid"] is None else f"{t['fid']:.1f}{ci}"
         res = [dash if t[k] is None else _plain(t[k]) + ("" if t.get("util_" + k[4:]) is None
