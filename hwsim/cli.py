@@ -424,7 +424,7 @@ def rtl(
             fold_uniform(graph, names, lanes)
         design = generate(graph, names, out, timesteps)
         typer.echo(f"{len(names)} nodes written to {design.top} (ports: "
-                   f"{', '.join(p.name for p in design.inputs + design.tables + design.outputs)})")
+                   f"{', '.join(p.name for p in design.inputs + design.tables + design.groups + design.outputs)})")
 
 
 @app.command()

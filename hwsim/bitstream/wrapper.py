@@ -51,7 +51,7 @@ def wrapper_verilog(manifest: dict, pins: int = PINS) -> str:
     """The wrapper's Verilog for a design manifest (design.json of hwsim.rtlgen.stitch)."""
     top = manifest["top"]
     ports = manifest["ports"]
-    drive = [p for p in ports if p["direction"] in ("in", "table")]
+    drive = [p for p in ports if p["direction"] in ("in", "table", "group")]
     outs = [p for p in ports if p["direction"] == "out"]
     if not outs:
         raise ValueError(f"design {top!r} has no output port: nothing would survive synthesis")

@@ -5,6 +5,9 @@ Every stream becomes a valid/ready/data wire bundle; every node an instance of i
 FIFO the schedule asks for (:mod:`hwsim.dataflow.schedule`) an ``rtl/fifo`` on that edge. Streams
 entering the subgraph become top ports ``in0``, ``in1``, ...; streams leaving it ``out0``, ...;
 each timestep table gets a port ``t0``, ... for the sampler's step index (the host sends it).
+A graph with activation scales per timestep group gets one more port, ``g``, for the group index of
+each evaluation: every block whose constants differ between groups holds one table per group and
+selects it at run time (rtl/common/group_hold.vh), fed from ``g`` by rtl/timestep/group_fanout.
 Between blocks folded differently a data-width converter (rtl/dwc) is inserted, and n-way forks
 and splits become chains of two-way ones; both on a copy of the graph. Everything is written into
 ``out_dir``; nothing into the working directory.
@@ -29,6 +32,7 @@ from hwsim.dataflow.nodes import DataflowNode, make_node
 from hwsim.dataflow.nodes.base import bits
 from hwsim.dataflow.schedule import schedule
 from hwsim.intsim.executor import Simulator
+from hwsim.quant.timestep_groups import group_of
 from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, write_mem
 from hwsim.rtlgen.simulate import RTL
 
@@ -40,7 +44,16 @@ SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "
            "concat": "concat/concat.v", "split": "concat/split.v",
            "IntSoftmax": "softmax/softmax.v", "AdaLayerNorm": "adaln/adaln.v",
            "elementwise_const": "elementwise/elementwise_const.v", "StreamingDataWidthConverter": "dwc/dwc.v",
-           "StreamReorder": "reorder/reorder.v"}
+           "StreamReorder": "reorder/reorder.v", "group_fanout": "timestep/group_fanout.v"}
+# blocks with per-timestep-group tables: their (groups, group-index width) parameter names
+GROUPED_BLOCKS = {"mvau": ("GROUPS", "GBITS"), "requant": ("GROUPS", "GBITS"), "lut_activation": ("GROUPS", "GBITS"),
+                  "softmax": ("GROUPS", "GBITS"), "adaln": ("GROUPS", "GBITS"),
+                  "groupnorm": ("STEP_GROUPS", "STEP_GBITS")}
+GROUP_BITS = 8  # the g stream's width
+# node types whose blocks hold constants of their integer node (a padding or sliding window made
+# from a convolution shares the convolution's name but holds none of its constants)
+HOLDS_CONSTANTS = {"MVAU", "Requant", "GroupNorm", "LutActivation", "IntSoftmax", "AdaLayerNorm", "ElementwiseAdd",
+                   "ElementwiseMul"}
 
 
 class StitchError(ValueError):
@@ -63,6 +76,7 @@ class Design:
     inputs: list[Port] = field(default_factory=list)
     outputs: list[Port] = field(default_factory=list)
     tables: list[Port] = field(default_factory=list)
+    groups: list[Port] = field(default_factory=list)  # the ``g`` port of a grouped graph
 
 
 def _ident(name: str) -> str:
@@ -107,6 +121,42 @@ class _Context:
     def sources(self, node: DataflowNode) -> list[tuple[str, list[str], str, dict]]:
         return [self.int_nodes[s] for s in node.source.split("+") if s in self.int_nodes]
 
+    @property
+    def groups(self) -> int:
+        return len(self.sim.members)
+
+    def per_group(self, tensor: str) -> np.ndarray:
+        """A constant in every timestep group's graph, stacked [groups, ...] (the groups share names)."""
+        return np.stack([m.consts[tensor] for m in self.sim.members])
+
+    def group_attrs(self, node_name: str) -> list[dict]:
+        """An integer node's attributes in every timestep group's graph."""
+        return [next(a for n, _, _, _, a in m.nodes if n == node_name) for m in self.sim.members]
+
+    def source_names(self, node: DataflowNode) -> list[str]:
+        return [s for s in node.source.split("+") if s in self.int_nodes]
+
+    def varies(self, node: DataflowNode) -> bool:
+        """Whether any of the node's integer constants or attributes differ between timestep groups."""
+        for name in self.source_names(node):
+            _, ins, _, attrs = self.int_nodes[name]
+            if any(str(a) != str(attrs) for a in self.group_attrs(name)):
+                return True
+            for i in ins:
+                if i in self.sim.consts and any(not np.array_equal(m.consts[i], self.sim.consts[i]) for m in self.sim.members):
+                    return True
+        return False
+
+    def same_in_every_group(self, node: DataflowNode, source: str, keys: tuple[str, ...]) -> dict:
+        """The integer node's attributes ``keys``, which the block takes as parameters: they must not
+        differ between timestep groups."""
+        attrs = self.group_attrs(source)
+        for k in keys:
+            if any(a[k] != attrs[0][k] for a in attrs):
+                raise StitchError(f"{node.name}: its {k} differs between timestep groups "
+                                  f"({[a[k] for a in attrs]}), and its block takes {k} as a parameter")
+        return attrs[0]
+
     def mem(self, name: str, values: np.ndarray, width: int, signed: bool = True) -> str:
         write_mem(self.out / name, values, width, signed)
         return name
@@ -123,13 +173,29 @@ def _clamp(attrs: dict, out_bits: int) -> tuple[int, int]:
     return max(int(attrs["qmin"]), lo), min(int(attrs["qmax"]), hi)
 
 
+def _shifts(node: DataflowNode, ctx: _Context, source: str, channels: int) -> tuple[np.ndarray, int, int]:
+    """(per-channel shifts of every timestep group [groups * channels], qmin, qmax) of the integer
+    Requant ``source``."""
+    attrs = ctx.same_in_every_group(node, source, ("qmin", "qmax"))
+    shifts = np.concatenate([_per_channel(a["shifts"], channels) for a in ctx.group_attrs(source)])
+    return shifts, *_clamp(attrs, node.dt("outputDataType"))
+
+
 def _requant_of(node: DataflowNode, ctx: _Context) -> tuple[np.ndarray, int, int]:
-    """(per-channel shifts, qmin, qmax) of an MVAU's fused requantization (zeros, 0, 0 without)."""
+    """(per-channel shifts of every timestep group, qmin, qmax) of an MVAU's fused requantization
+    (zeros, 0, 0 without)."""
     if node.attrs.get("noActivation", 1):
-        return np.zeros(node.attrs["MH"], dtype=np.int64), 0, 0
-    _, *rest = ctx.sources(node)
-    return (_per_channel(rest[0][3]["shifts"], node.attrs["MH"]),
-            *_clamp(rest[0][3], node.dt("outputDataType")))
+        return np.zeros(ctx.groups * node.attrs["MH"], dtype=np.int64), 0, 0
+    return _shifts(node, ctx, ctx.source_names(node)[1], node.attrs["MH"])
+
+
+def _grouping(module: str, ctx: _Context, **per_evaluation) -> dict:
+    """A grouped block's parameters: its table count, the g port's width and how much one
+    evaluation is (nothing for an ungrouped graph: the blocks' defaults)."""
+    if ctx.groups == 1:
+        return {}
+    groups, gbits = GROUPED_BLOCKS[module]
+    return {groups: ctx.groups, gbits: GROUP_BITS, **per_evaluation}
 
 
 def _dynamic_mvau(node: DataflowNode, uid: str, ctx: _Context) -> dict:
@@ -150,7 +216,7 @@ def _dynamic_mvau(node: DataflowNode, uid: str, ctx: _Context) -> dict:
                 SIGNED_IN=int(DataType[a["inputDataType"]].signed()), SIGNED_W=int(DataType[a["weightDataType"]].signed()),
                 ACTIVATION=int(activation), QMIN=qmin, QMAX=qmax, DYNAMIC=1, HEADS=a["heads"],
                 VECTORS=node.n_vectors(), OLANES=a["SIMD"], **loops, LUT_MULT=_lut_mult(node),
-                SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8))
+                SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8), **_grouping("mvau", ctx))
 
 
 def binary_forks(graph: DataflowGraph, names: list[str]) -> list[str]:
@@ -197,8 +263,10 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         return "mvau", _dynamic_mvau(node, uid, ctx)
     if t == "MVAU":
         (gemm, ins, out, _), *_ = ctx.sources(node)
+        if any(not np.array_equal(m.consts[ins[1]], ctx.sim.consts[ins[1]]) for m in ctx.sim.members):
+            raise StitchError(f"{node.name}: its weights differ between timestep groups; rtl/mvau holds one set")
         w = mvau_rows(ctx.sim.consts[ins[1]])  # a convolution's columns in (ky, kx, c) order
-        bias = ctx.sim.consts[ins[2]]
+        bias = ctx.per_group(ins[2]).reshape(-1)  # every timestep group's, one after another
         activation = not a.get("noActivation", 1)
         shifts, qmin, qmax = _requant_of(node, ctx)
         bbits = ctx.bits(ins[2])
@@ -219,27 +287,31 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                             WEIGHT_FILE=ctx.mem(f"{uid}_weights.mem", mem["weights"], wbits),
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
                             SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), LUT_MULT=_lut_mult(node),
-                            **sparse)
+                            **sparse, **_grouping("mvau", ctx, VECTORS=node.n_vectors()))
     if t == "Requant":
-        (_, _, _, ia), = ctx.sources(node)
-        shifts = _per_channel(ia["shifts"], a["NumChannels"])
-        qmin, qmax = _clamp(ia, node.dt("outputDataType"))
+        shifts, qmin, qmax = _shifts(node, ctx, ctx.source_names(node)[0], a["NumChannels"])
         return "requant", dict(CHANNELS=a["NumChannels"], PE=a["PE"], IBITS=node.dt("inputDataType"),
                                OBITS=node.dt("outputDataType"), SHBITS=8, QMIN=qmin, QMAX=qmax,
-                               SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8))
+                               SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8),
+                               **_grouping("requant", ctx, VECTORS=node.n_vectors()))
     if t == "GroupNorm":
-        (_, ins, _, ia), = ctx.sources(node)
+        (_, ins, _, _), = ctx.sources(node)
+        ia = ctx.same_in_every_group(node, ctx.source_names(node)[0], ("ft", "fg", "qmin", "qmax"))
         return "groupnorm", dict(CHANNELS=a["NumChannels"], GROUPS=a["groups"], PE=a["PE"],
                                  PIXELS=int(math.prod(a["numInputVectors"])), IBITS=node.dt("inputDataType"),
                                  OBITS=node.dt("outputDataType"), FT=ia["ft"], FG=ia["fg"], GBITS=a["gammaBits"],
                                  BBITS=a["betaBits"], QMIN=ia["qmin"], QMAX=ia["qmax"],
-                                 GAMMA_FILE=ctx.mem(f"{uid}_gamma.mem", ctx.sim.consts[ins[1]].reshape(-1, 1), a["gammaBits"]),
-                                 BETA_FILE=ctx.mem(f"{uid}_beta.mem", ctx.sim.consts[ins[2]].reshape(-1, 1), a["betaBits"]))
+                                 GAMMA_FILE=ctx.mem(f"{uid}_gamma.mem", ctx.per_group(ins[1]).reshape(-1, 1), a["gammaBits"]),
+                                 BETA_FILE=ctx.mem(f"{uid}_beta.mem", ctx.per_group(ins[2]).reshape(-1, 1), a["betaBits"]),
+                                 **_grouping("groupnorm", ctx))
     if t == "LutActivation":
-        (_, ins, _, ia), = ctx.sources(node)
+        (_, ins, _, _), = ctx.sources(node)
+        ia = ctx.same_in_every_group(node, ctx.source_names(node)[0], ("in_min",))
         obits = node.dt("outputDataType")
         return "lut_activation", dict(PE=a["PE"], IBITS=node.dt("inputDataType"), OBITS=obits, IN_MIN=ia["in_min"],
-                                      TABLE_FILE=ctx.mem(f"{uid}_table.mem", ctx.sim.consts[ins[1]].reshape(-1, 1), obits))
+                                      TABLE_FILE=ctx.mem(f"{uid}_table.mem", ctx.per_group(ins[1]).reshape(-1, 1), obits),
+                                      **_grouping("lut_activation", ctx,
+                                                  WORDS=node.n_vectors() * a["NumChannels"] // a["PE"]))
     if t == "FMPadding":
         (h, w), (pt, pl, pb, pr) = a["ImgDim"], a["Padding"]
         return "fmpad", dict(H=h, W=w, CHANNELS=a["NumChannels"], SIMD=a["SIMD"], BITS=node.dt("inputDataType"),
@@ -265,12 +337,17 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
             return "broadcast", dict(common, FOLDS=node.channels() // a["PE"], VECTORS=node.n_vectors())
         return "elementwise", common
     if t == "AdaLayerNorm":
-        (_, _, _, ia), = ctx.sources(node)
+        source = ctx.source_names(node)[0]
+        ia = ctx.same_in_every_group(node, source, ("ft", "e_scale", "e_shift", "qmin", "qmax"))
+        grouping = _grouping("adaln", ctx)
+        if grouping:
+            e_out = np.array([g["e_out"] for g in ctx.group_attrs(source)]).reshape(-1, 1)
+            grouping["E_OUT_FILE"] = ctx.mem(f"{uid}_e_out.mem", e_out, 8)
         return "adaln", dict(CHANNELS=a["NumChannels"], PE=a["PE"], TOKENS=node.n_vectors(), IBITS=node.dt("inputDataType"),
                              OBITS=node.dt("outputDataType"), SBITS=a["scaleBits"], HBITS=a["shiftBits"], FT=ia["ft"],
                              E_SCALE=ia["e_scale"], E_SHIFT=ia["e_shift"], E_OUT=ia["e_out"],
                              QMIN=_clamp(ia, node.dt("outputDataType"))[0], QMAX=_clamp(ia, node.dt("outputDataType"))[1],
-                             UNROLL=node.unroll())
+                             UNROLL=node.unroll(), **grouping)
     if t == "StreamReorder":
         from hwsim.rtlgen.reorder import reorder_sequence, seq_rom
 
@@ -288,12 +365,14 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         i, o = node.lanes()
         return "dwc", dict(IN=i, OUT=o, BITS=node.dt("dataType"))
     if t == "IntSoftmax":
-        (_, ins, _, ia), = ctx.sources(node)
-        table = ctx.sim.consts[ins[1]].reshape(-1, 1)
-        tbits = max(1, int(table.max()).bit_length())
+        (_, ins, _, _), = ctx.sources(node)
+        ia = ctx.same_in_every_group(node, ctx.source_names(node)[0], ("fo",))
+        tables = ctx.per_group(ins[1])  # [groups, entries]
+        tbits = max(1, int(tables.max()).bit_length())
         return "softmax", dict(LENGTH=a["NumChannels"], PE=a["PE"], IBITS=node.dt("inputDataType"),
-                               OBITS=node.dt("outputDataType"), FO=ia["fo"], TBITS=tbits, TABLE_ENTRIES=len(table),
-                               TABLE_FILE=ctx.mem(f"{uid}_table.mem", table, tbits, signed=False))
+                               OBITS=node.dt("outputDataType"), FO=ia["fo"], TBITS=tbits, TABLE_ENTRIES=tables.shape[1],
+                               TABLE_FILE=ctx.mem(f"{uid}_table.mem", tables.reshape(-1, 1), tbits, signed=False),
+                               **_grouping("softmax", ctx, ROWS=node.n_vectors()))
     if t == "UpsampleNearestNeighbour":
         return "upsample", dict(HI=a["HI"], WI=a["WI"], FACTOR=a["HO"] // a["HI"], CHANNELS=a["NumChannels"],
                                 SIMD=a["SIMD"], BITS=node.dt("inputDataType"))
@@ -325,13 +404,18 @@ def _ports(module: str, params: dict) -> tuple[list[str], list[str]]:
 
 
 def _tie_offs(module: str, params: dict) -> list[str]:
-    """Input ports a block has but this use of it does not: a static MVAU's operand stream, a
-    requant's timestep-group index when it has one table."""
+    """Input ports a block has but this use of it does not: a static MVAU's operand stream, the
+    timestep-group index of a block with one table."""
+    ties = []
     if module == "mvau" and not params.get("DYNAMIC"):
-        return [".op_valid(1'b0), .op_data({0}), .op_ready()".replace("{0}", "{(%d){1'b0}}" % (params["WBITS"]))]
-    if module == "requant" and params.get("GROUPS", 1) == 1:
-        return [".g_valid(1'b0), .g_data(8'd0), .g_ready()"]
-    return []
+        ties.append(".op_valid(1'b0), .op_data({0}), .op_ready()".replace("{0}", "{(%d){1'b0}}" % (params["WBITS"])))
+    if module in GROUPED_BLOCKS and not _is_grouped(module, params):
+        ties.append(".g_valid(1'b0), .g_data(8'd0), .g_ready()")
+    return ties
+
+
+def _is_grouped(module: str, params: dict) -> bool:
+    return module in GROUPED_BLOCKS and params.get(GROUPED_BLOCKS[module][0], 1) > 1
 
 
 def _value(v) -> str:
@@ -349,11 +433,6 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
     """Write ``out_dir/<top>.v`` and the memory files for the nodes ``names`` of ``graph``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    grouped = sorted({n.name for n in graph.nodes if n.name in set(names) and n.groups() > 1})
-    if grouped:
-        raise StitchError(f"{grouped[0]} and {len(grouped) - 1} more nodes hold constants per timestep group "
-                          f"(a plan with timestep_groups > 1): only rtl/requant and rtl/thresholding have per-group "
-                          f"tables; rtl/mvau's bias, rtl/lut and rtl/groupnorm do not yet, so no RTL is generated")
     graph = copy.deepcopy(graph)  # n-way forks are expanded on a copy: the caller's graph stays as mapped
     ctx = _Context(graph, out, timesteps)
     names = binary_forks(graph, names)
@@ -386,9 +465,13 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
         else:
             decl.append(f"    wire {ident}_valid, {ident}_ready;\n    wire [{w - 1}:0] {ident}_data;")
 
+    fanned = 0  # grouped blocks so far: block i takes the group from output i of the fan-out
     for k, n in enumerate(nodes):
         uid = f"u{k}"
         module, params = _emit(n, uid, ctx)
+        if ctx.groups > 1 and n.op_type in HOLDS_CONSTANTS and not _is_grouped(module, params) and ctx.varies(n):
+            raise StitchError(f"{n.name} ({n.op_type}): its constants differ between timestep groups, and its "
+                              f"block ({module}) holds one set; blocks with per-group tables: {sorted(GROUPED_BLOCKS)}")
         in_ports, out_ports = _ports(module, params)
         conns = []
         srcs = [graph.stream(i) for i in n.inputs]
@@ -428,9 +511,22 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
                 bundle(design.outputs[-1].name, lanes * b, "out")
                 conns.append((port_name, design.outputs[-1].name))
         plist = ", ".join(f".{k2}({_value(v)})" for k2, v in params.items())
+        group_port = []
+        if _is_grouped(module, params):
+            group_port = [f".g_valid(g_fan_valid[{fanned}]), .g_ready(g_fan_ready[{fanned}]), "
+                          f".g_data(g_fan_data[{fanned * GROUP_BITS} +: {GROUP_BITS}])"]
+            fanned += 1
         clist = ",\n        ".join([f".{p}_valid({sig(w)}_valid), .{p}_ready({sig(w)}_ready), .{p}_data({sig(w)}_data)"
-                                    for p, w in conns] + _tie_offs(module, params))
+                                    for p, w in conns] + _tie_offs(module, params) + group_port)
         inst.append(f"    // {n.name} ({n.op_type})\n    {module} #({plist}) {uid} (\n        .clk(clk), .rst(rst),\n        {clist});")
+    if fanned:  # the host's group index, one word per evaluation, to every grouped block
+        design.groups.append(Port("g", "timestep group", 1, GROUP_BITS, signed=False))
+        bundle("g", GROUP_BITS, "in")
+        decl.append(f"    wire [{fanned - 1}:0] g_fan_valid, g_fan_ready;\n    wire [{fanned * GROUP_BITS - 1}:0] g_fan_data;")
+        inst.append(f"    // the timestep group to {fanned} grouped blocks\n"
+                    f"    group_fanout #(.N({fanned}), .GBITS({GROUP_BITS}), .DEPTH(4)) u_group (\n        .clk(clk), .rst(rst),\n"
+                    f"        .in_valid(g_valid), .in_ready(g_ready), .in_data(g_data),\n"
+                    f"        .out_valid(g_fan_valid), .out_ready(g_fan_ready), .out_data(g_fan_data));")
     text = (f"// Generated by hwsim.rtlgen.stitch from {graph.source}: {len(nodes)} dataflow nodes.\n"
             f"`default_nettype none\n\nmodule {top} (\n    input wire clk,\n    input wire rst,\n"
             + ",\n".join(ports) + "\n);\n" + "\n".join(decl) + "\n\n" + "\n".join(body + inst) + "\nendmodule\n\n`default_nettype wire\n")
@@ -453,7 +549,7 @@ def _write_manifest(design: Design, graph: DataflowGraph, nodes: list[DataflowNo
 
     out = design.top.parent
     ports = [dict(vars(p), direction=d) for d, group in (("in", design.inputs), ("table", design.tables),
-                                                        ("out", design.outputs)) for p in group]
+                                                        ("group", design.groups), ("out", design.outputs)) for p in group]
     manifest = {"top": top, "top_file": design.top.name, "sources": [str(s) for s in design.sources],
                 "include_dirs": [str(RTL / "common")], "memory_files": sorted(f.name for f in out.glob("*.mem")),
                 "ports": ports, "graph": str(graph.source), "nodes": [{"name": n.name, "op_type": n.op_type} for n in nodes],
@@ -477,6 +573,14 @@ def _stream_words(graph: DataflowGraph, stream: str, env: dict[str, np.ndarray],
         raise StitchError(f"stream {stream!r} carries no whole integer tensor: choose a subgraph boundary elsewhere")
     tensor, order = graph.carries[stream]
     return np.transpose(env[tensor], order).astype(np.int64).reshape(-1, lanes).tolist()
+
+
+def varying_nodes(graph: DataflowGraph, names: list[str] | None = None) -> list[str]:
+    """The nodes (of ``names``, default all) whose constants differ between the timestep groups of a
+    grouped graph: the blocks that get per-group tables."""
+    ctx = _Context(graph, Path("."), [0])
+    return [n.name for n in graph.nodes if (names is None or n.name in set(names)) and n.op_type in HOLDS_CONSTANTS
+            and ctx.varies(n)]
 
 
 def block_nodes(graph: DataflowGraph, prefix: str) -> list[str]:
@@ -533,7 +637,8 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
     ref = Simulator(graph.source)
     rng = np.random.default_rng(seed)
     shape = [d or 1 for d in ref.input_shapes["x"]]
-    feeds = {p.name: [] for p in design.inputs + design.tables}
+    hosts = design.inputs + design.tables + design.groups  # ports the host drives
+    feeds = {p.name: [] for p in hosts}
     expect = {p.name: [] for p in design.outputs}
     for _ in range(samples):
         step = int(rng.integers(len(timesteps)))
@@ -542,6 +647,8 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
             feeds[p.name] += [pack(w, p.bits) for w in _stream_words(graph, p.stream, env, p.lanes)]
         for p in design.tables:
             feeds[p.name].append(step)
+        for p in design.groups:
+            feeds[p.name].append(int(group_of([timesteps[step]], ref.groups, ref.num_train_timesteps)[0]))
         for p in design.outputs:
             expect[p.name] += _stream_words(graph, p.stream, env, p.lanes)
     ii = sched.ii_sustained
@@ -549,7 +656,7 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
     report = {}
     if bench == "file":
         result = run_file_bench(design.sources + [design.top], design.top.stem,
-                                {p.name: (p.lanes * p.bits, feeds[p.name]) for p in design.inputs + design.tables},
+                                {p.name: (p.lanes * p.bits, feeds[p.name]) for p in hosts},
                                 {p.name: (p.lanes * p.bits, len(expect[p.name])) for p in design.outputs},
                                 out, sim, backpressure, seed, budget)
         report["cycles"] = result["cycles"]
@@ -568,7 +675,7 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
                                   for name, w in internal.items()}
     got = {p.name: [unpack(w, p.lanes, p.bits, p.signed) for w in result["outputs"][p.name]] for p in design.outputs}
     mismatched = {p: sum(a != b for a, b in zip(got[p], expect[p])) for p in expect}
-    return {"nodes": len(names), "samples": samples, "sim": sim, "bench": bench,
+    return {"nodes": len(names), "samples": samples, "sim": sim, "bench": bench, "groups": feeds.get("g", []),
             "bit_exact": all(v == 0 for v in mismatched.values()) and all(len(got[p]) == len(expect[p]) for p in expect),
             "mismatched_words": mismatched, "words": {p: len(v) for p, v in expect.items()}, "top": str(design.top),
             "modelled": {"ii": sched.ii, "ii_sustained": ii, "latency": sched.latency,

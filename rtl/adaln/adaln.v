@@ -20,7 +20,11 @@
 // input (measured, README.md).
 // round_shift rounds half to even. The arithmetic is done in 64 bits (the numerics keep every
 // intermediate inside int64), the registers are sized to their values.
+// Per-timestep-group output exponents (GROUPS > 1): E_OUT_FILE holds GROUPS signed exponents (8 bits)
+// used instead of E_OUT; every image takes its group on the g port (rtl/common/group_hold.vh) before
+// its first token is emitted. The scale and shift rows are per step already.
 `default_nettype none
+`include "group_hold.vh"
 
 module adaln #(
     parameter integer CHANNELS = 8,
@@ -37,7 +41,10 @@ module adaln #(
     parameter signed [63:0] QMIN = -128,  // 64 bits: outputs may be wider than 32
     parameter signed [63:0] QMAX = 127,
     parameter integer UNROLL = 1,     // square-root solver steps per cycle (1..95)
-    parameter integer BUFFER = 0      // token buffer words (>= C/PE); 0: the least that never stalls
+    parameter integer BUFFER = 0,     // token buffer words (>= C/PE); 0: the least that never stalls
+    parameter integer GROUPS = 1,
+    parameter integer GBITS = 8,
+    parameter E_OUT_FILE = "e_out.mem"
 ) (
     input  wire                clk,
     input  wire                rst,
@@ -52,7 +59,10 @@ module adaln #(
     input  wire [PE*HBITS-1:0] shift_data,
     output reg                 out_valid,
     input  wire                out_ready,
-    output reg  [PE*OBITS-1:0] out_data
+    output reg  [PE*OBITS-1:0] out_data,
+    input  wire                g_valid,
+    output wire                g_ready,
+    input  wire [GBITS-1:0]    g_data
 );
     localparam integer FOLDS = CHANNELS / PE;
     localparam integer ITERS = 95;  // 63 division steps, then 32 square-root steps
@@ -268,8 +278,16 @@ module adaln #(
     reg signed [SB-1:0] a_s;
     reg [31:0] a_r;
     reg [5:0] a_k;
-    assign start = en && !act && sol_valid && sfull[rbank] && hfull[rbank];
+    wire have_g;
+    wire [GBITS-1:0] group;
+    reg [GBITS-1:0] g1, g2;                       // the image's timestep group in stages 1 and 2
+    reg signed [7:0] e_out_of [0:GROUPS-1];
+    initial if (GROUPS > 1) $readmemh(E_OUT_FILE, e_out_of);
+    assign start = en && !act && sol_valid && sfull[rbank] && hfull[rbank] && have_g;
     assign rfire = (en && act) || start;
+    group_hold #(.GROUPS(GROUPS), .GBITS(GBITS), .USES(TOKENS * FOLDS)) hold (
+        .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
+        .use_now(rfire), .ok(have_g), .group(group));
     wire [FB-1:0] rf = act ? ef : {FB{1'b0}};
     assign image_done = rfire && (rf == FOLDS - 1) && (et == TOKENS - 1);
 
@@ -311,6 +329,8 @@ module adaln #(
             end
             if (en) begin
                 v1 <= rfire;
+                g1 <= group;
+                g2 <= g1;
                 w1 <= buffer[rptr];
                 sc1 <= srow[rbank * FOLDS + rf];
                 sh1 <= hrow[rbank * FOLDS + rf];
@@ -337,7 +357,7 @@ module adaln #(
                     prod = zz * (sc + ONE);
                     total = $signed(sh2[lane * HBITS +: HBITS]);
                     total = (prod <<< (E_PROD - E_MIN)) + (total <<< (E_SHIFT - E_MIN));
-                    out_data[lane * OBITS +: OBITS] <= requantize(total, E_OUT - E_MIN);
+                    out_data[lane * OBITS +: OBITS] <= requantize(total, (GROUPS > 1 ? e_out_of[g2] : E_OUT) - E_MIN);
                 end
             end
         end

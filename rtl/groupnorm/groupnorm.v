@@ -16,7 +16,11 @@
 // solver's normalizing shift nor t's variable shift is built. The divider and the square root each
 // decide and subtract with one subtractor (its borrow is the compare), and the word counters are
 // as wide as a map's word count.
+// Per-timestep-group gamma and beta (STEP_GROUPS > 1; GROUPS is GroupNorm's own channel groups):
+// GAMMA_FILE and BETA_FILE hold STEP_GROUPS tables of CHANNELS values, table g at g*CHANNELS; each
+// map's EMIT takes its timestep group on the g port (rtl/common/group_hold.vh) before its first word.
 `default_nettype none
+`include "group_hold.vh"
 
 module groupnorm #(
     parameter integer CHANNELS = 4,
@@ -31,6 +35,8 @@ module groupnorm #(
     parameter integer BBITS = 26,
     parameter signed [63:0] QMIN = -128,  // 64 bits: outputs may be wider than 32
     parameter signed [63:0] QMAX = 127,
+    parameter integer STEP_GROUPS = 1,  // timestep groups (tables of gamma and beta)
+    parameter integer STEP_GBITS = 8,   // g stream width
     parameter GAMMA_FILE = "gamma.mem",
     parameter BETA_FILE = "beta.mem"
 ) (
@@ -41,7 +47,10 @@ module groupnorm #(
     input  wire [PE*IBITS-1:0] in_data,
     output reg                 out_valid,
     input  wire                out_ready,
-    output reg  [PE*OBITS-1:0] out_data
+    output reg  [PE*OBITS-1:0] out_data,
+    input  wire                g_valid,
+    output wire                g_ready,
+    input  wire [STEP_GBITS-1:0] g_data
 );
     localparam integer FOLDS = CHANNELS / PE;
     localparam integer WORDS = PIXELS * FOLDS;
@@ -65,8 +74,8 @@ module groupnorm #(
     localparam [1:0] LOAD = 2'd0, SOLVE = 2'd1, EMIT = 2'd2;
 
     reg [PE*IBITS-1:0] buffer [0:WORDS-1];
-    reg signed [GBITS-1:0] gamma [0:CHANNELS-1];
-    reg signed [BBITS-1:0] beta [0:CHANNELS-1];
+    reg signed [GBITS-1:0] gamma [0:STEP_GROUPS*CHANNELS-1];
+    reg signed [BBITS-1:0] beta [0:STEP_GROUPS*CHANNELS-1];
     initial begin
         $readmemh(GAMMA_FILE, gamma);
         $readmemh(BETA_FILE, beta);
@@ -204,7 +213,13 @@ module groupnorm #(
     // group's S, r and k (so the next map may start loading once the last word has passed it);
     // stage 2 (v2): y = clamp(round_shift(t G[c] + B[c], FT + FG)). One multiply per stage.
     wire en = !out_valid || out_ready;
-    wire rfire = en && (phase == EMIT) && (ridx < WORDS);
+    wire have_g;
+    wire [STEP_GBITS-1:0] step_group;
+    reg [STEP_GBITS-1:0] sg1, sg2;  // the timestep group, alongside the words in stages 1 and 2
+    wire rfire = en && (phase == EMIT) && (ridx < WORDS) && have_g;
+    group_hold #(.GROUPS(STEP_GROUPS), .GBITS(STEP_GBITS), .USES(WORDS)) hold (
+        .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
+        .use_now(rfire), .ok(have_g), .group(step_group));
     reg [PE*IBITS-1:0] w1;
     reg [FW-1:0] rfold, fold1, fold2;  // ridx % FOLDS, counted (no divider)
     reg v2;
@@ -235,8 +250,10 @@ module groupnorm #(
                 v1 <= rfire;
                 w1 <= buffer[ridx];
                 fold1 <= rfold;
+                sg1 <= step_group;
                 v2 <= v1;
                 fold2 <= fold1;
+                sg2 <= sg1;
                 out_valid <= v2;
                 if (v1)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
@@ -257,7 +274,7 @@ module groupnorm #(
                 if (v2)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
                         c = {{CW{1'b0}}, fold2} * PE + lane;
-                        acc = $signed(t2[lane * TB +: TB]) * gamma[c] + beta[c];
+                        acc = $signed(t2[lane * TB +: TB]) * gamma[sg2 * CHANNELS + c] + beta[sg2 * CHANNELS + c];
                         out_data[lane * OBITS +: OBITS] <= requantize(acc, FT + FG);
                     end
             end

@@ -23,8 +23,12 @@
 // nested loops (O_N0 outer .. O_N2 inner, OLANES elements per beat along the inner one) with strides
 // O_S0..O_S2 into the RAM, element W_h[m][k] at h*MH*MW + m*MW + k; so K^T streamed token by token
 // and V streamed token by token are both taken as they come, without a reorder buffer. No bias.
+// Per-timestep-group constants (GROUPS > 1): BIAS_FILE and SHIFT_FILE hold GROUPS tables of MH words,
+// table g at g*MH; every evaluation (VECTORS vectors, VECTORS*MH/PE output words) takes its group on
+// the g port (rtl/common/group_hold.vh) when its first output is requantized.
 // Vendor-neutral: multipliers and memories are inferred by synthesis.
 `default_nettype none
+`include "group_hold.vh"
 
 module mvau #(
     parameter integer MW = 8,
@@ -55,6 +59,8 @@ module mvau #(
     parameter integer O_S0 = 0,
     parameter integer O_S1 = 0,
     parameter integer O_S2 = 1,
+    parameter integer GROUPS = 1,
+    parameter integer GBITS = 8,
     parameter WEIGHT_FILE = "weights.mem",
     parameter INDEX_FILE = "index.mem",
     parameter BIAS_FILE = "bias.mem",
@@ -70,7 +76,10 @@ module mvau #(
     output reg  [PE*OBITS-1:0]   out_data,
     input  wire                  op_valid,
     output wire                  op_ready,
-    input  wire [OLANES*WBITS-1:0] op_data
+    input  wire [OLANES*WBITS-1:0] op_data,
+    input  wire                  g_valid,
+    output wire                  g_ready,
+    input  wire [GBITS-1:0]      g_data
 );
     localparam integer SPARSE = (M > 1);
     localparam integer SF = SPARSE ? MW * N / (M * SIMD) : MW / SIMD;  // weight words per channel group
@@ -84,8 +93,8 @@ module mvau #(
 
     // --- memories -------------------------------------------------------------------------------
     reg [PE*SIMD*WBITS-1:0] wmem [0:NF*SF-1];
-    reg signed [BBITS-1:0]  bmem [0:MH-1];
-    reg signed [SHBITS-1:0] smem [0:MH-1];
+    reg signed [BBITS-1:0]  bmem [0:GROUPS*MH-1];
+    reg signed [SHBITS-1:0] smem [0:GROUPS*MH-1];
     reg [SIMD*ABITS-1:0]    ibuf [0:SF-1];
     reg [PE*SIMD*IB-1:0]    imem [0:NF*SF-1];
     reg [ABITS-1:0]         xbuf [0:MW-1];  // the whole vector (sparse mode)
@@ -128,8 +137,15 @@ module mvau #(
         end else if (release_op) have_op <= 1'b0;
     end
 
-    // --- control: the pipeline moves when the output register is free or being read ------------
-    wire en = !out_valid || out_ready;
+    // --- control: the pipeline moves when the output register is free or being read, and, with
+    // per-group constants, the last stage has its evaluation's group when it requantizes ---------
+    wire requantizing;    // the last stage completes an output word this cycle (if enabled)
+    wire have_g;
+    wire [GBITS-1:0] group;
+    wire en = (!out_valid || out_ready) && (have_g || !requantizing);
+    group_hold #(.GROUPS(GROUPS), .GBITS(GBITS), .USES(VECTORS * NF)) hold (
+        .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
+        .use_now(en && requantizing), .ok(have_g), .group(group));
     reg [SFB-1:0] sf;
     reg [NFB-1:0] nf;
     reg loading;          // sparse mode: taking the next vector into xbuf
@@ -245,6 +261,7 @@ module mvau #(
     // --- accumulate, add bias, requantize ----------------------------------------------------------
     reg signed [ACCBITS-1:0] acc [0:PE-1];
     reg signed [ACCBITS-1:0] total;
+    assign requantizing = vt[LEVELS] && lastt[LEVELS];
     always @(posedge clk) begin
         if (rst) out_valid <= 1'b0;
         else if (en) begin
@@ -253,7 +270,8 @@ module mvau #(
                 total = (firstt[LEVELS] ? 0 : acc[p]) + tree[LEVELS * LW + p * NP];
                 if (vt[LEVELS]) acc[p] <= total;
                 if (vt[LEVELS] && lastt[LEVELS])
-                    out_data[p * OBITS +: OBITS] <= activate(total + (DYNAMIC ? 0 : bmem[nft[LEVELS] * PE + p]), smem[nft[LEVELS] * PE + p]);
+                    out_data[p * OBITS +: OBITS] <= activate(total + (DYNAMIC ? 0 : bmem[group * MH + nft[LEVELS] * PE + p]),
+                                                           smem[group * MH + nft[LEVELS] * PE + p]);
             end
         end
     end

@@ -3,9 +3,10 @@
 // even (left when negative), saturate to [QMIN, QMAX] (docs/numerics.md). One register stage.
 // Per-timestep-group scales (GROUPS > 1, TDQ-style timestep-dependent precision): SHIFT_FILE holds
 // GROUPS tables of CHANNELS shifts; every evaluation (VECTORS x CHANNELS values) first takes its
-// group index on the g port (the host sends it with the step, or a timestep_table maps the step to
-// its group), and the table is selected at run time. With GROUPS = 1 the g port is unused.
+// group index on the g port (rtl/common/group_hold.vh; a stitched design fans its one g port out to
+// every grouped block), and the table is selected at run time. With GROUPS = 1 the g port is unused.
 `default_nettype none
+`include "group_hold.vh"
 
 module requant #(
     parameter integer CHANNELS = 4,
@@ -34,39 +35,29 @@ module requant #(
 );
     localparam integer FOLDS = CHANNELS / PE;
     localparam integer FB = (FOLDS <= 1) ? 1 : $clog2(FOLDS);
-    localparam integer GROUPED = (GROUPS > 1);
     reg signed [SHBITS-1:0] smem [0:GROUPS*CHANNELS-1];
     initial $readmemh(SHIFT_FILE, smem);
     reg [FB-1:0] fold;
-    reg have_g;
-    reg [GBITS-1:0] group;
-    reg [31:0] words;  // words of this evaluation so far (grouped mode)
-    assign g_ready = GROUPED && !have_g;
     wire free = !out_valid || out_ready;
-    assign in_ready = free && (!GROUPED || have_g);
+    wire have_g;
+    wire [GBITS-1:0] group;
+    assign in_ready = free && have_g;
     wire take = in_valid && in_ready;
+    group_hold #(.GROUPS(GROUPS), .GBITS(GBITS), .USES(VECTORS * FOLDS)) hold (
+        .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
+        .use_now(take), .ok(have_g), .group(group));
     integer p;
     always @(posedge clk) begin
         if (rst) begin
             out_valid <= 1'b0;
             fold <= 0;
-            have_g <= 1'b0;
-            words <= 0;
         end else begin
-            if (g_valid && g_ready) begin
-                group <= g_data;
-                have_g <= 1'b1;
-            end
             if (free) out_valid <= take;
             if (take) begin
                 for (p = 0; p < PE; p = p + 1)
                     out_data[p * OBITS +: OBITS] <= requantize($signed(in_data[p * IBITS +: IBITS]),
-                                                               smem[(GROUPED ? group * CHANNELS : 0) + fold * PE + p]);
+                                                               smem[group * CHANNELS + fold * PE + p]);
                 fold <= (fold == FOLDS - 1) ? 0 : fold + 1;
-                if (GROUPED) begin
-                    words <= (words == VECTORS * FOLDS - 1) ? 0 : words + 1;
-                    if (words == VECTORS * FOLDS - 1) have_g <= 1'b0;
-                end
             end
         end
     end

@@ -13,8 +13,12 @@
 // rate a row moves every LENGTH/PE cycles; SLOTS = 2 + ceil(3 / (LENGTH/PE)) slots cover the few
 // cycles between a row's last input and its first read by EMIT when rows are very short.
 // The table is read twice per lane and cycle (SUM and EMIT): synthesis duplicates the ROM.
+// Per-timestep-group tables (GROUPS > 1): TABLE_FILE holds GROUPS tables of TABLE_ENTRIES, table g at
+// g*TABLE_ENTRIES; every evaluation (ROWS rows) takes its group on the g port (rtl/common/group_hold.vh)
+// as its first word loads, and each slot keeps the group of its row for SUM and EMIT.
 // Vendor-neutral Verilog-2005: memories and adders are inferred.
 `default_nettype none
+`include "group_hold.vh"
 
 module softmax #(
     parameter integer LENGTH = 8,           // row length (NumChannels)
@@ -24,6 +28,9 @@ module softmax #(
     parameter integer FO = 8,               // output fraction bits: out is the probability * 2^FO
     parameter integer TBITS = 17,           // unsigned table entries
     parameter integer TABLE_ENTRIES = 256,  // TABLE[k], k = m - q saturated at TABLE_ENTRIES - 1
+    parameter integer GROUPS = 1,
+    parameter integer ROWS = 1,             // rows per evaluation (grouped tables only)
+    parameter integer GBITS = 8,
     parameter TABLE_FILE = "table.mem"
 ) (
     input  wire                clk,
@@ -33,7 +40,10 @@ module softmax #(
     input  wire [PE*IBITS-1:0] in_data,
     output wire                out_valid,
     input  wire                out_ready,
-    output wire [PE*OBITS-1:0] out_data
+    output wire [PE*OBITS-1:0] out_data,
+    input  wire                g_valid,
+    output wire                g_ready,
+    input  wire [GBITS-1:0]    g_data
 );
     localparam integer FOLDS = LENGTH / PE;                // words per row
     localparam integer SLOTS = 2 + (FOLDS + 2) / FOLDS;    // 2 + ceil(3 / FOLDS): 3, 4 or 5
@@ -52,11 +62,12 @@ module softmax #(
 
     // --- memories and per-slot state ---------------------------------------------------------
     reg [PE*IBITS-1:0] buffer [0:WORDS-1];
-    reg [TBITS-1:0] table_mem [0:TABLE_ENTRIES-1];
+    reg [TBITS-1:0] table_mem [0:GROUPS*TABLE_ENTRIES-1];
     initial $readmemh(TABLE_FILE, table_mem);
     reg [2*SLOTS-1:0]     state;     // per slot: FREE, LOADED (max known), SUMMED (total known)
     reg [SLOTS*IBITS-1:0] max_of;    // per slot: the row's maximum
     reg [SLOTS*TW-1:0]    total_of;  // per slot: the row's sum of e
+    reg [SLOTS*GBITS-1:0] group_of;  // per slot: the row's timestep group
 
     reg [2:0] ls, ss, es;            // the slot LOAD, SUM and EMIT work on
     reg [CB-1:0] lw, sr, er;         // words written / read so far in that slot
@@ -81,8 +92,13 @@ module softmax #(
     // --- LOAD: the stream into the slot, running maximum --------------------------------------
     // The slot is free, or EMIT is reading it and has already read the word written next.
     wire [1:0] lstate = state[2 * ls +: 2];
-    assign in_ready = (lstate == FREE) || ((lstate == SUMMED) && (es == ls) && (er > lw));
+    wire have_g;
+    wire [GBITS-1:0] group;
+    assign in_ready = have_g && ((lstate == FREE) || ((lstate == SUMMED) && (es == ls) && (er > lw)));
     wire take = in_valid && in_ready;
+    group_hold #(.GROUPS(GROUPS), .GBITS(GBITS), .USES(ROWS * FOLDS)) hold (
+        .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
+        .use_now(take), .ok(have_g), .group(group));
     wire lend = take && (lw == FOLDS - 1);
     reg signed [IBITS-1:0] runmax, wmax;
     integer lp;
@@ -95,7 +111,10 @@ module softmax #(
         if (take) begin
             buffer[addr(ls, lw)] <= in_data;
             runmax <= wmax;
-            if (lend) max_of[ls * IBITS +: IBITS] <= wmax;
+            if (lend) begin  // when the slot is free: EMIT has read all of its previous row
+                max_of[ls * IBITS +: IBITS] <= wmax;
+                group_of[ls * GBITS +: GBITS] <= group;
+            end
         end
     end
     always @(posedge clk) begin
@@ -114,6 +133,7 @@ module softmax #(
     reg [2:0] sslot1, sslot2;
     reg [PE*IBITS-1:0] sw1;
     reg [IBITS-1:0] smax1;
+    reg [GBITS-1:0] sg1;
     reg [PE*TBITS-1:0] se2;
     reg [SBITS-1:0] sacc, ssum;
     wire sdone = sv2 && slast2;  // total of slot sslot2 is known (written this cycle)
@@ -137,12 +157,13 @@ module softmax #(
         // stage 1: buffer read
         sw1 <= buffer[addr(ss, sr)];
         smax1 <= max_of[ss * IBITS +: IBITS];
+        sg1 <= group_of[ss * GBITS +: GBITS];
         sfirst1 <= (sr == 0);
         slast1 <= (sr == FOLDS - 1);
         sslot1 <= ss;
         // stage 2: table read
         for (sp = 0; sp < PE; sp = sp + 1)
-            se2[sp * TBITS +: TBITS] <= table_mem[tindex(smax1, sw1[sp * IBITS +: IBITS])];
+            se2[sp * TBITS +: TBITS] <= table_mem[sg1 * TABLE_ENTRIES + tindex(smax1, sw1[sp * IBITS +: IBITS])];
         sfirst2 <= sfirst1;
         slast2 <= slast1;
         sslot2 <= sslot1;
@@ -163,6 +184,7 @@ module softmax #(
     reg ev1, ev2;
     reg [PE*IBITS-1:0] ew1;
     reg [IBITS-1:0] emax1;
+    reg [GBITS-1:0] eg1;
     reg [TW-1:0] etot1, etot2;
     reg [PE*TBITS-1:0] ee2;
     reg [ST-1:0] dv;              // divider stage j: valid, total, remainders, quotients
@@ -207,10 +229,11 @@ module softmax #(
             // stage 1: buffer read, the slot's maximum and total
             ew1 <= buffer[addr(es, er)];
             emax1 <= max_of[es * IBITS +: IBITS];
+            eg1 <= group_of[es * GBITS +: GBITS];
             etot1 <= total_of[es * TW +: TW];
             // stage 2: table read
             for (ep = 0; ep < PE; ep = ep + 1)
-                ee2[ep * TBITS +: TBITS] <= table_mem[tindex(emax1, ew1[ep * IBITS +: IBITS])];
+                ee2[ep * TBITS +: TBITS] <= table_mem[eg1 * TABLE_ENTRIES + tindex(emax1, ew1[ep * IBITS +: IBITS])];
             etot2 <= etot1;
             // divider: N = e*2^(FO+1) + total, D = 2*total, N < D*2^(FO+1); the remainder starts
             // at N >> (FO+1) = e + (total >> (FO+1)) < D, and stage j shifts in bit FO-j of N,

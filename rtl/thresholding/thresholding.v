@@ -8,10 +8,11 @@
 // the earlier stages left, so a value takes STAGES comparisons instead of NT.
 // Rows: ROWS = 1 (one row for every channel) or CHANNELS (lane p of fold f is channel f*PE + p).
 // Per-timestep-group tables (GROUPS > 1): THRESH_FILE holds GROUPS tables of ROWS rows; every
-// evaluation (VECTORS x CHANNELS values) first takes its group index on the g port, as requant does.
+// evaluation (VECTORS x CHANNELS values) first takes its group index on the g port (rtl/common/group_hold.vh), as requant does.
 // Pipeline: STAGES register stages, all advancing together while the output is free (first output
 // STAGES cycles after the first input, one word per cycle).
 `default_nettype none
+`include "group_hold.vh"
 
 module thresholding #(
     parameter integer CHANNELS = 4,
@@ -58,13 +59,15 @@ module thresholding #(
     reg [GB-1:0]        gs  [0:STAGES-1];
 
     reg [FB-1:0] fold;
-    reg have_g;
-    reg [GB-1:0] group;
-    reg [31:0] words;
-    assign g_ready = GROUPED && !have_g;
+    wire have_g;
+    wire [GBITS-1:0] g_held;
+    wire [GB-1:0] group = g_held[GB-1:0];
     wire adv = !v[STAGES-1] || out_ready;
-    assign in_ready = adv && (!GROUPED || have_g);
+    assign in_ready = adv && have_g;
     wire take = in_valid && in_ready;
+    group_hold #(.GROUPS(GROUPS), .GBITS(GBITS), .USES(VECTORS * FOLDS)) hold (
+        .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
+        .use_now(take), .ok(have_g), .group(g_held));
     assign out_valid = v[STAGES-1];
 
     function [XB-1:0] extend(input [IBITS-1:0] x);
@@ -88,13 +91,7 @@ module thresholding #(
         if (rst) begin
             v <= 0;
             fold <= 0;
-            have_g <= 1'b0;
-            words <= 0;
         end else begin
-            if (g_valid && g_ready) begin
-                group <= g_data[GB-1:0];
-                have_g <= 1'b1;
-            end
             if (adv) begin
                 v <= (v << 1) | {{(STAGES-1){1'b0}}, take};
                 for (p = 0; p < PE; p = p + 1) begin
@@ -113,13 +110,7 @@ module thresholding #(
                                                              STAGES - 1 - k, fs[k - 1], p, gs[k - 1]);
                 end
             end
-            if (take) begin
-                fold <= (fold == FOLDS - 1) ? 0 : fold + 1;
-                if (GROUPED) begin
-                    words <= (words == VECTORS * FOLDS - 1) ? 0 : words + 1;
-                    if (words == VECTORS * FOLDS - 1) have_g <= 1'b0;
-                end
-            end
+            if (take) fold <= (fold == FOLDS - 1) ? 0 : fold + 1;
         end
     end
 

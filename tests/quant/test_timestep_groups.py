@@ -19,7 +19,7 @@ from hwsim.quant.diagnose import fixed_inputs, output_mse
 from hwsim.quant.plan import PlanError, PrecisionPlan
 from hwsim.quant.qmodel import RANGES_FILE, load_quantized, quantize_dir, save_quantized
 from hwsim.quant.timestep_groups import TimestepGroupedNet, group_bounds, group_of, split_inputs
-from hwsim.rtlgen.stitch import StitchError, generate
+from hwsim.rtlgen.stitch import generate
 from hwsim.sweep.experiment import load_experiment
 from safetensors.torch import load_file, save_file
 
@@ -101,7 +101,7 @@ def test_missing_group_ranges_name_the_file(grouped_dir, tmp_path):
         load_quantized(bad)
 
 
-def test_groups_are_priced_as_tables_and_refused_by_the_rtl(grouped_dir, tiny_model_dir, tmp_path):
+def test_groups_are_priced_as_tables_and_built_as_tables(grouped_dir, tiny_model_dir, tmp_path):
     one = quantize_dir(tiny_model_dir, grouped(8, 8, 1), CalibrationConfig(samples=4, steps=8))
     flat = export_model(save_quantized(one, tmp_path / "one"), None, tmp_path / "one", check_samples=1, check_steps=2)
     g4, g1 = map_integer_graph(grouped_dir / "integer.onnx", 8), map_integer_graph(flat, 8)
@@ -110,8 +110,11 @@ def test_groups_are_priced_as_tables_and_refused_by_the_rtl(grouped_dir, tiny_mo
     weights_only = dataclasses.replace(mvau, attrs={**mvau.attrs, "timestepGroups": 1})
     assert mvau.weight_bits() - weights_only.weight_bits() == 3 * mvau.attrs["biasBits"] * mvau.attrs["MH"]
     assert sum(n.weight_bits() for n in g4.nodes) > sum(n.weight_bits() for n in g1.nodes)
-    with pytest.raises(StitchError, match="per timestep group.*no RTL is generated"):
-        generate(g4, [mvau.name], tmp_path / "rtl", [0])
+    # the RTL holds the same tables: one bias per group and channel (tests/rtl/test_grouped_rtl.py runs them)
+    design = generate(g4, [mvau.name], tmp_path / "rtl", [0])
+    assert [p.name for p in design.groups] == ["g"]
+    bias = next(tmp_path.glob("rtl/*_bias.mem")).read_text().split()
+    assert len(bias) == 4 * mvau.attrs["MH"]
     with pytest.raises(HandoffError, match="per timestep group.*no FINN equivalent"):
         to_finn(g4, tmp_path / "finn")
 
