@@ -20,7 +20,7 @@ from tests.conftest import TINY_DIT, TINY_UNET
 TIMESTEPS = [0, 300, 600, 900]  # one sampler step in each of the four groups
 
 
-def _grouped_graph(kind: str, config: dict, root):
+def _grouped_graph(kind: str, config: dict, root, groups: int = 4):
     """A tiny net quantized W8A6 with four timestep groups (A6: the groups' power-of-two scales differ)."""
     torch.manual_seed(0)
     net = build_net(kind, {"in_channels": 1, **config})
@@ -28,7 +28,7 @@ def _grouped_graph(kind: str, config: dict, root):
         for p in net.parameters():
             torch.nn.init.normal_(p, std=0.2)
     model = save_model(ModelSpec(kind, "digits", (1, 8, 8), dict(net.config.__dict__)), net, root / "model")
-    plan = dataclasses.replace(PrecisionPlan.uniform(8, 6, weight_granularity="per_channel"), timestep_groups=4)
+    plan = dataclasses.replace(PrecisionPlan.uniform(8, 6, weight_granularity="per_channel"), timestep_groups=groups)
     q = save_quantized(quantize_dir(model, plan, CalibrationConfig(samples=4, steps=8)), root / "q")
     return map_integer_graph(export_model(q, None, q, check_samples=1, check_steps=4), steps=len(TIMESTEPS))
 
@@ -67,6 +67,16 @@ def test_dit_block_with_per_group_output_exponents_bit_exact(grouped_dit, tmp_pa
     report = verify(grouped_dit, names, tmp_path, TIMESTEPS, samples=3, lanes=2, bench="file", seed=4)
     assert len(set(report["groups"])) == 3
     assert report["bit_exact"] and report["words"]["out0"] > 0
+
+
+def test_group_selection_costs_no_cycle_per_evaluation(grouped_dit, tmp_path):
+    """The same DiT block with one group and with four, three evaluations back to back without
+    back-pressure: the group index costs start-up latency (the fan-out's queue and the hold's
+    register), never a cycle per evaluation."""
+    flat = _grouped_graph("dit", TINY_DIT, tmp_path / "flat", groups=1)
+    cycles = [verify(g, block_nodes(g, "blocks.1."), tmp_path / name, TIMESTEPS, samples=3, lanes=2, bench="file",
+                     seed=4, backpressure=False)["cycles"] for name, g in (("flat", flat), ("grouped", grouped_dit))]
+    assert 0 <= cycles[1] - cycles[0] <= 3
 
 
 def test_ungrouped_designs_have_no_group_port(unet_graph, tmp_path):
