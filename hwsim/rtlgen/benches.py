@@ -175,21 +175,25 @@ def _measure(report: dict, result: dict, node, per_eval: dict[str, int], out_por
 
 def _bench(toplevel: str, source: str, params: dict, inputs: dict[str, tuple[np.ndarray, int, bool]],
            outputs: dict[str, tuple[np.ndarray, int, bool]], node, build_dir, sim, backpressure, seed,
-           memories: dict[str, tuple[np.ndarray, int]] | None = None) -> dict:
+           memories: dict[str, tuple[np.ndarray, int]] | None = None, groups: list[int] | None = None) -> dict:
     """Run one block: ``inputs``/``outputs`` map ports to (words [n, lanes], lane bits, signed) for
-    one evaluation; without back-pressure the evaluation is streamed twice and timed."""
+    one evaluation; without back-pressure the evaluation is streamed twice and timed. With
+    ``groups`` (a block with per-timestep-group tables), the words are those of len(groups)
+    evaluations one after another, each preceded by its group index on port ``g``."""
     build = Path(build_dir)
     build.mkdir(parents=True, exist_ok=True)
     for name, (values, bits) in (memories or {}).items():
         write_mem(build / name, values, bits)
-    reps = 1 if backpressure else 2
+    reps = 1 if backpressure or groups is not None else 2
     words_in = {p: [pack(row, bits, signed) for row in np.concatenate([w] * reps)] for p, (w, bits, signed) in inputs.items()}
+    if groups is not None:
+        words_in["g"] = [int(g) for g in groups]
     expect = {p: len(w) * reps for p, (w, _, _) in outputs.items()}
     result = run_stream([RTL / source], toplevel, params, words_in, expect, build, sim, backpressure, seed)
     exact = all(np.array_equal(np.array([unpack(x, w.shape[1], bits, signed) for x in result["outputs"][p]]),
                                np.concatenate([w] * reps)) for p, (w, bits, signed) in outputs.items())
     report = {"node": node.op_type if node is not None else toplevel, "config": params, "sim": sim, "bit_exact": exact}
-    if not backpressure and node is not None:
+    if not backpressure and node is not None and groups is None:
         _measure(report, result, node, {p: len(w) for p, (w, _, _) in outputs.items()}, next(iter(outputs)))
     return report
 
@@ -216,30 +220,31 @@ def bench_grouped_requant(channels: int, pe: int, vectors: int, groups: int, eva
     chosen = rng.integers(0, groups, size=evaluations)
     y = np.stack([Requant.compute([x[e]], {"shifts": shifts[g].tolist(), "axis": 1, "qmin": -128, "qmax": 127})
                   for e, g in enumerate(chosen)])
-    build = Path(build_dir)
-    build.mkdir(parents=True, exist_ok=True)
-    write_mem(build / "shift.mem", shifts.reshape(-1, 1), 8)
     params = dict(CHANNELS=channels, PE=pe, IBITS=17, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127, GROUPS=groups,
                   VECTORS=vectors, GBITS=8)
-    result = run_stream([RTL / "requant/requant.v"], "requant", params,
-                        {"in": [pack(w, 17) for w in _words(x.reshape(-1), pe)], "g": chosen.tolist()},
-                        {"out": y.size // pe}, build, sim, backpressure, seed)
-    got = np.array([unpack(w, pe, 8) for w in result["outputs"]["out"]]).reshape(-1)
-    return {"node": "Requant", "config": params, "sim": sim, "bit_exact": bool(np.array_equal(got, y.reshape(-1)))}
+    return _bench("requant", "requant/requant.v", params, {"in": (_words(x, pe), 17, True)},
+                  {"out": (_words(y, pe), 8, True)}, None, build_dir, sim, backpressure, seed,
+                  {"shift.mem": (shifts.reshape(-1, 1), 8)}, groups=chosen)
 
 
-def bench_lut(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
+def bench_lut(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0,
+              groups: int = 1, evaluations: int = 1) -> dict:
+    """A random table; with ``groups`` > 1, one per timestep group, each of ``evaluations`` picking one."""
     from hwsim.export.ops import Lut
 
     rng = np.random.default_rng(seed)
-    table = rng.integers(-128, 128, size=256)
-    x = rng.integers(-128, 128, size=(vectors, channels))
-    y = Lut.compute([x, table], {"in_min": -128})
+    tables = rng.integers(-128, 128, size=(groups, 256))
+    x = rng.integers(-128, 128, size=(evaluations, vectors, channels))
+    chosen = rng.integers(0, groups, size=evaluations)
+    y = np.stack([Lut.compute([x[e], tables[g]], {"in_min": -128}) for e, g in enumerate(chosen)])
     node = make_node("LutActivation", "lut", {"NumChannels": channels, "PE": pe, "numInputVectors": [vectors],
                                               "inputDataType": "INT8", "outputDataType": "INT8"})
-    return _bench("lut_activation", "lut/lut_activation.v", dict(PE=pe, IBITS=8, OBITS=8, IN_MIN=-128),
+    params = dict(PE=pe, IBITS=8, OBITS=8, IN_MIN=-128)
+    if groups > 1:
+        params.update(GROUPS=groups, WORDS=vectors * channels // pe, GBITS=8)
+    return _bench("lut_activation", "lut/lut_activation.v", params,
                   {"in": (_words(x, pe), 8, True)}, {"out": (_words(y, pe), 8, True)}, node, build_dir, sim,
-                  backpressure, seed, {"table.mem": (table.reshape(-1, 1), 8)})
+                  backpressure, seed, {"table.mem": (tables.reshape(-1, 1), 8)}, groups=chosen if groups > 1 else None)
 
 
 def bench_elementwise(op: str, channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True,
@@ -262,26 +267,31 @@ def bench_elementwise(op: str, channels: int, pe: int, vectors: int, build_dir, 
 
 
 def bench_elementwise_const(op: str, channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True,
-                            seed=0, broadcast: bool = False) -> dict:
+                            seed=0, broadcast: bool = False, groups: int = 1, evaluations: int = 1) -> dict:
     """A stream plus (or times) a constant tensor in ROM: full shape (the DiT's position embedding)
-    or one row repeated over the vectors (``broadcast``)."""
+    or one row repeated over the vectors (``broadcast``); with ``groups`` > 1, one constant per
+    timestep group, each of ``evaluations`` picking one."""
     from hwsim.export.ops import IntAdd, IntMul
 
     rng = np.random.default_rng(seed)
-    a = rng.integers(-128, 128, size=(vectors, channels))
-    c = rng.integers(-512, 512, size=(1 if broadcast else vectors, channels))
-    a[0, 0], c[0, -1] = -128, -512
-    y = (IntAdd if op == "add" else IntMul).compute([a, c], {})
+    a = rng.integers(-128, 128, size=(evaluations, vectors, channels))
+    consts = rng.integers(-512, 512, size=(groups, 1 if broadcast else vectors, channels))
+    a[0, 0, 0], consts[0, 0, -1] = -128, -512
+    chosen = rng.integers(0, groups, size=evaluations)
+    y = np.stack([(IntAdd if op == "add" else IntMul).compute([a[e], consts[g]], {}) for e, g in enumerate(chosen)])
+    c = consts[0]
     obits = 11 if op == "add" else 18
     node = make_node("ElementwiseAdd" if op == "add" else "ElementwiseMul", op,
                      {"PE": pe, "lhs_shape": [1, vectors, channels], "rhs_shape": [1, *c.shape],
                       "out_shape": [1, vectors, channels], "lhs_dtype": "INT8", "rhs_dtype": "INT10",
                       "out_dtype": f"INT{obits}", "rhs_style": "const"})
-    rom = _words(c, pe)
-    params = dict(PE=pe, ABITS=8, BBITS=10, OBITS=obits, OP=0 if op == "add" else 1, WORDS=len(rom))
+    roms = _words(consts, pe)
+    params = dict(PE=pe, ABITS=8, BBITS=10, OBITS=obits, OP=0 if op == "add" else 1, WORDS=len(roms) // groups)
+    if groups > 1:
+        params.update(GROUPS=groups, EVAL_WORDS=vectors * channels // pe, GBITS=8)
     return _bench("elementwise_const", "elementwise/elementwise_const.v", params, {"in": (_words(a, pe), 8, True)},
                   {"out": (_words(y, pe), obits, True)}, node, build_dir, sim, backpressure, seed,
-                  memories={"const.mem": (rom, 10)})
+                  memories={"const.mem": (roms, 10)}, groups=chosen if groups > 1 else None)
 
 
 def bench_duplicate(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
@@ -741,15 +751,7 @@ def bench_thresholding(channels: int, pe: int, vectors: int, build_dir, sim: str
         "thresholdRows": rows, "timestepGroups": groups})
     params = dict(CHANNELS=channels, PE=pe, IBITS=ibits, SIGNED_IN=int(signed_in), TBITS=mem["TBITS"],
                   STAGES=mem["STAGES"], OBITS=obits, OUT_BIAS=bias, ROWS=rows, GROUPS=groups, VECTORS=vectors)
-    if groups == 1 and evaluations == 1:
-        return _bench("thresholding", "thresholding/thresholding.v", params,
-                      {"in": (_words(x, pe), ibits, signed_in)}, {"out": (_words(y, pe), obits, True)}, node,
-                      build_dir, sim, backpressure, seed, {"thresholds.mem": (mem["table"], mem["TBITS"])})
-    build = Path(build_dir)
-    build.mkdir(parents=True, exist_ok=True)
-    write_mem(build / "thresholds.mem", mem["table"], mem["TBITS"])
-    result = run_stream([RTL / "thresholding/thresholding.v"], "thresholding", params,
-                        {"in": [pack(w, ibits, signed_in) for w in _words(x.reshape(-1), pe)], "g": chosen.tolist()},
-                        {"out": y.size // pe}, build, sim, backpressure, seed)
-    got = np.array([unpack(w, pe, obits) for w in result["outputs"]["out"]]).reshape(-1)
-    return {"node": "Thresholding", "config": params, "sim": sim, "bit_exact": bool(np.array_equal(got, y.reshape(-1)))}
+    return _bench("thresholding", "thresholding/thresholding.v", params,
+                  {"in": (_words(x, pe), ibits, signed_in)}, {"out": (_words(y, pe), obits, True)}, node,
+                  build_dir, sim, backpressure, seed, {"thresholds.mem": (mem["table"], mem["TBITS"])},
+                  groups=chosen if groups > 1 else None)

@@ -47,7 +47,7 @@ SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "
            "StreamReorder": "reorder/reorder.v", "group_fanout": "timestep/group_fanout.v"}
 # blocks with per-timestep-group tables: their (groups, group-index width) parameter names
 GROUPED_BLOCKS = {"mvau": ("GROUPS", "GBITS"), "requant": ("GROUPS", "GBITS"), "lut_activation": ("GROUPS", "GBITS"),
-                  "softmax": ("GROUPS", "GBITS"), "adaln": ("GROUPS", "GBITS"),
+                  "softmax": ("GROUPS", "GBITS"), "adaln": ("GROUPS", "GBITS"), "elementwise_const": ("GROUPS", "GBITS"),
                   "groupnorm": ("STEP_GROUPS", "STEP_GBITS")}
 GROUP_BITS = 8  # the g stream's width
 # node types whose blocks hold constants of their integer node (a padding or sliding window made
@@ -102,21 +102,22 @@ class _Context:
         shape = [d or 1 for d in self.sim.input_shapes["x"]]
         return np.stack([self.sim.run_integers(np.zeros(shape), np.array([t]))[tensor].reshape(-1) for t in self.timesteps])
 
-    def const_stream(self, node: DataflowNode) -> np.ndarray:
-        """An elementwise node's constant operand in its output's stream order, one period of it
-        if it repeats (a constant broadcast over the leading vectors)."""
+    def const_streams(self, node: DataflowNode) -> np.ndarray:
+        """An elementwise node's constant operand in its output's stream order, in every timestep
+        group [groups, words]: one period of it if it repeats (a constant broadcast over the leading
+        vectors) in every group."""
         (_, ins, out, _), = self.sources(node)
-        const = self.sim.consts[ins[1]]
         if self.env is None:
             shape = [d or 1 for d in self.sim.input_shapes["x"]]
             self.env = self.sim.run_integers(np.zeros(shape), np.array([self.timesteps[0]]))
         tensor, order = self.graph.carries[node.outputs[0]]
-        seq = np.transpose(np.broadcast_to(const, self.env[tensor].shape), order).reshape(-1)
-        period = const.size
-        if seq.size % period == 0 and period % node.attrs["PE"] == 0 \
-                and np.array_equal(seq, np.tile(seq[:period], seq.size // period)):
-            return seq[:period]
-        return seq
+        seqs = np.stack([np.transpose(np.broadcast_to(m.consts[ins[1]], self.env[tensor].shape), order).reshape(-1)
+                         for m in self.sim.members])
+        period = self.sim.consts[ins[1]].size
+        if seqs.shape[1] % period == 0 and period % node.attrs["PE"] == 0 \
+                and np.array_equal(seqs, np.tile(seqs[:, :period], seqs.shape[1] // period)):
+            return seqs[:, :period]
+        return seqs
 
     def sources(self, node: DataflowNode) -> list[tuple[str, list[str], str, dict]]:
         return [self.int_nodes[s] for s in node.source.split("+") if s in self.int_nodes]
@@ -330,9 +331,10 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         common = dict(PE=a["PE"], ABITS=bits(a["lhs_dtype"]), BBITS=bits(a["rhs_dtype"]), OBITS=bits(a["out_dtype"]), OP=op,
                       LUT_MULT=_lut_mult(node))
         if a.get("rhs_style") == "const":
-            rom = ctx.const_stream(node)
-            return "elementwise_const", dict(common, WORDS=len(rom) // a["PE"],
-                                             CONST_FILE=ctx.mem(f"{uid}_const.mem", rom.reshape(-1, a["PE"]), common["BBITS"]))
+            roms = ctx.const_streams(node)
+            return "elementwise_const", dict(common, WORDS=roms.shape[1] // a["PE"],
+                                             CONST_FILE=ctx.mem(f"{uid}_const.mem", roms.reshape(-1, a["PE"]), common["BBITS"]),
+                                             **_grouping("elementwise_const", ctx, EVAL_WORDS=node.elements() // a["PE"]))
         if node.rhs_stored():
             return "broadcast", dict(common, FOLDS=node.channels() // a["PE"], VECTORS=node.n_vectors())
         return "elementwise", common

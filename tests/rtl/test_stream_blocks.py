@@ -114,6 +114,17 @@ def test_per_timestep_group_shift_tables(sim, tmp_path):
     assert benches.bench_grouped_requant(6, 2, 3, 4, 5, tmp_path, sim=sim, seed=7)["bit_exact"]
 
 
+@pytest.mark.parametrize("bench", [
+    lambda d: benches.bench_lut(4, 2, 3, d, groups=3, evaluations=5, seed=3),
+    lambda d: benches.bench_elementwise_const("add", 4, 2, 3, d, groups=4, evaluations=5, seed=4),
+    lambda d: benches.bench_elementwise_const("mul", 4, 4, 3, d, broadcast=True, groups=2, evaluations=4, seed=5),
+], ids=["lut", "add-const", "mul-const-row"])
+def test_per_timestep_group_tables_of_tables_and_constants(bench, tmp_path):
+    """SiLU tables and constant operands per group, picked per evaluation under back-pressure (the
+    other grouped blocks are checked stitched: tests/rtl/test_grouped_rtl.py)."""
+    assert bench(tmp_path)["bit_exact"]
+
+
 def test_verilator_constant_and_grouped_requant(tmp_path):
     """The constant-operand elementwise block and the per-timestep-group requant on Verilator."""
     assert benches.bench_elementwise_const("add", 6, 2, 4, tmp_path / "c", sim="verilator", seed=6)["bit_exact"]
