@@ -1,6 +1,8 @@
 """Bitstreams of stitched designs (issue 7, part 4b-4d) on the ECP5-85F: a U-Net residual block of
 unet-digits, the whole unet-digits denoiser, and the largest share of the 28x28 unet-fashion's MACs
-that fits (a contiguous run of its pipeline, hwsim.bitstream.share), each beside the resource
+that fits (a contiguous run of its pipeline, hwsim.bitstream.share), and the residual block at W8A6
+with one activation scale per layer and with one per timestep quarter (T4: every scale-dependent
+table held four times, selected per evaluation; issue 8), each beside the resource
 model's estimate of the same design (hwsim.bitstream.calibrate.stitched_model: its nodes, the forks
 and converters stitching inserts, its FIFOs) and the cost model's verdict on whether it fits.
 
@@ -27,7 +29,7 @@ from hwsim.dataflow.mapping import load_dataflow
 from hwsim.dataflow.resources import load_device
 from hwsim.diffusion.samplers import make_scheduler
 from hwsim.modeldir import load_model
-from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.plan import PrecisionPlan, parse_shorthand
 from hwsim.rtlgen.stitch import block_nodes, generate
 from hwsim.sweep.store import atomic_write_json
 
@@ -38,6 +40,8 @@ DESIGNS = [  # (name, model, precision, block prefix, WHOLE or SHARE, folding)
     ("unet-digits-w8a8-mid.blocks.0", "unet-digits", "W8A8", "mid.blocks.0", "mapped"),
     ("unet-digits-w8a8-whole", "unet-digits", "W8A8", WHOLE, "device"),
     ("unet-fashion-w8a8-share", "unet-fashion", "W8A8", SHARE, "mapped"),
+    ("unet-digits-w8a6-mid.blocks.0", "unet-digits", "W8A6", "mid.blocks.0", "mapped"),
+    ("unet-digits-w8a6t4-mid.blocks.0", "unet-digits", "W8A6T4", "mid.blocks.0", "mapped"),
 ]
 REPORT_KEYS = ("luts", "ffs", "brams", "fmax_mhz", "timing_met", "target_mhz", "design_only", "macs", "graph_macs",
                "macs_share", "bitstream_bytes", "critical_path", "step_seconds", "nextpnr_args", "reused_steps")
@@ -109,9 +113,9 @@ def main() -> None:
     for name, model, precision, block, folding in DESIGNS:
         if (args.only and name not in args.only) or name in {r["name"] for r in rows}:
             continue
-        w, a = (int(v) for v in precision[1:].split("A"))
         work = args.work / name
-        graph = load_dataflow(ROOT / "models" / model, args.steps, PrecisionPlan.uniform(w, a), args.work / f"{model}-{precision}")
+        plan = parse_shorthand(precision, weight_granularity=PrecisionPlan().default.weight_granularity)
+        graph = load_dataflow(ROOT / "models" / model, args.steps, plan, args.work / f"{model}-{precision}")
         scheduler = make_scheduler("ddim", load_model(ROOT / "models" / model).noise_schedule())
         scheduler.set_timesteps(args.steps)
         row = {"name": name, "model": model, "precision": precision, "block": block, "folding": folding}

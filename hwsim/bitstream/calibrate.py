@@ -485,7 +485,8 @@ def design_model(parts: list[dict], dev=None) -> dict:
 def stitched_model(graph, names: list[str], design: str | Path, dev=None) -> tuple[list[dict], dict]:
     """The resource model's parts of a design that ``hwsim.rtlgen.stitch.generate`` wrote to
     ``design`` from the nodes ``names`` of ``graph`` (n-way forks and width converters as generate
-    inserts them, FIFOs as its top instantiates them), and their total (:func:`design_model`)."""
+    inserts them, FIFOs as its top instantiates them, a grouped graph's group queues), and their
+    total (:func:`design_model`)."""
     import copy
     import re
 
@@ -507,6 +508,11 @@ def stitched_model(graph, names: list[str], design: str | Path, dev=None) -> tup
         r = fifo(int(w), int(d), dev)
         parts.append({"name": f"fifo {w}x{d}", "op_type": "FIFO", "fifo": [int(w), int(d)], "lut": r.lut, "ff": r.ff,
                       "mult18": r.mult, "bram": r.bram})
+    # the timestep group's fan-out (a grouped graph): one small queue per grouped block, priced as a FIFO
+    for n, w, d in re.findall(r"group_fanout #\(\.N\((\d+)\), \.GBITS\((\d+)\), \.DEPTH\((\d+)\)\)", top):
+        r = fifo(int(w), int(d), dev)
+        parts += [{"name": f"group queue {k}", "op_type": "FIFO", "fifo": [int(w), int(d)], "lut": r.lut, "ff": r.ff,
+                   "mult18": r.mult, "bram": r.bram} for k in range(int(n))]
     return parts, design_model(parts, dev)
 
 
