@@ -45,6 +45,7 @@ SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "
            "IntSoftmax": "softmax/softmax.v", "AdaLayerNorm": "adaln/adaln.v",
            "elementwise_const": "elementwise/elementwise_const.v", "StreamingDataWidthConverter": "dwc/dwc.v",
            "StreamReorder": "reorder/reorder.v", "group_fanout": "timestep/group_fanout.v"}
+SUBMODULES = {"group_fanout": ("fifo",)}  # blocks built of other blocks (rtl/common's includes aside)
 # blocks with per-timestep-group tables: their (groups, group-index width) parameter names
 GROUPED_BLOCKS = {"mvau": ("GROUPS", "GBITS"), "requant": ("GROUPS", "GBITS"), "lut_activation": ("GROUPS", "GBITS"),
                   "softmax": ("GROUPS", "GBITS"), "adaln": ("GROUPS", "GBITS"), "elementwise_const": ("GROUPS", "GBITS"),
@@ -534,6 +535,7 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
             + ",\n".join(ports) + "\n);\n" + "\n".join(decl) + "\n\n" + "\n".join(body + inst) + "\nendmodule\n\n`default_nettype wire\n")
     design.top.write_text(text)
     used = {m for m in re.findall(r"^    (\w+) #\(", text, flags=re.M)}
+    used |= {d for m in used for d in SUBMODULES.get(m, ())}
     files = {Path(f).stem: f for f in SOURCES.values()}  # each block's module is named as its file
     design.sources = sorted(RTL / files[m] for m in used)
     _write_manifest(design, graph, nodes, top)
