@@ -10,7 +10,9 @@
 // the vector is read from the stream during nf = 0 and replayed from an input buffer afterwards.
 // Memories: WEIGHT_FILE (hex, MH/PE x MW/SIMD words of PE*SIMD*WBITS bits, word nf*SF+sf, lane
 // pe*SIMD+s = W[nf*PE+pe][sf*SIMD+s]), BIAS_FILE (MH words of BBITS), SHIFT_FILE (MH words of SHBITS).
-// Pipeline: weight/input read, products, ceil(log2(SIMD)) adder-tree levels, accumulate and requant.
+// Pipeline: weight/input read, operand register, products, ceil(log2(SIMD)) adder-tree levels,
+// accumulate and bias, requantize (the output register). Memory reads and multiplies, and the
+// accumulator and the requantizer, sit in stages of their own: each stage holds one of them.
 // N:M sparse weights (M > 1): every group of M consecutive inputs has at most N non-zero weights per
 // output channel; only those are stored (WEIGHT_FILE words of MW*N/M/SIMD per channel group) with
 // their positions in the group (INDEX_FILE, clog2(M) bits each), and only they are multiplied: the
@@ -153,7 +155,9 @@ module mvau #(
     reg v1;
     wire reading = !SPARSE && (nf == 0);
     wire go = !DYNAMIC || have_op;  // a dynamic operand must be complete
-    assign in_ready = SPARSE ? (loading && !v1) : (en && reading && go);
+    reg vr;
+    // sparse: the next vector may overwrite xbuf once the last word's products are taken (vr moving)
+    assign in_ready = SPARSE ? (loading && !v1 && (!vr || en)) : (en && reading && go);
     wire fire = SPARSE ? (en && !loading) : (en && go && (reading ? in_valid : 1'b1));
     wire vector_done = fire && (sf == SF - 1) && (nf == NF - 1);
     assign release_op = vector_done && (vec == VECTORS - 1);
@@ -212,6 +216,27 @@ module mvau #(
         end
     end
 
+    // --- operand register: the memories' outputs registered before the multipliers ----------------
+    reg                     firstr, lastr;
+    reg [NFB-1:0]           nfr;
+    reg [SFB-1:0]           sfr;
+    reg [SIMD*ABITS-1:0]    xr;
+    reg [PE*SIMD*WBITS-1:0] wr;
+    reg [PE*SIMD*IB-1:0]    ir;
+    always @(posedge clk) begin
+        if (rst) vr <= 1'b0;
+        else if (en) begin
+            vr <= v1;
+            firstr <= first1;
+            lastr <= last1;
+            nfr <= nf1;
+            sfr <= sf1;
+            xr <= x1;
+            wr <= w1;
+            ir <= i1;
+        end
+    end
+
     // PE x SIMD elements of the dynamic operand, packed like a WEIGHT_FILE word
     function [PE*SIMD*WBITS-1:0] operand_word(input [31:0] h, input [NFB-1:0] n, input [SFB-1:0] f);
         integer q, r;
@@ -225,8 +250,8 @@ module mvau #(
     // the input a weight lane multiplies: its lane of the word (dense), or its position in its group
     function [ABITS-1:0] operand(input integer p, input integer s);
         begin
-            if (SPARSE) operand = xbuf[((sf1 * SIMD + s) / N) * M + i1[(p * SIMD + s) * IB +: IB]];
-            else operand = x1[s * ABITS +: ABITS];
+            if (SPARSE) operand = xbuf[((sfr * SIMD + s) / N) * M + ir[(p * SIMD + s) * IB +: IB]];
+            else operand = xr[s * ABITS +: ABITS];
         end
     endfunction
 
@@ -239,13 +264,13 @@ module mvau #(
     always @(posedge clk) begin
         if (rst) vt <= 0;
         else if (en) begin
-            vt[0] <= v1;
-            firstt[0] <= first1;
-            lastt[0] <= last1;
-            nft[0] <= nf1;
+            vt[0] <= vr;
+            firstt[0] <= firstr;
+            lastt[0] <= lastr;
+            nft[0] <= nfr;
             for (p = 0; p < PE; p = p + 1)
                 for (s = 0; s < NP; s = s + 1)
-                    tree[p * NP + s] <= (s < SIMD) ? product(operand(p, s), w1[(p * SIMD + s) * WBITS +: WBITS]) : 0;
+                    tree[p * NP + s] <= (s < SIMD) ? product(operand(p, s), wr[(p * SIMD + s) * WBITS +: WBITS]) : 0;
             for (l = 0; l < LEVELS; l = l + 1) begin
                 vt[l + 1] <= vt[l];
                 firstt[l + 1] <= firstt[l];
@@ -258,21 +283,32 @@ module mvau #(
         end
     end
 
-    // --- accumulate, add bias, requantize ----------------------------------------------------------
+    // --- accumulate and add the bias (stage A); requantize into the output register (stage B) ------
     reg signed [ACCBITS-1:0] acc [0:PE-1];
     reg signed [ACCBITS-1:0] total;
+    reg                      va;                 // stage A holds a finished output word
+    reg [PE*ACCBITS-1:0]     biased;             // its accumulators plus bias
+    reg [PE*SHBITS-1:0]      shift_a;            // and their shifts
     assign requantizing = vt[LEVELS] && lastt[LEVELS];
     always @(posedge clk) begin
-        if (rst) out_valid <= 1'b0;
-        else if (en) begin
-            out_valid <= vt[LEVELS] && lastt[LEVELS];
+        if (rst) begin
+            va <= 1'b0;
+            out_valid <= 1'b0;
+        end else if (en) begin
+            va <= requantizing;
             for (p = 0; p < PE; p = p + 1) begin
                 total = (firstt[LEVELS] ? 0 : acc[p]) + tree[LEVELS * LW + p * NP];
                 if (vt[LEVELS]) acc[p] <= total;
-                if (vt[LEVELS] && lastt[LEVELS])
-                    out_data[p * OBITS +: OBITS] <= activate(total + (DYNAMIC ? 0 : bmem[group * MH + nft[LEVELS] * PE + p]),
-                                                           smem[group * MH + nft[LEVELS] * PE + p]);
+                if (requantizing) begin
+                    biased[p * ACCBITS +: ACCBITS] <= total + (DYNAMIC ? 0 : bmem[group * MH + nft[LEVELS] * PE + p]);
+                    shift_a[p * SHBITS +: SHBITS] <= smem[group * MH + nft[LEVELS] * PE + p];
+                end
             end
+            out_valid <= va;
+            if (va)
+                for (p = 0; p < PE; p = p + 1)
+                    out_data[p * OBITS +: OBITS] <= activate($signed(biased[p * ACCBITS +: ACCBITS]),
+                                                           $signed(shift_a[p * SHBITS +: SHBITS]));
         end
     end
 

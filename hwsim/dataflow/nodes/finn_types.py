@@ -25,7 +25,7 @@ class MVAU(DataflowNode):
     op_type = "MVAU"
     domain = FINN_DOMAIN
     FOLD = {"PE": "MH", "SIMD": "MW"}
-    PIPELINE_DEPTH = 2  # rtl/mvau: operand read, products; the accumulator is the output register
+    PIPELINE_DEPTH = 4  # rtl/mvau: operand read, operand register, products, accumulator; the requantizer is the output register
 
     def dynamic(self) -> bool:
         return self.attrs.get("mem_mode") == "dynamic"
@@ -88,8 +88,8 @@ class MVAU(DataflowNode):
         return self.operand_cycles() + super().get_latency()
 
     def first_output_delay(self) -> int:
-        """One whole input vector, then the operand and product registers and a log2(SIMD)-deep
-        adder tree (a dynamic operand must be complete first: the schedule waits for it).
+        """One whole input vector, then the operand, product and accumulator registers and a
+        log2(SIMD)-deep adder tree (a dynamic operand must be complete first: the schedule waits for it).
         Measured on rtl/mvau (experiments/results/rtl/cycles.json)."""
         a = self.attrs
         tree = self.PIPELINE_DEPTH + math.ceil(math.log2(a["SIMD"]))
