@@ -6,7 +6,8 @@
 // Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
 // S and Q accumulate per group; SOLVE computes r and k group by group with a restoring divider
 // (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
-// cycle, normalized in two pipeline stages (one multiply each). round_shift rounds half to even. Every register is as wide as the numerics
+// cycle, normalized in five pipeline stages (a subtraction, a multiply or a rounding shift each). round_shift
+// rounds half to even. Every register is as wide as the numerics
 // bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
 // (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); D has DB bits, m and the
 // divider's remainder 32 and 33; the quotient and the square root's registers stay 64 bits. Channel
@@ -208,22 +209,32 @@ module groupnorm #(
         end
     end
 
-    // --- EMIT: read back and normalize, one word per cycle, in two stages -----------------------
-    // stage 1 (v1): t = round_shift((n q - S) r, S0 + k) per lane, the only stage that reads the
-    // group's S, r and k (so the next map may start loading once the last word has passed it);
-    // stage 2 (v2): y = clamp(round_shift(t G[c] + B[c], FT + FG)). One multiply per stage.
+    // --- EMIT: read back and normalize, one word per cycle, in five stages ----------------------
+    // stage 1 (vc): n q - S per lane, with the group's r and k: the only stage that reads the
+    //   group's S, r and k (so the next map may start loading once the last word has passed it, v1 low);
+    // stage 2 (vp): (n q - S) r;
+    // stage 3 (v2): t = round_shift(that, S0 + k);
+    // stage 4 (va): t G[c] + B[c];
+    // output: y = clamp(round_shift(t G[c] + B[c], FT + FG)).
+    // Each multiply, and each rounding shift with its clamp, has a stage of its own.
     wire en = !out_valid || out_ready;
     wire have_g;
     wire [STEP_GBITS-1:0] step_group;
-    reg [STEP_GBITS-1:0] sg1, sg2;  // the timestep group, alongside the words in stages 1 and 2
+    reg [STEP_GBITS-1:0] sg1, sgc, sgp, sg2;  // the timestep group, alongside the words
     wire rfire = en && (phase == EMIT) && (ridx < WORDS) && have_g;
     group_hold #(.GROUPS(STEP_GROUPS), .GBITS(STEP_GBITS), .USES(WORDS)) hold (
         .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
         .use_now(rfire), .ok(have_g), .group(step_group));
     reg [PE*IBITS-1:0] w1;
-    reg [FW-1:0] rfold, fold1, fold2;  // ridx % FOLDS, counted (no divider)
-    reg v2;
+    reg [FW-1:0] rfold, fold1, foldc, foldp, fold2;  // ridx % FOLDS, counted (no divider)
+    reg vc, vp, v2, va;
+    reg [PE*CB-1:0] cenc;
+    reg [PE*32-1:0] rc;
+    reg [PE*KB-1:0] kc;
+    reg [PE*PB-1:0] prodp;
+    reg [PE*KB-1:0] kp;
     reg [PE*TB-1:0] t2;
+    reg [PE*AB-1:0] acca;
     reg signed [CB-1:0] centered;
     reg signed [PB-1:0] prod, fl;
     reg signed [TB-1:0] t;
@@ -236,7 +247,10 @@ module groupnorm #(
             ridx <= 0;
             rfold <= 0;
             v1 <= 1'b0;
+            vc <= 1'b0;
+            vp <= 1'b0;
             v2 <= 1'b0;
+            va <= 1'b0;
             out_valid <= 1'b0;
         end else begin
             if (drained) begin
@@ -251,30 +265,53 @@ module groupnorm #(
                 w1 <= buffer[ridx];
                 fold1 <= rfold;
                 sg1 <= step_group;
-                v2 <= v1;
-                fold2 <= fold1;
-                sg2 <= sg1;
-                out_valid <= v2;
+                vc <= v1;
+                foldc <= fold1;
+                sgc <= sg1;
+                vp <= vc;
+                foldp <= foldc;
+                sgp <= sgc;
+                v2 <= vp;
+                fold2 <= foldp;
+                sg2 <= sgp;
+                va <= v2;
+                out_valid <= va;
                 if (v1)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
                         c = {{CW{1'b0}}, fold1} * PE + lane;
                         grp = c / CPG;
                         centered = N * $signed(w1[lane * IBITS +: IBITS]) - s_acc[grp];
-                        prod = centered * $signed({1'b0, r_of[grp]});
+                        cenc[lane * CB +: CB] <= centered;
+                        rc[lane * 32 +: 32] <= r_of[grp];
+                        kc[lane * KB +: KB] <= k_of[grp];
+                    end
+                if (vc)
+                    for (lane = 0; lane < PE; lane = lane + 1) begin
+                        prodp[lane * PB +: PB] <= $signed(cenc[lane * CB +: CB]) * $signed({1'b0, rc[lane * 32 +: 32]});
+                        kp[lane * KB +: KB] <= kc[lane * KB +: KB];
+                    end
+                if (vp)
+                    for (lane = 0; lane < PE; lane = lane + 1) begin
+                        prod = $signed(prodp[lane * PB +: PB]);
                         if (S0 >= 1) begin
                             // round_shift(prod, S0 + k) at PB bits: round up (half to even) when the
                             // highest bit shifted out is set and the rest is not zero, or the floor is odd
-                            sh = S0 + k_of[grp];
+                            sh = S0 + kp[lane * KB +: KB];
                             fl = prod >>> sh;
                             t = fl + (prod[sh - 1] && ((prod & ((1 <<< (sh - 1)) - 1)) != 0 || fl[0]));
                         end else
-                            t = round_shift(prod, S0 + k_of[grp]);
+                            t = round_shift(prod, S0 + kp[lane * KB +: KB]);
                         t2[lane * TB +: TB] <= t;
                     end
                 if (v2)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
                         c = {{CW{1'b0}}, fold2} * PE + lane;
-                        acc = $signed(t2[lane * TB +: TB]) * gamma[sg2 * CHANNELS + c] + beta[sg2 * CHANNELS + c];
+                        acca[lane * AB +: AB] <= $signed(t2[lane * TB +: TB]) * gamma[sg2 * CHANNELS + c]
+                                                 + beta[sg2 * CHANNELS + c];
+                    end
+                if (va)
+                    for (lane = 0; lane < PE; lane = lane + 1) begin
+                        acc = $signed(acca[lane * AB +: AB]);
                         out_data[lane * OBITS +: OBITS] <= requantize(acc, FT + FG);
                     end
             end
