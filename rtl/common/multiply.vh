@@ -5,17 +5,25 @@
 // partial products selected by the bits of b, which no flow turns back into a multiplier block, so
 // it stays in LUTs and carry chains. Both compute the same integer.
 function signed [MA+MB-1:0] multiply(input signed [MA-1:0] a, input signed [MB-1:0] b);
+    multiply = multiply_rows(a, b, 0, MB);
+endfunction
+
+// The partial products of b's bits first .. last-1 alone (LUT_MULT = 1), so that a pipelined
+// multiplier can sum two halves in two stages; with LUT_MULT = 0 the whole product for first = 0
+// and nothing otherwise (the multiplier block takes it whole).
+function signed [MA+MB-1:0] multiply_rows(input signed [MA-1:0] a, input signed [MB-1:0] b, input integer first,
+                                          input integer last);
     reg signed [MA+MB-1:0] sum;
     integer i;
     begin
         if (LUT_MULT != 0) begin
             sum = 0;
             for (i = 0; i < MB - 1; i = i + 1)
-                if (b[i]) sum = sum + (a <<< i);
-            if (b[MB-1]) sum = sum - (a <<< (MB - 1));  // the sign bit weighs -2^(MB-1)
-            multiply = sum;
+                if (i >= first && i < last && b[i]) sum = sum + (a <<< i);
+            if (MB - 1 >= first && MB - 1 < last && b[MB-1]) sum = sum - (a <<< (MB - 1));  // the sign bit weighs -2^(MB-1)
+            multiply_rows = sum;
         end else begin
-            multiply = a * b;
+            multiply_rows = (first == 0) ? a * b : 0;
         end
     end
 endfunction

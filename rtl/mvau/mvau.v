@@ -10,7 +10,7 @@
 // the vector is read from the stream during nf = 0 and replayed from an input buffer afterwards.
 // Memories: WEIGHT_FILE (hex, MH/PE x MW/SIMD words of PE*SIMD*WBITS bits, word nf*SF+sf, lane
 // pe*SIMD+s = W[nf*PE+pe][sf*SIMD+s]), BIAS_FILE (MH words of BBITS), SHIFT_FILE (MH words of SHBITS).
-// Pipeline: weight/input read, operand register, products, ceil(log2(SIMD)) adder-tree levels,
+// Pipeline: weight/input read, operand register, half products, products, ceil(log2(SIMD)) adder-tree levels,
 // accumulate and bias, requantize (the output register). Memory reads and multiplies, and the
 // accumulator and the requantizer, sit in stages of their own: each stage holds one of them.
 // N:M sparse weights (M > 1): every group of M consecutive inputs has at most N non-zero weights per
@@ -255,22 +255,39 @@ module mvau #(
         end
     endfunction
 
-    // --- stage 2 and the adder tree: level 0 holds the products, level LEVELS the dot products ---
+    // --- the multipliers in two stages: the partial products of the weight's low and high bits
+    // (LUT_MULT = 1; the whole product with a multiplier block), then their sum in tree level 0 ---
     localparam integer LW = PE * NP;  // one tree level: PE x NP values, levels stored one after another
+    localparam integer HALF = (WBITS + 2) / 2;  // rows 0 .. HALF-1 of the sign-extended weight, then the rest
+    reg signed [ACCBITS-1:0] plo [0:LW-1];
+    reg signed [ACCBITS-1:0] phi [0:LW-1];
+    reg              vm, firstm, lastm;
+    reg [NFB-1:0]    nfm;
     reg signed [ACCBITS-1:0] tree [0:(LEVELS+1)*LW-1];
     reg [LEVELS:0]   vt, firstt, lastt;
     reg [NFB-1:0]    nft [0:LEVELS];
     integer p, s, l, j;
     always @(posedge clk) begin
-        if (rst) vt <= 0;
-        else if (en) begin
-            vt[0] <= vr;
-            firstt[0] <= firstr;
-            lastt[0] <= lastr;
-            nft[0] <= nfr;
+        if (rst) begin
+            vm <= 1'b0;
+            vt <= 0;
+        end else if (en) begin
+            vm <= vr;
+            firstm <= firstr;
+            lastm <= lastr;
+            nfm <= nfr;
+            for (p = 0; p < PE; p = p + 1)
+                for (s = 0; s < NP; s = s + 1) begin
+                    plo[p * NP + s] <= (s < SIMD) ? product(operand(p, s), wr[(p * SIMD + s) * WBITS +: WBITS], 0, HALF) : 0;
+                    phi[p * NP + s] <= (s < SIMD) ? product(operand(p, s), wr[(p * SIMD + s) * WBITS +: WBITS], HALF, MB) : 0;
+                end
+            vt[0] <= vm;
+            firstt[0] <= firstm;
+            lastt[0] <= lastm;
+            nft[0] <= nfm;
             for (p = 0; p < PE; p = p + 1)
                 for (s = 0; s < NP; s = s + 1)
-                    tree[p * NP + s] <= (s < SIMD) ? product(operand(p, s), wr[(p * SIMD + s) * WBITS +: WBITS]) : 0;
+                    tree[p * NP + s] <= plo[p * NP + s] + phi[p * NP + s];
             for (l = 0; l < LEVELS; l = l + 1) begin
                 vt[l + 1] <= vt[l];
                 firstt[l + 1] <= firstt[l];
@@ -314,13 +331,15 @@ module mvau #(
 
     localparam integer MA = ABITS + 1;  // operands extended by a sign bit
     localparam integer MB = WBITS + 1;
-    function signed [ACCBITS-1:0] product(input [ABITS-1:0] x, input [WBITS-1:0] w);
+    // rows first .. last-1 of x * w, both extended by a sign bit
+    function signed [ACCBITS-1:0] product(input [ABITS-1:0] x, input [WBITS-1:0] w, input integer first,
+                                          input integer last);
         reg signed [ABITS:0] xs;
         reg signed [WBITS:0] ws;
         begin
             xs = SIGNED_IN ? {x[ABITS-1], x} : {1'b0, x};
             ws = SIGNED_W ? {w[WBITS-1], w} : {1'b0, w};
-            product = multiply(xs, ws);
+            product = multiply_rows(xs, ws, first, last);
         end
     endfunction
 

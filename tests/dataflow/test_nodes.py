@@ -29,8 +29,8 @@ def test_mvau():
     n = node("MVAU", MW=8, MH=4, PE=2, SIMD=4, numInputVectors=[3], inputDataType="INT8", weightDataType="INT4",
              outputDataType="INT16", accDataType="INT16", resType="lut", noActivation=1)
     assert n.get_exp_cycles() == (4 // 2) * (8 // 4) * 3 == 12
-    assert n.first_output_delay() == 8 // 4 + 4 + 2  # one input vector, 4 registers, log2(SIMD) adder tree
-    assert n.get_latency() == 12 + 4 + 2  # the last input word, then the same pipeline
+    assert n.first_output_delay() == 8 // 4 + 5 + 2  # one input vector, 5 registers, log2(SIMD) adder tree
+    assert n.get_latency() == 12 + 5 + 2  # the last input word, then the same pipeline
     assert (n.macs(), n.bitops(), n.weight_bits(), n.buffer_bits()) == (96, 96 * 8 * 4, 8 * 4 * 4, 0)
     dev = load_device("ecp5-85f")
     # generic building blocks by hand: base 100 LUT/100 FF; 8 LUT multipliers of 4x8 bits (256 LUT); a

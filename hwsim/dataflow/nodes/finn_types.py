@@ -25,7 +25,8 @@ class MVAU(DataflowNode):
     op_type = "MVAU"
     domain = FINN_DOMAIN
     FOLD = {"PE": "MH", "SIMD": "MW"}
-    PIPELINE_DEPTH = 4  # rtl/mvau: operand read, operand register, products, accumulator; the requantizer is the output register
+    PIPELINE_DEPTH = 5  # rtl/mvau: operand read, operand register, half products, products, accumulator; the
+    # requantizer is the output register
 
     def dynamic(self) -> bool:
         return self.attrs.get("mem_mode") == "dynamic"
