@@ -4,8 +4,8 @@
 //   r = isqrt(floor(2^62 / m))  (r = k = 0 when D = 0),
 //   t = round_shift((n*q - S) * r, 31 + k - FT),  y = clamp(round_shift(t*G[c] + B[c], FT + FG)).
 // Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
-// S and Q accumulate per group; SOLVE computes r and k group by group (a three-cycle set-up: D,
-// k, m) with a restoring divider (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
+// S and Q accumulate per group; SOLVE computes r and k group by group (a four-cycle set-up: S
+// and Q, D, k, m) with a restoring divider (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
 // cycle, normalized in five pipeline stages (a subtraction, a multiply or a rounding shift each). round_shift
 // rounds half to even. Every register is as wide as the numerics
 // bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
@@ -129,8 +129,10 @@ module groupnorm #(
 
     // --- SOLVE: r = isqrt(2^62 / m), k, per group -------------------------------------------------
     reg [GW-1:0] sg;        // group being solved
-    reg [7:0]  step;        // 0: set up (three cycles, setup 0..2); 1..63: divide; 64..95: square root; 96: store
-    reg [1:0]  setup;       // set-up: D, then k, then m = D >> 2k (one wide operation per cycle)
+    reg [7:0]  step;        // 0: set up (four cycles, setup 0..3); 1..63: divide; 64..95: square root; 96: store
+    reg [1:0]  setup;       // set-up: the group's S and Q, then D, then k, then m = D >> 2k (one wide operation a cycle)
+    reg signed [SB-1:0] s_r;
+    reg signed [QB-1:0] q_r;
     reg [31:0] m;
     reg [32:0] rem;         // < m, and (rem << 1) | bit < 2m
     reg [63:0] quo, num, res, bitv;
@@ -160,14 +162,18 @@ module groupnorm #(
                 end
                 SOLVE: begin
                     if (step == 0 && setup == 0) begin
-                        d_r <= N * q_acc[sg] - s_acc[sg] * s_acc[sg];
+                        s_r <= s_acc[sg];
+                        q_r <= q_acc[sg];
                         setup <= 1;
                     end else if (step == 0 && setup == 1) begin
+                        d_r <= N * q_r - s_r * s_r;
+                        setup <= 2;
+                    end else if (step == 0 && setup == 2) begin
                         len = 0;
                         for (b = 0; b < DB; b = b + 1)
                             if (d_r[b]) len = b + 1;
                         kk_r <= (KMAX > 0 && len > 32) ? (len - 31) / 2 : 0;
-                        setup <= 2;
+                        setup <= 3;
                     end else if (step == 0) begin
                         m <= (KMAX > 0) ? d_r >> (2 * kk_r) : d_r;
                         k_of[sg] <= (d_r == 0 || KMAX == 0) ? 0 : kk_r;
