@@ -120,8 +120,12 @@ class _Context:
             return seqs[:, :period]
         return seqs
 
+    def source_names(self, node: DataflowNode) -> list[str]:
+        """The integer nodes a dataflow node computes (an MVAU with its fused requantizer: two)."""
+        return [s for s in node.source.split("+") if s in self.int_nodes]
+
     def sources(self, node: DataflowNode) -> list[tuple[str, list[str], str, dict]]:
-        return [self.int_nodes[s] for s in node.source.split("+") if s in self.int_nodes]
+        return [self.int_nodes[s] for s in self.source_names(node)]
 
     @property
     def groups(self) -> int:
@@ -134,9 +138,6 @@ class _Context:
     def group_attrs(self, node_name: str) -> list[dict]:
         """An integer node's attributes in every timestep group's graph."""
         return [next(a for n, _, _, _, a in m.nodes if n == node_name) for m in self.sim.members]
-
-    def source_names(self, node: DataflowNode) -> list[str]:
-        return [s for s in node.source.split("+") if s in self.int_nodes]
 
     def varies(self, node: DataflowNode) -> bool:
         """Whether any of the node's integer constants or attributes differ between timestep groups."""
