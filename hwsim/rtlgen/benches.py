@@ -211,6 +211,30 @@ def bench_requant(channels: int, pe: int, vectors: int, build_dir, sim="icarus",
                   {"shift.mem": (shifts.reshape(-1, 1), 8)})
 
 
+def requant_edge_values(shift: int) -> list[int]:
+    """Inputs at every rounding tie and saturation edge of an INT8 requantization by ``shift``:
+    floors next to QMIN and QMAX, each with nothing, less than, exactly and more than a half below."""
+    if shift <= 0:
+        return [k >> -shift for k in (-260, -258, -256, -254, -2, 0, 2, 252, 254, 256, 258)] + [-1, 1, -(1 << 15), 1 << 15]
+    half = 1 << (shift - 1)
+    return [k * (1 << shift) + off for k in (-130, -129, -128, -127, -2, -1, 0, 1, 126, 127, 128)
+            for off in (0, max(0, half - 1), half, half + 1)]
+
+
+def bench_requant_edges(build_dir, sim="icarus", pe: int = 2) -> dict:
+    """rtl/requant (hence rtl/common/round_shift.vh) on the values where half-to-even rounding and
+    saturation decide the result: one channel per shift from -1 to 8."""
+    shifts = np.arange(-1, 9)
+    columns = [requant_edge_values(int(s)) for s in shifts]
+    vectors = max(len(c) for c in columns)
+    x = np.array([[c[i % len(c)] for c in columns] for i in range(vectors)])
+    y = Requant.compute([x], {"shifts": shifts.tolist(), "axis": 1, "qmin": -128, "qmax": 127})
+    params = dict(CHANNELS=len(shifts), PE=pe, IBITS=18, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127)
+    return _bench("requant", "requant/requant.v", params, {"in": (_words(x, pe), 18, True)},
+                  {"out": (_words(y, pe), 8, True)}, None, build_dir, sim, False, 0,
+                  {"shift.mem": (shifts.reshape(-1, 1), 8)})
+
+
 def bench_grouped_requant(channels: int, pe: int, vectors: int, groups: int, evaluations: int, build_dir,
                           sim="icarus", backpressure=True, seed=0) -> dict:
     """Per-timestep-group shift tables: each evaluation's group index (random) selects its table."""

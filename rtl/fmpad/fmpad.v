@@ -25,7 +25,11 @@ module fmpad #(
     localparam integer OH = H + PT + PB;
     localparam integer OW = W + PL + PR;
     localparam integer CF = CHANNELS / SIMD;
-    reg [31:0] y, x, c;  // position of the next output word
+    // the position of the next output word, as wide as its range: ``interior`` feeds in_ready,
+    // which the ready chain of a stitched design carries through every upstream block in one cycle
+    reg [$clog2(OH + 1)-1:0] y;
+    reg [$clog2(OW + 1)-1:0] x;
+    reg [$clog2(CF + 1)-1:0] c;
     wire interior = (y >= PT) && (y < PT + H) && (x >= PL) && (x < PL + W);
     wire free = !out_valid || out_ready;
     assign in_ready = free && interior;

@@ -38,22 +38,28 @@ module swg #(
     localparam integer BUFFER_MIN = ((K_H - 1) * IW + K_W) * CF;
     localparam integer AB = $clog2(((K_H + S_H - 1) * IW + K_W + S_W) * CF);
     localparam integer DEPTH = 1 << AB;
+    // counters as wide as their ranges, not 32 bits: their compares feed in_ready, which the
+    // ready chain of a stitched design carries through every upstream block in one cycle
+    localparam integer PW = $clog2(TOTAL_IN + 1);             // word positions 0 .. TOTAL_IN
+    localparam integer CW = $clog2(OH + OW + K_H + K_W + CF);  // window counters
 
     reg [SIMD*BITS-1:0] mem [0:DEPTH-1];
-    reg [31:0] wcount;                 // words of the current frame written
-    reg [31:0] oy, ox, ky, kx, c;      // the next window word to emit
+    reg [PW-1:0] wcount;               // words of the current frame written
+    reg [CW-1:0] oy, ox, ky, kx, c;    // the next window word to emit
     reg rdone;                         // every window word of the frame emitted
     // its position p = ((oy*S_H + ky)*IW + ox*S_W + kx)*CF + c and the window's oldest word
     // (oy*S_H*IW + ox*S_W)*CF, kept in registers stepped with the counters (adds of constants, no
     // multiplier): row = oy*S_H*IW*CF, oldest, krow = oldest + ky*IW*CF
-    reg [31:0] p, oldest, row, krow;
+    reg [PW-1:0] p, oldest, row, krow;
+    wire [PW-1:0] ahead = wcount - oldest;
+    wire [AB+PW-1:0] waddr = wcount, raddr = p;  // memory addresses: the low AB bits
     wire started = (wcount >= BUFFER_MIN) || (wcount == TOTAL_IN);
     wire en = !out_valid || out_ready;
     wire rfire = en && !rdone && started && (p < wcount);
     wire last_read = (oy == OH - 1) && (ox == OW - 1) && (ky == K_H - 1) && (kx == K_W - 1) && (c == CF - 1);
     // a write may run ahead of the oldest needed word by less than the buffer; the reader's oldest
     // word can also lie ahead of the writer (columns or rows no window reads)
-    assign in_ready = (wcount < TOTAL_IN) && (rdone || wcount < oldest || (wcount - oldest < DEPTH));
+    assign in_ready = (wcount < TOTAL_IN) && (rdone || wcount < oldest || ahead < DEPTH);
     wire wfire = in_valid && in_ready;
     wire all_written = (wcount == TOTAL_IN) || (wfire && wcount == TOTAL_IN - 1);
     wire frame_end = (rdone || (rfire && last_read)) && all_written;
@@ -66,7 +72,7 @@ module swg #(
             {oy, ox, ky, kx, c} <= 0;
             {p, oldest, row, krow} <= 0;
         end else begin
-            if (wfire) mem[wcount[AB-1:0]] <= in_data;
+            if (wfire) mem[waddr[AB-1:0]] <= in_data;
             if (frame_end) begin
                 wcount <= 0;
                 rdone <= 1'b0;
@@ -76,7 +82,7 @@ module swg #(
             end
             if (en) begin
                 out_valid <= rfire;
-                if (rfire) out_data <= mem[p[AB-1:0]];
+                if (rfire) out_data <= mem[raddr[AB-1:0]];
             end
             if (rfire) begin
                 if (c != CF - 1) begin

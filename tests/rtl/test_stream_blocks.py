@@ -109,6 +109,13 @@ def test_tables_and_broadcast(case, sim, tmp_path):
 
 
 @pytest.mark.parametrize("sim", SIMS)
+def test_requant_at_every_rounding_tie_and_saturation_edge(sim, tmp_path):
+    """Half-to-even ties with odd and even floors, and floors at QMIN - 1 .. QMAX + 1, for every
+    shift from -1 to 8: random inputs almost never hit these, the shared rounding must."""
+    assert benches.bench_requant_edges(tmp_path, sim=sim)["bit_exact"]
+
+
+@pytest.mark.parametrize("sim", SIMS)
 def test_per_timestep_group_shift_tables(sim, tmp_path):
     """TDQ-style timestep-dependent precision in hardware: the table is chosen per evaluation."""
     assert benches.bench_grouped_requant(6, 2, 3, 4, 5, tmp_path, sim=sim, seed=7)["bit_exact"]
