@@ -231,6 +231,7 @@ def dynamic_mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
                   OLANES=simd, LUT_MULT=lut, SHIFT_FILE="shift.mem",
                   **operand_loops((0, 3, 1, 2), (1, h, k, m), simd))
     node = make_node("MVAU", "mvau", {"MW": k, "MH": m, "PE": pe, "SIMD": simd, "mem_mode": "dynamic", "heads": h,
+                                      "operandOrder": [0, 3, 1, 2],
                                       "numInputVectors": [tokens, h], "inputDataType": f"INT{ab}",
                                       "weightDataType": f"INT{wb}", "accDataType": f"INT{acc}",
                                       "outputDataType": "INT8", "noActivation": 0, "resType": "lut" if lut else "dsp"})

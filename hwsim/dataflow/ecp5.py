@@ -179,6 +179,24 @@ def requant_shift_values(node: DataflowNode) -> list[list[int]]:
     return [sorted({int(g[ch]) for g in table for ch in range(p, c, lanes)}) for p in range(lanes)]
 
 
+def _operand_address_mult18(node: DataflowNode) -> int:
+    """MULT18X18D of rtl/mvau's dynamic-operand addresses: the write address o0*O_S0 + o1*O_S1 +
+    (o2 + lane)*O_S2 (counters as wide as their ranges, one o2 term per lane) and, per PE row q, the
+    read address (h*MH + n*PE + q)*MW; multiplies by powers of two are shifts."""
+    from hwsim.rtlgen.memfiles import operand_loops
+
+    a = node.attrs
+    heads = a.get("heads", 1)
+    # the order the mapping streams the operand in; without one, the RAM's own order (h, m, k)
+    order = tuple(a.get("operandOrder", (0, 1, 3, 2)))
+    shape = (1, heads, a["MW"], a["MH"]) if len(order) == 4 else (1, a["MW"], a["MH"])
+    lo, lanes = operand_loops(order, shape, a["SIMD"]), a["SIMD"]
+    write = (const_mult18(lo["O_N0"].bit_length(), lo["O_S0"]) + const_mult18(lo["O_N1"].bit_length(), lo["O_S1"])
+             + lanes * const_mult18((lo["O_N2"] + lanes).bit_length(), lo["O_S2"]))
+    read = const_mult18(heads.bit_length(), a["MH"]) + a["PE"] * const_mult18(_clog2(heads * a["MH"]) + 1, a["MW"])
+    return write + read
+
+
 def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
     """(MULT18X18D, memories, LUT features, FF features) of the node's rtl/ block (see each block's
     Verilog for the multiplies and memories named here)."""
@@ -193,7 +211,10 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         sf = node.stored_row() // q if sparse else mw // q
         act = not a.get("noActivation", 1)
         mults = 0 if lut_mult else p * q * mult18(w, x)
-        mults += const_mult18(_clog2(nf), sf) if nf > 1 else 0   # the weight address nf * SF + sf
+        if dyn:
+            mults += _operand_address_mult18(node)
+        elif nf > 1:
+            mults += const_mult18(_clog2(nf), sf)  # the weight address nf * SF + sf
         if not dyn or act:  # the bias and shift address nf * PE + lane
             mults += const_mult18(_clog2(nf), p) if nf > 1 else 0
         mems = []
@@ -220,10 +241,16 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
             mems.append(Memory(q * x, mw // q, 1, 1))  # the input buffer replayed for nf > 0
         bram, ml, mf = _memory_parts(mems)
         levels = math.ceil(math.log2(q)) if q > 1 else 0
-        lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
+        # the multipliers run in two stages (rtl/mvau): with LUT products, the partial products of the
+        # weight's low and high rows are registered apart (``partial``) and summed in the next stage
+        # (``psum``); a multiplier block takes the whole product at once and leaves no sum
+        half = (w + 2) // 2
+        lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
+               "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
                "acc": p * acc, "act": p * acc * _clog2(acc) if act else 0, "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
                "ctrl": _clog2(nf) + _clog2(sf), **ml}
-        ff = {**one, "operands": p * q * (w + x), "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
+        ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
+              "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
               "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc), **mf}
         return mults, mems, lut, ff
     if t == "StreamingDataWidthConverter":
@@ -311,7 +338,10 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         mems = [Memory(word, a["WI"] * a["NumChannels"] // a["SIMD"], 1, 1)]
         bram, ml, mf = _memory_parts(mems)
         f, cf = a["HO"] // a["HI"], a["NumChannels"] // a["SIMD"]
-        mults = const_mult18(32 - int(math.log2(f)) if _pow2(f) else 32, cf)  # the row slot (x / FACTOR) * CF + c
+        # the row slot (x / FACTOR) * CF + c, x as wide as its range (WO = WI * FACTOR), the product
+        # kept to the row's address bits
+        xb = (a["WI"] * f).bit_length() - (int(math.log2(f)) if _pow2(f) else 0)
+        mults = 0 if _pow2(cf) else mult18(xb, cf.bit_length(), _clog2(a["WI"] * cf))
         return mults, mems, {**one, "word": word, **ml}, {**one, "word": word, **mf}
     if t in ("GroupNorm", "AdaLayerNorm", "IntSoftmax"):
         return _ecp5_norm(node, lanes, width)
@@ -340,8 +370,13 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
     if t == "GroupNorm":
         groups = a["groups"]
         words = node.elements() // lanes
-        mems = [Memory(lanes * width, words, 1, 1), Memory(a["gammaBits"], c, lanes, sync=False),
-                Memory(a["betaBits"], c, lanes, sync=False)]
+        # gamma and beta are read in EMIT at channel fold * PE + lane (of the timestep group's table):
+        # registered bits alone when PE is a power of two (and C too, with several tables), so synthesis
+        # moves those registers into the read port, and a large table becomes a block RAM
+        steps = a.get("timestepGroups", 1)
+        sync = _pow2(lanes) and (steps == 1 or _pow2(c))
+        mems = [Memory(lanes * width, words, 1, 1), Memory(a["gammaBits"], c * steps, lanes, sync=sync),
+                Memory(a["betaBits"], c * steps, lanes, sync=sync)]
         n = node.group_size()
         # rtl/groupnorm sizes its registers from the numerics (LOGN = bits of N): S has IBITS + LOGN + 1
         # bits, Q 2 IBITS + LOGN + 1, N*x - S IBITS + LOGN + 2, t FT + (LOGN + 1) / 2 + 3. LOAD x*x per

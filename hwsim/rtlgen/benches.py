@@ -116,9 +116,15 @@ class DynamicMvauConfig:
     ACTIVATION: bool = True
 
 
+def operand_order(cfg: DynamicMvauConfig) -> tuple[int, ...]:
+    """The axes of the operand [N, h, K, M] as streamed: K^T token by token ("kt"), or V's rows."""
+    return (0, 3, 1, 2) if cfg.ORDER == "kt" else (0, 2, 1, 3)
+
+
 def dynamic_mvau_node(cfg: DynamicMvauConfig):
     return make_node("MVAU", "mvau", {"MW": cfg.K, "MH": cfg.M, "PE": cfg.PE, "SIMD": cfg.SIMD, "mem_mode": "dynamic",
                                       "heads": cfg.HEADS, "numInputVectors": [cfg.L, cfg.HEADS],
+                                      "operandOrder": list(operand_order(cfg)),
                                       "inputDataType": f"INT{cfg.ABITS}", "weightDataType": f"INT{cfg.WBITS}",
                                       "accDataType": "INT32", "noActivation": int(not cfg.ACTIVATION)})
 
@@ -140,7 +146,7 @@ def bench_dynamic_mvau(cfg: DynamicMvauConfig, build_dir, sim="icarus", backpres
     obits = 8 if cfg.ACTIVATION else accbits
     # operand order as the mapping streams it: K^T = B [N, h, K=d, M=L] token by token -> axes (0, 3, 1, 2);
     # V = B [N, h, K=L, M=d] token by token -> axes (0, 2, 1, 3)
-    order = (0, 3, 1, 2) if cfg.ORDER == "kt" else (0, 2, 1, 3)
+    order = operand_order(cfg)
     operand = np.transpose(b, order).reshape(-1)
     params = dict(MW=cfg.K, MH=cfg.M, PE=cfg.PE, SIMD=cfg.SIMD, ABITS=cfg.ABITS, WBITS=cfg.WBITS, BBITS=8,
                   ACCBITS=accbits, OBITS=obits, SHBITS=8, SIGNED_IN=int(cfg.SIGNED_IN), ACTIVATION=int(cfg.ACTIVATION),

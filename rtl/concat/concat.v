@@ -28,7 +28,7 @@ module concat #(
     localparam integer B1 = (BITS1 > 0) ? BITS1 : BITS;
     localparam integer F0 = C0 / SIMD;
     localparam integer F1 = C1 / SIMD;
-    reg [31:0] f;  // word of the pixel: < F0 from in0, else from in1
+    reg [$clog2(F0 + F1 + 1)-1:0] f;  // word of the pixel: < F0 from in0, else from in1 (its compare sits in the ready path)
     wire first = (f < F0);
     wire en = !out_valid || out_ready;
     assign in0_ready = en && first;

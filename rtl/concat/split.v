@@ -23,7 +23,7 @@ module split #(
 );
     localparam integer F0 = C0 / SIMD;
     localparam integer F1 = C1 / SIMD;
-    reg [31:0] f;
+    reg [$clog2(F0 + F1 + 1)-1:0] f;  // as wide as its range: its compare sits in the ready path
     wire first = (f < F0);
     wire free0 = !out0_valid || out0_ready;
     wire free1 = !out1_valid || out1_ready;

@@ -29,7 +29,8 @@ module broadcast #(
     reg [PE*BBITS-1:0] row [0:2*FOLDS-1];
     reg [1:0] full;
     reg wbank, rbank;
-    reg [31:0] wf, f, v;
+    reg [$clog2(FOLDS + 1)-1:0] wf, f;  // counters as wide as their ranges
+    reg [$clog2(VECTORS + 1)-1:0] v;
     wire en = !out_valid || out_ready;
     assign in1_ready = !full[wbank];
     assign in0_ready = en && full[rbank];

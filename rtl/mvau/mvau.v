@@ -109,8 +109,15 @@ module mvau #(
     end
 
     // --- dynamic operand: taken whole, held for VECTORS vectors ------------------------------------
+    // counters as wide as their ranges: the operand's write address multiplies them by constant
+    // strides, and synthesis sizes those multipliers (MULT18X18D, when a stride is no power of two)
+    // by the counters' widths
     reg have_op;
-    reg [31:0] o0, o1, o2, vec, head;
+    reg [$clog2(O_N0 + 1)-1:0] o0;
+    reg [$clog2(O_N1 + 1)-1:0] o1;
+    reg [$clog2(O_N2 + OLANES + 1)-1:0] o2;
+    reg [$clog2(VECTORS + 1)-1:0] vec;
+    reg [$clog2(HEADS + 1)-1:0] head;
     wire release_op;
     integer ol;
     assign op_ready = DYNAMIC && !have_op;
@@ -151,7 +158,7 @@ module mvau #(
     reg [SFB-1:0] sf;
     reg [NFB-1:0] nf;
     reg loading;          // sparse mode: taking the next vector into xbuf
-    reg [31:0] lcount;
+    reg [$clog2(SFI + 1)-1:0] lcount;
     reg v1;
     wire reading = !SPARSE && (nf == 0);
     wire go = !DYNAMIC || have_op;  // a dynamic operand must be complete
@@ -238,7 +245,7 @@ module mvau #(
     end
 
     // PE x SIMD elements of the dynamic operand, packed like a WEIGHT_FILE word
-    function [PE*SIMD*WBITS-1:0] operand_word(input [31:0] h, input [NFB-1:0] n, input [SFB-1:0] f);
+    function [PE*SIMD*WBITS-1:0] operand_word(input [$clog2(HEADS + 1)-1:0] h, input [NFB-1:0] n, input [SFB-1:0] f);
         integer q, r;
         begin
             for (q = 0; q < PE; q = q + 1)

@@ -24,7 +24,8 @@ module timestep_table #(
     reg [PE*BITS-1:0] rom [0:STEPS*FOLDS-1];
     initial $readmemh(TABLE_FILE, rom);
     reg busy;
-    reg [31:0] base, f;
+    reg [31:0] base;
+    reg [$clog2(FOLDS + 1)-1:0] f;  // as wide as its range: its compare sits in the ready path
     wire en = !out_valid || out_ready;
     wire rfire = en && busy;
     assign in_ready = !busy || (rfire && f == FOLDS - 1);  // the next index may arrive with the last word

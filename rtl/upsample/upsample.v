@@ -24,7 +24,11 @@ module upsample #(
     localparam integer HO = HI * FACTOR;
     localparam integer WO = WI * FACTOR;
     reg [SIMD*BITS-1:0] row [0:WI*CF-1];
-    reg [31:0] y, x, c;  // the next output word
+    // the next output word, counters as wide as their ranges (their compares sit in the ready
+    // chain, and the row slot's multiply by CF is sized by x's width)
+    reg [$clog2(HO + 1)-1:0] y;
+    reg [$clog2(WO + 1)-1:0] x;
+    reg [$clog2(CF + 1)-1:0] c;
     wire fresh = (y % FACTOR == 0) && (x % FACTOR == 0);
     wire [31:0] slot = (x / FACTOR) * CF + c;
     wire en = !out_valid || out_ready;

@@ -42,9 +42,11 @@ def test_mvau():
     # weights (32 bits x 4 words) and of the bias read by 2 lanes (2 x 16 bits x 4): a LUT4 per 16
     # entries, at least one per bit and port, 64; the input buffer replayed for the second channel
     # group (32 bits x 2 words) in 8 DPR16X4 (cheaper than 64 bits of flip-flops); no multiplier
-    # block (LUT products), no block RAM
+    # block (LUT products), no block RAM; the two-stage multipliers' sum of the partial products,
+    # 8 x (4 + 8) bits
     lut = features(n)["lut"]
-    assert lut == {"base": 1.0, "act_base": 0.0, "mult": 256, "tree": 84, "acc": 32, "act": 0, "sparse": 0, "ctrl": 2,
+    assert lut == {"base": 1.0, "act_base": 0.0, "mult": 256, "psum": 96, "tree": 84, "acc": 32, "act": 0, "sparse": 0,
+                   "ctrl": 2,
                    "rom": 64.0, "lutram": 8.0}
     got = estimate(n, dev)
     assert (got.lut, got.mult, got.bram) == (pytest.approx(calibrated_lut(dev, "MVAU", lut), abs=0.05), 0, 0)
