@@ -431,7 +431,7 @@ def dwc_block(cfg: dict, rng: np.random.Generator) -> Block:
 
 def fifo_block(cfg: dict, rng: np.random.Generator) -> Block:
     w, d = cfg["WIDTH"], cfg["DEPTH"]
-    return Block("FIFO", "fifo", "fifo/fifo.v", dict(WIDTH=w, DEPTH=d), None, fifo=(w, d))
+    return Block("FIFO", "fifo", "fifo/fifo.v", dict(WIDTH=w, DEPTH=d, OUTREG=1), None, fifo=(w, d))  # as stitched
 
 
 FACTORIES = {"mvau": mvau_block, "dynamic_mvau": dynamic_mvau_block, "swg": swg_block, "fmpad": fmpad_block,
@@ -477,7 +477,7 @@ def design_model(parts: list[dict], dev=None) -> dict:
     dev = dev or load_device("ecp5-85f")
     total = {"lut": 0.0, "ff": 0.0, "mult18": 0, "bram": 0}
     for p in parts:
-        r = fifo(*p["fifo"], dev) if "fifo" in p else estimate(node_from_dict(p["node"]), dev)
+        r = fifo(*p["fifo"], dev, p.get("registered", True)) if "fifo" in p else estimate(node_from_dict(p["node"]), dev)
         for k, v in (("lut", r.lut), ("ff", r.ff), ("mult18", r.mult), ("bram", r.bram)):
             total[k] += v
     return {k: round(v, 1) for k, v in total.items()}
@@ -505,15 +505,15 @@ def stitched_model(graph, names: list[str], design: str | Path, dev=None) -> tup
             parts.append({"name": n.name, "op_type": n.op_type, "node": n.to_dict(), "lut": r.lut, "ff": r.ff,
                           "mult18": r.mult, "bram": r.bram})
     top = (Path(design) / f"{load_manifest(design)['top']}.v").read_text()
-    for w, d in re.findall(r"fifo #\(\.WIDTH\((\d+)\), \.DEPTH\((\d+)\)\)", top):
+    for w, d in re.findall(r"fifo #\(\.WIDTH\((\d+)\), \.DEPTH\((\d+)\), \.OUTREG\(1\)\)", top):
         r = fifo(int(w), int(d), dev)
         parts.append({"name": f"fifo {w}x{d}", "op_type": "FIFO", "fifo": [int(w), int(d)], "lut": r.lut, "ff": r.ff,
                       "mult18": r.mult, "bram": r.bram})
     # the timestep group's fan-out (a grouped graph): one small queue per grouped block, priced as a FIFO
     for n, w, d in re.findall(r"group_fanout #\(\.N\((\d+)\), \.GBITS\((\d+)\), \.DEPTH\((\d+)\)\)", top):
-        r = fifo(int(w), int(d), dev)
-        parts += [{"name": f"group queue {k}", "op_type": "FIFO", "fifo": [int(w), int(d)], "lut": r.lut, "ff": r.ff,
-                   "mult18": r.mult, "bram": r.bram} for k in range(int(n))]
+        r = fifo(int(w), int(d), dev, registered=False)  # first-word fall-through queues
+        parts += [{"name": f"group queue {k}", "op_type": "FIFO", "fifo": [int(w), int(d)], "registered": False,
+                   "lut": r.lut, "ff": r.ff, "mult18": r.mult, "bram": r.bram} for k in range(int(n))]
     return parts, design_model(parts, dev)
 
 

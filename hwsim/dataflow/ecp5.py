@@ -446,24 +446,30 @@ def features(node: DataflowNode, dev=None) -> dict[str, dict[str, float]]:
     return {"lut": lut, "ff": ff}
 
 
-def fifo_parts(width: int, depth: int) -> tuple[list[Memory], dict, dict]:
-    """rtl/fifo: a WIDTH x DEPTH RAM read at the registered read pointer (first-word fall-through),
-    which Yosys turns into a synchronous read port (so a deep FIFO takes block RAM). In block RAM the
-    read must see the word written in the same cycle: Yosys adds a WIDTH-bit bypass register and
-    multiplexer (``bypass``); in LUT RAM the read stays asynchronous at the registered pointer (no
-    data flip-flops); at depth 2 the words are registers (memory_libmap: cheaper than a DPR16X4)."""
-    mems = [Memory(width, depth, 1, 1, new_data=True)]
+def fifo_parts(width: int, depth: int, registered: bool = True) -> tuple[list[Memory], dict, dict]:
+    """rtl/fifo, WIDTH x DEPTH. ``registered`` (OUTREG = 1, every FIFO a stitched design puts on an
+    edge): the RAM is read into a read register (a block RAM's own output latch, else WIDTH
+    flip-flops: ``rdata``) and the word leaves from a WIDTH-bit output register (``out``); the read
+    never meets a write (no_rw_check), so no bypass. First-word fall-through (OUTREG = 0, the group
+    index queues): read at the registered read pointer, which Yosys turns into a synchronous read port;
+    in block RAM the read must see the word written in the same cycle, so Yosys adds a WIDTH-bit
+    bypass register and multiplexer (``bypass``); in LUT RAM the read stays asynchronous (no data
+    flip-flops); at depth 2 the words are registers (memory_libmap: cheaper than a DPR16X4)."""
+    mems = [Memory(width, depth, 1, 1, new_data=not registered)]
     kind = ecp5_memory(mems[0])[0]
     _, ml, mf = _memory_parts(mems)
     if kind == "lutram":
         mf.pop("ram_ff", None)
     one = {"base": 1.0}
+    if registered:
+        regs = {"out": float(width), "rdata": float(width) if kind != "bram" else 0.0}
+        return mems, {**one, "ctrl": _clog2(depth), **ml}, {**one, "ctrl": _clog2(depth), **regs, **mf}
     bypass = {"bypass": float(width)} if kind == "bram" else {}
     return mems, {**one, "ctrl": _clog2(depth), **bypass, **ml}, {**one, "ctrl": _clog2(depth), **bypass, **mf}
 
 
-def fifo_features(width: int, depth: int, dev=None) -> dict[str, dict[str, float]]:
-    _, lut, ff = fifo_parts(width, depth)
+def fifo_features(width: int, depth: int, dev=None, registered: bool = True) -> dict[str, dict[str, float]]:
+    _, lut, ff = fifo_parts(width, depth, registered)
     return {"lut": lut, "ff": ff}
 
 

@@ -279,12 +279,13 @@ def _ecp5(node: DataflowNode, dev: Device) -> Resources:
                      ff=round(_linear(table["ff"], ff, _shared(dev, "ff")), 1), mult=mults, bram=bram)
 
 
-def fifo(width: int, depth: int, dev: Device) -> Resources:
-    """rtl/fifo of WIDTH x DEPTH on ``dev`` (calibrated ECP5), else a memory of its size."""
+def fifo(width: int, depth: int, dev: Device, registered: bool = True) -> Resources:
+    """rtl/fifo of WIDTH x DEPTH on ``dev`` (calibrated ECP5), else a memory of its size;
+    ``registered``: with its output register (OUTREG = 1, as stitching puts FIFOs on edges)."""
     table = (dev.coefficients.get("fitted") or {}).get("FIFO") if dev.family == "ecp5" else None
     if not table:
         return memory(width, depth, dev)
-    mems, lut, ff = fifo_parts(width, depth)
+    mems, lut, ff = fifo_parts(width, depth, registered)
     bram, _, _ = _memory_parts(mems)
     return Resources(lut=round(_linear(table["lut"], lut, _shared(dev, "lut")), 1),
                      ff=round(_linear(table["ff"], ff, _shared(dev, "ff")), 1), bram=bram)

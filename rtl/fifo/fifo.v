@@ -1,10 +1,17 @@
 // First-in first-out stream buffer of DEPTH words (the skip and fork FIFOs the cost model sizes).
-// First-word fall-through: a word written in one cycle can be read in the next.
+// OUTREG = 0: first-word fall-through, a word written in one cycle can be read in the next; the
+// memory is read at the registered read pointer, so a consumer's logic hangs off the memory's
+// output (in block RAM: its clock-to-out and the multiplexer of a cascade of blocks).
+// OUTREG = 1 (the stitched designs' edge FIFOs): the memory is read one cycle ahead into its read
+// register, and the word leaves from an output register of its own: nothing but a flip-flop drives
+// the consumer. A word written in cycle t can be read in t + 3 (two cycles more); the FIFO holds
+// DEPTH + 2 words and still passes one word per cycle.
 `default_nettype none
 
 module fifo #(
     parameter integer WIDTH = 8,
-    parameter integer DEPTH = 16
+    parameter integer DEPTH = 16,
+    parameter integer OUTREG = 0
 ) (
     input  wire             clk,
     input  wire             rst,
@@ -16,14 +23,14 @@ module fifo #(
     output wire [WIDTH-1:0] out_data
 );
     localparam integer AB = (DEPTH <= 1) ? 1 : $clog2(DEPTH);
-    reg [WIDTH-1:0] mem [0:DEPTH-1];
+    // a read never meets a write to the same word (the pointers meet only when the memory is empty,
+    // and then nothing is read, or full, and then nothing is written): no collision logic
+    (* no_rw_check *) reg [WIDTH-1:0] mem [0:DEPTH-1];
     reg [AB-1:0] wptr, rptr;
-    reg [AB:0] count;
+    reg [AB:0] count;  // words in the memory
     assign in_ready = (count != DEPTH);
-    assign out_valid = (count != 0);
-    assign out_data = mem[rptr];
     wire push = in_valid && in_ready;
-    wire pop = out_valid && out_ready;
+    wire pop;          // a word leaves the memory
     always @(posedge clk) begin
         if (rst) begin
             wptr <= 0;
@@ -38,6 +45,33 @@ module fifo #(
             count <= count + push - pop;
         end
     end
+    generate
+        if (OUTREG == 0) begin : fall_through
+            assign out_valid = (count != 0);
+            assign out_data = mem[rptr];
+            assign pop = out_valid && out_ready;
+        end else begin : registered
+            reg [WIDTH-1:0] rdata, odata;
+            reg rvalid, ovalid;
+            wire move = rvalid && (!ovalid || out_ready);  // read register -> output register
+            assign pop = (count != 0) && (!rvalid || move);  // the read register is free next cycle
+            assign out_valid = ovalid;
+            assign out_data = odata;
+            always @(posedge clk) begin
+                if (pop) rdata <= mem[rptr];
+                if (move) odata <= rdata;
+                if (rst) begin
+                    rvalid <= 1'b0;
+                    ovalid <= 1'b0;
+                end else begin
+                    if (pop) rvalid <= 1'b1;
+                    else if (move) rvalid <= 1'b0;
+                    if (move) ovalid <= 1'b1;
+                    else if (out_ready) ovalid <= 1'b0;
+                end
+            end
+        end
+    endgenerate
 endmodule
 
 `default_nettype wire
