@@ -118,7 +118,7 @@ def main() -> None:
         graph = load_dataflow(ROOT / "models" / model, args.steps, plan, args.work / f"{model}-{precision}")
         scheduler = make_scheduler("ddim", load_model(ROOT / "models" / model).noise_schedule())
         scheduler.set_timesteps(args.steps)
-        row = {"name": name, "model": model, "precision": precision, "block": block, "folding": folding}
+        row = {"name": name, "denoiser": model, "precision": precision, "block": block, "folding": folding}
         if folding == "device":
             result = fold_to_device(graph, device)
             row["cost_model"] = {"target_cycles": result.target_cycles, "fits": design_fits(graph, device)}
