@@ -139,7 +139,10 @@ GRID: dict[str, list[dict]] = {
                   dict(C=64, G=16, PE=1, PIXELS=16), dict(C=32, G=16, PE=2, PIXELS=16), dict(C=64, G=32, PE=1, PIXELS=16),
                   dict(C=48, G=8, PE=2, PIXELS=16),
                   # groups of a non-power-of-two size (the group index a division)
-                  dict(C=24, G=4, PE=1, PIXELS=16), dict(C=12, G=4, PE=2, PIXELS=16), dict(C=40, G=8, PE=1, PIXELS=16)],
+                  dict(C=24, G=4, PE=1, PIXELS=16), dict(C=12, G=4, PE=2, PIXELS=16), dict(C=40, G=8, PE=1, PIXELS=16),
+                  # lanes not a power of two (the channel index fold * PE a multiply); a 28x28-path size
+                  # (large tables: gamma and beta in block RAM)
+                  dict(C=96, G=8, PE=3, PIXELS=16), dict(C=96, G=8, PE=1, PIXELS=49)],
     "adaln": [dict(C=8, PE=1), dict(C=16, PE=2), dict(C=32, PE=4), dict(C=64, PE=8, TOKENS=16), dict(C=32, PE=1, TOKENS=8),
               dict(C=16, PE=4)],
     "softmax": [dict(L=8, PE=1), dict(L=16, PE=2), dict(L=32, PE=4), dict(L=16, PE=1, ENTRIES=256), dict(L=64, PE=4),  # PE=8 at 64: OOM

@@ -370,12 +370,9 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
     if t == "GroupNorm":
         groups = a["groups"]
         words = node.elements() // lanes
-        # gamma and beta are read in EMIT at channel fold * PE + lane: registered bits alone when PE is
-        # a power of two, so synthesis moves those registers into the read port, and a large table
-        # becomes a block RAM; with timestep groups (the group's table chosen too) it did not (the
-        # unet-digits W8A6T4 residual block: its 4 x 32 x 26-bit tables stayed in logic)
-        steps = a.get("timestepGroups", 1)
-        sync = _pow2(lanes) and steps == 1
+        # gamma and beta are read into registers (rtl/groupnorm's stage 3), so a large table becomes a
+        # block RAM (and one group's table per timestep group)
+        steps, sync = a.get("timestepGroups", 1), True
         mems = [Memory(lanes * width, words, 1, 1), Memory(a["gammaBits"], c * steps, lanes, sync=sync),
                 Memory(a["betaBits"], c * steps, lanes, sync=sync)]
         n = node.group_size()
@@ -386,6 +383,9 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         sb, qb, cb, tb = width + logn + 1, 2 * width + logn + 1, width + logn + 2, a["ft"] + (logn + 1) // 2 + 3
         mults = lanes * mult18(width, width) + const_mult18(qb, n) + mult18(sb, sb) \
             + lanes * (const_mult18(width, n) + mult18(cb, 33) + mult18(tb, a["gammaBits"]))
+        # the channel fold * PE in LOAD, EMIT's first stage and its table read (shared by the lanes;
+        # a shift when PE is a power of two)
+        mults += 3 * const_mult18(folds.bit_length(), lanes)
         bram, ml, mf = _memory_parts(mems)
         # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
         # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so

@@ -226,20 +226,20 @@ module groupnorm #(
     // stage 1 (vc): n q - S per lane, with the group's r and k: the only stage that reads the
     //   group's S, r and k (so the next map may start loading once the last word has passed it, v1 low);
     // stage 2 (vp): (n q - S) r;
-    // stage 3 (v2): t = round_shift(that, S0 + k);
+    // stage 3 (v2): t = round_shift(that, S0 + k), and the channel's G[c] and B[c] read into registers;
     // stage 4 (va): t G[c] + B[c];
     // output: y = clamp(round_shift(t G[c] + B[c], FT + FG)).
     // Each multiply, and each rounding shift with its clamp, has a stage of its own.
     wire en = !out_valid || out_ready;
     wire have_g;
     wire [STEP_GBITS-1:0] step_group;
-    reg [STEP_GBITS-1:0] sg1, sgc, sgp, sg2;  // the timestep group, alongside the words
+    reg [STEP_GBITS-1:0] sg1, sgc, sgp;  // the timestep group, alongside the words
     wire rfire = en && (phase == EMIT) && (ridx < WORDS) && have_g;
     group_hold #(.GROUPS(STEP_GROUPS), .GBITS(STEP_GBITS), .USES(WORDS)) hold (
         .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
         .use_now(rfire), .ok(have_g), .group(step_group));
     reg [PE*IBITS-1:0] w1;
-    reg [FW-1:0] rfold, fold1, foldc, foldp, fold2;  // ridx % FOLDS, counted (no divider)
+    reg [FW-1:0] rfold, fold1, foldc, foldp;  // ridx % FOLDS, counted (no divider)
     reg vc, vp, v2, va;
     reg [PE*CB-1:0] cenc;
     reg [PE*32-1:0] rc;
@@ -247,6 +247,8 @@ module groupnorm #(
     reg [PE*PB-1:0] prodp;
     reg [PE*KB-1:0] kp;
     reg [PE*TB-1:0] t2;
+    reg [PE*GBITS-1:0] g2;  // the lanes' gamma and beta, read beside the rounding shift (a table read,
+    reg [PE*BBITS-1:0] b2;  // then a multiply and an add, were too long for one cycle)
     reg [PE*AB-1:0] acca;
     reg signed [CB-1:0] centered;
     reg signed [PB-1:0] prod, fl;
@@ -285,8 +287,6 @@ module groupnorm #(
                 foldp <= foldc;
                 sgp <= sgc;
                 v2 <= vp;
-                fold2 <= foldp;
-                sg2 <= sgp;
                 va <= v2;
                 out_valid <= va;
                 if (v1)
@@ -315,13 +315,14 @@ module groupnorm #(
                         end else
                             t = round_shift(prod, S0 + kp[lane * KB +: KB]);
                         t2[lane * TB +: TB] <= t;
+                        c = {{CW{1'b0}}, foldp} * PE + lane;
+                        g2[lane * GBITS +: GBITS] <= gamma[sgp * CHANNELS + c];
+                        b2[lane * BBITS +: BBITS] <= beta[sgp * CHANNELS + c];
                     end
                 if (v2)
-                    for (lane = 0; lane < PE; lane = lane + 1) begin
-                        c = {{CW{1'b0}}, fold2} * PE + lane;
-                        acca[lane * AB +: AB] <= $signed(t2[lane * TB +: TB]) * gamma[sg2 * CHANNELS + c]
-                                                 + beta[sg2 * CHANNELS + c];
-                    end
+                    for (lane = 0; lane < PE; lane = lane + 1)
+                        acca[lane * AB +: AB] <= $signed(t2[lane * TB +: TB]) * $signed(g2[lane * GBITS +: GBITS])
+                                                 + $signed(b2[lane * BBITS +: BBITS]);
                 if (va)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
                         acc = $signed(acca[lane * AB +: AB]);
