@@ -266,7 +266,11 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         bram, ml, mf = _memory_parts(mems)
         return 0, mems, {**one, "word": word, **ml}, {**one, "word": word, **mf}
     if t == "FMPadding":
-        return 0, [], {**one, "word": word, "ctrl": _clog2(a["NumChannels"] // a["SIMD"])}, {**one, "word": word}
+        # LUTs: the position counters and the interior test (a pad word is the output register's
+        # synchronous clear, not a multiplexer per bit); FFs: the output word and the counters
+        (h, w), (pt, pl, pb, pr) = a["ImgDim"], a["Padding"]
+        ctrl = (h + pt + pb).bit_length() + (w + pl + pr).bit_length() + (a["NumChannels"] // a["SIMD"]).bit_length()
+        return 0, [], {**one, "ctrl": ctrl}, {**one, "word": word, "ctrl": ctrl}
     if t == "Requant":
         ob = node.dt("outputDataType")
         mems = [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
