@@ -6,7 +6,7 @@
 // Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
 // S and Q accumulate per group; SOLVE computes r and k group by group (a four-cycle set-up: S
 // and Q, D, k, m) with a restoring divider (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
-// cycle, normalized in five pipeline stages (a subtraction, a multiply or a rounding shift each). round_shift
+// cycle, normalized in six pipeline stages (the word and its group's statistics registered, then a subtraction, a multiply or a rounding shift each). round_shift
 // rounds half to even. Every register is as wide as the numerics
 // bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
 // (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); D has DB bits, m and the
@@ -222,25 +222,31 @@ module groupnorm #(
         end
     end
 
-    // --- EMIT: read back and normalize, one word per cycle, in five stages ----------------------
-    // stage 1 (vc): n q - S per lane, with the group's r and k: the only stage that reads the
-    //   group's S, r and k (so the next map may start loading once the last word has passed it, v1 low);
-    // stage 2 (vp): (n q - S) r;
-    // stage 3 (v2): t = round_shift(that, S0 + k), and the channel's G[c] and B[c] read into registers;
-    // stage 4 (va): t G[c] + B[c];
+    // --- EMIT: read back and normalize, one word per cycle, in six stages ----------------------
+    // stage 1 (vn): the word (the buffer's read register, a block RAM's output) and its group's S, r
+    //   and k into registers: the only stage that reads the group's S, r and k (so the next map may
+    //   start loading once the last word has passed it, v1 low);
+    // stage 2 (vc): n q - S per lane;
+    // stage 3 (vp): (n q - S) r;
+    // stage 4 (v2): t = round_shift(that, S0 + k), and the channel's G[c] and B[c] read into registers;
+    // stage 5 (va): t G[c] + B[c];
     // output: y = clamp(round_shift(t G[c] + B[c], FT + FG)).
     // Each multiply, and each rounding shift with its clamp, has a stage of its own.
     wire en = !out_valid || out_ready;
     wire have_g;
     wire [STEP_GBITS-1:0] step_group;
-    reg [STEP_GBITS-1:0] sg1, sgc, sgp;  // the timestep group, alongside the words
+    reg [STEP_GBITS-1:0] sg1, sgn, sgc, sgp;  // the timestep group, alongside the words
     wire rfire = en && (phase == EMIT) && (ridx < WORDS) && have_g;
     group_hold #(.GROUPS(STEP_GROUPS), .GBITS(STEP_GBITS), .USES(WORDS)) hold (
         .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
         .use_now(rfire), .ok(have_g), .group(step_group));
     reg [PE*IBITS-1:0] w1;
-    reg [FW-1:0] rfold, fold1, foldc, foldp;  // ridx % FOLDS, counted (no divider)
-    reg vc, vp, v2, va;
+    reg [FW-1:0] rfold, fold1, foldn, foldc, foldp;  // ridx % FOLDS, counted (no divider)
+    reg vn, vc, vp, v2, va;
+    reg [PE*IBITS-1:0] xn;
+    reg [PE*SB-1:0] sn;
+    reg [PE*32-1:0] rn;
+    reg [PE*KB-1:0] kn;
     reg [PE*CB-1:0] cenc;
     reg [PE*32-1:0] rc;
     reg [PE*KB-1:0] kc;
@@ -262,6 +268,7 @@ module groupnorm #(
             ridx <= 0;
             rfold <= 0;
             v1 <= 1'b0;
+            vn <= 1'b0;
             vc <= 1'b0;
             vp <= 1'b0;
             v2 <= 1'b0;
@@ -280,9 +287,12 @@ module groupnorm #(
                 w1 <= buffer[ridx];
                 fold1 <= rfold;
                 sg1 <= step_group;
-                vc <= v1;
-                foldc <= fold1;
-                sgc <= sg1;
+                vn <= v1;
+                foldn <= fold1;
+                sgn <= sg1;
+                vc <= vn;
+                foldc <= foldn;
+                sgc <= sgn;
                 vp <= vc;
                 foldp <= foldc;
                 sgp <= sgc;
@@ -293,10 +303,17 @@ module groupnorm #(
                     for (lane = 0; lane < PE; lane = lane + 1) begin
                         c = {{CW{1'b0}}, fold1} * PE + lane;
                         grp = c / CPG;
-                        centered = N * $signed(w1[lane * IBITS +: IBITS]) - s_acc[grp];
+                        sn[lane * SB +: SB] <= s_acc[grp];
+                        rn[lane * 32 +: 32] <= r_of[grp];
+                        kn[lane * KB +: KB] <= k_of[grp];
+                    end
+                if (v1) xn <= w1;
+                if (vn)
+                    for (lane = 0; lane < PE; lane = lane + 1) begin
+                        centered = N * $signed(xn[lane * IBITS +: IBITS]) - $signed(sn[lane * SB +: SB]);
                         cenc[lane * CB +: CB] <= centered;
-                        rc[lane * 32 +: 32] <= r_of[grp];
-                        kc[lane * KB +: KB] <= k_of[grp];
+                        rc[lane * 32 +: 32] <= rn[lane * 32 +: 32];
+                        kc[lane * KB +: KB] <= kn[lane * KB +: KB];
                     end
                 if (vc)
                     for (lane = 0; lane < PE; lane = lane + 1) begin

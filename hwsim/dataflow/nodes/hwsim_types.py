@@ -20,7 +20,7 @@ RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
 # division of 2^62 by m, a 32-step square root, store; and 2 cycles pass between its phases (measured)
 SOLVE_CYCLES = 4 + 63 + 32 + 1
 PHASE_CYCLES = 2
-EMIT_STAGES = 5  # rtl/groupnorm normalizes in five pipeline stages: the first output waits four more cycles, the II does not
+EMIT_STAGES = 6  # rtl/groupnorm normalizes in six pipeline stages: the first output waits five more cycles, the II does not
 
 
 class _Stream(DataflowNode):
