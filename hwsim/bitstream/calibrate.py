@@ -505,10 +505,11 @@ def stitched_model(graph, names: list[str], design: str | Path, dev=None) -> tup
             parts.append({"name": n.name, "op_type": n.op_type, "node": n.to_dict(), "lut": r.lut, "ff": r.ff,
                           "mult18": r.mult, "bram": r.bram})
     top = (Path(design) / f"{load_manifest(design)['top']}.v").read_text()
-    for w, d in re.findall(r"fifo #\(\.WIDTH\((\d+)\), \.DEPTH\((\d+)\), \.OUTREG\(1\)\)", top):
-        r = fifo(int(w), int(d), dev)
-        parts.append({"name": f"fifo {w}x{d}", "op_type": "FIFO", "fifo": [int(w), int(d)], "lut": r.lut, "ff": r.ff,
-                      "mult18": r.mult, "bram": r.bram})
+    # the schedule's FIFOs (registered output) and the register slices of long ready runs (fall-through)
+    for w, d, reg in re.findall(r"fifo #\(\.WIDTH\((\d+)\), \.DEPTH\((\d+)\), \.OUTREG\((\d)\)\)", top):
+        r = fifo(int(w), int(d), dev, registered=reg == "1")
+        parts.append({"name": f"fifo {w}x{d}", "op_type": "FIFO", "fifo": [int(w), int(d)], "registered": reg == "1",
+                      "lut": r.lut, "ff": r.ff, "mult18": r.mult, "bram": r.bram})
     # the timestep group's fan-out (a grouped graph): one small queue per grouped block, priced as a FIFO
     for n, w, d in re.findall(r"group_fanout #\(\.N\((\d+)\), \.GBITS\((\d+)\), \.DEPTH\((\d+)\)\)", top):
         r = fifo(int(w), int(d), dev, registered=False)  # first-word fall-through queues

@@ -432,6 +432,37 @@ def _value(v) -> str:
     return f"-64'sd{-v}" if v < 0 else f"64'sd{v}"
 
 
+# Most blocks pass a ready upstream in the same cycle (``en = !out_valid || out_ready``), so a run of
+# them is one combinational path from the last block's consumer to the first block's producer: at
+# most this many blocks in a row, then a register slice (a two-word rtl/fifo, whose in_ready is a
+# register's) on the edge. (A run of eight was the unet-fashion share's critical path, 17 ns.)
+READY_RUN = 4
+
+
+def _slices(graph: DataflowGraph, nodes: list, produced: dict, fifo_depth: dict, limit: int = READY_RUN) -> set:
+    """The edges (stream, consumer) that get a register slice: walking from the outputs up, a
+    block's run is one more than its longest unbroken consumer's; an edge into a consumer whose run
+    has reached ``limit`` is cut (a FIFO edge is cut already)."""
+    consumers: dict[str, list[str]] = {}
+    for n in nodes:
+        for i in n.inputs:
+            if graph.stream(i) in produced:
+                consumers.setdefault(graph.stream(i), []).append(n.name)
+    run, cut = {}, set()
+    for n in reversed(nodes):  # graph order is topological: consumers first
+        longest = 0
+        for o in n.outputs:
+            for c in consumers.get(o, []):
+                if fifo_depth.get((o, c)):
+                    continue
+                if run.get(c, limit) >= limit:
+                    cut.add((o, c))
+                else:
+                    longest = max(longest, run[c])
+        run[n.name] = longest + 1
+    return cut
+
+
 def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timesteps: list[int],
              top: str = "stitched") -> Design:
     """Write ``out_dir/<top>.v`` and the memory files for the nodes ``names`` of ``graph``."""
@@ -452,6 +483,7 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
         for o in n.outputs:
             width[o] = (n.out_lanes(), bits(graph.streams[o][2]))
     fifo_depth = {(f.stream, f.consumer): f.depth for f in schedule(graph).fifos}
+    sliced = _slices(graph, nodes, produced, fifo_depth)
     decl, inst, design = [], [], Design(out / f"{top}.v", [])
     ports, body, top_ports = [], [], set()
 
@@ -504,6 +536,15 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
                             f".in_data({_ident(wire)}_data),\n        .out_valid({_ident(fifo_out)}_valid), "
                             f".out_ready({_ident(fifo_out)}_ready), .out_data({_ident(fifo_out)}_data));")
                 wire = fifo_out
+            elif (s, n.name) in sliced:
+                lanes, b = width[s]
+                slice_out = f"{s}__slice_{k}_{index}"
+                bundle(slice_out, lanes * b)
+                body.append(f"    fifo #(.WIDTH({lanes * b}), .DEPTH(2), .OUTREG(0)) {uid}_slice{index} (\n"
+                            f"        .clk(clk), .rst(rst), .in_valid({_ident(wire)}_valid), .in_ready({_ident(wire)}_ready), "
+                            f".in_data({_ident(wire)}_data),\n        .out_valid({_ident(slice_out)}_valid), "
+                            f".out_ready({_ident(slice_out)}_ready), .out_data({_ident(slice_out)}_data));")
+                wire = slice_out
             conns.append((port_name, wire))
         for port_name, o in zip(out_ports, n.outputs):
             lanes, b = width[o]

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from hwsim.cli import app
 
 from hwsim.dataflow.mapping import map_integer_graph
-from hwsim.rtlgen.stitch import StitchError, block_nodes, generate, verify
+from hwsim.rtlgen.stitch import READY_RUN, StitchError, _slices, binary_forks, block_nodes, generate, verify
+from hwsim.dataflow.schedule import schedule
 from tests.rtl import SIMS
 
 TIMESTEPS = list(range(0, 1000, 100))
@@ -24,6 +25,28 @@ def test_residual_block_bit_exact(unet_graph, tmp_path):
     assert {"GroupNorm", "LutActivation", "MVAU", "TimestepTable", "ElementwiseAdd", "Requant"} <= types
     report = verify(graph, names, tmp_path, TIMESTEPS, samples=4, lanes=4)
     assert report["bit_exact"] and report["words"]["out0"] > 0
+
+
+def test_ready_runs_are_cut_by_register_slices(dit_graph, tmp_path):
+    """No run of more than READY_RUN blocks passes a ready in one cycle (a FIFO or a slice cuts it),
+    on a whole DiT (forks, attention, residuals), and every cut edge gets its slice in the Verilog."""
+    graph = map_integer_graph(dit_graph, steps=len(TIMESTEPS))
+    names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")]
+    design = generate(graph, names, tmp_path, TIMESTEPS)
+    g = binary_forks(graph, names)
+    nodes = [n for n in graph.nodes if n.name in set(g)]
+    produced = {o: n for n in nodes for o in n.outputs}
+    fifos = {(f.stream, f.consumer): f.depth for f in schedule(graph).fifos}
+    cut = _slices(graph, nodes, produced, fifos)
+    assert cut and design.top.read_text().count(".DEPTH(2), .OUTREG(0))") == len(cut)
+
+    def run(name):  # the longest chain of blocks from ``name`` down through edges neither cut nor FIFO'd
+        node = next(n for n in nodes if n.name == name)
+        below = [run(c.name) for c in nodes for i in c.inputs for o in node.outputs
+                 if graph.stream(i) == o and (o, c.name) not in cut and not fifos.get((o, c.name))]
+        return 1 + max(below, default=0)
+
+    assert max(run(n.name) for n in nodes) == READY_RUN
 
 
 def test_dit_block_bit_exact(dit_graph, tmp_path):
