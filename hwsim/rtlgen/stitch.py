@@ -531,7 +531,7 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
                 lanes, b = width[s]
                 fifo_out = f"{s}__fifo_{k}"
                 bundle(fifo_out, lanes * b)
-                body.append(f"    fifo #(.WIDTH({lanes * b}), .DEPTH({max(2, math.ceil(depth / lanes))}), .OUTREG(1)) {uid}_fifo (\n"
+                body.append(f"    fifo #(.WIDTH({lanes * b}), .DEPTH({max(2, math.ceil(depth / lanes))}), .OUTREG(1)) {uid}_fifo{index} (\n"
                             f"        .clk(clk), .rst(rst), .in_valid({_ident(wire)}_valid), .in_ready({_ident(wire)}_ready), "
                             f".in_data({_ident(wire)}_data),\n        .out_valid({_ident(fifo_out)}_valid), "
                             f".out_ready({_ident(fifo_out)}_ready), .out_data({_ident(fifo_out)}_data));")
