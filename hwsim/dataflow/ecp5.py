@@ -374,11 +374,11 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
     if t == "GroupNorm":
         groups = a["groups"]
         words = node.elements() // lanes
-        # gamma and beta are read into registers (rtl/groupnorm's stage 3), so a large table becomes a
-        # block RAM (and one group's table per timestep group)
-        steps, sync = a.get("timestepGroups", 1), True
-        mems = [Memory(lanes * width, words, 1, 1), Memory(a["gammaBits"], c * steps, lanes, sync=sync),
-                Memory(a["betaBits"], c * steps, lanes, sync=sync)]
+        # gamma and beta (one table per timestep group) are read into registers beside t's rounding
+        # in EMIT, so synchronous tables: a large one becomes a block RAM
+        steps = a.get("timestepGroups", 1)
+        mems = [Memory(lanes * width, words, 1, 1), Memory(a["gammaBits"], c * steps, lanes),
+                Memory(a["betaBits"], c * steps, lanes)]
         n = node.group_size()
         # rtl/groupnorm sizes its registers from the numerics (LOGN = bits of N): S has IBITS + LOGN + 1
         # bits, Q 2 IBITS + LOGN + 1, N*x - S IBITS + LOGN + 2, t FT + (LOGN + 1) / 2 + 3. LOAD x*x per
