@@ -527,24 +527,20 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
                     bundle(design.inputs[-1].name, lanes * b, "in")
                 wire = next(p.name for p in design.inputs if p.stream == s)
             depth = fifo_depth.get((s, n.name))
+            buffer = None  # (instance, output wire, words, OUTREG): the schedule's FIFO, or a register slice
             if depth and s in produced:
-                lanes, b = width[s]
-                fifo_out = f"{s}__fifo_{k}"
-                bundle(fifo_out, lanes * b)
-                body.append(f"    fifo #(.WIDTH({lanes * b}), .DEPTH({max(2, math.ceil(depth / lanes))}), .OUTREG(1)) {uid}_fifo{index} (\n"
-                            f"        .clk(clk), .rst(rst), .in_valid({_ident(wire)}_valid), .in_ready({_ident(wire)}_ready), "
-                            f".in_data({_ident(wire)}_data),\n        .out_valid({_ident(fifo_out)}_valid), "
-                            f".out_ready({_ident(fifo_out)}_ready), .out_data({_ident(fifo_out)}_data));")
-                wire = fifo_out
+                buffer = (f"{uid}_fifo{index}", f"{s}__fifo_{k}", max(2, math.ceil(depth / width[s][0])), 1)
             elif (s, n.name) in sliced:
-                lanes, b = width[s]
-                slice_out = f"{s}__slice_{k}_{index}"
-                bundle(slice_out, lanes * b)
-                body.append(f"    fifo #(.WIDTH({lanes * b}), .DEPTH(2), .OUTREG(0)) {uid}_slice{index} (\n"
+                buffer = (f"{uid}_slice{index}", f"{s}__slice_{k}_{index}", 2, 0)
+            if buffer:
+                instance, buffered, words, outreg = buffer
+                w = width[s][0] * width[s][1]
+                bundle(buffered, w)
+                body.append(f"    fifo #(.WIDTH({w}), .DEPTH({words}), .OUTREG({outreg})) {instance} (\n"
                             f"        .clk(clk), .rst(rst), .in_valid({_ident(wire)}_valid), .in_ready({_ident(wire)}_ready), "
-                            f".in_data({_ident(wire)}_data),\n        .out_valid({_ident(slice_out)}_valid), "
-                            f".out_ready({_ident(slice_out)}_ready), .out_data({_ident(slice_out)}_data));")
-                wire = slice_out
+                            f".in_data({_ident(wire)}_data),\n        .out_valid({_ident(buffered)}_valid), "
+                            f".out_ready({_ident(buffered)}_ready), .out_data({_ident(buffered)}_data));")
+                wire = buffered
             conns.append((port_name, wire))
         for port_name, o in zip(out_ports, n.outputs):
             lanes, b = width[o]
