@@ -11,8 +11,8 @@
 // bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
 // (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); D has DB bits, m and the
 // divider's remainder 32 and 33; the quotient and the square root's registers stay 64 bits. Channel
-// folds and groups are counted, not divided, and t's variable rounding shift works at t's product
-// width (one shifter; the shifted-out bits decide the rounding). k is at most KMAX (from DB): when
+// folds and groups are counted, not divided (rtl/common/channel_groups.vh), and t's variable
+// rounding shift works at t's product width (one shifter; the shifted-out bits decide the rounding). k is at most KMAX (from DB): when
 // D < 2^32 always (groups of up to about 2^8 INT8 values), k is the constant 0, and neither the
 // solver's normalizing shift nor t's variable shift is built. The divider and the square root each
 // decide and subtract with one subtractor (its borrow is the compare), and the word counters are
@@ -22,6 +22,7 @@
 // map's EMIT takes its timestep group on the g port (rtl/common/group_hold.vh) before its first word.
 `default_nettype none
 `include "group_hold.vh"
+`include "channel_groups.vh"
 
 module groupnorm #(
     parameter integer CHANNELS = 4,
@@ -99,27 +100,27 @@ module groupnorm #(
 
     // --- LOAD: buffer the map, accumulate S and Q per group ---------------------------------------
     integer p, g;
-    reg [FW-1:0] fold;      // widx % FOLDS, counted (no divider)
+    wire [FW-1:0] fold;        // widx % FOLDS
+    wire [PE*GW-1:0] lgroups;  // the lanes' groups, counted (no divider)
+    channel_groups #(.CHANNELS(CHANNELS), .GROUPS(GROUPS), .PE(PE)) load_groups (
+        .clk(clk), .clear(rst || drained), .step(take), .fold(fold), .group(lgroups));
     reg signed [IBITS-1:0] x;
     reg [GW-1:0] lg;        // the lane's group
     always @(posedge clk) begin
         if (rst) begin
-            fold <= 0;
             for (g = 0; g < GROUPS; g = g + 1) begin
                 s_acc[g] <= 0;
                 q_acc[g] <= 0;
             end
         end else if (take) begin
             buffer[widx] <= in_data;
-            fold <= (fold == FOLDS - 1) ? 0 : fold + 1;
             for (p = 0; p < PE; p = p + 1) begin
                 x = $signed(in_data[p * IBITS +: IBITS]);
-                lg = ({{CW{1'b0}}, fold} * PE + p) / CPG;
+                lg = lgroups[p * GW +: GW];
                 s_acc[lg] = s_acc[lg] + x;
                 q_acc[lg] = q_acc[lg] + x * x;
             end
         end else if (drained) begin
-            fold <= 0;
             for (g = 0; g < GROUPS; g = g + 1) begin
                 s_acc[g] <= 0;
                 q_acc[g] <= 0;
@@ -241,7 +242,12 @@ module groupnorm #(
         .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
         .use_now(rfire), .ok(have_g), .group(step_group));
     reg [PE*IBITS-1:0] w1;
-    reg [FW-1:0] rfold, fold1, foldn, foldc, foldp;  // ridx % FOLDS, counted (no divider)
+    wire [FW-1:0] rfold;        // ridx % FOLDS
+    wire [PE*GW-1:0] rgroups;   // the lanes' groups, counted (no divider)
+    channel_groups #(.CHANNELS(CHANNELS), .GROUPS(GROUPS), .PE(PE)) read_groups (
+        .clk(clk), .clear(rst || drained), .step(rfire), .fold(rfold), .group(rgroups));
+    reg [FW-1:0] fold1, foldn, foldc, foldp;
+    reg [PE*GW-1:0] grp1;
     reg vn, vc, vp, v2, va;
     reg [PE*IBITS-1:0] xn;
     reg [PE*SB-1:0] sn;
@@ -266,7 +272,6 @@ module groupnorm #(
     always @(posedge clk) begin
         if (rst) begin
             ridx <= 0;
-            rfold <= 0;
             v1 <= 1'b0;
             vn <= 1'b0;
             vc <= 1'b0;
@@ -275,17 +280,13 @@ module groupnorm #(
             va <= 1'b0;
             out_valid <= 1'b0;
         end else begin
-            if (drained) begin
-                ridx <= 0;
-                rfold <= 0;
-            end else if (rfire) begin
-                ridx <= ridx + 1;
-                rfold <= (rfold == FOLDS - 1) ? 0 : rfold + 1;
-            end
+            if (drained) ridx <= 0;
+            else if (rfire) ridx <= ridx + 1;
             if (en) begin
                 v1 <= rfire;
                 w1 <= buffer[ridx];
                 fold1 <= rfold;
+                grp1 <= rgroups;
                 sg1 <= step_group;
                 vn <= v1;
                 foldn <= fold1;
@@ -301,8 +302,7 @@ module groupnorm #(
                 out_valid <= va;
                 if (v1)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
-                        c = {{CW{1'b0}}, fold1} * PE + lane;
-                        grp = c / CPG;
+                        grp = grp1[lane * GW +: GW];
                         sn[lane * SB +: SB] <= s_acc[grp];
                         rn[lane * 32 +: 32] <= r_of[grp];
                         kn[lane * KB +: KB] <= k_of[grp];

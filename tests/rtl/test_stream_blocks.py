@@ -70,7 +70,10 @@ def test_cycles_equal_the_model(case, tmp_path):
     assert report["bit_exact"] and report["measured"] == report["modelled"]
 
 
-@pytest.mark.parametrize("args", [(4, 2, 2, 2, 2), (8, 4, 4, 3, 3), (6, 3, 1, 4, 2), (4, 1, 4, 2, 3)], ids=str)
+# (channels, groups, PE, h, w); the last three have groups of 3 or 6 channels (counted group indices),
+# whose words straddle groups or step over one
+@pytest.mark.parametrize("args", [(4, 2, 2, 2, 2), (8, 4, 4, 3, 3), (6, 3, 1, 4, 2), (4, 1, 4, 2, 3),
+                                  (12, 2, 4, 2, 2), (12, 4, 6, 2, 3), (12, 4, 4, 3, 1)], ids=str)
 @pytest.mark.parametrize("seed", [0, 1])  # odd seeds make one group constant (D = 0)
 @pytest.mark.parametrize("sim", SIMS)
 def test_groupnorm_bit_exact(args, seed, sim, tmp_path):
