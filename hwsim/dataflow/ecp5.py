@@ -387,28 +387,35 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         sb, qb, cb, tb = width + logn + 1, 2 * width + logn + 1, width + logn + 2, a["ft"] + (logn + 1) // 2 + 3
         mults = lanes * mult18(width, width) + const_mult18(qb, n) + mult18(sb, sb) \
             + lanes * (const_mult18(width, n) + mult18(cb, 33) + mult18(tb, a["gammaBits"]))
-        # the channel fold * PE in LOAD, EMIT's first stage and its table read (shared by the lanes;
-        # a shift when PE is a power of two)
-        mults += 3 * const_mult18(folds.bit_length(), lanes)
+        # the channel fold * PE of the gamma and beta read, and of the group index in LOAD and EMIT's
+        # first stage unless the lanes count their groups (shared by the lanes; a shift when PE is a
+        # power of two)
+        counted = not _pow2(c // groups)
+        mults += (1 if counted else 3) * const_mult18(folds.bit_length(), lanes)
         bram, ml, mf = _memory_parts(mems)
         # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
         # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so
         # with PE >= C / G the lane's constant bits fix part of the group index (C / PE = folds reach)
-        # with groups of a non-power-of-two size the group index (fold * PE + lane) / (C / G) is a
-        # division of the channel index by a constant, per lane in LOAD and in EMIT (``div``)
-        div = 0 if _pow2(c // groups) else lanes
+        # with groups of a non-power-of-two size each lane counts its group and its offset in the
+        # group in LOAD and in EMIT (rtl/common/channel_groups.vh; ``group_count``: their bits)
+        count_bits = 2 * lanes * (_clog2(groups + 1) + _clog2(c // groups + 1)) if counted else 0
         # LUTs (fitted on the narrowed RTL; see experiments/results/resource_calibration): per lane its
         # multiplexers over the groups it can reach and a datapath growing with log2 N (the widths of S,
         # n*q - S and t); per lane the variable rounding shift of t, and once the solver's normalizing
         # shift of D with its leading-one search, both built only when D can exceed 32 bits (k > 0);
         # the solver's width (log2 N); its reads and writes of the groups' S, Q and r registers (none
-        # with one group); the division of the channel index by a non-power-of-two group size
+        # with one group); the lanes' group counters
         db = 2 * logn + 2 * width
         shift = 1 if db > 32 else 0
-        return mults, mems, {**one, "lane_reach": lanes * min(groups, folds), "lane_logn": lanes * logn,
+        # gamma and beta in logic (not block RAM): a read multiplexer per lane over the entries its
+        # address fold * PE + lane reaches: FOLDS per table when PE is a power of two (the lane is the
+        # address's low bits), the whole table otherwise (``table``: multiplexed bits / 16)
+        reach = (folds if _pow2(lanes) else c) * steps
+        table = sum(lanes * m.width * max(1.0, reach / 16) for m in mems[1:] if ecp5_memory(m)[0] != "bram")
+        return mults, mems, {**one, "lane_reach": lanes * min(groups, folds), "lane_logn": lanes * logn, "table": table,
                              "lane_shift": lanes * shift * (cb + 33), "solver_shift": shift * db, "logn": logn,
-                             "group_regs": (groups - 1) * (sb + qb + 32), "div": div}, \
-            {**one, "lanes": lanes, "groups": groups, **mf}
+                             "group_regs": (groups - 1) * (sb + qb + 32), "group_count": count_bits}, \
+            {**one, "lanes": lanes, "groups": groups, "group_count": count_bits, **mf}
     if t == "AdaLayerNorm":
         sb, hb = a["scaleBits"], a["shiftBits"]
         mems = [Memory(lanes * width, node_adaln_depth(node), 1, 1), Memory(lanes * sb, 2 * folds, 1, 1),

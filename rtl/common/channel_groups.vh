@@ -18,7 +18,7 @@ module channel_groups #(
     input  wire                                   clk,
     input  wire                                   clear,  // back to fold 0 (over step)
     input  wire                                   step,   // the next word
-    output reg  [$clog2(CHANNELS / PE + 1)-1:0]   fold,
+    output wire [$clog2(CHANNELS / PE + 1)-1:0]   fold,
     output wire [PE*$clog2(GROUPS + 1)-1:0]       group   // lane p at [p * GW +: GW]
 );
     localparam integer FOLDS = CHANNELS / PE;
@@ -30,10 +30,13 @@ module channel_groups #(
     localparam integer STEP_O = PE % CPG;
     localparam integer OW = $clog2(CPG + 1);
 
+    localparam integer FW = $clog2(FOLDS + 1);
+    reg [FW-1:0] count;
+    assign fold = (FOLDS == 1) ? {FW{1'b0}} : count;  // a constant with one fold (for synthesis)
     wire restart = clear || (step && fold == FOLDS - 1);
     always @(posedge clk)
-        if (restart) fold <= 0;
-        else if (step) fold <= fold + 1;
+        if (restart) count <= 0;
+        else if (step) count <= count + 1;
 
     genvar p;
     generate
