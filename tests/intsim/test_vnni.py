@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from hwsim.intsim import vnni
+
+pytestmark = pytest.mark.skipif(not vnni.available(), reason="CPU (or NUMBA_CPU_NAME target) lacks AVX-512 VNNI")
+
+
+def conv_ref(x, w, pads):
+    """Stride-1 conv in int64, [N, OH, OW, OC] (the layout of conv_s1)."""
+    pt, pl, pb, pr = pads
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    win = sliding_window_view(xp, w.shape[2:], axis=(2, 3))  # [N, C, OH, OW, KH, KW]
+    return np.einsum("ncijuv,ocuv->nijo", win, w.astype(np.int64))
+
+
+def run(x, w, pads):
+    out = vnni.conv_s1(x, vnni.pack_weights(w), pads)
+    assert out is not None and out.dtype == np.int32
+    return out
+
+
+@pytest.mark.parametrize("n, c, oc, h, wd, k, pads", [
+    (2, 5, 3, 7, 9, 3, (1, 1, 1, 1)),
+    (3, 32, 32, 8, 8, 3, (1, 1, 1, 1)),
+    (1, 3, 17, 5, 6, 3, (0, 0, 0, 0)),
+    (2, 7, 48, 9, 7, 3, (1, 1, 1, 1)),
+    (2, 16, 1, 6, 5, 3, (1, 0, 1, 2)),  # asymmetric pads
+    (2, 96, 96, 7, 7, 3, (1, 1, 1, 1)),  # two groups of 3 output vectors
+    (1, 9, 80, 11, 13, 3, (0, 0, 0, 0)),  # groups of 3 and 2
+    (2, 12, 128, 4, 4, 3, (1, 1, 1, 1)),  # groups of 4 and 4
+    (2, 6, 20, 5, 3, 1, (0, 0, 0, 0)),  # 1x1
+    (1, 4, 16, 3, 3, 3, (0, 0, 0, 0)),  # a single output pixel per image
+    (65, 2, 2, 1, 1, 3, (1, 1, 1, 1)),  # more tiles than rows per image
+])
+@pytest.mark.parametrize("wbits", [8, 4])
+def test_conv_s1_equals_reference(n, c, oc, h, wd, k, pads, wbits):
+    rng = np.random.default_rng(n * 1000 + c * 10 + oc + wbits)
+    x = rng.integers(-128, 128, (n, c, h, wd)).astype(np.int32)
+    wmax = 2 ** (wbits - 1)
+    w = rng.integers(-wmax, wmax, (oc, c, k, k))
+    np.testing.assert_array_equal(run(x, w, pads), conv_ref(x, w, pads))
+
+
+@pytest.mark.parametrize("xv, wv", [(-128, 127), (-128, -128), (127, -128), (127, 127)])
+def test_conv_s1_extremes(xv, wv):
+    x = np.full((2, 37, 6, 5), xv, dtype=np.int8)
+    w = np.full((19, 37, 3, 3), wv, dtype=np.int8)
+    np.testing.assert_array_equal(run(x, w, (1, 1, 1, 1)), conv_ref(x, w, (1, 1, 1, 1)))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int64, np.uint8])
+def test_conv_s1_input_dtypes(dtype):
+    rng = np.random.default_rng(1)
+    lo = 0 if dtype == np.uint8 else -128
+    x = rng.integers(lo, 128, (2, 6, 5, 5)).astype(dtype)
+    w = rng.integers(-128, 128, (5, 6, 3, 3))
+    np.testing.assert_array_equal(run(x, w, (1, 1, 1, 1)), conv_ref(x, w, (1, 1, 1, 1)))
+
+
+def test_fallback_returns_none():
+    x = np.zeros((1, 4, 5, 5), dtype=np.int32)
+    w = np.ones((2, 4, 3, 3), dtype=np.int64)
+    packed = vnni.pack_weights(w)
+    for bad in (128, -129, 2**40):
+        xb = x.astype(np.int64)
+        xb[0, 3, 4, 4] = bad
+        assert vnni.conv_s1(xb, packed, (1, 1, 1, 1)) is None
+    assert vnni.conv_s1(x.astype(np.uint64), packed, (1, 1, 1, 1)) is None
+    assert vnni.conv_s1(x.astype(np.float32), packed, (1, 1, 1, 1)) is None
+    assert vnni.conv_s1(x, None, (1, 1, 1, 1)) is None
+    assert vnni.pack_weights(np.full((2, 4, 3, 3), 128)) is None
+    assert vnni.pack_weights(np.full((2, 4, 3, 3), -129)) is None
+    assert vnni.pack_weights(np.ones((2, 4, 3, 3), dtype=np.float32)) is None
+    assert vnni.pack_weights(np.full((1, 14564, 3, 3), -128, dtype=np.int8)) is None  # 128 * sum|w| >= 2^31
+
+
+def test_int32_bound_edge():
+    """The largest sum the int32 bound admits: 128 * 128 * 131067 = 2^31 - 81920."""
+    x = np.full((1, 14563, 3, 3), -128, dtype=np.int8)
+    w = np.full((1, 14563, 3, 3), -128, dtype=np.int8)
+    out = run(x, w, (0, 0, 0, 0))
+    assert out[0, 0, 0, 0] == 128 * 128 * 14563 * 9 == conv_ref(x, w, (0, 0, 0, 0))[0, 0, 0, 0]
+
+
+def test_weights_are_packed_once_per_array():
+    w = np.ones((2, 4, 3, 3), dtype=np.int8)
+    assert vnni.packed_for(w) is vnni.packed_for(w)
+    assert vnni.packed_for(w.copy()) is not vnni.packed_for(w)
+
+
+def test_int_conv_takes_the_vnni_path_and_equals_blas(monkeypatch):
+    """kernels.int_conv runs int8 stride-1 convs on this kernel (same result as the float32 BLAS path)."""
+    from hwsim.intsim import kernels
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (2, 12, 6, 7)).astype(np.int8)
+    w = rng.integers(-8, 8, (5, 12, 3, 3)).astype(np.int8)
+    b = rng.integers(-1000, 1000, 5)
+    calls = []
+    real = vnni.conv_s1
+    monkeypatch.setattr(vnni, "conv_s1", lambda *a: calls.append(real(*a)) or calls[-1])
+    got = kernels.int_conv(x, w, b, (1, 1), (1, 1, 1, 1), bound=2**20)
+    assert len(calls) == 1 and calls[0] is not None
+    monkeypatch.setattr(vnni, "conv_s1", lambda *a: None)
+    blas = kernels.int_conv(x, w, b, (1, 1), (1, 1, 1, 1), bound=2**20)
+    np.testing.assert_array_equal(got, blas)
+    np.testing.assert_array_equal(got, conv_ref(x, w, (1, 1, 1, 1)).transpose(0, 3, 1, 2) + b[None, :, None, None])
