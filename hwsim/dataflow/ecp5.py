@@ -180,9 +180,9 @@ def requant_shift_values(node: DataflowNode) -> list[list[int]]:
 
 
 def _operand_address_mult18(node: DataflowNode) -> int:
-    """MULT18X18D of rtl/mvau's dynamic-operand addresses: the write address o0*O_S0 + o1*O_S1 +
-    (o2 + lane)*O_S2 (counters as wide as their ranges, one o2 term per lane) and, per PE row q, the
-    read address (h*MH + n*PE + q)*MW; multiplies by powers of two are shifts."""
+    """MULT18X18D of rtl/mvau's dynamic-operand write address o0*O_S0 + o1*O_S1 + (o2 + lane)*O_S2
+    (counters as wide as their ranges, one o2 term per lane); multiplies by powers of two are shifts.
+    The read address needs none: wiring when the sizes are powers of two, else a counted base."""
     from hwsim.rtlgen.memfiles import operand_loops
 
     a = node.attrs
@@ -193,8 +193,7 @@ def _operand_address_mult18(node: DataflowNode) -> int:
     lo, lanes = operand_loops(order, shape, a["SIMD"]), a["SIMD"]
     write = (const_mult18(lo["O_N0"].bit_length(), lo["O_S0"]) + const_mult18(lo["O_N1"].bit_length(), lo["O_S1"])
              + lanes * const_mult18((lo["O_N2"] + lanes).bit_length(), lo["O_S2"]))
-    read = const_mult18(heads.bit_length(), a["MH"]) + a["PE"] * const_mult18(_clog2(heads * a["MH"]) + 1, a["MW"])
-    return write + read
+    return write
 
 
 def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:

@@ -118,6 +118,15 @@ module mvau #(
     reg [$clog2(O_N2 + OLANES + 1)-1:0] o2;
     reg [$clog2(VECTORS + 1)-1:0] vec;
     reg [$clog2(HEADS + 1)-1:0] head;
+    // the read address of lane (q, r), (head * MH + nf * PE + q) * MW + sf * SIMD + r: wiring when
+    // MW, MH, PE and SIMD are powers of two (each lane then reaches its own part of the RAM);
+    // otherwise a multiplier and adders in the read cycle (a share's critical path), so the base
+    // (head * MH + nf * PE) * MW + sf * SIMD is counted with head, nf and sf (OCOUNT)
+    localparam integer OCOUNT = DYNAMIC && (((MW & (MW - 1)) != 0) || ((MH & (MH - 1)) != 0)
+                                            || ((PE & (PE - 1)) != 0) || ((SIMD & (SIMD - 1)) != 0));
+    localparam integer OAW = $clog2(HEADS * MH * MW + 1);
+    localparam integer OROW = PE * MW - (SF - 1) * SIMD;  // the base's step to the next row group
+    reg [OAW-1:0] obase;
     wire release_op;
     integer ol;
     assign op_ready = DYNAMIC && !have_op;
@@ -178,6 +187,7 @@ module mvau #(
             lcount <= 0;
             vec <= 0;
             head <= 0;
+            obase <= 0;
         end else begin
             if (vector_done) begin
                 vec <= (vec == VECTORS - 1) ? 0 : vec + 1;
@@ -189,6 +199,8 @@ module mvau #(
                 lcount <= (lcount == SFI - 1) ? 0 : lcount + 1;
                 if (lcount == SFI - 1) loading <= 1'b0;
             end
+            if (fire && OCOUNT)
+                obase <= (sf != SF - 1) ? obase + SIMD : (vector_done && head == HEADS - 1) ? 0 : obase + OROW;
             if (fire) begin
                 if (reading) ibuf[sf] <= in_data;
                 if (sf == SF - 1) begin
@@ -218,7 +230,7 @@ module mvau #(
             nf1 <= nf;
             sf1 <= sf;
             x1 <= reading ? in_data : ibuf[sf];
-            w1 <= DYNAMIC ? operand_word(head, nf, sf) : wmem[nf * SF + sf];
+            w1 <= !DYNAMIC ? wmem[nf * SF + sf] : OCOUNT ? operand_at(obase) : operand_word(head, nf, sf);
             i1 <= imem[nf * SF + sf];
         end
     end
@@ -251,6 +263,16 @@ module mvau #(
             for (q = 0; q < PE; q = q + 1)
                 for (r = 0; r < SIMD; r = r + 1)
                     operand_word[(q * SIMD + r) * WBITS +: WBITS] = omem[(h * MH + n * PE + q) * MW + f * SIMD + r];
+        end
+    endfunction
+
+    // the same word from the counted base (OCOUNT)
+    function [PE*SIMD*WBITS-1:0] operand_at(input [OAW-1:0] base);
+        integer q, r;
+        begin
+            for (q = 0; q < PE; q = q + 1)
+                for (r = 0; r < SIMD; r = r + 1)
+                    operand_at[(q * SIMD + r) * WBITS +: WBITS] = omem[base + q * MW + r];
         end
     endfunction
 

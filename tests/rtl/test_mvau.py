@@ -57,7 +57,8 @@ def test_cycles_fall_with_sparsity_as_modelled(tmp_path):
 
 
 DYNAMIC = [DynamicMvauConfig(4, 6, 1, 1), DynamicMvauConfig(4, 6, 2, 2, ORDER="v"),
-           DynamicMvauConfig(8, 4, 4, 2, HEADS=3, ORDER="v", SIGNED_IN=False, ACTIVATION=False)]
+           DynamicMvauConfig(8, 4, 4, 2, HEADS=3, ORDER="v", SIGNED_IN=False, ACTIVATION=False),
+           DynamicMvauConfig(6, 6, 2, 3, HEADS=3, ORDER="v")]  # counted read address (non-power-of-two sizes)
 
 
 @pytest.mark.parametrize("cfg", DYNAMIC, ids=str)
