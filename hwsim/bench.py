@@ -61,17 +61,20 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 
 @contextlib.contextmanager
 def pinned_threads(threads: int):
-    """Numba's and the BLAS libraries' thread pools limited to ``threads`` (restored afterwards)."""
+    """Numba's and the BLAS libraries' thread pools limited to ``threads`` (restored afterwards).
+    Torch's count is restored too: with Numba's OpenMP threading layer, Numba's thread count is set
+    on the OpenMP pool torch shares (at every parallel region), so simulator runs belong in here."""
     import numba
     from threadpoolctl import threadpool_limits
 
-    before = numba.get_num_threads()
+    before, torch_before = numba.get_num_threads(), torch.get_num_threads()
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     try:
         with threadpool_limits(threads):
             yield
     finally:
         numba.set_num_threads(before)
+        torch.set_num_threads(torch_before)
 
 
 def qonnx_runner(module: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, path: Path) -> Callable[[], object]:
@@ -94,7 +97,7 @@ def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = 
     """Time one denoiser forward per backend, precision and batch size; returns the report dict."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, threads = [], torch.get_num_threads()
     for precision in cfg.precisions:
         quantized = quantize_dir(model_dir, PrecisionPlan.uniform(*parse_precision(precision)), cfg.calibration)
         model, qnet = quantized.model, quantized.net()
@@ -106,15 +109,16 @@ def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = 
             x = torch.randn((batch, *model.spec.image_shape), generator=gen)
             t = torch.full((batch,), cfg.timestep, dtype=torch.long)
             xn, tn = x.numpy(), t.numpy()
+            torch.set_num_threads(threads)
             with torch.no_grad():
                 row = {
                     "precision": precision, "batch": batch,
                     "torch_fp32_s": best_time(lambda: float_net(x, t), cfg.repeats),
                     "brevitas_fakequant_s": best_time(lambda: brevitas(x, t), cfg.repeats),
                 }
-                with pinned_threads(torch.get_num_threads()):
+                with pinned_threads(threads):
                     row["intsim_s"] = best_time(lambda: sim.run(xn, tn), cfg.repeats)
-                row["bit_exact"] = bool(np.array_equal(sim.run(xn, tn), qnet(x.double(), t).numpy()))
+                    row["bit_exact"] = bool(np.array_equal(sim.run(xn, tn), qnet(x.double(), t).numpy()))
                 if with_qonnx:
                     run = qonnx_runner(brevitas, x, t, out / f"brevitas-{precision}-b{batch}.onnx")
                     row["qonnx_exec_s"] = best_time(run, cfg.qonnx_repeats)
@@ -123,7 +127,7 @@ def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = 
             if with_qonnx:
                 row["intsim_vs_qonnx_exec"] = row["qonnx_exec_s"] / row["intsim_s"]
             rows.append(row)
-    return {"model": str(model_dir), "config": cfgio.to_dict(cfg), "threads": torch.get_num_threads(),
+    return {"model": str(model_dir), "config": cfgio.to_dict(cfg), "threads": threads,
             "rows": rows, "bit_exact": all(r["bit_exact"] for r in rows), "provenance": provenance()}
 
 

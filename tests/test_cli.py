@@ -143,6 +143,7 @@ def test_bench_intsim_reports_ratios(tiny_model_dir, tmp_path):
     report = json.loads((tmp_path / "b.json").read_text())
     row = report["rows"][0]
     assert report["bit_exact"] is True and row["batch"] == 2 and row["precision"] == "W4A8"
+    assert report["threads"] == 1  # every row at the requested threads (Numba's OpenMP pool is torch's)
     assert row["intsim_vs_torch_fp32"] > 0 and row["intsim_vs_brevitas"] > 0 and "qonnx_exec_s" not in row
     _one_line_error(runner.invoke(app, ["bench", "intsim", "--model", str(tiny_model_dir), "--json", str(tmp_path / "c.json"),
                                         "--precision", "8bit"]), "not of the form W<bits>A<bits>")
