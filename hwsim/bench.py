@@ -49,14 +49,22 @@ def parse_precision(text: str) -> tuple[int, int]:
         raise ValueError(f"precision {text!r} is not of the form W<bits>A<bits>, e.g. W4A8") from None
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: Numba compilation, allocator, caches
-    times = []
+def best_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Each function's minimum time over ``repeats`` rounds that call them in turn, so that a drift of
+    the host's speed (a shared VM's varies by 1.5x over minutes) reaches every backend alike."""
+    for fn in fns.values():
+        fn()  # warm-up: Numba compilation, allocator, caches
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    return best_times({"fn": fn}, repeats)["fn"]
 
 
 @contextlib.contextmanager
@@ -109,16 +117,12 @@ def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = 
             x = torch.randn((batch, *model.spec.image_shape), generator=gen)
             t = torch.full((batch,), cfg.timestep, dtype=torch.long)
             xn, tn = x.numpy(), t.numpy()
-            torch.set_num_threads(threads)
-            with torch.no_grad():
-                row = {
-                    "precision": precision, "batch": batch,
-                    "torch_fp32_s": best_time(lambda: float_net(x, t), cfg.repeats),
-                    "brevitas_fakequant_s": best_time(lambda: brevitas(x, t), cfg.repeats),
-                }
-                with pinned_threads(threads):
-                    row["intsim_s"] = best_time(lambda: sim.run(xn, tn), cfg.repeats)
-                    row["bit_exact"] = bool(np.array_equal(sim.run(xn, tn), qnet(x.double(), t).numpy()))
+            # torch shares the OpenMP pool the pin sets (threads, as torch's own count)
+            with torch.no_grad(), pinned_threads(threads):
+                times = best_times({"torch_fp32_s": lambda: float_net(x, t), "brevitas_fakequant_s": lambda: brevitas(x, t),
+                                    "intsim_s": lambda: sim.run(xn, tn)}, cfg.repeats)
+                row = {"precision": precision, "batch": batch, **times,
+                       "bit_exact": bool(np.array_equal(sim.run(xn, tn), qnet(x.double(), t).numpy()))}
                 if with_qonnx:
                     run = qonnx_runner(brevitas, x, t, out / f"brevitas-{precision}-b{batch}.onnx")
                     row["qonnx_exec_s"] = best_time(run, cfg.qonnx_repeats)
