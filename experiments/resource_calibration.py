@@ -72,7 +72,9 @@ GRID: dict[str, list[dict]] = {
                      dict(K=16, M=16, PE=4, SIMD=4, HEADS=1), dict(K=32, M=16, PE=2, SIMD=4, HEADS=2),
                      dict(K=8, M=16, PE=1, SIMD=2, HEADS=4), dict(K=16, M=32, PE=2, SIMD=8, HEADS=2),
                      dict(K=16, M=16, PE=2, SIMD=4, HEADS=2, LUT_MULT=0), dict(K=8, M=8, PE=2, SIMD=1, HEADS=1),
-                     dict(K=32, M=8, PE=1, SIMD=8, HEADS=1), dict(K=8, M=32, PE=4, SIMD=2, HEADS=2, LUT_MULT=0)],
+                     dict(K=32, M=8, PE=1, SIMD=8, HEADS=1), dict(K=8, M=32, PE=4, SIMD=2, HEADS=2, LUT_MULT=0),
+                     # non-power-of-two sizes (a counted read address): unet-fashion's 7x7 attention AV
+                     dict(K=48, M=49, PE=1, SIMD=1, HEADS=1)],
     "swg": [dict(K=3, IH=8, C=4, SIMD=1), dict(K=3, IH=10, C=8, SIMD=2), dict(K=3, IH=16, C=16, SIMD=4),
             dict(K=3, IH=18, C=32, SIMD=8), dict(K=3, IH=10, C=1, SIMD=1), dict(K=3, IH=34, C=16, SIMD=16),
             dict(K=5, IH=12, C=4, SIMD=2), dict(K=3, IH=17, C=8, SIMD=4, S=2), dict(K=3, IH=12, C=6, SIMD=2)],
