@@ -217,10 +217,15 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         if not dyn or act:  # the bias and shift address nf * PE + lane
             mults += const_mult18(_clog2(nf), p) if nf > 1 else 0
         mems = []
+        ocount = 0
         if dyn:
             heads = a.get("heads", 1)
-            # lane (q, r) reads entries (h*MH + n*PE + q)*MW + f*SIMD + r: one PE*SIMD-th of the array each
-            mems.append(Memory(w, heads * mh * mw, p * q, q, sync=True, lanes=p * q, tag="operand"))
+            # lane (q, r) reads entries (h*MH + n*PE + q)*MW + f*SIMD + r: one PE*SIMD-th of the array
+            # each when the sizes are powers of two; otherwise the whole array from a counted base
+            # (``ocount``: the base counter and the lanes' adders, address bits each)
+            wired = all(_pow2(v) for v in (mw, mh, p, q))
+            ocount = 0 if wired else _clog2(heads * mh * mw + 1) * (1 + p * q)
+            mems.append(Memory(w, heads * mh * mw, p * q, q, sync=True, lanes=p * q if wired else 1, tag="operand"))
         else:
             if not node.external():  # weights streamed from DRAM (FINN's external mode) take no weight memory
                 mems.append(Memory(p * q * w, nf * sf))
@@ -247,7 +252,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
                "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
                "acc": p * acc, "act": p * acc * _clog2(acc) if act else 0, "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
-               "ctrl": _clog2(nf) + _clog2(sf), **ml}
+               "ctrl": _clog2(nf) + _clog2(sf), "ocount": ocount, **ml}
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
               "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
               "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc), **mf}
