@@ -438,13 +438,13 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
     tbits = a["tableBits"] - 1
     slots = node.slots()
     mems = [Memory(lanes * width, slots * folds, 2, 1), Memory(tbits, a["tableEntries"], 2 * lanes)]
-    # the slot addresses s * FOLDS + i (s: 3 bits) of LOAD, SUM and EMIT; and the per-slot registers
-    # written at a variable offset, total_of[s * TW +: TW] and max_of[s * IBITS +: IBITS], which Yosys
-    # builds with a multiply when the width is even and not a power of two (measured: odd widths and
-    # powers of two need none)
+    # the slot addresses s * FOLDS + i of LOAD, SUM and EMIT need no multiplier (wiring when FOLDS is
+    # a power of two, else counted); the per-slot registers written at a variable offset,
+    # total_of[s * TW +: TW] and max_of[s * IBITS +: IBITS], do when the width is even and not a
+    # power of two (measured: odd widths and powers of two need none)
     sum_bits = tbits + (_clog2(c) if c > 1 else 0)
     tw = max(sum_bits, node.dt("outputDataType") - 1)
-    mults = 3 * const_mult18(3, folds) + sum(mult18(3, k.bit_length()) for k in (tw, width) if k % 2 == 0 and not _pow2(k))
+    mults = sum(mult18(3, k.bit_length()) for k in (tw, width) if k % 2 == 0 and not _pow2(k))
     bram, ml, mf = _memory_parts(mems)
     div = lanes * node.dt("outputDataType") * (tbits + _clog2(c))  # the pipelined restoring dividers
     return mults, mems, {**one, "div": div, "rom": ml.get("rom", 0.0)}, {**one, "div": div, **mf}

@@ -76,8 +76,16 @@ module softmax #(
         next = (s == SLOTS - 1) ? 3'd0 : s + 3'd1;
     endfunction
 
-    function [AB-1:0] addr(input [2:0] s, input [CB-1:0] i);
-        addr = s * FOLDS + i;
+    // word i of slot s is at s * FOLDS + i: wiring when FOLDS is a power of two; otherwise a
+    // multiplier in the read cycle (a share's critical path), so each engine counts its address
+    // (la, sa, ea: the words it took or read, modulo WORDS, since its slots are used in turn)
+    localparam integer COUNTED = (FOLDS & (FOLDS - 1)) != 0;
+    reg [AB-1:0] la, sa, ea;
+    function [AB-1:0] addr(input [2:0] s, input [CB-1:0] i, input [AB-1:0] counted);
+        addr = COUNTED ? counted : s * FOLDS + i;
+    endfunction
+    function [AB-1:0] advance(input [AB-1:0] a);
+        advance = (a == WORDS - 1) ? 0 : a + 1;
     endfunction
 
     // table index of score q in a row of maximum m: min(m - q, LAST)
@@ -109,7 +117,7 @@ module softmax #(
     end
     always @(posedge clk) begin
         if (take) begin
-            buffer[addr(ls, lw)] <= in_data;
+            buffer[addr(ls, lw, la)] <= in_data;
             runmax <= wmax;
             if (lend) begin  // when the slot is free: EMIT has read all of its previous row
                 max_of[ls * IBITS +: IBITS] <= wmax;
@@ -121,8 +129,10 @@ module softmax #(
         if (rst) begin
             ls <= 0;
             lw <= 0;
+            la <= 0;
         end else if (take) begin
             lw <= lend ? 0 : lw + 1;
+            la <= advance(la);
             if (lend) ls <= next(ls);
         end
     end
@@ -142,11 +152,13 @@ module softmax #(
         if (rst) begin
             ss <= 0;
             sr <= 0;
+            sa <= 0;
             sv1 <= 1'b0;
             sv2 <= 1'b0;
         end else begin
             if (sfire) begin
                 sr <= (sr == FOLDS - 1) ? 0 : sr + 1;
+                sa <= advance(sa);
                 if (sr == FOLDS - 1) ss <= next(ss);
             end
             sv1 <= sfire;
@@ -155,7 +167,7 @@ module softmax #(
     end
     always @(posedge clk) begin
         // stage 1: buffer read
-        sw1 <= buffer[addr(ss, sr)];
+        sw1 <= buffer[addr(ss, sr, sa)];
         smax1 <= max_of[ss * IBITS +: IBITS];
         sg1 <= group_of[ss * GBITS +: GBITS];
         sfirst1 <= (sr == 0);
@@ -195,12 +207,14 @@ module softmax #(
         if (rst) begin
             es <= 0;
             er <= 0;
+            ea <= 0;
             ev1 <= 1'b0;
             ev2 <= 1'b0;
             dv <= 0;
         end else begin
             if (efire) begin
                 er <= eend ? 0 : er + 1;
+                ea <= advance(ea);
                 if (eend) es <= next(es);
             end
             if (en) begin
@@ -227,7 +241,7 @@ module softmax #(
     always @(posedge clk) begin
         if (en) begin
             // stage 1: buffer read, the slot's maximum and total
-            ew1 <= buffer[addr(es, er)];
+            ew1 <= buffer[addr(es, er, ea)];
             emax1 <= max_of[es * IBITS +: IBITS];
             eg1 <= group_of[es * GBITS +: GBITS];
             etot1 <= total_of[es * TW +: TW];
