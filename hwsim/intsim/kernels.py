@@ -10,9 +10,9 @@ datatypes and the weights (sum |w| * max |x|), not from the output's declared da
 the int64 kernels run where no such bound is proven (B >= 2^53, or unknown). No torch and no
 onnxruntime: numpy (and its BLAS), scipy's BLAS wrappers and Numba only.
 
-On a CPU with AVX-512 VNNI, stride-1 convolutions whose operands fit int8 run on
-:mod:`hwsim.intsim.vnni`'s int8 kernel (exact in int32, about 6x the float32 GEMM on the U-Net's
-shapes), whatever the bound; the BLAS paths below are the fallback.
+On a CPU with AVX-512 VNNI, convolutions whose operands fit int8 run on :mod:`hwsim.intsim.vnni`'s
+int8 kernel (exact in int32, about 6x the float32 GEMM on the U-Net's shapes; strided ones over the
+input's phases), whatever the bound; the BLAS paths below are the fallback.
 
 Stride-1 convolutions avoid im2col (which writes KH*KW copies of the input): on the padded
 channels-last input flattened to rows, tap (u, v) is the same GEMM on the rows shifted by
@@ -154,7 +154,7 @@ def _shifted_gemm_conv(x: np.ndarray, w: np.ndarray, pads, dtype) -> np.ndarray:
 
 def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: int | None, out_dtype=np.int64,
              extra: np.ndarray | None = None, rq=None) -> np.ndarray:
-    """IntConv: stride 1 on the VNNI kernel where it applies, else in the cheapest exact type for
+    """IntConv: on the VNNI kernel where it applies, else in the cheapest exact type for
     ``bound`` (int64 when None), stride 1 as row-shifted GEMMs, other strides as im2col and one GEMM. Fused: ``+ extra`` (broadcast to the output:
     an IntAdd), then a Requant per output channel."""
     n, _, h, wd = x.shape
@@ -167,7 +167,7 @@ def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: 
     extra = EXTRA_NONE if extra is None else np.broadcast_to(extra, out.shape)  # ValueError if it does not fit
     dtype = gemm_dtype(bound)
     stride1 = (sh, sw) == (1, 1)
-    acc = vnni.conv_s1(x, vnni.packed_for(w), pads) if stride1 else None
+    acc = vnni.conv(x, w, (sh, sw), pads)
     if acc is None and dtype is not None and stride1:
         acc = _shifted_gemm_conv(x, w, pads, dtype)
     elif acc is None:

@@ -197,18 +197,54 @@ def pack_weights(w: np.ndarray):
     return {"wpk": wpk, "init": init, "groups": groups, "shape": (oc, c, kh, kw)}
 
 
-_PACKED: dict[int, tuple] = {}
+_PACKED: dict[tuple, tuple] = {}
 
 
-def packed_for(w: np.ndarray):
-    """:func:`pack_weights` of ``w``, packed once per weight array (a graph's constants are packed on
-    their first run and kept while the array lives)."""
-    hit = _PACKED.get(id(w))
+def _phase_split(a: np.ndarray, sh: int, sw: int) -> np.ndarray:
+    """[N, C, SH*H, SW*W] -> [N, SH*SW*C, H, W]: channel (a, b, c) holds a[:, c, a::SH, b::SW]."""
+    n, c, h, w = a.shape
+    return a.reshape(n, c, h // sh, sh, w // sw, sw).transpose(0, 3, 5, 1, 2, 4).reshape(n, sh * sw * c, h // sh, w // sw)
+
+
+def packed_for(w: np.ndarray, strides=(1, 1)):
+    """:func:`pack_weights` of ``w`` (for ``strides``: its phases, see :func:`conv`), packed once per
+    weight array (a graph's constants are packed on their first run and kept while the array lives)."""
+    key = (id(w), tuple(strides))
+    hit = _PACKED.get(key)
     if hit is not None and hit[0]() is w:
         return hit[1]
-    packed = pack_weights(w)
-    _PACKED[id(w)] = (weakref.ref(w, lambda _, key=id(w): _PACKED.pop(key, None)), packed)
+    sh, sw = strides
+    if (sh, sw) != (1, 1):
+        oc, c, kh, kw = w.shape
+        wz = np.zeros((oc, c, -(-kh // sh) * sh, -(-kw // sw) * sw), dtype=w.dtype)
+        wz[:, :, :kh, :kw] = w
+        packed = pack_weights(_phase_split(wz, sh, sw))
+    else:
+        packed = pack_weights(w)
+    _PACKED[key] = (weakref.ref(w, lambda _, key=key: _PACKED.pop(key, None)), packed)
     return packed
+
+
+def conv(x: np.ndarray, w: np.ndarray, strides, pads):
+    """Conv of x [N, C, H, W] with w [OC, C, KH, KW] at any stride: int32 [N, OH, OW, OC], or None
+    where :func:`conv_s1` would be. A stride (SH, SW) conv is the stride-1 conv of the padded input's
+    SH*SW phases with the kernel's phases (ceil(KH/SH) x ceil(KW/SW), zeros past the kernel): the
+    same products, so exact."""
+    sh, sw = strides
+    packed = packed_for(w, strides)
+    if (sh, sw) == (1, 1) or packed is None:
+        return conv_s1(x, packed, pads)
+    n, c, h, wd = x.shape
+    _, _, kh, kw = w.shape
+    pt, pl, pb, pr = pads
+    oh, ow = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - kw) // sw + 1
+    if min(pads) < 0 or oh < 1 or ow < 1 or not _int_input(x.dtype):
+        return None
+    ph, pw = oh + -(-kh // sh) - 1, ow + -(-kw // sw) - 1  # each phase's rows and columns
+    padded = np.zeros((n, c, sh * ph, sw * pw), dtype=x.dtype)
+    rows, cols = min(h, sh * ph - pt), min(wd, sw * pw - pl)  # input past the last window is not read
+    padded[:, :, pt:pt + rows, pl:pl + cols] = x[:, :, :rows, :cols]
+    return conv_s1(_phase_split(padded, sh, sw), packed, (0, 0, 0, 0))
 
 
 def conv_s1(x: np.ndarray, packed, pads):

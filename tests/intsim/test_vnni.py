@@ -107,3 +107,21 @@ def test_int_conv_takes_the_vnni_path_and_equals_blas(monkeypatch):
     blas = kernels.int_conv(x, w, b, (1, 1), (1, 1, 1, 1), bound=2**20)
     np.testing.assert_array_equal(got, blas)
     np.testing.assert_array_equal(got, conv_ref(x, w, (1, 1, 1, 1)).transpose(0, 3, 1, 2) + b[None, :, None, None])
+
+
+@pytest.mark.parametrize("n, c, oc, h, wd, k, strides, pads", [
+    (2, 16, 16, 28, 28, 3, (2, 2), (1, 1, 1, 1)),  # the U-Net's downsampling
+    (1, 5, 7, 9, 8, 3, (2, 2), (1, 1, 1, 1)),  # odd sizes
+    (2, 3, 4, 7, 7, 3, (2, 2), (0, 0, 0, 0)),
+    (1, 6, 20, 10, 11, 3, (3, 2), (2, 1, 0, 1)),  # uneven strides and pads
+    (2, 4, 5, 8, 6, 1, (2, 2), (0, 0, 0, 0)),  # 1x1
+    (1, 4, 3, 6, 6, 4, (2, 2), (1, 1, 2, 2)),  # a kernel the stride divides
+])
+def test_strided_conv_equals_reference(n, c, oc, h, wd, k, strides, pads):
+    rng = np.random.default_rng(n + c + oc + h)
+    x = rng.integers(-128, 128, (n, c, h, wd)).astype(np.int8)
+    w = rng.integers(-128, 128, (oc, c, k, k)).astype(np.int8)
+    want = conv_ref(x, w, pads)[:, :: strides[0], :: strides[1]]
+    got = vnni.conv(x, w, strides, pads)
+    assert got is not None
+    np.testing.assert_array_equal(got, want)
