@@ -218,30 +218,41 @@ def rows_epilogue(acc, bias, do_rq, left, right, half, odd, rq_min, rq_max, do_l
 def conv_epilogue(acc, bias, extra, do_rq, left, right, half, odd, rq_min, rq_max, out):
     """[N, OH, OW, OC] accumulator -> out [N, OC, OH, OW]: Requant?(int(acc) + bias[o] + extra[b, o, i, j])
     (``extra`` of out's shape, typically a broadcast view, or empty: none; requant constants per
-    output channel)."""
+    output channel). Each output row is first transposed into a scratch [OC, OW] (reading the
+    accumulator contiguously), so that the requantization runs over contiguous rows and vectorizes:
+    computed in the accumulator's strided order it took 3-6x the VNNI convolution itself."""
     n, oh, ow, oc = acc.shape
     has_extra = extra.size > 0
-    for bi in numba.prange(n * oh):
-        b = bi // oh
-        i = bi - b * oh
-        for o in range(oc):
-            lf, rt, hf, od = left[o], right[o], half[o], odd[o]
-            bo = bias[o]
-            dst = out[b, o, i]
-            if has_extra:
-                ex = extra[b, o, i]
-                if do_rq:
+    rows = n * oh
+    chunks = (rows + 15) // 16
+    for chunk in numba.prange(chunks):
+        t = np.empty((oc, ow), dtype=np.int64)
+        for bi in range(chunk * 16, min(rows, chunk * 16 + 16)):
+            b = bi // oh
+            i = bi - b * oh
+            for j in range(ow):
+                a = acc[b, i, j]
+                for o in range(oc):
+                    t[o, j] = np.int64(a[o])
+            for o in range(oc):
+                lf, rt, hf, od = left[o], right[o], half[o], odd[o]
+                bo = bias[o]
+                src = t[o]
+                dst = out[b, o, i]
+                if has_extra:
+                    ex = extra[b, o, i]
+                    if do_rq:
+                        for j in range(ow):
+                            dst[j] = _rq(src[j] + bo + np.int64(ex[j]), lf, rt, hf, od, rq_min, rq_max)
+                    else:
+                        for j in range(ow):
+                            dst[j] = src[j] + bo + np.int64(ex[j])
+                elif do_rq:
                     for j in range(ow):
-                        dst[j] = _rq(np.int64(acc[b, i, j, o]) + bo + np.int64(ex[j]), lf, rt, hf, od, rq_min, rq_max)
+                        dst[j] = _rq(src[j] + bo, lf, rt, hf, od, rq_min, rq_max)
                 else:
                     for j in range(ow):
-                        dst[j] = np.int64(acc[b, i, j, o]) + bo + np.int64(ex[j])
-            elif do_rq:
-                for j in range(ow):
-                    dst[j] = _rq(np.int64(acc[b, i, j, o]) + bo, lf, rt, hf, od, rq_min, rq_max)
-            else:
-                for j in range(ow):
-                    dst[j] = np.int64(acc[b, i, j, o]) + bo
+                        dst[j] = src[j] + bo
 
 
 @numba.njit(parallel=True, cache=True)
