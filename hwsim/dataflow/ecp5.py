@@ -252,7 +252,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
                "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
                "acc": p * acc, "act": p * acc * _clog2(acc) if act else 0, "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
-               "ctrl": _clog2(nf) + _clog2(sf), "ocount": ocount, **ml}
+               "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}), **ml}
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
               "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
               "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc), **mf}
