@@ -435,8 +435,9 @@ def _value(v) -> str:
 # Most blocks pass a ready upstream in the same cycle (``en = !out_valid || out_ready``), so a run of
 # them is one combinational path from the last block's consumer to the first block's producer: at
 # most this many blocks in a row, then a register slice (a two-word rtl/fifo, whose in_ready is a
-# register's) on the edge. (A run of eight was the unet-fashion share's critical path, 17 ns.)
-READY_RUN = 4
+# register's) on the edge. (A run of eight was the unet-fashion share's critical path, 17 ns; a run
+# of four, ending in an edge FIFO's pop, was its 12 ns critical path at 83 MHz.)
+READY_RUN = 2
 
 
 def _slices(graph: DataflowGraph, nodes: list, produced: dict, fifo_depth: dict, limit: int = READY_RUN) -> set:

@@ -28,6 +28,9 @@ module fifo #(
     (* no_rw_check *) reg [WIDTH-1:0] mem [0:DEPTH-1];
     reg [AB-1:0] wptr, rptr;
     reg [AB:0] count;  // words in the memory
+    // the next count is chosen, not added: push and pop (which can end a long ready chain) drive a
+    // multiplexer's select instead of entering a carry chain
+    wire [AB:0] count_up = count + 1'b1, count_down = count - 1'b1;
     assign in_ready = (count != DEPTH);
     wire push = in_valid && in_ready;
     wire pop;          // a word leaves the memory
@@ -42,7 +45,7 @@ module fifo #(
                 wptr <= (wptr == DEPTH - 1) ? 0 : wptr + 1;
             end
             if (pop) rptr <= (rptr == DEPTH - 1) ? 0 : rptr + 1;
-            count <= count + push - pop;
+            if (push != pop) count <= push ? count_up : count_down;
         end
     end
     generate
