@@ -26,6 +26,7 @@ from hwsim.intsim.ops.norm import R_LOG2, _round_shift_row, _rsqrt
 from hwsim.intsim.ops.requant import round_shift_scalar as _round_shift
 
 EMPTY = np.zeros(0, dtype=np.int64)
+GN_CHUNK = 8  # (sample, group) pairs per parallel task of groupnorm_into
 
 
 def rq_params(shifts, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -73,67 +74,75 @@ def requant_into(acc, left, right, half, odd, qmin, qmax, do_lut, table, in_min,
 @numba.njit(parallel=True, cache=True)
 def groupnorm_into(q, do_rq, left, right, half, odd, rq_min, rq_max, groups, g_c, b_c, ft, fg, qmin, qmax,
                    do_lut, table, in_min, out):
-    """[Requant ->] GroupNorm [-> Lut] of q [N, C, L] into out [N, C, L], parallel over (N, groups).
+    """[Requant ->] GroupNorm [-> Lut] of q [N, C, L] into out [N, C, L], parallel over chunks of
+    GN_CHUNK (sample, group) pairs, whose scratch is allocated once per chunk.
 
-    The group's (requantized) values are kept in a per-group buffer between the statistics pass
-    and the output pass, so q is read once."""
+    The group's (requantized) values are kept in a buffer between the statistics pass and the
+    output pass, so q is read once. The output pass never writes the buffer it reads: in place,
+    LLVM's run-time alias check sends the loop to its scalar version (2x slower)."""
     n_batch, channels, length = q.shape
     cg = channels // groups
     n = cg * length
-    for bg in numba.prange(n_batch * groups):
-        b = bg // groups
-        g = bg - b * groups
+    total = n_batch * groups
+    for chunk in numba.prange((total + GN_CHUNK - 1) // GN_CHUNK):
         buf = np.empty(n, dtype=np.int64)
-        s = np.int64(0)
-        sq = np.int64(0)
-        lo = np.int64(2**62)
-        hi = -lo
-        for cc in range(cg):
-            c = g * cg + cc
-            src = q[b, c]
-            row = buf[cc * length:(cc + 1) * length]
-            if do_rq:
-                lf, rt, hf, od = left[c], right[c], half[c], odd[c]
-                for i in range(length):
-                    row[i] = _rq(np.int64(src[i]), lf, rt, hf, od, rq_min, rq_max)
-            else:
-                for i in range(length):
-                    row[i] = np.int64(src[i])
-            for i in range(length):
-                v = row[i]
-                s += v
-                sq += v * v
-                lo = min(lo, v)
-                hi = max(hi, v)
-        r, k = _rsqrt(n * sq - s * s)
-        # Per channel the output is a function of the input value alone; when the group's values
-        # span fewer integers than a channel has values, tabulate it over that span and look up.
-        span = hi - lo + 1
-        tabulate = span < length
-        tab = np.empty(span if tabulate else 1, dtype=np.int64)
-        if tabulate:
-            for i in range(span):
-                tab[i] = lo + i
-        vals = np.empty(span if tabulate else 1, dtype=np.int64)
-        for cc in range(cg):  # (n*q - S) * r = q * (n*r) - S*r
-            c = g * cg + cc
-            row = buf[cc * length:(cc + 1) * length]
-            dst = out[b, c]
+        tab = np.empty(length, dtype=np.int64)  # a channel's input domain lo..hi, when tabulated
+        vals = np.empty(length, dtype=np.int64)  # its outputs (over the domain, or over the row)
+        for bg in range(chunk * GN_CHUNK, min(total, (chunk + 1) * GN_CHUNK)):
+            b = bg // groups
+            g = bg - b * groups
+            s = np.int64(0)
+            sq = np.int64(0)
+            lo = np.int64(2**62)
+            hi = -lo
+            for cc in range(cg):
+                c = g * cg + cc
+                src = q[b, c]
+                row = buf[cc * length:(cc + 1) * length]
+                if do_rq:
+                    lf, rt, hf, od = left[c], right[c], half[c], odd[c]
+                    for i in range(length):
+                        v = _rq(np.int64(src[i]), lf, rt, hf, od, rq_min, rq_max)
+                        row[i] = v
+                        s += v
+                        sq += v * v
+                        lo = min(lo, v)
+                        hi = max(hi, v)
+                else:
+                    for i in range(length):
+                        v = np.int64(src[i])
+                        row[i] = v
+                        s += v
+                        sq += v * v
+                        lo = min(lo, v)
+                        hi = max(hi, v)
+            r, k = _rsqrt(n * sq - s * s)
+            # Per channel the output is a function of the input value alone; when the group's values
+            # span fewer integers than a channel has values, tabulate it over that span and look up.
+            span = hi - lo + 1
+            tabulate = span < length
             if tabulate:
-                _round_shift_row(tab, vals, n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
+                for i in range(span):
+                    tab[i] = lo + i
+            for cc in range(cg):  # (n*q - S) * r = q * (n*r) - S*r
+                c = g * cg + cc
+                row = buf[cc * length:(cc + 1) * length]
+                dst = out[b, c]
+                if tabulate:
+                    _round_shift_row(tab[:span], vals[:span], n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
+                    if do_lut:
+                        for i in range(span):
+                            vals[i] = table[vals[i] - in_min]
+                    for i in range(length):
+                        dst[i] = vals[row[i] - lo]
+                    continue
+                _round_shift_row(row, vals, n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
                 if do_lut:
-                    for i in range(span):
-                        vals[i] = table[vals[i] - in_min]
-                for i in range(length):
-                    dst[i] = vals[row[i] - lo]
-                continue
-            _round_shift_row(row, row, n * r, -s * r, R_LOG2 + k - ft, g_c[c], b_c[c], ft + fg, qmin, qmax)
-            if do_lut:
-                for i in range(length):
-                    dst[i] = table[row[i] - in_min]
-            else:
-                for i in range(length):
-                    dst[i] = row[i]
+                    for i in range(length):
+                        dst[i] = table[vals[i] - in_min]
+                else:
+                    for i in range(length):
+                        dst[i] = vals[i]
 
 
 @numba.njit(parallel=True, cache=True)
