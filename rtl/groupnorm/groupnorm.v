@@ -130,14 +130,16 @@ module groupnorm #(
 
     // --- SOLVE: r = isqrt(2^62 / m), k, per group -------------------------------------------------
     reg [GW-1:0] sg;        // group being solved
-    reg [7:0]  step;        // 0: set up (four cycles, setup 0..3); 1..63: divide; 64..95: square root; 96: store
-    reg [1:0]  setup;       // set-up: the group's S and Q, then D, then k, then m = D >> 2k (one wide operation a cycle)
+    reg [7:0]  step;        // 0: set up (five cycles, setup 0..4); 1..63: divide; 64..95: square root; 96: store
+    reg [2:0]  setup;       // set-up: the group's S and Q, then N*Q and S*S, then D, then k, then m = D >> 2k
+                            // (one wide operation a cycle; the products are registered apart from their
+                            // difference, else multiplier and subtractor are one path, 12 ns in the share)
     reg signed [SB-1:0] s_r;
     reg signed [QB-1:0] q_r;
     reg [31:0] m;
     reg [32:0] rem;         // < m, and (rem << 1) | bit < 2m
     reg [63:0] quo, num, res, bitv;
-    reg [DB-1:0] d_r;
+    reg [DB-1:0] d_r, nq_r, ss_r;  // D = N*Q - S*S >= 0 fits DB bits: the products are kept modulo 2^DB
     reg [7:0]  kk_r;
     integer b, len;
     wire [33:0] div_shifted = {rem, step == 8'd1};            // (rem << 1) | the dividend's next bit
@@ -167,14 +169,18 @@ module groupnorm #(
                         q_r <= q_acc[sg];
                         setup <= 1;
                     end else if (step == 0 && setup == 1) begin
-                        d_r <= N * q_r - s_r * s_r;
+                        nq_r <= N * q_r;
+                        ss_r <= s_r * s_r;
                         setup <= 2;
                     end else if (step == 0 && setup == 2) begin
+                        d_r <= nq_r - ss_r;
+                        setup <= 3;
+                    end else if (step == 0 && setup == 3) begin
                         len = 0;
                         for (b = 0; b < DB; b = b + 1)
                             if (d_r[b]) len = b + 1;
                         kk_r <= (KMAX > 0 && len > 32) ? (len - 31) / 2 : 0;
-                        setup <= 3;
+                        setup <= 4;
                     end else if (step == 0) begin
                         m <= (KMAX > 0) ? d_r >> (2 * kk_r) : d_r;
                         k_of[sg] <= (d_r == 0 || KMAX == 0) ? 0 : kk_r;

@@ -16,9 +16,9 @@ from hwsim.dataflow.nodes.base import HWSIM_DOMAIN, DataflowNode, Op
 
 RSQRT_ADDS = 32  # a 32-bit integer square root, one add per result bit (docs/numerics.md, GroupNorm)
 RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
-# rtl/groupnorm solves each group serially: a four-cycle set-up (S and Q, D, k, m), a 63-step restoring
-# division of 2^62 by m, a 32-step square root, store; and 2 cycles pass between its phases (measured)
-SOLVE_CYCLES = 4 + 63 + 32 + 1
+# rtl/groupnorm solves each group serially: a five-cycle set-up (S and Q, N*Q and S*S, D, k, m), a 63-step
+# restoring division of 2^62 by m, a 32-step square root, store; and 2 cycles pass between its phases (measured)
+SOLVE_CYCLES = 5 + 63 + 32 + 1
 PHASE_CYCLES = 2
 EMIT_STAGES = 6  # rtl/groupnorm normalizes in six pipeline stages: the first output waits five more cycles, the II does not
 
