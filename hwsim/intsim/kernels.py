@@ -10,9 +10,10 @@ datatypes and the weights (sum |w| * max |x|), not from the output's declared da
 the int64 kernels run where no such bound is proven (B >= 2^53, or unknown). No torch and no
 onnxruntime: numpy (and its BLAS), scipy's BLAS wrappers and Numba only.
 
-On a CPU with AVX-512 VNNI, convolutions whose operands fit int8 run on :mod:`hwsim.intsim.vnni`'s
-int8 kernel (exact in int32, about 6x the float32 GEMM on the U-Net's shapes; strided ones over the
-input's phases), whatever the bound; the BLAS paths below are the fallback.
+On a CPU with AMX-INT8 or AVX-512 VNNI, convolutions whose operands fit int8 run on
+:mod:`hwsim.intsim.amx`'s or :mod:`hwsim.intsim.vnni`'s int8 kernel (exact in int32; VNNI about 6x
+the float32 GEMM on the U-Net's shapes, AMX 1.2-2x VNNI; strided ones over the input's phases),
+whatever the bound; the BLAS paths below are the fallback.
 
 Stride-1 convolutions avoid im2col (which writes KH*KW copies of the input): on the padded
 channels-last input flattened to rows, tap (u, v) is the same GEMM on the rows shifted by
@@ -36,7 +37,7 @@ from scipy.linalg.blas import dgemm, sgemm
 
 from hwsim.intsim.fused import (EMPTY, NO_RQ, conv_epilogue, groupnorm_into, modulate_into, requant_into, rows_epilogue,
                                 rq_params, softmax_into, upsample_into)
-from hwsim.intsim import vnni
+from hwsim.intsim import amx, vnni
 from hwsim.intsim.ops.lut import lut_checked_kernel
 
 FLOAT32_EXACT, FLOAT64_EXACT = 2**24, 2**53
@@ -154,7 +155,7 @@ def _shifted_gemm_conv(x: np.ndarray, w: np.ndarray, pads, dtype) -> np.ndarray:
 
 def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: int | None, out_dtype=np.int64,
              extra: np.ndarray | None = None, rq=None) -> np.ndarray:
-    """IntConv: on the VNNI kernel where it applies, else in the cheapest exact type for
+    """IntConv: on the AMX or VNNI kernel where it applies, else in the cheapest exact type for
     ``bound`` (int64 when None), stride 1 as row-shifted GEMMs, other strides as im2col and one GEMM. Fused: ``+ extra`` (broadcast to the output:
     an IntAdd), then a Requant per output channel."""
     n, _, h, wd = x.shape
@@ -167,7 +168,9 @@ def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: 
     extra = EXTRA_NONE if extra is None else np.broadcast_to(extra, out.shape)  # ValueError if it does not fit
     dtype = gemm_dtype(bound)
     stride1 = (sh, sw) == (1, 1)
-    acc = vnni.conv(x, w, (sh, sw), pads)
+    acc = vnni.conv(x, w, (sh, sw), pads, backend=amx) if amx.available() and amx.pays(w.shape) else None
+    if acc is None:
+        acc = vnni.conv(x, w, (sh, sw), pads)
     if acc is None and dtype is not None and stride1:
         acc = _shifted_gemm_conv(x, w, pads, dtype)
     elif acc is None:

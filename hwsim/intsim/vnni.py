@@ -26,6 +26,7 @@ otherwise the functions return None and the caller keeps BLAS.
 from __future__ import annotations
 
 import functools
+import sys
 import weakref
 
 import llvmlite.binding as llb
@@ -173,16 +174,25 @@ def _int_input(dt) -> bool:
     return dt.kind == "i" or (dt.kind == "u" and dt.itemsize < 8)  # exactly representable in int64
 
 
+def int8_weights(w: np.ndarray) -> np.ndarray | None:
+    """Conv weights [OC, C, KH, KW] as int8 if every one fits and each output's int32 sum is exact
+    (``128 * sum|w[o]| < 2^31``, the bound of the module docstring), else None."""
+    w = np.asarray(w)
+    if w.ndim != 4 or w.size == 0 or w.dtype.kind not in "iu" or w.min() < -128 or w.max() > 127:
+        return None
+    w8 = w.astype(np.int8)
+    if 128 * np.abs(w8, dtype=np.int32).reshape(w.shape[0], -1).sum(1, dtype=np.int64).max() >= 2**31:
+        return None
+    return w8
+
+
 def pack_weights(w: np.ndarray):
     """Weights [OC, C, KH, KW] -> packed operand of :func:`conv_s1` (built once per conv), or None
     if some weight is outside int8 or the int32 bound fails."""
-    w = np.asarray(w)
-    if not available() or w.ndim != 4 or w.size == 0 or w.dtype.kind not in "iu" or w.min() < -128 or w.max() > 127:
+    w8 = int8_weights(w) if available() else None
+    if w8 is None:
         return None
-    oc, c, kh, kw = w.shape
-    w8 = w.astype(np.int8)
-    if 128 * np.abs(w8, dtype=np.int32).reshape(oc, -1).sum(1, dtype=np.int64).max() >= 2**31:
-        return None
+    oc, c, kh, kw = w8.shape
     cp, ocp = -(-c // 4) * 4, -(-oc // 16) * 16
     wz = np.zeros((ocp, cp, kh, kw), dtype=np.int8)
     wz[:oc, :c] = w8
@@ -206,10 +216,12 @@ def _phase_split(a: np.ndarray, sh: int, sw: int) -> np.ndarray:
     return a.reshape(n, c, h // sh, sh, w // sw, sw).transpose(0, 3, 5, 1, 2, 4).reshape(n, sh * sw * c, h // sh, w // sw)
 
 
-def packed_for(w: np.ndarray, strides=(1, 1)):
-    """:func:`pack_weights` of ``w`` (for ``strides``: its phases, see :func:`conv`), packed once per
-    weight array (a graph's constants are packed on their first run and kept while the array lives)."""
-    key = (id(w), tuple(strides))
+def packed_for(w: np.ndarray, strides=(1, 1), backend=None):
+    """``backend.pack_weights`` (this module's by default) of ``w`` (for ``strides``: its phases, see
+    :func:`conv`), packed once per weight array (a graph's constants are packed on their first run
+    and kept while the array lives)."""
+    backend = backend or sys.modules[__name__]
+    key = (id(w), tuple(strides), backend.__name__)
     hit = _PACKED.get(key)
     if hit is not None and hit[0]() is w:
         return hit[1]
@@ -218,22 +230,24 @@ def packed_for(w: np.ndarray, strides=(1, 1)):
         oc, c, kh, kw = w.shape
         wz = np.zeros((oc, c, -(-kh // sh) * sh, -(-kw // sw) * sw), dtype=w.dtype)
         wz[:, :, :kh, :kw] = w
-        packed = pack_weights(_phase_split(wz, sh, sw))
+        packed = backend.pack_weights(_phase_split(wz, sh, sw))
     else:
-        packed = pack_weights(w)
+        packed = backend.pack_weights(w)
     _PACKED[key] = (weakref.ref(w, lambda _, key=key: _PACKED.pop(key, None)), packed)
     return packed
 
 
-def conv(x: np.ndarray, w: np.ndarray, strides, pads):
+def conv(x: np.ndarray, w: np.ndarray, strides, pads, backend=None):
     """Conv of x [N, C, H, W] with w [OC, C, KH, KW] at any stride: int32 [N, OH, OW, OC], or None
-    where :func:`conv_s1` would be. A stride (SH, SW) conv is the stride-1 conv of the padded input's
-    SH*SW phases with the kernel's phases (ceil(KH/SH) x ceil(KW/SW), zeros past the kernel): the
-    same products, so exact."""
+    where ``backend.conv_s1`` would be (``backend``: a module with this one's ``pack_weights`` and
+    ``conv_s1``, this one by default; :mod:`hwsim.intsim.amx` is the other). A stride (SH, SW) conv
+    is the stride-1 conv of the padded input's SH*SW phases with the kernel's phases
+    (ceil(KH/SH) x ceil(KW/SW), zeros past the kernel): the same products, so exact."""
+    backend = backend or sys.modules[__name__]
     sh, sw = strides
-    packed = packed_for(w, strides)
+    packed = packed_for(w, strides, backend)
     if (sh, sw) == (1, 1) or packed is None:
-        return conv_s1(x, packed, pads)
+        return backend.conv_s1(x, packed, pads)
     n, c, h, wd = x.shape
     _, _, kh, kw = w.shape
     pt, pl, pb, pr = pads
@@ -244,7 +258,7 @@ def conv(x: np.ndarray, w: np.ndarray, strides, pads):
     padded = np.zeros((n, c, sh * ph, sw * pw), dtype=x.dtype)
     rows, cols = min(h, sh * ph - pt), min(wd, sw * pw - pl)  # input past the last window is not read
     padded[:, :, pt:pt + rows, pl:pl + cols] = x[:, :, :rows, :cols]
-    return conv_s1(_phase_split(padded, sh, sw), packed, (0, 0, 0, 0))
+    return backend.conv_s1(_phase_split(padded, sh, sw), packed, (0, 0, 0, 0))
 
 
 def conv_s1(x: np.ndarray, packed, pads):
