@@ -106,17 +106,27 @@ module groupnorm #(
         .clk(clk), .clear(rst || drained), .step(take), .fold(fold), .group(lgroups));
     reg signed [IBITS-1:0] x;
     reg [GW-1:0] lg;        // the lane's group
+    // a word is accumulated the cycle after it is taken, from registers: the input (a slice's or a
+    // FIFO's memory output) does not reach the square and the sum in the same cycle
+    reg [PE*IBITS-1:0] x_r;
+    reg [PE*GW-1:0] lg_r;
+    reg pend;               // x_r holds a word not yet accumulated
     always @(posedge clk) begin
+        if (take) begin
+            buffer[widx] <= in_data;
+            x_r <= in_data;
+            lg_r <= lgroups;
+        end
+        pend <= take && !rst;
         if (rst) begin
             for (g = 0; g < GROUPS; g = g + 1) begin
                 s_acc[g] <= 0;
                 q_acc[g] <= 0;
             end
-        end else if (take) begin
-            buffer[widx] <= in_data;
+        end else if (pend) begin
             for (p = 0; p < PE; p = p + 1) begin
-                x = $signed(in_data[p * IBITS +: IBITS]);
-                lg = lgroups[p * GW +: GW];
+                x = $signed(x_r[p * IBITS +: IBITS]);
+                lg = lg_r[p * GW +: GW];
                 s_acc[lg] = s_acc[lg] + x;
                 q_acc[lg] = q_acc[lg] + x * x;
             end
@@ -163,7 +173,7 @@ module groupnorm #(
                         step <= 0;
                     end
                 end
-                SOLVE: begin
+                SOLVE: if (!pend) begin  // (the map's last word is accumulated in SOLVE's first cycle)
                     if (step == 0 && setup == 0) begin
                         s_r <= s_acc[sg];
                         q_r <= q_acc[sg];

@@ -17,9 +17,10 @@ from hwsim.dataflow.nodes.base import HWSIM_DOMAIN, DataflowNode, Op
 RSQRT_ADDS = 32  # a 32-bit integer square root, one add per result bit (docs/numerics.md, GroupNorm)
 RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
 # rtl/groupnorm solves each group serially: a five-cycle set-up (S and Q, N*Q and S*S, D, k, m), a 63-step
-# restoring division of 2^62 by m, a 32-step square root, store; and 2 cycles pass between its phases (measured)
+# restoring division of 2^62 by m, a 32-step square root, store; and 3 cycles pass between its phases
+# (measured; one of them: the map's last word is accumulated, from registers, in SOLVE's first cycle)
 SOLVE_CYCLES = 5 + 63 + 32 + 1
-PHASE_CYCLES = 2
+PHASE_CYCLES = 3
 EMIT_STAGES = 6  # rtl/groupnorm normalizes in six pipeline stages: the first output waits five more cycles, the II does not
 
 
