@@ -212,8 +212,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         mults = 0 if lut_mult else p * q * mult18(w, x)
         if dyn:
             mults += _operand_address_mult18(node)
-        elif nf > 1:
-            mults += const_mult18(_clog2(nf), sf)  # the weight address nf * SF + sf
+        # the weight address nf * SF + sf: wiring when SF is a power of two, else counted (``wcount``)
+        wcount = _clog2(nf * sf + 1) if not dyn and nf > 1 and not _pow2(sf) else 0
         if not dyn or act:  # the bias and shift address nf * PE + lane
             mults += const_mult18(_clog2(nf), p) if nf > 1 else 0
         mems = []
@@ -252,7 +252,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
                "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
                "acc": p * acc, "act": p * acc * _clog2(acc) if act else 0, "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
-               "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}), **ml}
+               "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}),
+               **({"wcount": wcount} if wcount else {}), **ml}
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
               "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
               "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc), **mf}

@@ -92,6 +92,10 @@ module mvau #(
     localparam integer NP = 1 << LEVELS;  // adder-tree leaves per PE (SIMD padded to a power of two)
     localparam integer SFB = (SF <= 1) ? 1 : $clog2(SF);
     localparam integer NFB = (NF <= 1) ? 1 : $clog2(NF);
+    // the weight (and sparse index) address nf * SF + sf is wiring when SF is a power of two; else it
+    // is counted (a multiplier into the weight memory's address was the unet-fashion share's path)
+    localparam integer WCOUNT = (NF > 1) && ((SF & (SF - 1)) != 0);
+    localparam integer WAB = $clog2(NF * SF + 1);
 
     // --- memories -------------------------------------------------------------------------------
     reg [PE*SIMD*WBITS-1:0] wmem [0:NF*SF-1];
@@ -166,6 +170,7 @@ module mvau #(
         .use_now(en && requantizing), .ok(have_g), .group(group));
     reg [SFB-1:0] sf;
     reg [NFB-1:0] nf;
+    reg [WAB-1:0] waddr;  // nf * SF + sf, when WCOUNT
     reg loading;          // sparse mode: taking the next vector into xbuf
     reg [$clog2(SFI + 1)-1:0] lcount;
     reg v1;
@@ -188,6 +193,7 @@ module mvau #(
             vec <= 0;
             head <= 0;
             obase <= 0;
+            waddr <= 0;
         end else begin
             if (vector_done) begin
                 vec <= (vec == VECTORS - 1) ? 0 : vec + 1;
@@ -199,6 +205,7 @@ module mvau #(
                 lcount <= (lcount == SFI - 1) ? 0 : lcount + 1;
                 if (lcount == SFI - 1) loading <= 1'b0;
             end
+            if (fire && WCOUNT) waddr <= vector_done ? 0 : waddr + 1;
             if (fire && OCOUNT)
                 obase <= (sf != SF - 1) ? obase + SIMD : (vector_done && head == HEADS - 1) ? 0 : obase + OROW;
             if (fire) begin
@@ -230,8 +237,8 @@ module mvau #(
             nf1 <= nf;
             sf1 <= sf;
             x1 <= reading ? in_data : ibuf[sf];
-            w1 <= !DYNAMIC ? wmem[nf * SF + sf] : OCOUNT ? operand_at(obase) : operand_word(head, nf, sf);
-            i1 <= imem[nf * SF + sf];
+            w1 <= !DYNAMIC ? wmem[WCOUNT ? waddr : nf * SF + sf] : OCOUNT ? operand_at(obase) : operand_word(head, nf, sf);
+            i1 <= imem[WCOUNT ? waddr : nf * SF + sf];
         end
     end
 

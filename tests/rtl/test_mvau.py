@@ -34,7 +34,8 @@ def test_mvau_cycles_equal_the_model(cfg, tmp_path):
     assert report["bit_exact"] and report["measured"] == report["modelled"]
 
 
-SPARSE_HELD_OUT = [MvauConfig(24, 6, 2, 3, N=2, M=4, NIV=2), MvauConfig(32, 16, 4, 4, N=1, M=8, ACTIVATION=False)]
+SPARSE_HELD_OUT = [MvauConfig(24, 6, 2, 3, N=2, M=4, NIV=2), MvauConfig(32, 16, 4, 4, N=1, M=8, ACTIVATION=False),
+                   MvauConfig(24, 6, 2, 2, N=2, M=4, NIV=2)]  # SF = 6 words, NF = 3: counted weight/index address
 
 
 @pytest.mark.parametrize("cfg", SPARSE_HELD_OUT, ids=str)
