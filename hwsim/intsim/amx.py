@@ -36,7 +36,7 @@ from llvmlite import ir
 from numba.core import cgutils, config, types
 from numba.extending import intrinsic
 
-from hwsim.intsim.vnni import _int_input, int8_weights
+from hwsim.intsim.vnni import crop_rows, int8_weights, rows_geometry
 
 TM = 16  # rows per tile
 MT = 2  # row tiles per block
@@ -253,23 +253,15 @@ def pack_weights(w: np.ndarray):
 def conv_s1(x: np.ndarray, packed, pads):
     """Stride-1 conv of x [N, C, H, W] (integer) with ``pack_weights``' output: int32 [N, OH, OW, OC]
     (a view), as :func:`hwsim.intsim.vnni.conv_s1`; None if ``packed`` is None or some x is outside int8."""
-    if packed is None:
+    geometry = None if packed is None else rows_geometry(x, packed, pads, ROWS)
+    if geometry is None:
         return None
-    oc, c, kh, kw = packed["shape"]
-    n, cx, h, wd = x.shape
-    pt, pl, pb, pr = pads
-    hp, wp = h + pt + pb, wd + pl + pr
-    if cx != c or min(pads) < 0 or hp < kh or wp < kw or not _int_input(x.dtype):
-        return None
+    n, hp, wp, reach, span, stride = geometry
+    _, _, kh, kw = packed["shape"]
     wpk = packed["wpk"]
-    ocp = wpk.shape[2] * 16
-    reach = (kh - 1) * wp + kw - 1  # largest tap shift
-    span = hp * wp - reach  # rows from an image's first to past its last output
-    stride = max(hp * wp, span + ROWS)  # rows per image, so that a block running past the span stays in it
     xcl = np.empty((n * stride + ROWS + reach, packed["cp"]), dtype=np.int8)
-    if not _to_channels_last(x, xcl, stride, pt, pl, hp, wp):
+    if not _to_channels_last(x, xcl, stride, pads[0], pads[1], hp, wp):
         return None
-    out = np.empty((n * stride + ROWS, ocp), dtype=np.int32)
+    out = np.empty((n * stride + ROWS, wpk.shape[2] * 16), dtype=np.int32)
     _run(packed["cfg"], xcl, wpk, out, n, stride, span, kh, kw, wp)
-    out = out[: n * stride].reshape(n, stride, ocp)[:, : hp * wp].reshape(n, hp, wp, ocp)
-    return out[:, : hp - kh + 1, : wp - kw + 1, :oc]
+    return crop_rows(out, packed, n, hp, wp, stride)

@@ -261,27 +261,45 @@ def conv(x: np.ndarray, w: np.ndarray, strides, pads, backend=None):
     return backend.conv_s1(_phase_split(padded, sh, sw), packed, (0, 0, 0, 0))
 
 
-def conv_s1(x: np.ndarray, packed, pads):
-    """Stride-1 conv of x [N, C, H, W] (integer) with ``pack_weights``' output: int32 [N, OH, OW, OC]
-    (a view), as ``_shifted_gemm_conv``; None if ``packed`` is None or some x is outside int8."""
-    if packed is None:
-        return None
-    oc, c, kh, kw = packed["shape"]
+def rows_geometry(x: np.ndarray, packed, pads, margin: int):
+    """The implicit GEMM's rows of a stride-1 conv of x with ``packed`` weights (shared with
+    :mod:`hwsim.intsim.amx`): (n, hp, wp, reach, span, stride), or None if x does not fit them or
+    is not integer. ``reach``: the largest tap shift; ``span``: rows from an image's first to past its
+    last output; ``stride``: rows per image, so that a tile running ``margin`` rows past the span
+    stays in its own image."""
+    _, c, kh, kw = packed["shape"]
     n, cx, h, wd = x.shape
     pt, pl, pb, pr = pads
     hp, wp = h + pt + pb, wd + pl + pr
     if cx != c or min(pads) < 0 or hp < kh or wp < kw or not _int_input(x.dtype):
         return None
+    reach = (kh - 1) * wp + kw - 1
+    span = hp * wp - reach
+    return n, hp, wp, reach, span, max(hp * wp, span + margin)
+
+
+def crop_rows(out: np.ndarray, packed, n: int, hp: int, wp: int, stride: int) -> np.ndarray:
+    """The output rows [n*stride (+ margin), OCp] as [N, OH, OW, OC] (a view)."""
+    oc, _, kh, kw = packed["shape"]
+    ocp = out.shape[1]
+    out = out[: n * stride].reshape(n, stride, ocp)[:, : hp * wp].reshape(n, hp, wp, ocp)
+    return out[:, : hp - kh + 1, : wp - kw + 1, :oc]
+
+
+def conv_s1(x: np.ndarray, packed, pads):
+    """Stride-1 conv of x [N, C, H, W] (integer) with ``pack_weights``' output: int32 [N, OH, OW, OC]
+    (a view), as ``_shifted_gemm_conv``; None if ``packed`` is None or some x is outside int8."""
+    geometry = None if packed is None else rows_geometry(x, packed, pads, MR_MAX)
+    if geometry is None:
+        return None
+    n, hp, wp, reach, span, stride = geometry
+    _, _, kh, kw = packed["shape"]
     wpk = packed["wpk"]
     quads, ocp = wpk.shape[1], wpk.shape[2] * 16
-    reach = (kh - 1) * wp + kw - 1  # largest tap shift
-    span = hp * wp - reach  # rows from an image's first to past its last output
-    stride = max(hp * wp, span + MR_MAX)  # rows per image, so that a tile running past the span stays in it
     rows = np.empty((quads, n * stride + MR_MAX + reach), dtype=np.uint32)
     rows[:, n * stride:] = 0x80808080
-    if not _to_rows(x, rows, stride, pt, pl, wp):
+    if not _to_rows(x, rows, stride, pads[0], pads[1], wp):
         return None
     out = np.empty((n * stride + MR_MAX, ocp), dtype=np.int32)
     _run(rows, wpk, packed["init"], out, packed["groups"], n, stride, span, kh, kw, wp)
-    out = out[: n * stride].reshape(n, stride, ocp)[:, : hp * wp].reshape(n, hp, wp, ocp)
-    return out[:, : hp - kh + 1, : wp - kw + 1, :oc]
+    return crop_rows(out, packed, n, hp, wp, stride)
