@@ -12,7 +12,8 @@ onnxruntime: numpy (and its BLAS), scipy's BLAS wrappers and Numba only.
 
 On a CPU with AMX-INT8 or AVX-512 VNNI, convolutions whose operands fit int8 run on
 :mod:`hwsim.intsim.amx`'s or :mod:`hwsim.intsim.vnni`'s int8 kernel (exact in int32; VNNI about 6x
-the float32 GEMM on the U-Net's shapes, AMX 1.2-2x VNNI; strided ones over the input's phases),
+the float32 GEMM on the U-Net's shapes, AMX 1.4-2.1x VNNI on 3x3 convs of 32-96 channels; strided
+ones over the input's phases),
 whatever the bound; the BLAS paths below are the fallback.
 
 Stride-1 convolutions avoid im2col (which writes KH*KW copies of the input): on the padded
