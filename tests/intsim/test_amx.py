@@ -1,18 +1,13 @@
-"""hwsim.intsim.amx equals the int64 reference exactly: channel chunks, output tiles, edges, extremes."""
+"""hwsim.intsim.amx equals the int64 reference exactly: channel chunks, output tiles, edges (its extremes,
+input dtypes, fallbacks and int32 bound: tests/intsim/test_vnni.py, which runs them on both kernels)."""
 
 import numpy as np
 import pytest
 
 from hwsim.intsim import amx, vnni
-from tests.intsim.test_vnni import conv_ref
+from tests.intsim.test_vnni import check_random_conv, conv_ref
 
 pytestmark = pytest.mark.skipif(not amx.available(), reason="CPU (or OS, or NUMBA_CPU_NAME target) lacks AMX-INT8")
-
-
-def run(x, w, pads):
-    out = amx.conv_s1(x, amx.pack_weights(w), pads)
-    assert out is not None and out.dtype == np.int32
-    return out
 
 
 @pytest.mark.parametrize("n, c, oc, h, wd, k, pads", [
@@ -30,47 +25,7 @@ def run(x, w, pads):
 ])
 @pytest.mark.parametrize("wbits", [8, 4])
 def test_conv_s1_equals_reference(n, c, oc, h, wd, k, pads, wbits):
-    rng = np.random.default_rng(n * 1000 + c * 10 + oc + wbits)
-    x = rng.integers(-128, 128, (n, c, h, wd)).astype(np.int32)
-    wmax = 2 ** (wbits - 1)
-    w = rng.integers(-wmax, wmax, (oc, c, k, k))
-    np.testing.assert_array_equal(run(x, w, pads), conv_ref(x, w, pads))
-
-
-@pytest.mark.parametrize("xv, wv", [(-128, 127), (-128, -128), (127, -128), (127, 127)])
-def test_conv_s1_extremes(xv, wv):
-    x = np.full((2, 37, 6, 5), xv, dtype=np.int8)
-    w = np.full((19, 37, 3, 3), wv, dtype=np.int8)
-    np.testing.assert_array_equal(run(x, w, (1, 1, 1, 1)), conv_ref(x, w, (1, 1, 1, 1)))
-
-
-@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int64, np.uint8])
-def test_conv_s1_input_dtypes(dtype):
-    rng = np.random.default_rng(1)
-    lo = 0 if dtype == np.uint8 else -128
-    x = rng.integers(lo, 128, (2, 6, 5, 5)).astype(dtype)
-    w = rng.integers(-128, 128, (5, 6, 3, 3))
-    np.testing.assert_array_equal(run(x, w, (1, 1, 1, 1)), conv_ref(x, w, (1, 1, 1, 1)))
-
-
-def test_fallback_returns_none():
-    x = np.zeros((1, 4, 5, 5), dtype=np.int32)
-    packed = amx.pack_weights(np.ones((2, 4, 3, 3), dtype=np.int64))
-    for bad in (128, -129, 2**40):
-        xb = x.astype(np.int64)
-        xb[0, 3, 4, 4] = bad
-        assert amx.conv_s1(xb, packed, (1, 1, 1, 1)) is None
-    assert amx.conv_s1(x.astype(np.uint64), packed, (1, 1, 1, 1)) is None
-    assert amx.conv_s1(x, None, (1, 1, 1, 1)) is None
-    assert amx.pack_weights(np.full((2, 4, 3, 3), 128)) is None
-    assert amx.pack_weights(np.full((1, 14564, 3, 3), -128, dtype=np.int8)) is None  # 128 * sum|w| >= 2^31
-
-
-def test_int32_bound_edge():
-    """The largest sum the int32 bound admits (228 chunks of 64 channels, accumulated in the tiles)."""
-    x = np.full((1, 14563, 3, 3), -128, dtype=np.int8)
-    w = np.full((1, 14563, 3, 3), -128, dtype=np.int8)
-    assert run(x, w, (0, 0, 0, 0))[0, 0, 0, 0] == 128 * 128 * 14563 * 9
+    check_random_conv(n, c, oc, h, wd, k, pads, wbits, amx)
 
 
 @pytest.mark.parametrize("n, c, oc, h, wd, k, strides, pads", [

@@ -2,9 +2,12 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hwsim.intsim import vnni
+from hwsim.intsim import amx, vnni
 
 pytestmark = pytest.mark.skipif(not vnni.available(), reason="CPU (or NUMBA_CPU_NAME target) lacks AVX-512 VNNI")
+# the int8 kernels share their contract: the tests below run on each (tests/intsim/test_amx.py has AMX's own shapes)
+BACKENDS = pytest.mark.parametrize("backend", [vnni, pytest.param(amx, marks=pytest.mark.skipif(
+    not amx.available(), reason="CPU (or OS, or NUMBA_CPU_NAME target) lacks AMX-INT8"))], ids=["vnni", "amx"])
 
 
 def conv_ref(x, w, pads):
@@ -15,8 +18,8 @@ def conv_ref(x, w, pads):
     return np.einsum("ncijuv,ocuv->nijo", win, w.astype(np.int64))
 
 
-def run(x, w, pads):
-    out = vnni.conv_s1(x, vnni.pack_weights(w), pads)
+def run(x, w, pads, backend=vnni):
+    out = backend.conv_s1(x, backend.pack_weights(w), pads)
     assert out is not None and out.dtype == np.int32
     return out
 
@@ -36,51 +39,61 @@ def run(x, w, pads):
 ])
 @pytest.mark.parametrize("wbits", [8, 4])
 def test_conv_s1_equals_reference(n, c, oc, h, wd, k, pads, wbits):
+    check_random_conv(n, c, oc, h, wd, k, pads, wbits, vnni)
+
+
+def check_random_conv(n, c, oc, h, wd, k, pads, wbits, backend):
+    """A random int8 input and ``wbits`` weights through ``backend``, equal to the int64 reference."""
     rng = np.random.default_rng(n * 1000 + c * 10 + oc + wbits)
     x = rng.integers(-128, 128, (n, c, h, wd)).astype(np.int32)
     wmax = 2 ** (wbits - 1)
     w = rng.integers(-wmax, wmax, (oc, c, k, k))
-    np.testing.assert_array_equal(run(x, w, pads), conv_ref(x, w, pads))
+    np.testing.assert_array_equal(run(x, w, pads, backend), conv_ref(x, w, pads))
 
 
+@BACKENDS
 @pytest.mark.parametrize("xv, wv", [(-128, 127), (-128, -128), (127, -128), (127, 127)])
-def test_conv_s1_extremes(xv, wv):
+def test_conv_s1_extremes(xv, wv, backend):
     x = np.full((2, 37, 6, 5), xv, dtype=np.int8)
     w = np.full((19, 37, 3, 3), wv, dtype=np.int8)
-    np.testing.assert_array_equal(run(x, w, (1, 1, 1, 1)), conv_ref(x, w, (1, 1, 1, 1)))
+    np.testing.assert_array_equal(run(x, w, (1, 1, 1, 1), backend), conv_ref(x, w, (1, 1, 1, 1)))
 
 
+@BACKENDS
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int64, np.uint8])
-def test_conv_s1_input_dtypes(dtype):
+def test_conv_s1_input_dtypes(dtype, backend):
     rng = np.random.default_rng(1)
     lo = 0 if dtype == np.uint8 else -128
     x = rng.integers(lo, 128, (2, 6, 5, 5)).astype(dtype)
     w = rng.integers(-128, 128, (5, 6, 3, 3))
-    np.testing.assert_array_equal(run(x, w, (1, 1, 1, 1)), conv_ref(x, w, (1, 1, 1, 1)))
+    np.testing.assert_array_equal(run(x, w, (1, 1, 1, 1), backend), conv_ref(x, w, (1, 1, 1, 1)))
 
 
-def test_fallback_returns_none():
+@BACKENDS
+def test_fallback_returns_none(backend):
     x = np.zeros((1, 4, 5, 5), dtype=np.int32)
     w = np.ones((2, 4, 3, 3), dtype=np.int64)
-    packed = vnni.pack_weights(w)
+    packed = backend.pack_weights(w)
     for bad in (128, -129, 2**40):
         xb = x.astype(np.int64)
         xb[0, 3, 4, 4] = bad
-        assert vnni.conv_s1(xb, packed, (1, 1, 1, 1)) is None
-    assert vnni.conv_s1(x.astype(np.uint64), packed, (1, 1, 1, 1)) is None
-    assert vnni.conv_s1(x.astype(np.float32), packed, (1, 1, 1, 1)) is None
-    assert vnni.conv_s1(x, None, (1, 1, 1, 1)) is None
-    assert vnni.pack_weights(np.full((2, 4, 3, 3), 128)) is None
-    assert vnni.pack_weights(np.full((2, 4, 3, 3), -129)) is None
-    assert vnni.pack_weights(np.ones((2, 4, 3, 3), dtype=np.float32)) is None
-    assert vnni.pack_weights(np.full((1, 14564, 3, 3), -128, dtype=np.int8)) is None  # 128 * sum|w| >= 2^31
+        assert backend.conv_s1(xb, packed, (1, 1, 1, 1)) is None
+    assert backend.conv_s1(x.astype(np.uint64), packed, (1, 1, 1, 1)) is None
+    assert backend.conv_s1(x.astype(np.float32), packed, (1, 1, 1, 1)) is None
+    assert backend.conv_s1(x, None, (1, 1, 1, 1)) is None
+    assert backend.pack_weights(np.full((2, 4, 3, 3), 128)) is None
+    assert backend.pack_weights(np.full((2, 4, 3, 3), -129)) is None
+    assert backend.pack_weights(np.ones((2, 4, 3, 3), dtype=np.float32)) is None
+    assert backend.pack_weights(np.full((1, 14564, 3, 3), -128, dtype=np.int8)) is None  # 128 * sum|w| >= 2^31
 
 
-def test_int32_bound_edge():
-    """The largest sum the int32 bound admits: 128 * 128 * 131067 = 2^31 - 81920."""
+@BACKENDS
+def test_int32_bound_edge(backend):
+    """The largest sum the int32 bound admits: 128 * 128 * 131067 = 2^31 - 81920 (for AMX, 228 chunks
+    of 64 channels accumulated in the tiles)."""
     x = np.full((1, 14563, 3, 3), -128, dtype=np.int8)
     w = np.full((1, 14563, 3, 3), -128, dtype=np.int8)
-    out = run(x, w, (0, 0, 0, 0))
+    out = run(x, w, (0, 0, 0, 0), backend)
     assert out[0, 0, 0, 0] == 128 * 128 * 14563 * 9 == conv_ref(x, w, (0, 0, 0, 0))[0, 0, 0, 0]
 
 
