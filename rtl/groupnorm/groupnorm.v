@@ -239,16 +239,17 @@ module groupnorm #(
         end
     end
 
-    // --- EMIT: read back and normalize, one word per cycle, in six stages ----------------------
+    // --- EMIT: read back and normalize, one word per cycle, in seven stages --------------------
     // stage 1 (vn): the word (the buffer's read register, a block RAM's output) and its group's S, r
     //   and k into registers: the only stage that reads the group's S, r and k (so the next map may
     //   start loading once the last word has passed it, v1 low);
     // stage 2 (vc): n q - S per lane;
     // stage 3 (vp): (n q - S) r;
     // stage 4 (v2): t = round_shift(that, S0 + k), and the channel's G[c] and B[c] read into registers;
-    // stage 5 (va): t G[c] + B[c];
+    // stage 5 (vm): t G[c], B[c] alongside;
+    // stage 6 (va): t G[c] + B[c];
     // output: y = clamp(round_shift(t G[c] + B[c], FT + FG)).
-    // Each multiply, and each rounding shift with its clamp, has a stage of its own.
+    // Each multiply, each wide add, and each rounding shift with its clamp, has a stage of its own.
     wire en = !out_valid || out_ready;
     wire have_g;
     wire [STEP_GBITS-1:0] step_group;
@@ -264,7 +265,7 @@ module groupnorm #(
         .clk(clk), .clear(rst || drained), .step(rfire), .fold(rfold), .group(rgroups));
     reg [FW-1:0] fold1, foldn, foldc, foldp;
     reg [PE*GW-1:0] grp1;
-    reg vn, vc, vp, v2, va;
+    reg vn, vc, vp, v2, vm, va;
     reg [PE*IBITS-1:0] xn;
     reg [PE*SB-1:0] sn;
     reg [PE*32-1:0] rn;
@@ -277,6 +278,8 @@ module groupnorm #(
     reg [PE*TB-1:0] t2;
     reg [PE*GBITS-1:0] g2;  // the lanes' gamma and beta, read beside the rounding shift (a table read,
     reg [PE*BBITS-1:0] b2;  // then a multiply and an add, were too long for one cycle)
+    reg [PE*AB-1:0] tgm;   // t G[c]
+    reg [PE*BBITS-1:0] bm;
     reg [PE*AB-1:0] acca;
     reg signed [CB-1:0] centered;
     reg signed [PB-1:0] prod, fl;
@@ -293,6 +296,7 @@ module groupnorm #(
             vc <= 1'b0;
             vp <= 1'b0;
             v2 <= 1'b0;
+            vm <= 1'b0;
             va <= 1'b0;
             out_valid <= 1'b0;
         end else begin
@@ -314,7 +318,8 @@ module groupnorm #(
                 foldp <= foldc;
                 sgp <= sgc;
                 v2 <= vp;
-                va <= v2;
+                vm <= v2;
+                va <= vm;
                 out_valid <= va;
                 if (v1)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
@@ -353,9 +358,13 @@ module groupnorm #(
                         b2[lane * BBITS +: BBITS] <= beta[sgp * CHANNELS + c];
                     end
                 if (v2)
+                    for (lane = 0; lane < PE; lane = lane + 1) begin
+                        tgm[lane * AB +: AB] <= $signed(t2[lane * TB +: TB]) * $signed(g2[lane * GBITS +: GBITS]);
+                        bm[lane * BBITS +: BBITS] <= b2[lane * BBITS +: BBITS];
+                    end
+                if (vm)
                     for (lane = 0; lane < PE; lane = lane + 1)
-                        acca[lane * AB +: AB] <= $signed(t2[lane * TB +: TB]) * $signed(g2[lane * GBITS +: GBITS])
-                                                 + $signed(b2[lane * BBITS +: BBITS]);
+                        acca[lane * AB +: AB] <= $signed(tgm[lane * AB +: AB]) + $signed(bm[lane * BBITS +: BBITS]);
                 if (va)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
                         acc = $signed(acca[lane * AB +: AB]);
