@@ -67,6 +67,11 @@ GRID: dict[str, list[dict]] = {
         dict(MW=128, MH=32, PE=2, SIMD=8, WBITS=4, ABITS=8, N=1, M=4),
         dict(MW=96, MH=16, PE=4, SIMD=2, WBITS=8, ABITS=8, N=1, M=2),
         dict(MW=64, MH=16, PE=8, SIMD=2, WBITS=4, ABITS=4, N=2, M=4),
+        # the fused requant with one shift per tensor, as exports have it (the first: unet-digits' 3x3 convs)
+        dict(MW=288, MH=32, PE=1, SIMD=1, WBITS=8, ABITS=8, DISTINCT=1),
+        dict(MW=32, MH=16, PE=2, SIMD=4, WBITS=4, ABITS=8, DISTINCT=1),
+        dict(MW=64, MH=32, PE=4, SIMD=2, WBITS=8, ABITS=8, DISTINCT=1),
+        dict(MW=72, MH=16, PE=2, SIMD=8, WBITS=8, ABITS=8, LUT_MULT=0, DISTINCT=1),
     ],
     "dynamic_mvau": [dict(K=8, M=8, PE=1, SIMD=1, HEADS=2), dict(K=16, M=16, PE=2, SIMD=2, HEADS=2),
                      dict(K=16, M=16, PE=4, SIMD=4, HEADS=1), dict(K=32, M=16, PE=2, SIMD=4, HEADS=2),
@@ -91,7 +96,10 @@ GRID: dict[str, list[dict]] = {
                 dict(C=64, PE=4, IBITS=16, DISTINCT=2), dict(C=32, PE=1, IBITS=20, DISTINCT=3),
                 # one fold (C = PE), and more single-lane tables
                 dict(C=4, PE=4, IBITS=20, DISTINCT=1), dict(C=8, PE=8, IBITS=16, DISTINCT=1), dict(C=2, PE=2, IBITS=24),
-                dict(C=32, PE=1, IBITS=20), dict(C=8, PE=1, IBITS=16, DISTINCT=2)],
+                dict(C=32, PE=1, IBITS=20), dict(C=8, PE=1, IBITS=16, DISTINCT=2),
+                # one shift per tensor at more widths and lanes (the residual block's: C=32, PE=1, 22 bits)
+                dict(C=32, PE=1, IBITS=22, DISTINCT=1), dict(C=64, PE=2, IBITS=20, DISTINCT=1),
+                dict(C=32, PE=8, IBITS=16, DISTINCT=1), dict(C=16, PE=4, IBITS=12, DISTINCT=1)],
     "thresholding": [dict(C=8, PE=1, IBITS=8, STEPS=15), dict(C=16, PE=2, IBITS=8, STEPS=7),
                      dict(C=32, PE=4, IBITS=10, STEPS=15), dict(C=8, PE=8, IBITS=8, STEPS=3),
                      dict(C=64, PE=2, IBITS=12, STEPS=15), dict(C=16, PE=4, IBITS=8, STEPS=31),

@@ -181,7 +181,9 @@ def _clog2(n: int) -> int:
 
 
 def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
-    """Dense (M = 1) or N:M sparse MVAU with fused requant (ACTIVATION) or the accumulator out."""
+    """Dense (M = 1) or N:M sparse MVAU with fused requant (ACTIVATION) or the accumulator out; the
+    requant's shifts drawn per channel from [-1, 6], or (``DISTINCT``: 1) one shift for every channel,
+    as exports have it."""
     from hwsim.rtlgen.memfiles import mvau_memories, nm_compress
 
     mw, mh, pe, simd, wb, ab = cfg["MW"], cfg["MH"], cfg["PE"], cfg["SIMD"], cfg["WBITS"], cfg["ABITS"]
@@ -197,6 +199,8 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
                   SIGNED_IN=1, ACTIVATION=act, QMIN=-128 if act else 0, QMAX=127 if act else 0, LUT_MULT=lut,
                   WEIGHT_FILE="weights.mem", BIAS_FILE="bias.mem", SHIFT_FILE="shift.mem")
     b, s = rng.integers(-200, 200, size=mh), rng.integers(-1, 7, size=mh)
+    if cfg.get("DISTINCT") == 1:
+        s = np.full(mh, s[0])
     memories = {}
     if m > 1:
         values, positions = nm_compress(w, n, m)
@@ -212,6 +216,7 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
                                       "inputDataType": f"INT{ab}", "weightDataType": f"INT{wb}",
                                       "accDataType": f"INT{acc}", "outputDataType": f"INT{obits}",
                                       "noActivation": int(not act), "biasBits": bbits, "sparsityN": n, "sparsityM": m,
+                                      **({"shifts": [int(v) for v in s]} if act else {}),
                                       "resType": "lut" if lut else "dsp"})
     kind = "MVAU (sparse)" if m > 1 else "MVAU" if lut else "MVAU (MULT18)"
     return Block(kind, "mvau", "mvau/mvau.v", params, node, memories)
@@ -272,7 +277,8 @@ def requant_block(cfg: dict, rng: np.random.Generator) -> Block:
                                             "shifts": [int(v) for v in shifts]})
     params = dict(CHANNELS=c, PE=pe, IBITS=ib, OBITS=ob, SHBITS=8, QMIN=-(1 << (ob - 1)), QMAX=(1 << (ob - 1)) - 1,
                   SHIFT_FILE="shift.mem")
-    return Block("Requant", "requant", "requant/requant.v", params, node, {"shift.mem": (shifts.reshape(c, 1), 8, True)})
+    return Block("Requant (const)" if k == 1 else "Requant", "requant", "requant/requant.v", params, node,
+                 {"shift.mem": (shifts.reshape(c, 1), 8, True)})
 
 
 def thresholding_block(cfg: dict, rng: np.random.Generator) -> Block:

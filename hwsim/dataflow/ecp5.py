@@ -166,11 +166,12 @@ def dwc_mux(i: int, o: int, bits: int) -> dict[str, float]:
 
 
 def requant_shift_values(node: DataflowNode) -> list[list[int]]:
-    """The distinct shifts each lane of a Requant applies (lane p serves channels p, p + PE, ...; every
-    timestep group's table), from the node's ``shifts`` (per channel, or one per tensor). Without
-    them, every channel a lane serves is taken to differ, up to the 10 values of [-1, 8]."""
+    """The distinct shifts each lane of a Requant (or an MVAU's fused requant) applies (lane p serves
+    channels p, p + PE, ...; every timestep group's table), from the node's ``shifts`` (per channel, or
+    one per tensor). Without them, every channel a lane serves is taken to differ, up to the 10 values
+    of [-1, 8]."""
     a = node.attrs
-    lanes, c, groups = a.get("PE", 1), a["NumChannels"], a.get("timestepGroups", 1)
+    lanes, c, groups = a.get("PE", 1), a.get("NumChannels", a.get("MH")), a.get("timestepGroups", 1)
     shifts = a.get("shifts")
     if shifts is None:
         return [list(range(-1, 9))[:min(groups * c // lanes, 10)]] * lanes
@@ -249,9 +250,15 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         # weight's low and high rows are registered apart (``partial``) and summed in the next stage
         # (``psum``); a multiplier block takes the whole product at once and leaves no sum
         half = (w + 2) // 2
+        # the fused requant's shift table folds into each lane like a Requant's: a lane with one shift
+        # (per-tensor scales, as exports have them) rounds and saturates at a fixed position (``act_fixed``),
+        # a lane with several shifts has a barrel shifter (``act``)
+        shifts = requant_shift_values(node) if act else []
+        variable = sum(len(vs) > 1 for vs in shifts)
         lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
                "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
-               "acc": p * acc, "act": p * acc * _clog2(acc) if act else 0, "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
+               "acc": p * acc, "act": variable * acc * _clog2(acc), "act_fixed": (len(shifts) - variable) * acc,
+               "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
                "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}),
                **({"wcount": wcount} if wcount else {}), **ml}
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),

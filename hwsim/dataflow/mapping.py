@@ -356,6 +356,8 @@ def _map_gemm(n: _Node, st: _State, resolve, add, consumers, fused, shapes, dtyp
     if requant:
         fused.add(requant.name)
     act = {"noActivation": 0 if requant else 1, "outputDataType": dtypes[final], "accDataType": dtypes[out]}
+    if requant:  # the fused requant's shifts decide its logic (hwsim.dataflow.ecp5)
+        act["shifts"] = [int(v) for v in requant.attrs["shifts"]]
     if n.op_type == "IntConv":
         _, c, h, wd = shapes[x]
         oc, _, kh, kw = shapes[w]

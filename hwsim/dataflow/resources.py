@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from hwsim.dataflow.ecp5 import _memory_parts, ecp5_parts, fifo_parts, stream_word
+from hwsim.dataflow.ecp5 import _memory_parts, ecp5_parts, fifo_parts, requant_shift_values, stream_word
 from hwsim.dataflow.nodes.base import DataflowNode, NoEstimate
 
 DEVICES = Path(__file__).parent / "devices"
@@ -263,11 +263,14 @@ def _shared(dev: Device, target: str) -> dict:
 
 
 def ecp5_table(node: DataflowNode) -> str:
-    """The coefficient table of a node: its type, the MVAU's sparse and dynamic variants apart."""
+    """The coefficient table of a node: its type, the MVAU's sparse and dynamic variants and the
+    Requant with one shift per lane apart."""
     if node.op_type == "MVAU" and node.dynamic():
         return "MVAU (dynamic)"
     if node.op_type == "MVAU" and node.sparse():
         return "MVAU (sparse)"
+    if node.op_type == "Requant" and all(len(vs) == 1 for vs in requant_shift_values(node)):
+        return "Requant (const)"  # one shift per lane, as exports have them: no shifter, its own fit
     return ECP5_TABLES[node.op_type]
 
 
