@@ -239,21 +239,22 @@ module groupnorm #(
         end
     end
 
-    // --- EMIT: read back and normalize, one word per cycle, in seven stages --------------------
+    // --- EMIT: read back and normalize, one word per cycle, in eight stages --------------------
     // stage 1 (vn): the word (the buffer's read register, a block RAM's output) and its group's S, r
     //   and k into registers: the only stage that reads the group's S, r and k (so the next map may
     //   start loading once the last word has passed it, v1 low);
     // stage 2 (vc): n q - S per lane;
-    // stage 3 (vp): (n q - S) r;
-    // stage 4 (v2): t = round_shift(that, S0 + k), and the channel's G[c] and B[c] read into registers;
-    // stage 5 (vm): t G[c], B[c] alongside;
-    // stage 6 (va): t G[c] + B[c];
+    // stage 3 (vq): (n q - S) times r's low 17 and high 15 bits, apart (a multiplier block each);
+    // stage 4 (vp): (n q - S) r, their sum;
+    // stage 5 (v2): t = round_shift(that, S0 + k), and the channel's G[c] and B[c] read into registers;
+    // stage 6 (vm): t G[c], B[c] alongside;
+    // stage 7 (va): t G[c] + B[c];
     // output: y = clamp(round_shift(t G[c] + B[c], FT + FG)).
     // Each multiply, each wide add, and each rounding shift with its clamp, has a stage of its own.
     wire en = !out_valid || out_ready;
     wire have_g;
     wire [STEP_GBITS-1:0] step_group;
-    reg [STEP_GBITS-1:0] sg1, sgn, sgc, sgp;  // the timestep group, alongside the words
+    reg [STEP_GBITS-1:0] sg1, sgn, sgc, sgq, sgp;  // the timestep group, alongside the words
     wire rfire = en && (phase == EMIT) && (ridx < WORDS) && have_g;
     group_hold #(.GROUPS(STEP_GROUPS), .GBITS(STEP_GBITS), .USES(WORDS)) hold (
         .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
@@ -263,9 +264,9 @@ module groupnorm #(
     wire [PE*GW-1:0] rgroups;   // the lanes' groups, counted (no divider)
     channel_groups #(.CHANNELS(CHANNELS), .GROUPS(GROUPS), .PE(PE)) read_groups (
         .clk(clk), .clear(rst || drained), .step(rfire), .fold(rfold), .group(rgroups));
-    reg [FW-1:0] fold1, foldn, foldc, foldp;
+    reg [FW-1:0] fold1, foldn, foldc, foldq, foldp;
     reg [PE*GW-1:0] grp1;
-    reg vn, vc, vp, v2, vm, va;
+    reg vn, vc, vq, vp, v2, vm, va;
     reg [PE*IBITS-1:0] xn;
     reg [PE*SB-1:0] sn;
     reg [PE*32-1:0] rn;
@@ -273,6 +274,9 @@ module groupnorm #(
     reg [PE*CB-1:0] cenc;
     reg [PE*32-1:0] rc;
     reg [PE*KB-1:0] kc;
+    reg [PE*(CB+18)-1:0] plo;  // (n q - S) r[16:0]
+    reg [PE*(CB+16)-1:0] phi;  // (n q - S) r[31:17]
+    reg [PE*KB-1:0] kq;
     reg [PE*PB-1:0] prodp;
     reg [PE*KB-1:0] kp;
     reg [PE*TB-1:0] t2;
@@ -294,6 +298,7 @@ module groupnorm #(
             v1 <= 1'b0;
             vn <= 1'b0;
             vc <= 1'b0;
+            vq <= 1'b0;
             vp <= 1'b0;
             v2 <= 1'b0;
             vm <= 1'b0;
@@ -314,9 +319,12 @@ module groupnorm #(
                 vc <= vn;
                 foldc <= foldn;
                 sgc <= sgn;
-                vp <= vc;
-                foldp <= foldc;
-                sgp <= sgc;
+                vq <= vc;
+                foldq <= foldc;
+                sgq <= sgc;
+                vp <= vq;
+                foldp <= foldq;
+                sgp <= sgq;
                 v2 <= vp;
                 vm <= v2;
                 va <= vm;
@@ -338,8 +346,15 @@ module groupnorm #(
                     end
                 if (vc)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
-                        prodp[lane * PB +: PB] <= $signed(cenc[lane * CB +: CB]) * $signed({1'b0, rc[lane * 32 +: 32]});
-                        kp[lane * KB +: KB] <= kc[lane * KB +: KB];
+                        plo[lane * (CB + 18) +: CB + 18] <= $signed(cenc[lane * CB +: CB]) * $signed({1'b0, rc[lane * 32 +: 17]});
+                        phi[lane * (CB + 16) +: CB + 16] <= $signed(cenc[lane * CB +: CB]) * $signed({1'b0, rc[lane * 32 + 17 +: 15]});
+                        kq[lane * KB +: KB] <= kc[lane * KB +: KB];
+                    end
+                if (vq)
+                    for (lane = 0; lane < PE; lane = lane + 1) begin
+                        prodp[lane * PB +: PB] <= ($signed(phi[lane * (CB + 16) +: CB + 16]) <<< 17)
+                                                  + $signed(plo[lane * (CB + 18) +: CB + 18]);
+                        kp[lane * KB +: KB] <= kq[lane * KB +: KB];
                     end
                 if (vp)
                     for (lane = 0; lane < PE; lane = lane + 1) begin

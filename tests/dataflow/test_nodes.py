@@ -6,7 +6,7 @@ import pytest
 
 from hwsim.dataflow.nodes import DataflowNode, FoldingError, NoEstimate, make_node
 from hwsim.dataflow.ecp5 import features
-from hwsim.dataflow.resources import Resources, estimate, load_device
+from hwsim.dataflow.resources import Resources, ecp5_table, estimate, load_device
 
 
 def node(op_type, **attrs):
@@ -45,7 +45,8 @@ def test_mvau():
     # block (LUT products), no block RAM; the two-stage multipliers' sum of the partial products,
     # 8 x (4 + 8) bits
     lut = features(n)["lut"]
-    assert lut == {"base": 1.0, "act_base": 0.0, "mult": 256, "psum": 96, "tree": 84, "acc": 32, "act": 0, "sparse": 0,
+    assert lut == {"base": 1.0, "act_base": 0.0, "mult": 256, "psum": 96, "tree": 84, "acc": 32, "act": 0, "act_fixed": 0,
+                   "sparse": 0,
                    "ctrl": 2,
                    "rom": 64.0, "lutram": 8.0}
     got = estimate(n, dev)
@@ -111,7 +112,7 @@ def test_groupnorm_two_passes_and_whole_map():
     gn = node("GroupNorm", **attrs)
     solve = 2 * (5 + 63 + 32 + 1) + 3  # per group: set-up, division, square root, store; 3 phase cycles
     assert gn.get_exp_cycles() == 16 + solve + 16  # single buffer: take the map, solve, emit it
-    assert gn.first_output_delay() == 16 + solve + 6  # EMIT: six pipeline stages after the buffer read
+    assert gn.first_output_delay() == 16 + solve + 7  # EMIT: seven pipeline stages after the buffer read
     assert (gn.buffer_bits(), gn.weight_bits()) == (16 * 8, 4 * (16 + 26))
     double = node("GroupNorm", **attrs, doubleBuffer=1)
     assert (double.get_exp_cycles(), double.buffer_bits()) == (solve, 2 * 16 * 8)
@@ -164,6 +165,21 @@ def test_a_node_without_an_estimate_raises():
 def test_unknown_device():
     with pytest.raises(ValueError, match="unknown device 'ice9'"):
         load_device("ice9")
+
+
+def test_requant_logic_follows_its_shifts():
+    """A shift table folds into each lane: one shift per lane (per-tensor scales) is a fixed rounding
+    position with its own coefficient table; several are a shifter, on a Requant and an MVAU alike."""
+    attrs = dict(NumChannels=16, PE=2, numInputVectors=[4], inputDataType="INT20", outputDataType="INT8")
+    assert ecp5_table(node("Requant", **attrs, shifts=[3])) == "Requant (const)"
+    assert ecp5_table(node("Requant", **attrs, shifts=[3, 4] * 8)) == "Requant (const)"  # lane 0: 3, lane 1: 4
+    assert ecp5_table(node("Requant", **attrs, shifts=[3, 3, 4, 4] * 4)) == "Requant"
+    assert ecp5_table(node("Requant", **attrs)) == "Requant"  # no shifts known: a shifter
+    mvau = dict(MW=16, MH=8, PE=2, SIMD=1, numInputVectors=[4], inputDataType="INT8", weightDataType="INT8",
+                accDataType="INT20", outputDataType="INT8", noActivation=0)
+    fixed, table = features(node("MVAU", **mvau, shifts=[5]))["lut"], features(node("MVAU", **mvau))["lut"]
+    assert (fixed["act"], fixed["act_fixed"]) == (0, 2 * 20)
+    assert (table["act"], table["act_fixed"]) == (2 * 20 * 5, 0)
 
 
 def test_requant_stores_a_shift_table_per_timestep_group():

@@ -21,7 +21,7 @@ RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
 # (measured; one of them: the map's last word is accumulated, from registers, in SOLVE's first cycle)
 SOLVE_CYCLES = 5 + 63 + 32 + 1
 PHASE_CYCLES = 3
-EMIT_STAGES = 7  # rtl/groupnorm normalizes in seven pipeline stages: the first output waits six more cycles, the II does not
+EMIT_STAGES = 8  # rtl/groupnorm normalizes in eight pipeline stages: the first output waits seven more cycles, the II does not
 
 
 class _Stream(DataflowNode):
