@@ -106,7 +106,9 @@ GRID: dict[str, list[dict]] = {
                      dict(C=32, PE=1, IBITS=8, STEPS=7), dict(C=16, PE=8, IBITS=10, STEPS=15),
                      dict(C=64, PE=4, IBITS=8, STEPS=3), dict(C=8, PE=2, IBITS=12, STEPS=31)],
     "lut": [dict(PE=1, IBITS=8, OBITS=8), dict(PE=2, IBITS=8, OBITS=8), dict(PE=4, IBITS=8, OBITS=8),
-            dict(PE=8, IBITS=8, OBITS=8), dict(PE=1, IBITS=6, OBITS=6), dict(PE=2, IBITS=10, OBITS=8)],  # PE=16 (8- and 6-bit tables): Yosys 0.70 (yowasp) runs out of memory
+            dict(PE=8, IBITS=8, OBITS=8), dict(PE=1, IBITS=6, OBITS=6), dict(PE=2, IBITS=10, OBITS=8),
+            dict(PE=1, IBITS=8, OBITS=8, FN="gelu"), dict(PE=4, IBITS=8, OBITS=8, FN="gelu"),
+            dict(PE=2, IBITS=6, OBITS=8)],  # PE=16 (8- and 6-bit tables): Yosys 0.70 (yowasp) runs out of memory
     "elementwise": [
         dict(OP="add", style="stream", PE=1, C=8, ABITS=8, BBITS=8), dict(OP="add", style="stream", PE=4, C=16, ABITS=8, BBITS=10),
         dict(OP="add", style="stream", PE=8, C=32, ABITS=12, BBITS=12), dict(OP="add", style="stream", PE=16, C=64, ABITS=8, BBITS=8),
@@ -505,9 +507,11 @@ def readme(data: dict) -> None:
               "(word bits, product bits, adder-tree bits, accumulators, LUT-ROM and RAM multiplexer bits of the "
               "memories Yosys keeps in logic, ...); LUT and FF are each a non-negative combination of them, one "
               "coefficient table per node type (the MVAU's sparse and dynamic variants apart).",
-              "- Content: the blocks' memories hold random contents except Requant's shift tables, drawn as exports make "
-              "them too (one shift per tensor, or a few), since the shifts decide the logic; the Requant node carries "
-              "its shifts (hwsim.dataflow.mapping) and the model reads them.",
+              "- Content: the blocks' memories hold random contents except where the content decides the logic, "
+              "which is drawn as exports make it: Requant's and the MVAU's fused requant shift tables (one shift per "
+              "tensor, or a few; the nodes carry their shifts, hwsim.dataflow.mapping, and the model reads them: a "
+              "Requant with one shift per lane has its own coefficients, `Requant (const)`), and LutActivation's "
+              "tables (SiLU or GELU: a random table of the same size takes about half again as many LUTs).",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "

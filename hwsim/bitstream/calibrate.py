@@ -199,8 +199,9 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
                   SIGNED_IN=1, ACTIVATION=act, QMIN=-128 if act else 0, QMAX=127 if act else 0, LUT_MULT=lut,
                   WEIGHT_FILE="weights.mem", BIAS_FILE="bias.mem", SHIFT_FILE="shift.mem")
     b, s = rng.integers(-200, 200, size=mh), rng.integers(-1, 7, size=mh)
-    if cfg.get("DISTINCT") == 1:
+    if cfg.get("DISTINCT") == 1:  # as hwsim.rtlgen.stitch makes the block: no shift table
         s = np.full(mh, s[0])
+        params.update(SHIFT_CONST=1, SHIFT=int(s[0]))
     memories = {}
     if m > 1:
         values, positions = nm_compress(w, n, m)
@@ -276,7 +277,7 @@ def requant_block(cfg: dict, rng: np.random.Generator) -> Block:
                                             "inputDataType": f"INT{ib}", "outputDataType": f"INT{ob}",
                                             "shifts": [int(v) for v in shifts]})
     params = dict(CHANNELS=c, PE=pe, IBITS=ib, OBITS=ob, SHBITS=8, QMIN=-(1 << (ob - 1)), QMAX=(1 << (ob - 1)) - 1,
-                  SHIFT_FILE="shift.mem")
+                  SHIFT_FILE="shift.mem", **({"SHIFT_CONST": 1, "SHIFT": int(shifts[0])} if k == 1 else {}))
     return Block("Requant (const)" if k == 1 else "Requant", "requant", "requant/requant.v", params, node,
                  {"shift.mem": (shifts.reshape(c, 1), 8, True)})
 
@@ -300,12 +301,18 @@ def thresholding_block(cfg: dict, rng: np.random.Generator) -> Block:
 
 
 def lut_block(cfg: dict, rng: np.random.Generator) -> Block:
+    """The table as exports make it (``FN``: silu, the default, or gelu; inputs over [-8, 8), outputs
+    at the scale that holds 8), since its content decides the logic synthesis makes of the ROM: a
+    random 256 x 8 table takes about 160 LUTs, a SiLU table about 100."""
+    from hwsim.intsim.ops.lut import build_table
+
     pe, ib, ob = cfg["PE"], cfg["IBITS"], cfg["OBITS"]
+    table = build_table(cfg.get("FN", "silu"), ib, True, 2.0 ** (4 - ib), ob, True, 2.0 ** (4 - ob))
     node = make_node("LutActivation", "lut", {"NumChannels": pe * 4, "PE": pe, "numInputVectors": [4],
                                               "inputDataType": f"INT{ib}", "outputDataType": f"INT{ob}"})
     params = dict(PE=pe, IBITS=ib, OBITS=ob, IN_MIN=-(1 << (ib - 1)), TABLE_FILE="table.mem")
     return Block("LutActivation", "lut_activation", "lut/lut_activation.v", params, node,
-                 {"table.mem": (_rand(rng, ob, (1 << ib, 1)), ob, True)})
+                 {"table.mem": (table.reshape(-1, 1), ob, True)})
 
 
 def elementwise_block(cfg: dict, rng: np.random.Generator) -> Block:

@@ -180,6 +180,12 @@ def requant_shift_values(node: DataflowNode) -> list[list[int]]:
     return [sorted({int(g[ch]) for g in table for ch in range(p, c, lanes)}) for p in range(lanes)]
 
 
+def single_shift(node: DataflowNode) -> bool:
+    """One shift for every channel and timestep group: rtl/requant and rtl/mvau then build no
+    shift table (SHIFT_CONST, set by hwsim.rtlgen.stitch), a fixed rounding and saturation."""
+    return len({v for vs in requant_shift_values(node) for v in vs}) == 1
+
+
 def _operand_address_mult18(node: DataflowNode) -> int:
     """MULT18X18D of rtl/mvau's dynamic-operand write address o0*O_S0 + o1*O_S1 + (o2 + lane)*O_S2
     (counters as wide as their ranges, one o2 term per lane); multiplies by powers of two are shifts.
@@ -250,14 +256,12 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         # weight's low and high rows are registered apart (``partial``) and summed in the next stage
         # (``psum``); a multiplier block takes the whole product at once and leaves no sum
         half = (w + 2) // 2
-        # the fused requant's shift table folds into each lane like a Requant's: a lane with one shift
-        # (per-tensor scales, as exports have them) rounds and saturates at a fixed position (``act_fixed``),
-        # a lane with several shifts has a barrel shifter (``act``)
-        shifts = requant_shift_values(node) if act else []
-        variable = sum(len(vs) > 1 for vs in shifts)
+        # the fused requant: one shift for the whole tensor (as exports have it) is a fixed rounding and
+        # saturation per lane (``act_fixed``), a shift table a barrel shifter per lane (``act``)
+        fixed = act and single_shift(node)
         lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
                "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
-               "acc": p * acc, "act": variable * acc * _clog2(acc), "act_fixed": (len(shifts) - variable) * acc,
+               "acc": p * acc, "act": p * acc * _clog2(acc) if act and not fixed else 0, "act_fixed": p * acc if fixed else 0,
                "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
                "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}),
                **({"wcount": wcount} if wcount else {}), **ml}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from hwsim.dataflow.ecp5 import _memory_parts, ecp5_parts, fifo_parts, requant_shift_values, stream_word
+from hwsim.dataflow.ecp5 import _memory_parts, ecp5_parts, fifo_parts, single_shift, stream_word
 from hwsim.dataflow.nodes.base import DataflowNode, NoEstimate
 
 DEVICES = Path(__file__).parent / "devices"
@@ -264,13 +264,13 @@ def _shared(dev: Device, target: str) -> dict:
 
 def ecp5_table(node: DataflowNode) -> str:
     """The coefficient table of a node: its type, the MVAU's sparse and dynamic variants and the
-    Requant with one shift per lane apart."""
+    Requant with one shift for the tensor apart."""
     if node.op_type == "MVAU" and node.dynamic():
         return "MVAU (dynamic)"
     if node.op_type == "MVAU" and node.sparse():
         return "MVAU (sparse)"
-    if node.op_type == "Requant" and all(len(vs) == 1 for vs in requant_shift_values(node)):
-        return "Requant (const)"  # one shift per lane, as exports have them: no shifter, its own fit
+    if node.op_type == "Requant" and single_shift(node):
+        return "Requant (const)"  # one shift for the tensor, as exports have it: no table, its own fit
     return ECP5_TABLES[node.op_type]
 
 

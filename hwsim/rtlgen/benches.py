@@ -39,6 +39,7 @@ class MvauConfig:
     N: int = 1  # N:M sparse weights when M > 1
     M: int = 1
     LUT_MULT: bool = False  # products in LUTs (resType "lut") instead of inferred multiplier blocks
+    SHIFT_CONST: bool = False  # one requantizing shift for every channel, no table (as exports have it)
 
 
 def mvau_node(cfg: MvauConfig):
@@ -62,13 +63,16 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
     x = rng.integers(lo, hi + 1, size=(vectors, cfg.MW))
     b = rng.integers(-200, 200, size=cfg.MH)
     shifts = rng.integers(-1, 7, size=cfg.MH)
+    if cfg.SHIFT_CONST:
+        shifts = np.full(cfg.MH, shifts[0])
     acc = IntLinear.compute([x, w, b], {})
     accbits = max(int(np.abs(acc).max()).bit_length() + 2, 10)
     qmin, qmax = -128, 127
     expect = Requant.compute([acc], {"shifts": shifts.tolist(), "axis": 1, "qmin": qmin, "qmax": qmax}) if cfg.ACTIVATION else acc
     params = dict(MW=cfg.MW, MH=cfg.MH, PE=cfg.PE, SIMD=cfg.SIMD, ABITS=cfg.ABITS, WBITS=cfg.WBITS, BBITS=10,
                   ACCBITS=accbits, OBITS=8 if cfg.ACTIVATION else accbits, SHBITS=8, SIGNED_IN=int(cfg.SIGNED_IN),
-                  ACTIVATION=int(cfg.ACTIVATION), QMIN=qmin, QMAX=qmax, LUT_MULT=int(cfg.LUT_MULT))
+                  ACTIVATION=int(cfg.ACTIVATION), QMIN=qmin, QMAX=qmax, LUT_MULT=int(cfg.LUT_MULT),
+                  **({"SHIFT_CONST": 1, "SHIFT": int(shifts[0])} if cfg.SHIFT_CONST else {}))
     build = Path(build_dir)
     build.mkdir(parents=True, exist_ok=True)
     if cfg.M > 1:
@@ -204,14 +208,24 @@ def _bench(toplevel: str, source: str, params: dict, inputs: dict[str, tuple[np.
     return report
 
 
-def bench_requant(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0) -> dict:
+def bench_requant(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0,
+                  shift: int | None = None) -> dict:
+    """Random shifts per channel, or (``shift``) that one for every channel with SHIFT_CONST, the
+    inputs then led by that shift's rounding ties and saturation edges."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-(1 << 15), 1 << 15, size=(vectors, channels))
     shifts = rng.integers(-1, 9, size=channels)
+    if shift is not None:
+        shifts = np.full(channels, shift)
+        edges = requant_edge_values(shift)
+        x = np.concatenate([np.resize(edges, (-(-len(edges) // channels), channels)), x])
+        vectors = len(x)
     y = Requant.compute([x], {"shifts": shifts.tolist(), "axis": 1, "qmin": -128, "qmax": 127})
     node = make_node("Requant", "requant", {"NumChannels": channels, "PE": pe, "numInputVectors": [vectors],
-                                            "inputDataType": "INT17", "outputDataType": "INT8"})
-    params = dict(CHANNELS=channels, PE=pe, IBITS=17, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127)
+                                            "inputDataType": "INT17", "outputDataType": "INT8",
+                                            "shifts": shifts.tolist()})
+    params = dict(CHANNELS=channels, PE=pe, IBITS=17, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127,
+                  **({"SHIFT_CONST": 1, "SHIFT": shift} if shift is not None else {}))
     return _bench("requant", "requant/requant.v", params, {"in": (_words(x, pe), 17, True)},
                   {"out": (_words(y, pe), 8, True)}, node, build_dir, sim, backpressure, seed,
                   {"shift.mem": (shifts.reshape(-1, 1), 8)})

@@ -66,7 +66,9 @@ module mvau #(
     parameter WEIGHT_FILE = "weights.mem",
     parameter INDEX_FILE = "index.mem",
     parameter BIAS_FILE = "bias.mem",
-    parameter SHIFT_FILE = "shift.mem"
+    parameter SHIFT_FILE = "shift.mem",
+    parameter integer SHIFT_CONST = 0,  // 1: every output channel requantizes by SHIFT, no shift table (rtl/requant)
+    parameter integer SHIFT = 0
 ) (
     input  wire                  clk,
     input  wire                  rst,
@@ -354,14 +356,14 @@ module mvau #(
                 if (vt[LEVELS]) acc[p] <= total;
                 if (requantizing) begin
                     biased[p * ACCBITS +: ACCBITS] <= total + (DYNAMIC ? 0 : bmem[group * MH + nft[LEVELS] * PE + p]);
-                    shift_a[p * SHBITS +: SHBITS] <= smem[group * MH + nft[LEVELS] * PE + p];
+                    shift_a[p * SHBITS +: SHBITS] <= SHIFT_CONST ? SHIFT : smem[group * MH + nft[LEVELS] * PE + p];
                 end
             end
             out_valid <= va;
             if (va)
                 for (p = 0; p < PE; p = p + 1)
                     out_data[p * OBITS +: OBITS] <= activate($signed(biased[p * ACCBITS +: ACCBITS]),
-                                                           $signed(shift_a[p * SHBITS +: SHBITS]));
+                                                           SHIFT_CONST ? SHIFT : $signed(shift_a[p * SHBITS +: SHBITS]));
         end
     end
 

@@ -168,12 +168,12 @@ def test_unknown_device():
 
 
 def test_requant_logic_follows_its_shifts():
-    """A shift table folds into each lane: one shift per lane (per-tensor scales) is a fixed rounding
-    position with its own coefficient table; several are a shifter, on a Requant and an MVAU alike."""
+    """One shift for the whole tensor (per-tensor scales) is a fixed rounding position with its own
+    coefficient table (rtl's SHIFT_CONST); a table of shifts is a shifter, on a Requant and an MVAU alike."""
     attrs = dict(NumChannels=16, PE=2, numInputVectors=[4], inputDataType="INT20", outputDataType="INT8")
     assert ecp5_table(node("Requant", **attrs, shifts=[3])) == "Requant (const)"
-    assert ecp5_table(node("Requant", **attrs, shifts=[3, 4] * 8)) == "Requant (const)"  # lane 0: 3, lane 1: 4
-    assert ecp5_table(node("Requant", **attrs, shifts=[3, 3, 4, 4] * 4)) == "Requant"
+    assert ecp5_table(node("Requant", **attrs, shifts=[3] * 16)) == "Requant (const)"
+    assert ecp5_table(node("Requant", **attrs, shifts=[3, 4] * 8)) == "Requant"
     assert ecp5_table(node("Requant", **attrs)) == "Requant"  # no shifts known: a shifter
     mvau = dict(MW=16, MH=8, PE=2, SIMD=1, numInputVectors=[4], inputDataType="INT8", weightDataType="INT8",
                 accDataType="INT20", outputDataType="INT8", noActivation=0)

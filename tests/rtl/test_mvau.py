@@ -14,6 +14,7 @@ CONFIGS = [
     MvauConfig(6, 3, 3, 2, WBITS=3, ABITS=5),
     MvauConfig(12, 6, 3, 2, WBITS=8, LUT_MULT=True),  # shift-add products (rtl/common/multiply.vh)
     MvauConfig(8, 4, 4, 8, WBITS=1, ABITS=6, SIGNED_IN=False, LUT_MULT=True),
+    MvauConfig(12, 6, 3, 2, WBITS=8, SHIFT_CONST=True),  # one shift, no table (exports' per-tensor scales)
 ]
 
 

@@ -10,6 +10,9 @@ from tests.rtl import SIMS
 @pytest.mark.parametrize("case", [
     lambda d, **k: benches.bench_requant(8, 2, 5, d, **k),
     lambda d, **k: benches.bench_requant(6, 6, 3, d, **k),
+    lambda d, **k: benches.bench_requant(8, 2, 5, d, shift=3, **k),  # SHIFT_CONST: one shift, no table
+    lambda d, **k: benches.bench_requant(6, 3, 2, d, shift=-1, **k),
+    lambda d, **k: benches.bench_requant(4, 4, 2, d, shift=8, **k),
     lambda d, **k: benches.bench_lut(8, 4, 5, d, **k),
     lambda d, **k: benches.bench_lut(3, 1, 4, d, **k),
     lambda d, **k: benches.bench_elementwise("add", 8, 2, 5, d, **k),
@@ -33,7 +36,7 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_thresholding(8, 2, 5, d, **k),
     lambda d, **k: benches.bench_thresholding(6, 3, 4, d, per_channel=False, steps=7, obits=3, **k),
     lambda d, **k: benches.bench_thresholding(4, 2, 3, d, groups=3, evaluations=4, **k),
-], ids=["requant", "requant-pe6", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "fifo-outreg", "fifo-outreg-depth1", "swg",
+], ids=["requant", "requant-pe6", "requant-const3", "requant-const-1", "requant-const8", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "fifo-outreg", "fifo-outreg-depth1", "swg",
         "swg-stride2", "swg-patchify", "swg-unequal", "upsample", "concat", "split", "concat-widths",
         "add-const", "mul-const-row", "thresholds", "thresholds-shared", "thresholds-grouped"])
 @pytest.mark.parametrize("sim", SIMS)
