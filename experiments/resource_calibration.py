@@ -107,7 +107,7 @@ GRID: dict[str, list[dict]] = {
                      dict(C=64, PE=4, IBITS=8, STEPS=3), dict(C=8, PE=2, IBITS=12, STEPS=31)],
     "lut": [dict(PE=1, IBITS=8, OBITS=8), dict(PE=2, IBITS=8, OBITS=8), dict(PE=4, IBITS=8, OBITS=8),
             dict(PE=8, IBITS=8, OBITS=8), dict(PE=1, IBITS=6, OBITS=6), dict(PE=2, IBITS=10, OBITS=8),
-            dict(PE=1, IBITS=8, OBITS=8, FN="gelu"), dict(PE=4, IBITS=8, OBITS=8, FN="gelu"),
+            dict(PE=1, IBITS=8, OBITS=8, FN="gelu_tanh"), dict(PE=4, IBITS=8, OBITS=8, FN="gelu_tanh"),
             dict(PE=2, IBITS=6, OBITS=8)],  # PE=16 (8- and 6-bit tables): Yosys 0.70 (yowasp) runs out of memory
     "elementwise": [
         dict(OP="add", style="stream", PE=1, C=8, ABITS=8, BBITS=8), dict(OP="add", style="stream", PE=4, C=16, ABITS=8, BBITS=10),

@@ -301,7 +301,7 @@ def thresholding_block(cfg: dict, rng: np.random.Generator) -> Block:
 
 
 def lut_block(cfg: dict, rng: np.random.Generator) -> Block:
-    """The table as exports make it (``FN``: silu, the default, or gelu; inputs over [-8, 8), outputs
+    """The table as exports make it (``FN``: silu, the default, or gelu_tanh; inputs over [-8, 8), outputs
     at the scale that holds 8), since its content decides the logic synthesis makes of the ROM: a
     random 256 x 8 table takes about 160 LUTs, a SiLU table about 100."""
     from hwsim.intsim.ops.lut import build_table
