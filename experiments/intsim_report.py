@@ -84,9 +84,11 @@ def bench() -> list[str]:
     lines = []
     for path in sorted(DIR.glob("bench-*.json")):
         r = json.loads(path.read_text())
+        host = r["provenance"]["host"]
+        cpu = f"{host['cpu']}, int8 kernels {r['int8_kernels']}" if "cpu" in host else "CPU not recorded"
         lines += ["", f"## Benchmark: `{path.name}`", "",
                   f"`hwsim bench intsim --model {r['model']} --json {path.relative_to(ROOT)}` ({r['threads']} torch threads, "
-                  f"git {r['provenance']['git_commit'][:12]}); seconds per denoiser forward, the minimum of "
+                  f"{cpu}, git {r['provenance']['git_commit'][:12]}); seconds per denoiser forward, the minimum of "
                   f"{r['config']['repeats']} calls; speed-ups > 1 mean the simulator is faster.", "",
                   "| precision | batch | torch fp32 | Brevitas fake-quant | qonnx execute_onnx | intsim | intsim vs torch fp32 | "
                   "vs Brevitas | vs qonnx | bit-exact |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -72,6 +72,11 @@ GRID: dict[str, list[dict]] = {
         dict(MW=32, MH=16, PE=2, SIMD=4, WBITS=4, ABITS=8, DISTINCT=1),
         dict(MW=64, MH=32, PE=4, SIMD=2, WBITS=8, ABITS=8, DISTINCT=1),
         dict(MW=72, MH=16, PE=2, SIMD=8, WBITS=8, ABITS=8, LUT_MULT=0, DISTINCT=1),
+        # the slowest folding (PE = SIMD = 1) that mapped small nets get, at their layer sizes
+        dict(MW=288, MH=32, PE=1, SIMD=1, WBITS=8, ABITS=8, ACTIVATION=0),
+        dict(MW=144, MH=16, PE=1, SIMD=1, WBITS=8, ABITS=8, DISTINCT=1),
+        dict(MW=32, MH=32, PE=1, SIMD=1, WBITS=8, ABITS=8, DISTINCT=1),
+        dict(MW=576, MH=64, PE=1, SIMD=1, WBITS=4, ABITS=8, DISTINCT=1),
     ],
     "dynamic_mvau": [dict(K=8, M=8, PE=1, SIMD=1, HEADS=2), dict(K=16, M=16, PE=2, SIMD=2, HEADS=2),
                      dict(K=16, M=16, PE=4, SIMD=4, HEADS=1), dict(K=32, M=16, PE=2, SIMD=4, HEADS=2),

@@ -131,7 +131,10 @@ def bench_intsim(model_dir: str | Path, out_dir: str | Path, cfg: BenchConfig = 
             if with_qonnx:
                 row["intsim_vs_qonnx_exec"] = row["qonnx_exec_s"] / row["intsim_s"]
             rows.append(row)
-    return {"model": str(model_dir), "config": cfgio.to_dict(cfg), "threads": threads,
+    from hwsim.intsim import amx, vnni
+
+    kernels = "amx" if amx.available() else "vnni" if vnni.available() else "blas"  # what kernels.int_conv tries first
+    return {"model": str(model_dir), "config": cfgio.to_dict(cfg), "threads": threads, "int8_kernels": kernels,
             "rows": rows, "bit_exact": all(r["bit_exact"] for r in rows), "provenance": provenance()}
 
 

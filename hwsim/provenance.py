@@ -38,11 +38,23 @@ def tool_versions() -> dict[str, str]:
     return {"python": platform.python_version(), **package_versions(PACKAGES)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; else platform's guess): timings and the int8
+    kernels the simulator picks (AMX, VNNI) depend on it, and machines change between runs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def provenance() -> dict[str, object]:
     return {
         "git_commit": git_commit(),
         "versions": tool_versions(),
-        "host": {"machine": platform.machine(), "cpus": __import__("os").cpu_count()},
+        "host": {"machine": platform.machine(), "cpu": cpu_model(), "cpus": __import__("os").cpu_count()},
         "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
