@@ -239,8 +239,9 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
                 if sparse:
                     mems.append(Memory(p * q * node.index_bits(), nf * sf))
             mems.append(Memory(a.get("biasBits", 16), mh, p, sync=False))
-        if act:
-            mems.append(Memory(8, mh, p, sync=False))  # shifts
+        fixed = act and single_shift(node)
+        if act and not fixed:
+            mems.append(Memory(8, mh, p, sync=False))  # shifts (none with SHIFT_CONST)
         if sparse:
             # the whole vector (SIMD words written a beat), read by every product at ((sf * SIMD + s) / N)
             # * M + index: with SIMD / N and M powers of two the lane's s is constant address bits, so a
@@ -258,7 +259,6 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         half = (w + 2) // 2
         # the fused requant: one shift for the whole tensor (as exports have it) is a fixed rounding and
         # saturation per lane (``act_fixed``), a shift table a barrel shifter per lane (``act``)
-        fixed = act and single_shift(node)
         lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
                "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
                "acc": p * acc, "act": p * acc * _clog2(acc) if act and not fixed else 0, "act_fixed": p * acc if fixed else 0,
@@ -289,7 +289,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         return 0, [], {**one, "ctrl": ctrl}, {**one, "word": word, "ctrl": ctrl}
     if t == "Requant":
         ob = node.dt("outputDataType")
-        mems = [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
+        # one shift for the whole tensor: no table (SHIFT_CONST), a fixed rounding and saturation per
+        # lane (``lanes``, ``word``, ``round``), the "Requant (const)" coefficients. Otherwise
         # the shift table is a constant ROM that synthesis folds into each lane's datapath: a lane whose
         # channels share one shift v is a fixed shift, its rounding an increment of the width - v bits
         # left (``round``); a lane with d > 1 distinct shifts shifts and rounds at a variable position
@@ -297,7 +298,9 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         # the fold counter still has a bit, and the lane's address also reaches an (undefined) entry
         # past the table (``one_fold``).
         one_fold = a["NumChannels"] * a.get("timestepGroups", 1) == lanes
-        lut = {**one, "word": word, "round": 0.0, "variable": 0.0, "shift": 0.0, "one_fold": word if one_fold else 0}
+        mems = [] if single_shift(node) else [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
+        lut = {**one, "lanes": lanes, "word": word, "round": 0.0, "variable": 0.0, "shift": 0.0,
+               "one_fold": word if one_fold else 0}
         for vs in requant_shift_values(node):
             if len(vs) > 1:
                 lut["variable"] += width
