@@ -424,11 +424,19 @@ def report(data: dict) -> None:
 # What the measurements show about the types the model misses (written from the rows in table.md).
 CAUSES = {
     "Requant": "the shift table is folded into each lane's shifter and saturation, so the logic depends on the shift "
-               "values, which the model reads from the node: a fixed shift, or d distinct shifts. The random tables "
-               "(up to 9 values a lane, negative ones included) are not captured by the width, d and one-fold features: "
-               "e.g. 16 lanes of 24 bits at the single shift 1 take 3013 LUTs, 8 lanes at the single shift 0 take 629. "
-               "Exports have one shift per tensor (45 of unet-digits' 47 Requants; the other two, 2 values): the "
-               "single-shift rows are mostly within 10%.",
+               "values, which the model reads from the node (d distinct shifts a lane). The random tables (up to 9 "
+               "values a lane, negative ones included) are not captured by the width, d and one-fold features. "
+               "Exports have one shift per tensor (45 of unet-digits' 47 Requants; the other two, 2 values), which "
+               "rtl/requant now builds without a table (SHIFT_CONST), priced by `Requant (const)`.",
+    "Requant (const)": "the per-lane cost grows with the input width and the shift (about 36 LUTs a lane at 12 bits, "
+                       "60 at 24) less regularly than the word and rounding features: 16 channels on 4 lanes of 12 "
+                       "bits take 145 LUTs against 108, 8 lanes of 24 bits 485 against 406; the others are within 8%.",
+    "LutActivation": "the table's content decides the logic and the node does not carry it: four lanes of GELU take "
+                     "241 LUTs, of SiLU 282, with the same features, and the fit (SiLU and GELU rows) prices both at "
+                     "314; the 6-bit table misses by 8 LUTs.",
+    "MVAU": "two held-out rows miss: W4A8, PE=2, SIMD=4 with a random shift table (1,870 LUTs against 2,190) and W2A8, "
+            "PE=4, SIMD=8 (4,666 against 5,339); the rows at the slowest folding and with one shift, as the nets' "
+            "layers have it, are within 12%.",
     "StreamReorder": "the sequence ROM's content: transposing 16 x 8 and 8 x 16 words of 64 bits needs the same 212 "
                      "slots, 128-entry ROM and block RAM, yet 1437 against 1902 LUTs; no content feature tried "
                      "(non-constant 16-entry chunks per ROM bit) separates them.",
@@ -442,9 +450,9 @@ CAUSES = {
                       "has 13 rows and as many features as its fit can spare: adding the three configurations of "
                       "non-power-of-two sizes (whose read address is counted) moved the split and the fit, and a "
                       "row that was fitted before is now held out; the three are within 12%.",
-    "MVAU (MULT18)": "no cause identified: with 4-bit operands on MULT18X18D (W4A4, PE=4, SIMD=4) the block takes 2,136 "
-                     "LUTs against 1,420, and an accumulator-only 16 x 8 W4A8 MVAU 175 against 254; the 8-bit rows "
-                     "are within 18%.",
+    "MVAU (MULT18)": "no cause identified: the accumulator-only 64 x 32 W8A8 MVAU (PE=2, SIMD=4) takes 419 LUTs "
+                     "against 490 and the 32 x 8 one (PE=1, SIMD=2) 341 against 292; in the fit, W4A4 on MULT18X18D "
+                     "(PE=4, SIMD=4) takes 2,218 LUTs against 1,483.",
     "StreamingDataWidthConverter": "ABC maps the buffer's per-unit multiplexers with the count decoding folded into "
                                    "each bit (4 to 8 LUT4 per multiplexed bit, growing with KO = OUT/G), which the "
                                    "multiplexed-unit and input counts capture only roughly: 2 -> 3 and 4 -> 6 cost "
@@ -453,10 +461,13 @@ CAUSES = {
 
 
 # What is known about the residual block's miss (the model sums its nodes' estimates).
-RESIDUAL_NOTE = ("The model's sum over its nodes exceeds the flattened block, although its two GroupNorms (about half "
-                 "of the estimate) are within 2% alone at this very configuration (table.md: C=32, G=8, PE=1, "
-                 "PIXELS=16, 1,821 LUTs against 1,786): the difference lies in what synthesis removes once the blocks "
-                 "are flattened together, not yet located per node.")
+RESIDUAL_NOTE = ("The model's sum over its nodes exceeds the flattened block. A one-off synthesis of the block with "
+                 "`synth_ecp5 -noflatten` (not part of this script) put its modules' sum within 5% of the flattened "
+                 "block, so the miss is mostly per node at the block's configurations, not what flattening removes: "
+                 "the two MVAUs (PE = SIMD = 1, 21-bit accumulators and the block's own biases, where the grid's rows "
+                 "have worst-case accumulators and random biases) and the two GroupNorms (real gamma and beta) are "
+                 "the largest estimates. One shift per tensor without a table (SHIFT_CONST) took the block from "
+                 "6,089 to 5,451 LUTs.")
 
 
 def measured_at(rows: list[dict]) -> dict[str, int]:

@@ -290,7 +290,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
     if t == "Requant":
         ob = node.dt("outputDataType")
         # one shift for the whole tensor: no table (SHIFT_CONST), a fixed rounding and saturation per
-        # lane (``lanes``, ``word``, ``round``), the "Requant (const)" coefficients. Otherwise
+        # lane (``word``, ``round``), the "Requant (const)" coefficients. Otherwise
         # the shift table is a constant ROM that synthesis folds into each lane's datapath: a lane whose
         # channels share one shift v is a fixed shift, its rounding an increment of the width - v bits
         # left (``round``); a lane with d > 1 distinct shifts shifts and rounds at a variable position
@@ -299,8 +299,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         # past the table (``one_fold``).
         one_fold = a["NumChannels"] * a.get("timestepGroups", 1) == lanes
         mems = [] if single_shift(node) else [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
-        lut = {**one, "lanes": lanes, "word": word, "round": 0.0, "variable": 0.0, "shift": 0.0,
-               "one_fold": word if one_fold else 0}
+        lut = {**one, "word": word, "round": 0.0, "variable": 0.0, "shift": 0.0, "one_fold": word if one_fold else 0}
         for vs in requant_shift_values(node):
             if len(vs) > 1:
                 lut["variable"] += width
