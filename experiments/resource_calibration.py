@@ -435,7 +435,7 @@ CAUSES = {
                      "241 LUTs, of SiLU 282, with the same features, and the fit (SiLU and GELU rows) prices both at "
                      "314; the 6-bit table misses by 8 LUTs.",
     "MVAU": "two held-out rows miss: W4A8, PE=2, SIMD=4 with a random shift table (1,870 LUTs against 2,190) and W2A8, "
-            "PE=4, SIMD=8 (4,666 against 5,339); the rows at the slowest folding and with one shift, as the nets' "
+            "PE=4, SIMD=8 (4,666 against 5,353); the rows at the slowest folding and with one shift, as the nets' "
             "layers have it, are within 12%.",
     "StreamReorder": "the sequence ROM's content: transposing 16 x 8 and 8 x 16 words of 64 bits needs the same 212 "
                      "slots, 128-entry ROM and block RAM, yet 1437 against 1902 LUTs; no content feature tried "
@@ -451,7 +451,7 @@ CAUSES = {
                       "non-power-of-two sizes (whose read address is counted) moved the split and the fit, and a "
                       "row that was fitted before is now held out; the three are within 12%.",
     "MVAU (MULT18)": "no cause identified: the accumulator-only 64 x 32 W8A8 MVAU (PE=2, SIMD=4) takes 419 LUTs "
-                     "against 490 and the 32 x 8 one (PE=1, SIMD=2) 341 against 292; in the fit, W4A4 on MULT18X18D "
+                     "against 495; in the fit, W4A4 on MULT18X18D "
                      "(PE=4, SIMD=4) takes 2,218 LUTs against 1,483.",
     "StreamingDataWidthConverter": "ABC maps the buffer's per-unit multiplexers with the count decoding folded into "
                                    "each bit (4 to 8 LUT4 per multiplexed bit, growing with KO = OUT/G), which the "
