@@ -193,12 +193,12 @@ module softmax #(
     wire en = !out_valid || out_ready;
     wire efire = en && (state[2 * es +: 2] == SUMMED);
     wire eend = efire && (er == FOLDS - 1);
-    reg ev1, ev2;
+    reg ev1, ev2, ev3;
     reg [PE*IBITS-1:0] ew1;
     reg [IBITS-1:0] emax1;
     reg [GBITS-1:0] eg1;
-    reg [TW-1:0] etot1, etot2;
-    reg [PE*TBITS-1:0] ee2;
+    reg [TW-1:0] etot1, etot2, etot3;
+    reg [PE*TBITS-1:0] ee2, ee3;  // the table's output (a block RAM's), then registered in the fabric
     reg [ST-1:0] dv;              // divider stage j: valid, total, remainders, quotients
     reg [ST*TW-1:0] dtot;
     reg [ST*PE*RW-1:0] drem;
@@ -210,6 +210,7 @@ module softmax #(
             ea <= 0;
             ev1 <= 1'b0;
             ev2 <= 1'b0;
+            ev3 <= 1'b0;
             dv <= 0;
         end else begin
             if (efire) begin
@@ -220,7 +221,8 @@ module softmax #(
             if (en) begin
                 ev1 <= efire;
                 ev2 <= ev1;
-                dv <= {dv[ST-2:0], ev2};
+                ev3 <= ev2;
+                dv <= {dv[ST-2:0], ev3};
             end
         end
     end
@@ -249,13 +251,17 @@ module softmax #(
             for (ep = 0; ep < PE; ep = ep + 1)
                 ee2[ep * TBITS +: TBITS] <= table_mem[eg1 * TABLE_ENTRIES + tindex(emax1, ew1[ep * IBITS +: IBITS])];
             etot2 <= etot1;
+            // stage 3: the table's word into fabric registers (a block RAM's output into the divider's
+            // first adder and compare was the longest path of a whole-denoiser share)
+            ee3 <= ee2;
+            etot3 <= etot2;
             // divider: N = e*2^(FO+1) + total, D = 2*total, N < D*2^(FO+1); the remainder starts
             // at N >> (FO+1) = e + (total >> (FO+1)) < D, and stage j shifts in bit FO-j of N,
             // which is bit FO-j of total
-            dtot[0 +: TW] <= etot2;
+            dtot[0 +: TW] <= etot3;
             for (ep = 0; ep < PE; ep = ep + 1) begin
-                r0 = ee2[ep * TBITS +: TBITS] + (etot2 >> (FO + 1));
-                step = dstep(r0, etot2, etot2[FO]);
+                r0 = ee3[ep * TBITS +: TBITS] + (etot3 >> (FO + 1));
+                step = dstep(r0, etot3, etot3[FO]);
                 drem[ep * RW +: RW] <= step[RW-1:0];
                 dquo[ep * QW +: QW] <= step[RW];
             end

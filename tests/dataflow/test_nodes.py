@@ -121,9 +121,9 @@ def test_groupnorm_two_passes_and_whole_map():
 def test_row_nodes():
     sm = node("IntSoftmax", NumChannels=4, numInputVectors=[3], PE=1, inputDataType="INT8", outputDataType="INT8",
               tableEntries=32, tableBits=16)
-    # rtl/softmax: load and sum passes (2 x 4 words), out bits + 3 stages; an unsigned 15-bit table;
+    # rtl/softmax: load and sum passes (2 x 4 words), out bits + 4 stages; an unsigned 15-bit table;
     # 2 + ceil(3/4) = 3 row slots of 8-bit scores
-    assert (sm.get_exp_cycles(), sm.first_output_delay(), sm.weight_bits(), sm.buffer_bits()) == (12, 8 + 8 + 3, 480, 96)
+    assert (sm.get_exp_cycles(), sm.first_output_delay(), sm.weight_bits(), sm.buffer_bits()) == (12, 8 + 8 + 4, 480, 96)
     ln = node("AdaLayerNorm", NumChannels=8, numInputVectors=[4], PE=2, ft=12, inputDataType="INT8",
               outputDataType="INT8", scaleBits=16, shiftBits=16, _inputs=3)
     # rtl/adaln: 4 words a token, but the rsqrt solve needs ceil(95/16) + 2 = 8 cycles even at the

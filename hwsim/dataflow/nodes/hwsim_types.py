@@ -166,8 +166,8 @@ class IntSoftmax(_Stream):
     NumChannels/PE cycles, in a buffer of 3 to 5 row slots."""
 
     op_type = "IntSoftmax"
-    PIPELINE_DEPTH = 3  # rtl/softmax: sum's table read and accumulate, emit's buffer read (table read and
-    # divider counted with the output width below)
+    PIPELINE_DEPTH = 4  # rtl/softmax: sum's table read and accumulate, emit's buffer read and the table
+    # word's register (table read and divider counted with the output width below)
 
     def folds(self) -> int:
         return self.attrs["NumChannels"] // self.attrs["PE"]
