@@ -182,7 +182,14 @@ def requant_shift_values(node: DataflowNode) -> list[list[int]]:
 
 def single_shift(node: DataflowNode) -> bool:
     """One shift for every channel and timestep group: rtl/requant and rtl/mvau then build no
-    shift table (SHIFT_CONST, set by hwsim.rtlgen.stitch), a fixed rounding and saturation."""
+    shift table (SHIFT_CONST, set by hwsim.rtlgen.stitch), a fixed rounding and saturation. With
+    timestep groups the mapping's ``shifts`` are one group's (the stitcher sees them all): unless
+    they are given per group, a table is assumed, as the stitcher builds one when the groups differ."""
+    a = node.attrs
+    shifts = a.get("shifts")
+    per_group = bool(shifts) and isinstance(shifts[0], (list, tuple))
+    if a.get("timestepGroups", 1) > 1 and not per_group:
+        return False
     return len({v for vs in requant_shift_values(node) for v in vs}) == 1
 
 

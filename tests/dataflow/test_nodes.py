@@ -175,6 +175,10 @@ def test_requant_logic_follows_its_shifts():
     assert ecp5_table(node("Requant", **attrs, shifts=[3] * 16)) == "Requant (const)"
     assert ecp5_table(node("Requant", **attrs, shifts=[3, 4] * 8)) == "Requant"
     assert ecp5_table(node("Requant", **attrs)) == "Requant"  # no shifts known: a shifter
+    # timestep groups: one group's shifts say nothing of the others'; per-group shifts do
+    assert ecp5_table(node("Requant", **attrs, shifts=[3], timestepGroups=4)) == "Requant"
+    assert ecp5_table(node("Requant", **attrs, shifts=[[3]] * 4, timestepGroups=4)) == "Requant (const)"
+    assert ecp5_table(node("Requant", **attrs, shifts=[[3], [4], [3], [3]], timestepGroups=4)) == "Requant"
     mvau = dict(MW=16, MH=8, PE=2, SIMD=1, numInputVectors=[4], inputDataType="INT8", weightDataType="INT8",
                 accDataType="INT20", outputDataType="INT8", noActivation=0)
     fixed, table = features(node("MVAU", **mvau, shifts=[5]))["lut"], features(node("MVAU", **mvau))["lut"]
