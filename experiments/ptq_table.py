@@ -7,7 +7,9 @@ measured on the hardware-exact model (the integer simulator), paired initial noi
 Resumable at two levels: a finished row is never recomputed (results.json is rewritten after
 each row), and sampling keeps its finished batches (out/ptq_table/resume/ROW_ID). Quantized
 model directories are kept in out/ptq_table/quantized/ROW_ID, each with its integer graph and
-bit-exactness check.
+bit-exactness check. A row's ``seconds`` add up every run that worked on it (out/ptq_table/seconds),
+so a resumed row reports its whole cost, not only its last run's. Recipes may be added to the
+config between runs; changing one that finished rows used is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +54,14 @@ def row_plan(row: dict, cfg: dict) -> PrecisionPlan:
     return plan
 
 
-def quantized_dir(row: dict, cfg: dict) -> Path:
-    """The row's quantized model directory, made (and checked bit-exact) on first use."""
+def quantized_dir(row: dict, cfg: dict) -> tuple[Path, float]:
+    """The row's quantized model directory, made (and checked bit-exact) on first use, and the
+    seconds that took (kept beside it, so a reused directory reports what it cost)."""
     out = WORK / "quantized" / row_id(row)
+    cost = out / "quantize_seconds.json"
     if is_quantized(out) and (out / "export.json").is_file():
-        return out
+        return out, json.loads(cost.read_text())["seconds"] if cost.is_file() else float("nan")
+    started = time.time()
     recipe = cfg["recipes"][row["recipe"]]
     calib = CalibrationConfig(**cfg["calibration"], timesteps=recipe["timesteps"], observer=recipe["observer"])
     methods = list(recipe["methods"]) + ([f"sparse-{row['sparsity']}"] if row.get("sparsity") else [])
@@ -63,16 +69,41 @@ def quantized_dir(row: dict, cfg: dict) -> Path:
     quantized = quantize_dir(ROOT / "models" / row["model"], plan, calib, methods)
     save_quantized(quantized, out)
     export_model(out, None, out, check_samples=2, check_steps=cfg["steps"])  # raises unless bit-exact
-    return out
+    seconds = round(time.time() - started, 1)
+    cost.write_text(json.dumps({"seconds": seconds}) + "\n")
+    return out, seconds
+
+
+@contextmanager
+def counted_seconds(rid: str):
+    """Add this run's wall time to the row's total (also when interrupted); yields a reader."""
+    path = WORK / "seconds" / f"{rid}.json"
+    before = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
+    started = time.time()
+
+    def total() -> float:
+        return round(before + time.time() - started, 1)
+
+    try:
+        yield total
+    finally:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"seconds": total()}) + "\n")
 
 
 def run_row(row: dict, cfg: dict) -> dict:
-    started = time.time()
+    with counted_seconds(row_id(row)) as seconds:
+        result = _measure_row(row, cfg)
+        result["seconds"] = seconds()
+    result["provenance"] = provenance()  # per row: rows of one table may come from several runs
+    return result
+
+
+def _measure_row(row: dict, cfg: dict) -> dict:
     if row["precision"] == "fp":
-        model_dir, backend = ROOT / "models" / row["model"], "torch"
+        model_dir, backend, quantize_seconds = ROOT / "models" / row["model"], "torch", 0.0
     else:
-        model_dir, backend = quantized_dir(row, cfg), "intsim"
-    quantize_seconds = round(time.time() - started, 1)
+        (model_dir, quantize_seconds), backend = quantized_dir(row, cfg), "intsim"
     images = generate(model_dir, cfg["samples"], cfg["steps"], "ddim", cfg["seed"], backend, progress=False,
                       resume_dir=WORK / "resume" / row_id(row))
     dataset = load_spec(model_dir).dataset
@@ -100,8 +131,6 @@ def run_row(row: dict, cfg: dict) -> dict:
     if model_dir != ROOT / "models" / row["model"]:
         meta = json.loads((model_dir / "quant.json").read_text())
         result["mean_activation_sparsity"] = float(np.mean(list(meta["activation_sparsity"].values())))
-    result["seconds"] = round(time.time() - started, 1)
-    result["provenance"] = provenance()  # per row: rows of one table may come from several runs
     return result
 
 
@@ -142,6 +171,19 @@ def write_report(results: dict) -> None:
     plt.close(fig)
 
 
+def check_config(results: dict, settings: dict, path: Path) -> None:
+    """Refuse a config that would make the finished rows incomparable: any change but new recipes."""
+    old = results.get("config")
+    if old is None:
+        return
+    changed = [k for k in settings if k != "recipes" and old.get(k) != settings[k]]
+    used = {r["method"] for r in results["rows"]}
+    changed += [f"recipes.{name}" for name in sorted(used & set(old["recipes"]))
+                if settings["recipes"].get(name) != old["recipes"][name]]
+    if changed:
+        raise SystemExit(f"{path} was made with another config ({', '.join(changed)} differ); move it away to start over")
+
+
 def main() -> None:
     global RESULTS, WORK
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -164,8 +206,7 @@ def main() -> None:
         return
     settings = {k: cfg[k] for k in ("samples", "inception_samples", "steps", "seed", "weight_granularity", "calibration",
                                     "recipes")}
-    if results.get("config", settings) != settings:
-        raise SystemExit(f"{path} was made with another config; move it away to start over")
+    check_config(results, settings, path)
     results["config"] = settings
     set_threads(None)
     for r in results["rows"]:  # rows from before per-row provenance carry the file's (they were all made at it)
