@@ -444,7 +444,8 @@ def dwc_block(cfg: dict, rng: np.random.Generator) -> Block:
 
 def fifo_block(cfg: dict, rng: np.random.Generator) -> Block:
     w, d = cfg["WIDTH"], cfg["DEPTH"]
-    return Block("FIFO", "fifo", "fifo/fifo.v", dict(WIDTH=w, DEPTH=d, OUTREG=1), None, fifo=(w, d))  # as stitched
+    return Block("FIFO", "fifo", "fifo/fifo.v", dict(WIDTH=w, DEPTH=d, OUTREG=1, INREG=1), None,
+                 fifo=(w, d))  # as stitched
 
 
 FACTORIES = {"mvau": mvau_block, "dynamic_mvau": dynamic_mvau_block, "swg": swg_block, "fmpad": fmpad_block,
@@ -519,7 +520,7 @@ def stitched_model(graph, names: list[str], design: str | Path, dev=None) -> tup
                           "mult18": r.mult, "bram": r.bram})
     top = (Path(design) / f"{load_manifest(design)['top']}.v").read_text()
     # the schedule's FIFOs (registered output) and the register slices of long ready runs (fall-through)
-    for w, d, reg in re.findall(r"fifo #\(\.WIDTH\((\d+)\), \.DEPTH\((\d+)\), \.OUTREG\((\d)\)\)", top):
+    for w, d, reg in re.findall(r"fifo #\(\.WIDTH\((\d+)\), \.DEPTH\((\d+)\), \.OUTREG\((\d)\), \.INREG\(\3\)\)", top):
         r = fifo(int(w), int(d), dev, registered=reg == "1")
         parts.append({"name": f"fifo {w}x{d}", "op_type": "FIFO", "fifo": [int(w), int(d)], "registered": reg == "1",
                       "lut": r.lut, "ff": r.ff, "mult18": r.mult, "bram": r.bram})

@@ -484,10 +484,11 @@ def features(node: DataflowNode, dev=None) -> dict[str, dict[str, float]]:
 
 
 def fifo_parts(width: int, depth: int, registered: bool = True) -> tuple[list[Memory], dict, dict]:
-    """rtl/fifo, WIDTH x DEPTH. ``registered`` (OUTREG = 1, every FIFO a stitched design puts on an
-    edge): the RAM is read into a read register (a block RAM's own output latch, else WIDTH
-    flip-flops: ``rdata``) and the word leaves from a WIDTH-bit output register (``out``); the read
-    never meets a write (no_rw_check), so no bypass. First-word fall-through (OUTREG = 0, the group
+    """rtl/fifo, WIDTH x DEPTH. ``registered`` (OUTREG = INREG = 1, every FIFO a stitched design puts
+    on an edge): the word is written from a WIDTH-bit write register (``wdata``), the RAM is read
+    into a read register (a block RAM's own output latch, else WIDTH flip-flops: ``rdata``) and the
+    word leaves from a WIDTH-bit output register (``out``); the read never meets a write
+    (no_rw_check), so no bypass. First-word fall-through (OUTREG = 0, the group
     index queues): read at the registered read pointer, which Yosys turns into a synchronous read port;
     in block RAM the read must see the word written in the same cycle, so Yosys adds a WIDTH-bit
     bypass register and multiplexer (``bypass``); in LUT RAM the read stays asynchronous (no data
@@ -499,7 +500,7 @@ def fifo_parts(width: int, depth: int, registered: bool = True) -> tuple[list[Me
         mf.pop("ram_ff", None)
     one = {"base": 1.0}
     if registered:
-        regs = {"out": float(width), "rdata": float(width) if kind != "bram" else 0.0}
+        regs = {"out": float(width), "wdata": float(width), "rdata": float(width) if kind != "bram" else 0.0}
         return mems, {**one, "ctrl": _clog2(depth), **ml}, {**one, "ctrl": _clog2(depth), **regs, **mf}
     bypass = {"bypass": float(width)} if kind == "bram" else {}
     return mems, {**one, "ctrl": _clog2(depth), **bypass, **ml}, {**one, "ctrl": _clog2(depth), **bypass, **mf}

@@ -284,7 +284,7 @@ def _ecp5(node: DataflowNode, dev: Device) -> Resources:
 
 def fifo(width: int, depth: int, dev: Device, registered: bool = True) -> Resources:
     """rtl/fifo of WIDTH x DEPTH on ``dev`` (calibrated ECP5), else a memory of its size;
-    ``registered``: with its output register (OUTREG = 1, as stitching puts FIFOs on edges)."""
+    ``registered``: with its write and output registers (OUTREG = INREG = 1, as stitching puts FIFOs on edges)."""
     table = (dev.coefficients.get("fitted") or {}).get("FIFO") if dev.family == "ecp5" else None
     if not table:
         return memory(width, depth, dev)

@@ -361,10 +361,11 @@ def bench_fmpad(h: int, w: int, channels: int, simd: int, pads: tuple[int, int, 
 
 
 def bench_fifo(width: int, depth: int, words: int, build_dir, sim="icarus", backpressure=True, seed=0,
-               outreg: int = 0) -> dict:
+               outreg: int = 0, inreg: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     x = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(words, 1))
-    return _bench("fifo", "fifo/fifo.v", dict(WIDTH=width, DEPTH=depth, OUTREG=outreg), {"in": (x, width, True)},
+    params = dict(WIDTH=width, DEPTH=depth, OUTREG=outreg, INREG=inreg)
+    return _bench("fifo", "fifo/fifo.v", params, {"in": (x, width, True)},
                   {"out": (x, width, True)}, None, build_dir, sim, backpressure, seed)
 
 

@@ -537,16 +537,18 @@ def generate(graph: DataflowGraph, names: list[str], out_dir: str | Path, timest
                     bundle(design.inputs[-1].name, lanes * b, "in")
                 wire = next(p.name for p in design.inputs if p.stream == s)
             depth = fifo_depth.get((s, n.name))
-            buffer = None  # (instance, output wire, words, OUTREG): the schedule's FIFO, or a register slice
+            # (instance, output wire, words, registered): the schedule's FIFO (its write and its read
+            # registered, OUTREG = INREG = 1), or a register slice (a first-word fall-through pair)
+            buffer = None
             if depth and s in produced:
                 buffer = (f"{uid}_fifo{index}", f"{s}__fifo_{k}", max(2, math.ceil(depth / width[s][0])), 1)
             elif (s, n.name) in sliced:
                 buffer = (f"{uid}_slice{index}", f"{s}__slice_{k}_{index}", 2, 0)
             if buffer:
-                instance, buffered, words, outreg = buffer
+                instance, buffered, words, registered = buffer
                 w = width[s][0] * width[s][1]
                 bundle(buffered, w)
-                body.append(f"    fifo #(.WIDTH({w}), .DEPTH({words}), .OUTREG({outreg})) {instance} (\n"
+                body.append(f"    fifo #(.WIDTH({w}), .DEPTH({words}), .OUTREG({registered}), .INREG({registered})) {instance} (\n"
                             f"        .clk(clk), .rst(rst), .in_valid({_ident(wire)}_valid), .in_ready({_ident(wire)}_ready), "
                             f".in_data({_ident(wire)}_data),\n        .out_valid({_ident(buffered)}_valid), "
                             f".out_ready({_ident(buffered)}_ready), .out_data({_ident(buffered)}_data));")

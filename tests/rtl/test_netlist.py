@@ -25,10 +25,11 @@ NETLIST = "ecp5-netlist"
     lambda d: benches.bench_fifo(16, 1024, 2500, d, sim=NETLIST, seed=3),  # 18-bit dual port, read before write
     lambda d: benches.bench_fifo(9, 2048, 3000, d, sim=NETLIST, seed=3),
     lambda d: benches.bench_fifo(21, 3000, 4000, d, sim=NETLIST, seed=3, outreg=1),  # a cascade, registered output
+    lambda d: benches.bench_fifo(40, 1500, 2000, d, sim=NETLIST, seed=3, outreg=1, inreg=1),  # as stitched edges are
     lambda d: benches.bench_dwc(2, 3, 12, d, sim=NETLIST, seed=3),  # synthesized with a latch before its fix
     # narrowed registers, the solver's shift k > 0, t's rounding visible at the output
     lambda d: benches.bench_groupnorm(16, 2, 4, 8, 8, d, NETLIST, backpressure=False, extreme=True, visible_t=True),
-], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "requant", "requant-const", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9", "fifo-cascade-outreg", "dwc",
+], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "requant", "requant-const", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9", "fifo-cascade-outreg", "fifo-cascade-inreg", "dwc",
         "groupnorm"])
 def test_block_netlist_bit_exact(case, tmp_path):
     report = case(tmp_path)

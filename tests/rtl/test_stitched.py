@@ -38,7 +38,7 @@ def test_ready_runs_are_cut_by_register_slices(dit_graph, tmp_path):
     produced = {o: n for n in nodes for o in n.outputs}
     fifos = {(f.stream, f.consumer): f.depth for f in schedule(graph).fifos}
     cut = _slices(graph, nodes, produced, fifos)
-    assert cut and design.top.read_text().count(".DEPTH(2), .OUTREG(0))") == len(cut)
+    assert cut and design.top.read_text().count(".DEPTH(2), .OUTREG(0), .INREG(0))") == len(cut)
 
     def run(name):  # the longest chain of blocks from ``name`` down through edges neither cut nor FIFO'd
         node = next(n for n in nodes if n.name == name)

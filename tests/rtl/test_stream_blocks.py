@@ -23,6 +23,9 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_fifo(12, 4, 40, d, **k),
     lambda d, **k: benches.bench_fifo(12, 4, 40, d, outreg=1, **k),
     lambda d, **k: benches.bench_fifo(12, 1, 40, d, outreg=1, **k),
+    lambda d, **k: benches.bench_fifo(12, 4, 40, d, outreg=1, inreg=1, **k),  # as stitched
+    lambda d, **k: benches.bench_fifo(12, 1, 40, d, outreg=1, inreg=1, **k),
+    lambda d, **k: benches.bench_fifo(12, 3, 40, d, inreg=1, **k),
     lambda d, **k: benches.bench_swg(6, 6, 2, 1, (3, 3), (1, 1), d, **k),
     lambda d, **k: benches.bench_swg(7, 7, 4, 2, (3, 3), (2, 2), d, **k),
     lambda d, **k: benches.bench_swg(8, 8, 1, 1, (4, 4), (4, 4), d, **k),
@@ -36,7 +39,8 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_thresholding(8, 2, 5, d, **k),
     lambda d, **k: benches.bench_thresholding(6, 3, 4, d, per_channel=False, steps=7, obits=3, **k),
     lambda d, **k: benches.bench_thresholding(4, 2, 3, d, groups=3, evaluations=4, **k),
-], ids=["requant", "requant-pe6", "requant-const3", "requant-const-1", "requant-const8", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "fifo-outreg", "fifo-outreg-depth1", "swg",
+], ids=["requant", "requant-pe6", "requant-const3", "requant-const-1", "requant-const8", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "fifo-outreg", "fifo-outreg-depth1",
+        "fifo-inreg-outreg", "fifo-inreg-outreg-depth1", "fifo-inreg", "swg",
         "swg-stride2", "swg-patchify", "swg-unequal", "upsample", "concat", "split", "concat-widths",
         "add-const", "mul-const-row", "thresholds", "thresholds-shared", "thresholds-grouped"])
 @pytest.mark.parametrize("sim", SIMS)
