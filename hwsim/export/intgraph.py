@@ -41,8 +41,6 @@ from hwsim.quant.timestep_groups import TimestepGroupedNet
 
 LEAVES = (QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.IntModulation, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul,
           hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, hw.GroupQuantLinear, nn.Upsample, nn.Identity)
-EXPONENTS_KEY = "hwsim.exponents"
-GROUPS_KEY = "hwsim.timestep_groups"
 
 
 class ExportError(RuntimeError):
@@ -371,7 +369,7 @@ def _build(module: nn.Module, x: torch.Tensor, t: torch.Tensor, elide: bool) -> 
     for init in builder.inits:
         arr = numpy_helper.to_array(init)
         wrapper.set_tensor_datatype(init.name, DataType[f"INT{signed_bits(int(arr.min()), int(arr.max()))}"])
-    onnx.helper.set_model_props(wrapper.model, {EXPONENTS_KEY: json.dumps(exps)})
+    onnx.helper.set_model_props(wrapper.model, {ops.EXPONENTS_KEY: json.dumps(exps)})
     return wrapper
 
 
@@ -397,9 +395,9 @@ def group_files(path: str | Path) -> list[Path] | None:
     """The per-group graph files a grouped integer graph names (the first is ``path``), or None."""
     model = onnx.load(str(path), load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}
-    if GROUPS_KEY not in props:
+    if ops.GROUPS_KEY not in props:
         return None
-    meta = json.loads(props[GROUPS_KEY])
+    meta = json.loads(props[ops.GROUPS_KEY])
     return [Path(path).parent / f for f in meta["files"]]
 
 
@@ -418,10 +416,10 @@ def to_integer_graph(module: nn.Module, example_input: tuple[torch.Tensor, torch
     graphs = [_build(net, x, t, elide=False) for net in module.nets]
     _widen_to_union(graphs)
     files = [out_path.name] + [f"{out_path.stem}.g{k}{out_path.suffix}" for k in range(1, module.groups)]
-    exponents = {p.key: p.value for p in graphs[0].model.metadata_props}[EXPONENTS_KEY]
+    exponents = {p.key: p.value for p in graphs[0].model.metadata_props}[ops.EXPONENTS_KEY]
     onnx.helper.set_model_props(graphs[0].model, {  # replaces the props: the exponents are set again
-        EXPONENTS_KEY: exponents,
-        GROUPS_KEY: json.dumps({"groups": module.groups, "num_train_timesteps": module.num_train_timesteps, "files": files})})
+        ops.EXPONENTS_KEY: exponents,
+        ops.GROUPS_KEY: json.dumps({"groups": module.groups, "num_train_timesteps": module.num_train_timesteps, "files": files})})
     for w, name in zip(graphs, files):
         w.save(str(out_path.parent / name))
     return out_path

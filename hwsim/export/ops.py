@@ -20,6 +20,9 @@ from hwsim.intsim.ops.requant import requant_ref
 from hwsim.intsim.ops.softmax import softmax_ref
 
 DOMAIN = "hwsim.export.ops"
+# the integer graph's metadata: the tensors' power-of-two exponents, and a timestep-grouped graph's members
+EXPONENTS_KEY = "hwsim.exponents"
+GROUPS_KEY = "hwsim.timestep_groups"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 

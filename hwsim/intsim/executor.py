@@ -19,12 +19,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from hwsim.export.intgraph import EXPONENTS_KEY, GROUPS_KEY
-from hwsim.export.ops import DOMAIN, OPS
+from hwsim.export.ops import DOMAIN, EXPONENTS_KEY, GROUPS_KEY, OPS
 from hwsim.intsim import kernels
 from hwsim.intsim import fusion
 from hwsim.intsim.ops.requant import check_range, round_shift_ref
-from hwsim.quant.timestep_groups import group_of
+from hwsim.quant.group_index import group_of
 
 
 STORAGE = (np.int8, np.int16, np.int32)  # narrower storage than int64, for proven values

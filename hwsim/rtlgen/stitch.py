@@ -32,7 +32,7 @@ from hwsim.dataflow.nodes import DataflowNode, make_node
 from hwsim.dataflow.nodes.base import bits
 from hwsim.dataflow.schedule import schedule
 from hwsim.intsim.executor import Simulator
-from hwsim.quant.timestep_groups import group_of
+from hwsim.quant.group_index import group_of
 from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, write_mem
 from hwsim.rtlgen.simulate import RTL
 
