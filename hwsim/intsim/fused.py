@@ -223,45 +223,46 @@ def rows_epilogue(acc, bias, do_rq, left, right, half, odd, rq_min, rq_max, do_l
             dst[j] = v
 
 
+EPILOGUE_CHANNELS = 16  # output channels per parallel work item of conv_epilogue
+
+
 @numba.njit(parallel=True, cache=True)
 def conv_epilogue(acc, bias, extra, do_rq, left, right, half, odd, rq_min, rq_max, out):
     """[N, OH, OW, OC] accumulator -> out [N, OC, OH, OW]: Requant?(int(acc) + bias[o] + extra[b, o, i, j])
     (``extra`` of out's shape, typically a broadcast view, or empty: none; requant constants per
-    output channel). Each output row is first transposed into a scratch [OC, OW] (reading the
-    accumulator contiguously), so that the requantization runs over contiguous rows and vectorizes:
-    computed in the accumulator's strided order it took 3-6x the VNNI convolution itself."""
+    output channel). Per image and channel, the channel's strided plane is first gathered into a
+    contiguous [OH*OW] buffer, where the addend and the requantization run as long vector loops
+    (the image's accumulator, <= 200 KB here, stays in L2 over its channels). Measured on the
+    U-Net's shapes, batch 64, one thread: 1.5-5x faster with a requantization than transposing a
+    row [OW, OC] at a time (short rows of 7-28 did not vectorize: 1-7 ns per value), and no slower
+    without one."""
     n, oh, ow, oc = acc.shape
     has_extra = extra.size > 0
-    rows = n * oh
-    chunks = (rows + 15) // 16
-    for chunk in numba.prange(chunks):
-        t = np.empty((oc, ow), dtype=np.int64)
-        for bi in range(chunk * 16, min(rows, chunk * 16 + 16)):
-            b = bi // oh
-            i = bi - b * oh
-            for j in range(ow):
-                a = acc[b, i, j]
-                for o in range(oc):
-                    t[o, j] = np.int64(a[o])
-            for o in range(oc):
+    plane = oh * ow
+    chunks = (oc + EPILOGUE_CHANNELS - 1) // EPILOGUE_CHANNELS
+    for item in numba.prange(n * chunks):
+        b = item // chunks
+        o0 = (item - b * chunks) * EPILOGUE_CHANNELS
+        col = np.empty(plane, dtype=np.int64)
+        for o in range(o0, min(oc, o0 + EPILOGUE_CHANNELS)):
+            bo = bias[o]
+            for i in range(oh):
+                row = acc[b, i]
+                for j in range(ow):
+                    col[i * ow + j] = np.int64(row[j, o]) + bo
+            if has_extra:
+                ex = extra[b, o]
+                for i in range(oh):
+                    for j in range(ow):
+                        col[i * ow + j] += np.int64(ex[i, j])
+            if do_rq:
                 lf, rt, hf, od = left[o], right[o], half[o], odd[o]
-                bo = bias[o]
-                src = t[o]
-                dst = out[b, o, i]
-                if has_extra:
-                    ex = extra[b, o, i]
-                    if do_rq:
-                        for j in range(ow):
-                            dst[j] = _rq(src[j] + bo + np.int64(ex[j]), lf, rt, hf, od, rq_min, rq_max)
-                    else:
-                        for j in range(ow):
-                            dst[j] = src[j] + bo + np.int64(ex[j])
-                elif do_rq:
-                    for j in range(ow):
-                        dst[j] = _rq(src[j] + bo, lf, rt, hf, od, rq_min, rq_max)
-                else:
-                    for j in range(ow):
-                        dst[j] = src[j] + bo
+                for k in range(plane):
+                    col[k] = _rq(col[k], lf, rt, hf, od, rq_min, rq_max)
+            dst = out[b, o]
+            for i in range(oh):
+                for j in range(ow):
+                    dst[i, j] = col[i * ow + j]
 
 
 @numba.njit(parallel=True, cache=True)
