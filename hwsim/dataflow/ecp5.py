@@ -113,6 +113,15 @@ def ecp5_memory(m: Memory) -> tuple[str, int, int]:
     return kind, n, a
 
 
+def bank_words(width: int, depth: int) -> int:
+    """rtl/mvau's WBANK for a ROM of ``width`` x ``depth``: the words of one block-RAM address chunk
+    where synth_ecp5 would cascade several (a power of two), else 0 (one chunk, or not block RAM)."""
+    kind, _, chunks = ecp5_memory(Memory(width, depth))
+    if kind != "bram" or chunks <= 1:
+        return 0
+    return 1 << math.ceil(math.log2(-(-depth // chunks)))
+
+
 def _memory_parts(mems: list[Memory]) -> tuple[int, dict, dict]:
     """(DP16KD, LUT features, FF features) of a block's memories, by where Yosys puts each:
     ``rom``: LUT ROM, a LUT4 per 16 entries per bit and read port; ``ram_rd``/``ram_wr``: a RAM in
@@ -241,7 +250,10 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
             ocount = 0 if wired else _clog2(heads * mh * mw + 1) * (1 + p * q)
             mems.append(Memory(w, heads * mh * mw, p * q, q, sync=True, lanes=p * q if wired else 1, tag="operand"))
         else:
-            if not node.external():  # weights streamed from DRAM (FINN's external mode) take no weight memory
+            bank = node.weight_bank_words()
+            if bank:  # one memory per bank, each word registered again (``wbank``) before the multiplexer
+                mems += [Memory(p * q * w, bank)] * -(-(nf * sf) // bank)
+            elif not node.external():  # weights streamed from DRAM (FINN's external mode) take no weight memory
                 mems.append(Memory(p * q * w, nf * sf))
                 if sparse:
                     mems.append(Memory(p * q * node.index_bits(), nf * sf))
@@ -274,7 +286,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
                **({"wcount": wcount} if wcount else {}), **ml}
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
               "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
-              "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc), **mf}
+              "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc),
+              **({"wbank": -(-(nf * sf) // bank) * p * q * w} if not dyn and bank else {}), **mf}
         return mults, mems, lut, ff
     if t == "StreamingDataWidthConverter":
         i, o = node.lanes()
@@ -517,5 +530,6 @@ SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux")
 # counted weight address (``wcount``, per bit): the 11 calibration MVAUs whose address went from a
 # multiplier and an adder to a counter (f79f5e4) changed by a median of +3.4 LUT per counter bit, the
 # adder it replaced being about one more; fitted freely, the coefficient (51) absorbed other misfit and
-# took the residual block from +20% to +42%.
-FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {}}
+# took the residual block from +20% to +42%. An MVAU's banked weights (``wbank``): one flip-flop per
+# bit of every bank's second register (rtl/mvau WBANK), by construction.
+FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0}}

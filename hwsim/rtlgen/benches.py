@@ -21,7 +21,8 @@ from hwsim.dataflow.nodes import make_node
 from hwsim.export.ops import IntLinear, Requant
 from hwsim.intsim.ops.norm import modulate_ref, normalize_last_axis_ref
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
-from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, pack, threshold_table, unpack, write_mem
+from hwsim.rtlgen.memfiles import (mvau_memories, nm_compress, operand_loops, pack, threshold_table, unpack, write_banks,
+                                    write_mem)
 from hwsim.rtlgen.simulate import RTL, run_stream
 
 
@@ -40,6 +41,7 @@ class MvauConfig:
     M: int = 1
     LUT_MULT: bool = False  # products in LUTs (resType "lut") instead of inferred multiplier blocks
     SHIFT_CONST: bool = False  # one requantizing shift for every channel, no table (as exports have it)
+    WBANK: int = 0  # weights in banks of WBANK words (a power of two), each word registered twice
 
 
 def mvau_node(cfg: MvauConfig):
@@ -47,7 +49,8 @@ def mvau_node(cfg: MvauConfig):
     return make_node("MVAU", "mvau", {"MW": cfg.MW, "MH": cfg.MH, "PE": cfg.PE, "SIMD": cfg.SIMD,
                                       "numInputVectors": [cfg.NIV], "inputDataType": f"INT{cfg.ABITS}",
                                       "weightDataType": f"INT{cfg.WBITS}", "accDataType": "INT32",
-                                      "noActivation": int(not cfg.ACTIVATION), "sparsityN": cfg.N, "sparsityM": cfg.M})
+                                      "noActivation": int(not cfg.ACTIVATION), "sparsityN": cfg.N, "sparsityM": cfg.M,
+                                      "weightBankWords": cfg.WBANK})
 
 
 def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", backpressure: bool = True,
@@ -72,7 +75,8 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
     params = dict(MW=cfg.MW, MH=cfg.MH, PE=cfg.PE, SIMD=cfg.SIMD, ABITS=cfg.ABITS, WBITS=cfg.WBITS, BBITS=10,
                   ACCBITS=accbits, OBITS=8 if cfg.ACTIVATION else accbits, SHBITS=8, SIGNED_IN=int(cfg.SIGNED_IN),
                   ACTIVATION=int(cfg.ACTIVATION), QMIN=qmin, QMAX=qmax, LUT_MULT=int(cfg.LUT_MULT),
-                  **({"SHIFT_CONST": 1, "SHIFT": int(shifts[0])} if cfg.SHIFT_CONST else {}))
+                  **({"SHIFT_CONST": 1, "SHIFT": int(shifts[0])} if cfg.SHIFT_CONST else {}),
+                  **({"WBANK": cfg.WBANK} if cfg.WBANK else {}))
     build = Path(build_dir)
     build.mkdir(parents=True, exist_ok=True)
     if cfg.M > 1:
@@ -84,6 +88,8 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
     else:
         mem = mvau_memories(w, b, shifts, cfg.PE, cfg.SIMD)
     write_mem(build / "weights.mem", mem["weights"], cfg.WBITS)
+    if cfg.WBANK:
+        write_banks(build / "weights.mem", mem["weights"], cfg.WBITS, cfg.WBANK)
     write_mem(build / "bias.mem", mem["bias"], params["BBITS"])
     write_mem(build / "shift.mem", mem["shift"], params["SHBITS"])
     inputs = [pack(row, cfg.ABITS, cfg.SIGNED_IN) for vec in x for row in vec.reshape(-1, cfg.SIMD)]

@@ -44,6 +44,18 @@ def write_mem(path: str | Path, words: list[list[int]] | np.ndarray, bits: int, 
     return path
 
 
+def write_banks(path: str | Path, words: np.ndarray, bits: int, bank: int, signed: bool = True) -> list[Path]:
+    """rtl/mvau's banked weights (WBANK = ``bank``): ``path``.b00, .b01, ... of ``bank`` words each, the
+    last padded with zero words (a short file would leave words undefined in simulation)."""
+    rows = np.atleast_2d(np.asarray(words, dtype=np.int64))
+    count = -(-len(rows) // bank)
+    if count > 100:
+        raise ValueError(f"{path}: {count} banks of {bank} words; rtl/mvau names at most 100 (.b00 to .b99)")
+    padded = np.zeros((count * bank, rows.shape[1]), dtype=np.int64)
+    padded[: len(rows)] = rows
+    return [write_mem(f"{path}.b{k:02d}", padded[k * bank:(k + 1) * bank], bits, signed) for k in range(count)]
+
+
 def mvau_memories(weights: np.ndarray, bias: np.ndarray, shifts: np.ndarray, pe: int, simd: int) -> dict[str, np.ndarray]:
     """The MVAU's weight words (nf, sf) with lane pe*SIMD+s = W[nf*PE+pe][sf*SIMD+s], bias and shifts."""
     mh, mw = weights.shape

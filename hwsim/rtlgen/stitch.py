@@ -33,7 +33,7 @@ from hwsim.dataflow.nodes.base import bits
 from hwsim.dataflow.schedule import schedule
 from hwsim.intsim.executor import Simulator
 from hwsim.quant.group_index import group_of
-from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, write_mem
+from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, write_banks, write_mem
 from hwsim.rtlgen.simulate import RTL
 
 SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "groupnorm/groupnorm.v",
@@ -290,6 +290,9 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                           INDEX_FILE=ctx.mem(f"{uid}_index.mem", index, node.index_bits(), signed=False))
         mem = mvau_memories(w, bias, shifts, a["PE"], a["SIMD"])
         wbits = node.dt("weightDataType")
+        bank = node.weight_bank_words()
+        if bank:
+            write_banks(ctx.out / f"{uid}_weights.mem", mem["weights"], wbits, bank)
         return "mvau", dict(MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"], ABITS=node.dt("inputDataType"),
                             WBITS=wbits, BBITS=bbits, ACCBITS=accbits,
                             OBITS=node.dt("outputDataType") if activation else accbits, SHBITS=8,
@@ -298,7 +301,7 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                             WEIGHT_FILE=ctx.mem(f"{uid}_weights.mem", mem["weights"], wbits),
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
                             SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), LUT_MULT=_lut_mult(node),
-                            **_const_shift(shifts, activation),
+                            **_const_shift(shifts, activation), **({"WBANK": bank} if bank else {}),
                             **sparse, **_grouping("mvau", ctx, VECTORS=node.n_vectors()))
     if t == "Requant":
         shifts, qmin, qmax = _shifts(node, ctx, ctx.source_names(node)[0], a["NumChannels"])
@@ -605,7 +608,8 @@ def _write_manifest(design: Design, graph: DataflowGraph, nodes: list[DataflowNo
     ports = [dict(vars(p), direction=d) for d, group in (("in", design.inputs), ("table", design.tables),
                                                         ("group", design.groups), ("out", design.outputs)) for p in group]
     manifest = {"top": top, "top_file": design.top.name, "sources": [str(s) for s in design.sources],
-                "include_dirs": [str(RTL / "common")], "memory_files": sorted(f.name for f in out.glob("*.mem")),
+                "include_dirs": [str(RTL / "common")], "memory_files": sorted({f.name for pattern in ("*.mem", "*.mem.b[0-9][0-9]")
+                                                                           for f in out.glob(pattern)}),
                 "ports": ports, "graph": str(graph.source), "nodes": [{"name": n.name, "op_type": n.op_type} for n in nodes],
                 "macs": sum(n.macs() for n in nodes), "graph_macs": graph.macs()}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

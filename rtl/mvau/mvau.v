@@ -28,6 +28,12 @@
 // Per-timestep-group constants (GROUPS > 1): BIAS_FILE and SHIFT_FILE hold GROUPS tables of MH words,
 // table g at g*MH; every evaluation (VECTORS vectors, VECTORS*MH/PE output words) takes its group on
 // the g port (rtl/common/group_hold.vh) when its first output is requantized.
+// Banked weights (WBANK > 0, dense static weights deeper than WBANK words): a weight memory deeper than
+// one block RAM is a cascade whose outputs synthesis joins with a multiplexer, right after the block
+// RAMs' slow clock-to-out; that was a stitched design's critical path. With WBANK set to the block
+// RAM's depth at this word width, each bank is its own memory (WEIGHT_FILE.bNN, NN = 00, 01, ...),
+// every bank's word is registered once more, and the multiplexer works from those registers: one
+// cycle more of latency, NB x PE*SIMD*WBITS flip-flops.
 // Vendor-neutral: multipliers and memories are inferred by synthesis.
 `default_nettype none
 `include "group_hold.vh"
@@ -68,7 +74,8 @@ module mvau #(
     parameter BIAS_FILE = "bias.mem",
     parameter SHIFT_FILE = "shift.mem",
     parameter integer SHIFT_CONST = 0,  // 1: every output channel requantizes by SHIFT, no shift table (rtl/requant)
-    parameter integer SHIFT = 0
+    parameter integer SHIFT = 0,
+    parameter integer WBANK = 0  // > 0 (a power of two): weights in banks of WBANK words, read registered twice
 ) (
     input  wire                  clk,
     input  wire                  rst,
@@ -98,6 +105,10 @@ module mvau #(
     // is counted (a multiplier into the weight memory's address was the unet-fashion share's path)
     localparam integer WCOUNT = (NF > 1) && ((SF & (SF - 1)) != 0);
     localparam integer WAB = $clog2(NF * SF + 1);
+    localparam integer BANKED = (WBANK > 0) && !DYNAMIC && !SPARSE && (NF * SF > WBANK);
+    localparam integer NB = BANKED ? (NF * SF + WBANK - 1) / WBANK : 1;  // weight banks
+    localparam integer LB = (WBANK <= 1) ? 1 : $clog2(WBANK);          // address bits within a bank
+    localparam integer WW = PE * SIMD * WBITS;                         // weight word
 
     // --- memories -------------------------------------------------------------------------------
     reg [PE*SIMD*WBITS-1:0] wmem [0:NF*SF-1];
@@ -108,7 +119,7 @@ module mvau #(
     reg [ABITS-1:0]         xbuf [0:MW-1];  // the whole vector (sparse mode)
     reg [WBITS-1:0]         omem [0:(DYNAMIC ? HEADS * MH * MW : 1)-1];  // the dynamic operand
     initial begin
-        if (!DYNAMIC) $readmemh(WEIGHT_FILE, wmem);
+        if (!DYNAMIC && !BANKED) $readmemh(WEIGHT_FILE, wmem);
         if (SPARSE) $readmemh(INDEX_FILE, imem);
         if (!DYNAMIC) $readmemh(BIAS_FILE, bmem);
         $readmemh(SHIFT_FILE, smem);
@@ -239,10 +250,60 @@ module mvau #(
             nf1 <= nf;
             sf1 <= sf;
             x1 <= reading ? in_data : ibuf[sf];
-            w1 <= !DYNAMIC ? wmem[WCOUNT ? waddr : nf * SF + sf] : OCOUNT ? operand_at(obase) : operand_word(head, nf, sf);
+            if (!BANKED) w1 <= !DYNAMIC ? wmem[WCOUNT ? waddr : nf * SF + sf] : OCOUNT ? operand_at(obase) : operand_word(head, nf, sf);
             i1 <= imem[WCOUNT ? waddr : nf * SF + sf];
         end
     end
+
+    // --- banked weights: every bank's word registered again, then chosen (the rest waits a cycle) ----
+    wire                     v1o, first1o, last1o;  // stage 1 as the operand register takes it
+    wire [NFB-1:0]           nf1o;
+    wire [SFB-1:0]           sf1o;
+    wire [SIMD*ABITS-1:0]    x1o;
+    wire [WW-1:0]            w1o;
+    wire [PE*SIMD*IB-1:0]    i1o;
+    generate
+        if (BANKED) begin : banked
+            localparam integer SB = (NB <= 1) ? 1 : $clog2(NB);
+            wire [WAB-1:0] wa = WCOUNT ? waddr : nf * SF + sf;
+            wire [NB*WW-1:0] held;  // every bank's word, registered twice
+            reg [SB-1:0] sel1, selb;
+            reg v1b, first1b, last1b;
+            reg [NFB-1:0] nf1b;
+            reg [SFB-1:0] sf1b;
+            reg [SIMD*ABITS-1:0] x1b;
+            genvar k;
+            for (k = 0; k < NB; k = k + 1) begin : bank
+                localparam [7:0] D1 = 8'd48 + k / 10, D0 = 8'd48 + k % 10;
+                reg [WW-1:0] mem [0:WBANK-1];
+                reg [WW-1:0] q, r;
+                initial $readmemh({WEIGHT_FILE, ".b", D1, D0}, mem);
+                always @(posedge clk)
+                    if (en) begin
+                        q <= mem[wa[LB-1:0]];
+                        r <= q;
+                    end
+                assign held[k * WW +: WW] = r;
+            end
+            always @(posedge clk) begin
+                if (rst) v1b <= 1'b0;
+                else if (en) v1b <= v1;
+                if (en) begin
+                    sel1 <= wa >> LB;
+                    selb <= sel1;
+                    first1b <= first1;
+                    last1b <= last1;
+                    nf1b <= nf1;
+                    sf1b <= sf1;
+                    x1b <= x1;
+                end
+            end
+            assign {v1o, first1o, last1o, nf1o, sf1o, x1o, i1o} = {v1b, first1b, last1b, nf1b, sf1b, x1b, {PE*SIMD*IB{1'b0}}};
+            assign w1o = held[selb * WW +: WW];
+        end else begin : direct
+            assign {v1o, first1o, last1o, nf1o, sf1o, x1o, w1o, i1o} = {v1, first1, last1, nf1, sf1, x1, w1, i1};
+        end
+    endgenerate
 
     // --- operand register: the memories' outputs registered before the multipliers ----------------
     reg                     firstr, lastr;
@@ -254,14 +315,14 @@ module mvau #(
     always @(posedge clk) begin
         if (rst) vr <= 1'b0;
         else if (en) begin
-            vr <= v1;
-            firstr <= first1;
-            lastr <= last1;
-            nfr <= nf1;
-            sfr <= sf1;
-            xr <= x1;
-            wr <= w1;
-            ir <= i1;
+            vr <= v1o;
+            firstr <= first1o;
+            lastr <= last1o;
+            nfr <= nf1o;
+            sfr <= sf1o;
+            xr <= x1o;
+            wr <= w1o;
+            ir <= i1o;
         end
     end
 

@@ -15,6 +15,8 @@ CONFIGS = [
     MvauConfig(12, 6, 3, 2, WBITS=8, LUT_MULT=True),  # shift-add products (rtl/common/multiply.vh)
     MvauConfig(8, 4, 4, 8, WBITS=1, ABITS=6, SIGNED_IN=False, LUT_MULT=True),
     MvauConfig(12, 6, 3, 2, WBITS=8, SHIFT_CONST=True),  # one shift, no table (exports' per-tensor scales)
+    MvauConfig(16, 12, 1, 2, WBANK=16),  # banked weights: 96 words in 6 banks
+    MvauConfig(12, 6, 2, 2, WBITS=8, WBANK=4),  # 18 words, the last of 5 banks partly filled; counted address
 ]
 
 
@@ -24,11 +26,13 @@ def test_mvau_bit_exact_under_backpressure(cfg, sim, tmp_path):
     assert bench_mvau(cfg, tmp_path, sim, backpressure=True, seed=1)["bit_exact"]
 
 
-def test_mvau_bit_exact_verilator(tmp_path):
-    assert bench_mvau(CONFIGS[0], tmp_path, "verilator", backpressure=True, seed=2)["bit_exact"]
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[-1]], ids=str)
+def test_mvau_bit_exact_verilator(cfg, tmp_path):
+    assert bench_mvau(cfg, tmp_path, "verilator", backpressure=True, seed=2)["bit_exact"]
 
 
-@pytest.mark.parametrize("cfg", [MvauConfig(24, 12, 4, 6, NIV=2), MvauConfig(10, 10, 5, 2, ACTIVATION=False)], ids=str)
+@pytest.mark.parametrize("cfg", [MvauConfig(24, 12, 4, 6, NIV=2), MvauConfig(10, 10, 5, 2, ACTIVATION=False),
+                                 MvauConfig(12, 6, 2, 2, WBITS=8, NIV=2, WBANK=4)], ids=str)
 def test_mvau_cycles_equal_the_model(cfg, tmp_path):
     """Configurations not among those the MVAU's latency constants were read from."""
     report = bench_mvau(cfg, tmp_path, "icarus", backpressure=False)

@@ -18,6 +18,7 @@ NETLIST = "ecp5-netlist"
     lambda d: benches.bench_mvau(MvauConfig(8, 4, 2, 4), d, NETLIST, seed=1),  # products on MULT18X18D
     lambda d: benches.bench_mvau(MvauConfig(12, 6, 3, 2, WBITS=8, LUT_MULT=True), d, NETLIST, seed=1),
     lambda d: benches.bench_mvau(MvauConfig(64, 32, 2, 2, WBITS=8, NIV=2), d, NETLIST, seed=2),  # block-RAM weights
+    lambda d: benches.bench_mvau(MvauConfig(64, 64, 1, 1, WBITS=8, NIV=1, WBANK=2048), d, NETLIST, seed=2),  # 2 banks
     lambda d: benches.bench_requant(8, 2, 5, d, sim=NETLIST, seed=3),
     lambda d: benches.bench_requant(8, 2, 5, d, sim=NETLIST, seed=3, shift=5),  # SHIFT_CONST
     lambda d: benches.bench_thresholding(8, 2, 5, d, sim=NETLIST, seed=3),
@@ -29,7 +30,7 @@ NETLIST = "ecp5-netlist"
     lambda d: benches.bench_dwc(2, 3, 12, d, sim=NETLIST, seed=3),  # synthesized with a latch before its fix
     # narrowed registers, the solver's shift k > 0, t's rounding visible at the output
     lambda d: benches.bench_groupnorm(16, 2, 4, 8, 8, d, NETLIST, backpressure=False, extreme=True, visible_t=True),
-], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "requant", "requant-const", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9", "fifo-cascade-outreg", "fifo-cascade-inreg", "dwc",
+], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "mvau-banked", "requant", "requant-const", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9", "fifo-cascade-outreg", "fifo-cascade-inreg", "dwc",
         "groupnorm"])
 def test_block_netlist_bit_exact(case, tmp_path):
     report = case(tmp_path)

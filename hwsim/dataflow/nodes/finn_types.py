@@ -50,6 +50,25 @@ class MVAU(DataflowNode):
             limit = math.gcd(limit, shape[order[-1]])  # along the operand stream's innermost loop
         return math.gcd(limit, self.stored_row()) if self.sparse() else limit
 
+    def weight_bank_words(self) -> int:
+        """rtl/mvau's WBANK: static dense weights in block RAM deeper than one address chunk are
+        banked at the chunk's depth (one cycle more; ``weightBankWords`` overrides, 0 for none)."""
+        a = self.attrs
+        if self.dynamic() or self.sparse() or self.external():
+            return 0
+        if "weightBankWords" in a:
+            bank = int(a["weightBankWords"])
+        else:
+            from hwsim.dataflow.ecp5 import bank_words  # the block RAM geometry synth_ecp5 maps to
+
+            bank = bank_words(a["PE"] * a["SIMD"] * self.dt("weightDataType"), self.weight_words())
+        return bank if bank and self.weight_words() > bank else 0
+
+    def weight_words(self) -> int:
+        """Words of the weight memory: MH/PE x (stored row)/SIMD."""
+        a = self.attrs
+        return a["MH"] // a["PE"] * (self.stored_row() // a["SIMD"])
+
     def sparse(self) -> bool:
         """N:M sparse weights (``sparsityN``/``sparsityM``, hwsim's attributes; rtl/mvau with M > 1)."""
         return self.attrs.get("sparsityM", 1) > 1
@@ -89,11 +108,11 @@ class MVAU(DataflowNode):
         return self.operand_cycles() + super().get_latency()
 
     def first_output_delay(self) -> int:
-        """One whole input vector, then the operand, product and accumulator registers and a
-        log2(SIMD)-deep adder tree (a dynamic operand must be complete first: the schedule waits for it).
+        """One whole input vector, then the operand, product and accumulator registers (and the
+        banked weights' second register) and a log2(SIMD)-deep adder tree (a dynamic operand must be complete first: the schedule waits for it).
         Measured on rtl/mvau (experiments/results/rtl/cycles.json)."""
         a = self.attrs
-        tree = self.PIPELINE_DEPTH + math.ceil(math.log2(a["SIMD"]))
+        tree = self.PIPELINE_DEPTH + math.ceil(math.log2(a["SIMD"])) + (1 if self.weight_bank_words() else 0)
         if self.sparse():  # the whole vector, then the first channel group's stored words
             return a["MW"] // a["SIMD"] + self.stored_row() // a["SIMD"] + tree
         return a["MW"] // a["SIMD"] + tree
