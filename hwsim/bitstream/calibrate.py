@@ -184,7 +184,7 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
     """Dense (M = 1) or N:M sparse MVAU with fused requant (ACTIVATION) or the accumulator out; the
     requant's shifts drawn per channel from [-1, 6], or (``DISTINCT``: 1) one shift for every channel,
     as exports have it."""
-    from hwsim.rtlgen.memfiles import mvau_memories, nm_compress
+    from hwsim.rtlgen.memfiles import bank_rows, mvau_memories, nm_compress
 
     mw, mh, pe, simd, wb, ab = cfg["MW"], cfg["MH"], cfg["PE"], cfg["SIMD"], cfg["WBITS"], cfg["ABITS"]
     n, m, act, lut = cfg.get("N", 1), cfg.get("M", 1), cfg.get("ACTIVATION", 1), cfg.get("LUT_MULT", 1)
@@ -219,6 +219,10 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
                                       "noActivation": int(not act), "biasBits": bbits, "sparsityN": n, "sparsityM": m,
                                       **({"shifts": [int(v) for v in s]} if act else {}),
                                       "resType": "lut" if lut else "dsp"})
+    bank = node.weight_bank_words()
+    if bank:  # as hwsim.rtlgen.stitch makes the block: weights deeper than a block-RAM chunk in banks
+        params["WBANK"] = bank
+        memories.update({f"weights.mem.b{k:02d}": (rows, wb, True) for k, rows in enumerate(bank_rows(mem["weights"], bank))})
     kind = "MVAU (sparse)" if m > 1 else "MVAU" if lut else "MVAU (MULT18)"
     return Block(kind, "mvau", "mvau/mvau.v", params, node, memories)
 

@@ -114,12 +114,24 @@ def ecp5_memory(m: Memory) -> tuple[str, int, int]:
 
 
 def bank_words(width: int, depth: int) -> int:
-    """rtl/mvau's WBANK for a ROM of ``width`` x ``depth``: the words of one block-RAM address chunk
-    where synth_ecp5 would cascade several (a power of two), else 0 (one chunk, or not block RAM)."""
+    """rtl/mvau's WBANK for a ROM of ``width`` x ``depth`` that synth_ecp5 would cascade over several
+    block-RAM address chunks (0 if it would not): the power of two, each bank mapped without a
+    cascade, with the fewest block RAMs in all (then the fewest banks). Yosys packs address chunks
+    side by side in a wider block RAM (9216 x 8 in four 18-bit ones), so banks can cost a block
+    RAM or two more than the cascade: the price of a multiplexer that starts at flip-flops."""
     kind, _, chunks = ecp5_memory(Memory(width, depth))
     if kind != "bram" or chunks <= 1:
         return 0
-    return 1 << math.ceil(math.log2(-(-depth // chunks)))
+    best = None
+    bank = 1 << max(0, math.ceil(math.log2(-(-depth // chunks))))
+    while bank < depth:
+        kind, blocks, per_bank = ecp5_memory(Memory(width, bank))
+        if kind == "bram" and per_bank == 1:
+            total = -(-depth // bank) * blocks
+            if best is None or total <= best[0]:
+                best = (total, bank)
+        bank *= 2
+    return best[1] if best else 0
 
 
 def _memory_parts(mems: list[Memory]) -> tuple[int, dict, dict]:

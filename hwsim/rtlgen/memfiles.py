@@ -44,16 +44,21 @@ def write_mem(path: str | Path, words: list[list[int]] | np.ndarray, bits: int, 
     return path
 
 
-def write_banks(path: str | Path, words: np.ndarray, bits: int, bank: int, signed: bool = True) -> list[Path]:
-    """rtl/mvau's banked weights (WBANK = ``bank``): ``path``.b00, .b01, ... of ``bank`` words each, the
-    last padded with zero words (a short file would leave words undefined in simulation)."""
+def bank_rows(words: np.ndarray, bank: int) -> list[np.ndarray]:
+    """rtl/mvau's banked weights (WBANK = ``bank``): the words of bank 0, 1, ..., the last padded with
+    zero words (a short file would leave words undefined in simulation); at most 100 (.b00 to .b99)."""
     rows = np.atleast_2d(np.asarray(words, dtype=np.int64))
     count = -(-len(rows) // bank)
     if count > 100:
-        raise ValueError(f"{path}: {count} banks of {bank} words; rtl/mvau names at most 100 (.b00 to .b99)")
+        raise ValueError(f"{count} banks of {bank} words; rtl/mvau names at most 100 (.b00 to .b99)")
     padded = np.zeros((count * bank, rows.shape[1]), dtype=np.int64)
     padded[: len(rows)] = rows
-    return [write_mem(f"{path}.b{k:02d}", padded[k * bank:(k + 1) * bank], bits, signed) for k in range(count)]
+    return [padded[k * bank:(k + 1) * bank] for k in range(count)]
+
+
+def write_banks(path: str | Path, words: np.ndarray, bits: int, bank: int, signed: bool = True) -> list[Path]:
+    """The bank files rtl/mvau reads for WEIGHT_FILE = ``path``: ``path``.b00, .b01, ..."""
+    return [write_mem(f"{path}.b{k:02d}", rows, bits, signed) for k, rows in enumerate(bank_rows(words, bank))]
 
 
 def mvau_memories(weights: np.ndarray, bias: np.ndarray, shifts: np.ndarray, pe: int, simd: int) -> dict[str, np.ndarray]:
