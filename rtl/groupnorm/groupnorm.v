@@ -106,11 +106,13 @@ module groupnorm #(
         .clk(clk), .clear(rst || drained), .step(take), .fold(fold), .group(lgroups));
     reg signed [IBITS-1:0] x;
     reg [GW-1:0] lg;        // the lane's group
-    // a word is accumulated the cycle after it is taken, from registers: the input (a slice's or a
-    // FIFO's memory output) does not reach the square and the sum in the same cycle
-    reg [PE*IBITS-1:0] x_r;
-    reg [PE*GW-1:0] lg_r;
-    reg pend;               // x_r holds a word not yet accumulated
+    // a word is squared the cycle after it is taken, from registers (the input, a slice's or a FIFO's
+    // memory output, does not reach the multiplier), and accumulated the cycle after that (a
+    // multiplier block and the sum's carry chain in one cycle were the unet-fashion share's path)
+    reg [PE*IBITS-1:0] x_r, x_s;
+    reg [PE*GW-1:0] lg_r, lg_s;
+    reg [PE*2*IBITS-1:0] sq_s;  // the lanes' squares
+    reg pend, pend2;        // x_r holds a word not yet squared, x_s one not yet accumulated
     always @(posedge clk) begin
         if (take) begin
             buffer[widx] <= in_data;
@@ -118,17 +120,26 @@ module groupnorm #(
             lg_r <= lgroups;
         end
         pend <= take && !rst;
+        pend2 <= pend && !rst;
+        if (pend) begin
+            x_s <= x_r;
+            lg_s <= lg_r;
+            for (p = 0; p < PE; p = p + 1) begin
+                x = $signed(x_r[p * IBITS +: IBITS]);
+                sq_s[p * 2 * IBITS +: 2 * IBITS] <= x * x;
+            end
+        end
         if (rst) begin
             for (g = 0; g < GROUPS; g = g + 1) begin
                 s_acc[g] <= 0;
                 q_acc[g] <= 0;
             end
-        end else if (pend) begin
+        end else if (pend2) begin
             for (p = 0; p < PE; p = p + 1) begin
-                x = $signed(x_r[p * IBITS +: IBITS]);
-                lg = lg_r[p * GW +: GW];
+                x = $signed(x_s[p * IBITS +: IBITS]);
+                lg = lg_s[p * GW +: GW];
                 s_acc[lg] = s_acc[lg] + x;
-                q_acc[lg] = q_acc[lg] + x * x;
+                q_acc[lg] = q_acc[lg] + $signed({1'b0, sq_s[p * 2 * IBITS +: 2 * IBITS]});
             end
         end else if (drained) begin
             for (g = 0; g < GROUPS; g = g + 1) begin
@@ -173,7 +184,7 @@ module groupnorm #(
                         step <= 0;
                     end
                 end
-                SOLVE: if (!pend) begin  // (the map's last word is accumulated in SOLVE's first cycle)
+                SOLVE: if (!pend && !pend2) begin  // (the map's last word is squared and accumulated in SOLVE's first two cycles)
                     if (step == 0 && setup == 0) begin
                         s_r <= s_acc[sg];
                         q_r <= q_acc[sg];
