@@ -16,10 +16,11 @@ from hwsim.dataflow.nodes.base import HWSIM_DOMAIN, DataflowNode, Op
 
 RSQRT_ADDS = 32  # a 32-bit integer square root, one add per result bit (docs/numerics.md, GroupNorm)
 RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
-# rtl/groupnorm solves each group serially: a five-cycle set-up (S and Q, N*Q and S*S, D, k, m), a 63-step
+# rtl/groupnorm solves each group serially: a six-cycle set-up (S and Q, N*Q's and S*S's partial products,
+# their sums, D, k, m), a 63-step
 # restoring division of 2^62 by m, a 32-step square root, store; and 4 cycles pass between its phases
 # (measured; two of them: the map's last word is squared, then accumulated, in SOLVE's first cycles)
-SOLVE_CYCLES = 5 + 63 + 32 + 1
+SOLVE_CYCLES = 6 + 63 + 32 + 1
 PHASE_CYCLES = 4
 EMIT_STAGES = 8  # rtl/groupnorm normalizes in eight pipeline stages: the first output waits seven more cycles, the II does not
 
