@@ -383,6 +383,8 @@ def groupnorm_block(cfg: dict, rng: np.random.Generator) -> Block:
                                          "betaBits": bb})
     params = dict(CHANNELS=c, GROUPS=g, PE=pe, PIXELS=pixels, IBITS=ib, OBITS=8, FT=ft, FG=fg, GBITS=gb, BBITS=bb,
                   QMIN=-128, QMAX=127, GAMMA_FILE="gamma.mem", BETA_FILE="beta.mem")
+    if node.buffer_bank_words():  # as hwsim.rtlgen.stitch makes the block
+        params["BBANK"] = node.buffer_bank_words()
     return Block("GroupNorm", "groupnorm", "groupnorm/groupnorm.v", params, node,
                  {"gamma.mem": (_rand(rng, 14, (c, 1)), gb, True), "beta.mem": (_rand(rng, 23, (c, 1)), bb, True)})
 

@@ -113,19 +113,20 @@ def ecp5_memory(m: Memory) -> tuple[str, int, int]:
     return kind, n, a
 
 
-def bank_words(width: int, depth: int) -> int:
-    """rtl/mvau's WBANK for a ROM of ``width`` x ``depth`` that synth_ecp5 would cascade over several
-    block-RAM address chunks (0 if it would not): the power of two, each bank mapped without a
+def bank_words(width: int, depth: int, writes: int = 0) -> int:
+    """rtl/mvau's WBANK (a ROM) and rtl/groupnorm's BBANK (``writes`` = 1, a RAM) for a memory of
+    ``width`` x ``depth`` that synth_ecp5 would cascade over several block-RAM address chunks (0 if
+    it would not): the power of two, each bank mapped without a
     cascade, with the fewest block RAMs in all (then the fewest banks). Yosys packs address chunks
     side by side in a wider block RAM (9216 x 8 in four 18-bit ones), so banks can cost a block
     RAM or two more than the cascade: the price of a multiplexer that starts at flip-flops."""
-    kind, _, chunks = ecp5_memory(Memory(width, depth))
+    kind, _, chunks = ecp5_memory(Memory(width, depth, 1, writes))
     if kind != "bram" or chunks <= 1:
         return 0
     best = None
     bank = 1 << max(0, math.ceil(math.log2(-(-depth // chunks))))
     while bank < depth:
-        kind, blocks, per_bank = ecp5_memory(Memory(width, bank))
+        kind, blocks, per_bank = ecp5_memory(Memory(width, bank, 1, writes))
         if kind == "bram" and per_bank == 1:
             total = -(-depth // bank) * blocks
             if best is None or total <= best[0]:
@@ -252,7 +253,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         if not dyn or act:  # the bias and shift address nf * PE + lane
             mults += const_mult18(_clog2(nf), p) if nf > 1 else 0
         mems = []
-        ocount = 0
+        ocount, bank = 0, 0
         if dyn:
             heads = a.get("heads", 1)
             # lane (q, r) reads entries (h*MH + n*PE + q)*MW + f*SIMD + r: one PE*SIMD-th of the array
@@ -283,6 +284,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         elif nf > 1:
             mems.append(Memory(q * x, mw // q, 1, 1))  # the input buffer replayed for nf > 0
         bram, ml, mf = _memory_parts(mems)
+        if not dyn and bank:  # the banks' multiplexer, from flip-flops (the cascade's, were it one memory)
+            ml["bram_mux"] = ml.get("bram_mux", 0.0) + (-(-(nf * sf) // bank) - 1) * p * q * w
         levels = math.ceil(math.log2(q)) if q > 1 else 0
         # the multipliers run in two stages (rtl/mvau): with LUT products, the partial products of the
         # weight's low and high rows are registered apart (``partial``) and summed in the next stage
@@ -427,15 +430,21 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         # gamma and beta (one table per timestep group) are read into registers beside t's rounding
         # in EMIT, so synchronous tables: a large one becomes a block RAM
         steps = a.get("timestepGroups", 1)
-        mems = [Memory(lanes * width, words, 1, 1), Memory(a["gammaBits"], c * steps, lanes),
-                Memory(a["betaBits"], c * steps, lanes)]
+        bank = node.buffer_bank_words()  # banks, each word registered again (``bbank``) before the multiplexer
+        buffer = [Memory(lanes * width, bank, 1, 1)] * -(-words // bank) if bank else [Memory(lanes * width, words, 1, 1)]
+        mems = [*buffer, Memory(a["gammaBits"], c * steps, lanes), Memory(a["betaBits"], c * steps, lanes)]
         n = node.group_size()
         # rtl/groupnorm sizes its registers from the numerics (LOGN = bits of N): S has IBITS + LOGN + 1
         # bits, Q 2 IBITS + LOGN + 1, N*x - S IBITS + LOGN + 2, t FT + (LOGN + 1) / 2 + 3. LOAD x*x per
         # lane; SOLVE N*Q - S*S; EMIT per lane N*x - S, (that) * r (r: 32 bits, zero-extended) and t * gamma
         logn = n.bit_length()
         sb, qb, cb, tb = width + logn + 1, 2 * width + logn + 1, width + logn + 2, a["ft"] + (logn + 1) // 2 + 3
-        mults = lanes * mult18(width, width) + const_mult18(qb, n) + mult18(sb, sb) \
+        # SOLVE's N*Q and S*S over 17-bit halves (lo: 18 bits with a zero sign bit, hi: the rest and the
+        # sign), products kept modulo 2^DB
+        db = 2 * logn + 2 * width
+        hi_s, hi_q = max(1, sb - 16), max(1, qb - 16)
+        mults = lanes * mult18(width, width) + const_mult18(18, n) + const_mult18(hi_q, n) \
+            + mult18(18, 18, db) + mult18(18, hi_s, db) + mult18(hi_s, hi_s, db) \
             + lanes * (const_mult18(width, n) + mult18(cb, 33) + mult18(tb, a["gammaBits"]))
         # the channel fold * PE of the gamma and beta read, and of the group index in LOAD and EMIT's
         # first stage unless the lanes count their groups (shared by the lanes; a shift when PE is a
@@ -443,6 +452,8 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         counted = not _pow2(c // groups)
         mults += (1 if counted else 3) * const_mult18(folds.bit_length(), lanes)
         bram, ml, mf = _memory_parts(mems)
+        if bank:  # the banks' multiplexer, from flip-flops
+            ml["bram_mux"] = ml.get("bram_mux", 0.0) + (len(buffer) - 1) * lanes * width
         # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
         # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so
         # with PE >= C / G the lane's constant bits fix part of the group index (C / PE = folds reach)
@@ -455,17 +466,17 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         # shift of D with its leading-one search, both built only when D can exceed 32 bits (k > 0);
         # the solver's width (log2 N); its reads and writes of the groups' S, Q and r registers (none
         # with one group); the lanes' group counters
-        db = 2 * logn + 2 * width
         shift = 1 if db > 32 else 0
         # gamma and beta in logic (not block RAM): a read multiplexer per lane over the entries its
         # address fold * PE + lane reaches: FOLDS per table when PE is a power of two (the lane is the
         # address's low bits), the whole table otherwise (``table``: multiplexed bits / 16)
         reach = (folds if _pow2(lanes) else c) * steps
-        table = sum(lanes * m.width * max(1.0, reach / 16) for m in mems[1:] if ecp5_memory(m)[0] != "bram")
+        table = sum(lanes * m.width * max(1.0, reach / 16) for m in mems[len(buffer):] if ecp5_memory(m)[0] != "bram")
         return mults, mems, {**one, "lane_reach": lanes * min(groups, folds), "lane_logn": lanes * logn, "table": table,
                              "lane_shift": lanes * shift * (cb + 33), "solver_shift": shift * db, "logn": logn,
                              "group_regs": (groups - 1) * (sb + qb + 32), "group_count": count_bits}, \
-            {**one, "lanes": lanes, "groups": groups, "group_count": count_bits, **mf}
+            {**one, "lanes": lanes, "groups": groups, "group_count": count_bits,
+             **({"bbank": len(buffer) * lanes * width} if bank else {}), **mf}
     if t == "AdaLayerNorm":
         sb, hb = a["scaleBits"], a["shiftBits"]
         mems = [Memory(lanes * width, node_adaln_depth(node), 1, 1), Memory(lanes * sb, 2 * folds, 1, 1),
@@ -543,5 +554,6 @@ SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux")
 # multiplier and an adder to a counter (f79f5e4) changed by a median of +3.4 LUT per counter bit, the
 # adder it replaced being about one more; fitted freely, the coefficient (51) absorbed other misfit and
 # took the residual block from +20% to +42%. An MVAU's banked weights (``wbank``): one flip-flop per
-# bit of every bank's second register (rtl/mvau WBANK), by construction.
-FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0}}
+# bit of every bank's second register (rtl/mvau WBANK), by construction; GroupNorm's banked buffer
+# (``bbank``, rtl/groupnorm BBANK) the same.
+FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0, "bbank": 1.0}}

@@ -398,8 +398,8 @@ def bench_swg(ih: int, iw: int, channels: int, simd: int, k: tuple[int, int], st
 
 
 def bench_groupnorm(channels: int, groups: int, pe: int, h: int, w: int, build_dir, sim="icarus", backpressure=True,
-                    seed=0, extreme=False, visible_t=False) -> dict:
-    """``extreme``: inputs at the ends of INT8 only, and a first group with one 127 among -128s,
+                    seed=0, extreme=False, visible_t=False, bank: int = 0) -> dict:
+    """``bank``: the buffer in banks of that many words (BBANK). ``extreme``: inputs at the ends of INT8 only, and a first group with one 127 among -128s,
     whose z-score sqrt(n - 1) is the largest a group can have (the bound of rtl/groupnorm's widths).
     ``visible_t``: FT = 6, FG = 8, gamma = 2^14 and INT16 outputs, so each output is t plus a rounded
     beta and every bit of t's rounding reaches the output (at the default FT = 12, FG = 10 and INT8
@@ -421,9 +421,9 @@ def bench_groupnorm(channels: int, groups: int, pe: int, h: int, w: int, build_d
     y = groupnorm_ref(x, groups, gamma, beta, ft, fg, -qmax - 1, qmax)
     node = make_node("GroupNorm", "gn", {"NumChannels": channels, "groups": groups, "PE": pe, "numInputVectors": [h, w],
                                          "ft": ft, "inputDataType": "INT8", "outputDataType": f"INT{obits}",
-                                         "gammaBits": 16, "betaBits": 26})
+                                         "gammaBits": 16, "betaBits": 26, "bufferBankWords": bank})
     params = dict(CHANNELS=channels, GROUPS=groups, PE=pe, PIXELS=h * w, IBITS=8, OBITS=obits, FT=ft, FG=fg, GBITS=16,
-                  BBITS=26, QMIN=-qmax - 1, QMAX=qmax)
+                  BBITS=26, QMIN=-qmax - 1, QMAX=qmax, **({"BBANK": bank} if bank else {}))
     stream = lambda a: _words(np.moveaxis(a[0], 0, -1).reshape(-1), pe)  # NCHW -> channels-last words
     return _bench("groupnorm", "groupnorm/groupnorm.v", params, {"in": (stream(x), 8, True)},
                   {"out": (stream(y), obits, True)}, node, build_dir, sim, backpressure, seed,

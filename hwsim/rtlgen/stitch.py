@@ -165,6 +165,11 @@ class _Context:
         return name
 
 
+def _bank(words: int, param: str) -> dict:
+    """rtl/mvau's WBANK or rtl/groupnorm's BBANK, when the node's memory is banked."""
+    return {param: words} if words else {}
+
+
 def _per_channel(values, channels: int) -> np.ndarray:
     values = np.asarray(values, dtype=np.int64).reshape(-1)
     return np.broadcast_to(values, (channels,)) if values.size == 1 else values
@@ -301,7 +306,7 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                             WEIGHT_FILE=ctx.mem(f"{uid}_weights.mem", mem["weights"], wbits),
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
                             SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), LUT_MULT=_lut_mult(node),
-                            **_const_shift(shifts, activation), **({"WBANK": bank} if bank else {}),
+                            **_const_shift(shifts, activation), **_bank(bank, "WBANK"),
                             **sparse, **_grouping("mvau", ctx, VECTORS=node.n_vectors()))
     if t == "Requant":
         shifts, qmin, qmax = _shifts(node, ctx, ctx.source_names(node)[0], a["NumChannels"])
@@ -318,7 +323,7 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                                  BBITS=a["betaBits"], QMIN=ia["qmin"], QMAX=ia["qmax"],
                                  GAMMA_FILE=ctx.mem(f"{uid}_gamma.mem", ctx.per_group(ins[1]).reshape(-1, 1), a["gammaBits"]),
                                  BETA_FILE=ctx.mem(f"{uid}_beta.mem", ctx.per_group(ins[2]).reshape(-1, 1), a["betaBits"]),
-                                 **_grouping("groupnorm", ctx))
+                                 **_bank(node.buffer_bank_words(), "BBANK"), **_grouping("groupnorm", ctx))
     if t == "LutActivation":
         (_, ins, _, _), = ctx.sources(node)
         ia = ctx.same_in_every_group(node, ctx.source_names(node)[0], ("in_min",))

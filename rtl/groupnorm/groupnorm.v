@@ -3,10 +3,13 @@
 //   S = sum q, Q = sum q^2, D = n*Q - S^2, k = max(0, ceil((bitlen(D) - 32) / 2)), m = D >> 2k,
 //   r = isqrt(floor(2^62 / m))  (r = k = 0 when D = 0),
 //   t = round_shift((n*q - S) * r, 31 + k - FT),  y = clamp(round_shift(t*G[c] + B[c], FT + FG)).
+// Banked buffer (BBANK > 0, a map deeper than BBANK words): as rtl/mvau's WBANK, each bank its own
+// memory, every bank's word registered once more before the multiplexer (a buffer cascade's
+// multiplexer after the block RAMs' clock-to-out was a stitched design's path); EMIT one stage longer.
 // Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
-// S and Q accumulate per group; SOLVE computes r and k group by group (a four-cycle set-up: S
-// and Q, D, k, m) with a restoring divider (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
-// cycle, normalized in six pipeline stages (the word and its group's statistics registered, then a subtraction, a multiply or a rounding shift each). round_shift
+// S and Q accumulate per group; SOLVE computes r and k group by group (a six-cycle set-up: S
+// and Q, the partial products of N*Q and S*S, their sums, D, k, m) with a restoring divider (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
+// cycle, normalized in eight pipeline stages (the word and its group's statistics registered, then a subtraction, a multiply, an add or a rounding shift each). round_shift
 // rounds half to even. Every register is as wide as the numerics
 // bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
 // (n*q - S) * r (CB x 33) and t * G (TB x GBITS), and S*S once (SB x SB); D has DB bits, m and the
@@ -40,7 +43,8 @@ module groupnorm #(
     parameter integer STEP_GROUPS = 1,  // timestep groups (tables of gamma and beta)
     parameter integer STEP_GBITS = 8,   // g stream width
     parameter GAMMA_FILE = "gamma.mem",
-    parameter BETA_FILE = "beta.mem"
+    parameter BETA_FILE = "beta.mem",
+    parameter integer BBANK = 0  // > 0 (a power of two): the buffer in banks of BBANK words, read registered twice
 ) (
     input  wire                clk,
     input  wire                rst,
@@ -56,6 +60,9 @@ module groupnorm #(
 );
     localparam integer FOLDS = CHANNELS / PE;
     localparam integer WORDS = PIXELS * FOLDS;
+    localparam integer BANKED = (BBANK > 0) && (WORDS > BBANK);
+    localparam integer NB = BANKED ? (WORDS + BBANK - 1) / BBANK : 1;  // buffer banks
+    localparam integer LB = (BBANK <= 1) ? 1 : $clog2(BBANK);         // address bits within a bank
     localparam integer CPG = CHANNELS / GROUPS;
     localparam integer N = PIXELS * CPG;
     // widths from the numerics: |q| <= 2^(IBITS-1), |S| <= N 2^(IBITS-1), Q <= N 2^(2 IBITS-2),
@@ -94,7 +101,8 @@ module groupnorm #(
     localparam integer WW = $clog2(WORDS + 1);
     reg [WW-1:0] widx, ridx;  // words taken / words read back
     reg v1;                 // a word read back, not yet normalized
-    wire drained = (phase == EMIT) && (ridx == WORDS) && !v1;  // the last word has left the buffer stage
+    wire v1o;               // stage 1 as EMIT's second stage takes it (a cycle later with banks)
+    wire drained = (phase == EMIT) && (ridx == WORDS) && !v1 && !v1o;  // the last word has left the buffer stages
     assign in_ready = (phase == LOAD);
     wire take = in_valid && in_ready;
 
@@ -115,7 +123,7 @@ module groupnorm #(
     reg pend, pend2;        // x_r holds a word not yet squared, x_s one not yet accumulated
     always @(posedge clk) begin
         if (take) begin
-            buffer[widx] <= in_data;
+            if (!BANKED) buffer[widx] <= in_data;
             x_r <= in_data;
             lg_r <= lgroups;
         end
@@ -318,6 +326,51 @@ module groupnorm #(
     reg [CW-1:0] c;
     reg [GW-1:0] grp;
     integer lane, sh;
+    // banked buffer: every bank's word registered again, then chosen; stage 1's other registers wait a cycle
+    wire [FW-1:0] fold1o;
+    wire [PE*GW-1:0] grp1o;
+    wire [STEP_GBITS-1:0] sg1o;
+    wire [PE*IBITS-1:0] w1o;
+    generate
+        if (BANKED) begin : banked
+            localparam integer SBK = (NB <= 1) ? 1 : $clog2(NB);
+            wire [NB*PE*IBITS-1:0] held;  // every bank's word, registered twice
+            reg [SBK-1:0] sel1, selb;
+            reg v1b;
+            reg [FW-1:0] fold1b;
+            reg [PE*GW-1:0] grp1b;
+            reg [STEP_GBITS-1:0] sg1b;
+            genvar k;
+            for (k = 0; k < NB; k = k + 1) begin : bank
+                reg [PE*IBITS-1:0] mem [0:BBANK-1];
+                reg [PE*IBITS-1:0] q, r;
+                always @(posedge clk) begin
+                    if (take && (widx >> LB) == k) mem[widx[LB-1:0]] <= in_data;
+                    if (en) begin
+                        q <= mem[ridx[LB-1:0]];
+                        r <= q;
+                    end
+                end
+                assign held[k * PE * IBITS +: PE * IBITS] = r;
+            end
+            always @(posedge clk) begin
+                if (rst) v1b <= 1'b0;
+                else if (en) v1b <= v1;
+                if (en) begin
+                    sel1 <= ridx >> LB;
+                    selb <= sel1;
+                    fold1b <= fold1;
+                    grp1b <= grp1;
+                    sg1b <= sg1;
+                end
+            end
+            assign {v1o, fold1o, grp1o, sg1o} = {v1b, fold1b, grp1b, sg1b};
+            assign w1o = held[selb * PE * IBITS +: PE * IBITS];
+        end else begin : direct
+            assign {v1o, fold1o, grp1o, sg1o, w1o} = {v1, fold1, grp1, sg1, w1};
+        end
+    endgenerate
+
     always @(posedge clk) begin
         if (rst) begin
             ridx <= 0;
@@ -335,13 +388,13 @@ module groupnorm #(
             else if (rfire) ridx <= ridx + 1;
             if (en) begin
                 v1 <= rfire;
-                w1 <= buffer[ridx];
+                if (!BANKED) w1 <= buffer[ridx];
                 fold1 <= rfold;
                 grp1 <= rgroups;
                 sg1 <= step_group;
-                vn <= v1;
-                foldn <= fold1;
-                sgn <= sg1;
+                vn <= v1o;
+                foldn <= fold1o;
+                sgn <= sg1o;
                 vc <= vn;
                 foldc <= foldn;
                 sgc <= sgn;
@@ -355,14 +408,14 @@ module groupnorm #(
                 vm <= v2;
                 va <= vm;
                 out_valid <= va;
-                if (v1)
+                if (v1o)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
-                        grp = grp1[lane * GW +: GW];
+                        grp = grp1o[lane * GW +: GW];
                         sn[lane * SB +: SB] <= s_acc[grp];
                         rn[lane * 32 +: 32] <= r_of[grp];
                         kn[lane * KB +: KB] <= k_of[grp];
                     end
-                if (v1) xn <= w1;
+                if (v1o) xn <= w1o;
                 if (vn)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
                         centered = N * $signed(xn[lane * IBITS +: IBITS]) - $signed(sn[lane * SB +: SB]);

@@ -30,8 +30,9 @@ NETLIST = "ecp5-netlist"
     lambda d: benches.bench_dwc(2, 3, 12, d, sim=NETLIST, seed=3),  # synthesized with a latch before its fix
     # narrowed registers, the solver's shift k > 0, t's rounding visible at the output
     lambda d: benches.bench_groupnorm(16, 2, 4, 8, 8, d, NETLIST, backpressure=False, extreme=True, visible_t=True),
+    lambda d: benches.bench_groupnorm(16, 4, 1, 16, 16, d, NETLIST, seed=1, bank=2048),  # two block-RAM banks
 ], ids=["mvau-mult18", "mvau-lut", "mvau-bram", "mvau-banked", "requant", "requant-const", "thresholding", "fifo-bram36", "fifo-bram18", "fifo-bram9", "fifo-cascade-outreg", "fifo-cascade-inreg", "dwc",
-        "groupnorm"])
+        "groupnorm", "groupnorm-banked"])
 def test_block_netlist_bit_exact(case, tmp_path):
     report = case(tmp_path)
     assert report["sim"] == NETLIST and report["bit_exact"]

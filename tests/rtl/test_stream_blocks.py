@@ -102,9 +102,18 @@ def test_groupnorm_rounding_of_t_reaches_the_output(args, extreme, tmp_path):
     assert benches.bench_groupnorm(*args, tmp_path, backpressure=False, extreme=extreme, visible_t=True)["bit_exact"]
 
 
-def test_groupnorm_cycles_held_out(tmp_path):
-    report = benches.bench_groupnorm(12, 6, 3, 3, 4, tmp_path, backpressure=False)
+@pytest.mark.parametrize("bank", [0, 4], ids=["one-buffer", "banked"])
+def test_groupnorm_cycles_held_out(bank, tmp_path):
+    report = benches.bench_groupnorm(12, 6, 3, 3, 4, tmp_path, backpressure=False, bank=bank)
     assert report["bit_exact"] and report["measured"] == report["modelled"]
+
+
+@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_groupnorm_banked_buffer_bit_exact(seed, sim, tmp_path):
+    """12 words in banks of 4 (and, PE = 2 over 6 x 5 pixels, 45 words in 12 banks, the last partly used)."""
+    assert benches.bench_groupnorm(12, 6, 3, 3, 4, tmp_path / "a", seed=seed, sim=sim, bank=4)["bit_exact"]
+    assert benches.bench_groupnorm(6, 3, 2, 6, 5, tmp_path / "b", seed=seed, sim=sim, bank=8)["bit_exact"]
 
 
 @pytest.mark.parametrize("case", [

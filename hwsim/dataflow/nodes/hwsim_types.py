@@ -76,10 +76,25 @@ class GroupNorm(_Stream):
     def get_exp_cycles(self) -> int:
         if self.attrs.get("doubleBuffer", 0):
             return max(self._pass(), self._solve())
-        return 2 * self._pass() + self._solve()
+        return 2 * self._pass() + self._solve() + self._banked()  # the next map waits for the banks' stage
 
     def first_output_delay(self) -> int:  # the whole map, then the groups' square roots
-        return self._pass() + self._solve() + EMIT_STAGES - 1
+        return self._pass() + self._solve() + EMIT_STAGES - 1 + self._banked()
+
+    def _banked(self) -> int:
+        return 1 if self.buffer_bank_words() else 0
+
+    def buffer_bank_words(self) -> int:
+        """rtl/groupnorm's BBANK: a buffer in block RAM deeper than one address chunk is banked at the
+        chunk's depth (EMIT one stage longer; ``bufferBankWords`` overrides, 0 for none)."""
+        words = self._pass()
+        if "bufferBankWords" in self.attrs:
+            bank = int(self.attrs["bufferBankWords"])
+        else:
+            from hwsim.dataflow.ecp5 import bank_words  # the block RAM geometry synth_ecp5 maps to
+
+            bank = bank_words(self.word(), words, writes=1)
+        return bank if bank and words > bank else 0
 
     def output_cycles(self) -> int:
         return self._pass() - 1
