@@ -439,10 +439,10 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         # lane; SOLVE N*Q - S*S; EMIT per lane N*x - S, (that) * r (r: 32 bits, zero-extended) and t * gamma
         logn = n.bit_length()
         sb, qb, cb, tb = width + logn + 1, 2 * width + logn + 1, width + logn + 2, a["ft"] + (logn + 1) // 2 + 3
-        # SOLVE's N*Q and S*S over 17-bit halves (lo: 18 bits with a zero sign bit, hi: the rest and the
-        # sign), products kept modulo 2^DB
+        # SOLVE's N*Q and S*S over 17-bit halves (lo: 18 bits with a zero sign bit; hi = x >> 17: the
+        # remaining bits, the sign among them, one bit when there are none), products modulo 2^DB
         db = 2 * logn + 2 * width
-        hi_s, hi_q = max(1, sb - 16), max(1, qb - 16)
+        hi_s, hi_q = max(1, sb - 17), max(1, qb - 17)
         mults = lanes * mult18(width, width) + const_mult18(18, n) + const_mult18(hi_q, n) \
             + mult18(18, 18, db) + mult18(18, hi_s, db) + mult18(hi_s, hi_s, db) \
             + lanes * (const_mult18(width, n) + mult18(cb, 33) + mult18(tb, a["gammaBits"]))
