@@ -17,7 +17,6 @@ So the quantized net of a grouped plan is one hardware-exact net per group
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
