@@ -135,6 +135,16 @@ def bank_words(width: int, depth: int, writes: int = 0) -> int:
     return best[1] if best else 0
 
 
+def _banks(width: int, words: int, bank: int, writes: int = 0) -> tuple[list[Memory], float, float]:
+    """A memory of ``width`` x ``words``, or its banks of ``bank`` words (rtl/mvau WBANK, rtl/groupnorm
+    BBANK): the memories, the bits of the banks' multiplexer (from flip-flops, LUTs priced as
+    ``bram_mux``) and of their second registers (flip-flops)."""
+    if not bank:
+        return [Memory(width, words, 1, writes)], 0.0, 0.0
+    count = -(-words // bank)
+    return [Memory(width, bank, 1, writes)] * count, float((count - 1) * width), float(count * width)
+
+
 def _memory_parts(mems: list[Memory]) -> tuple[int, dict, dict]:
     """(DP16KD, LUT features, FF features) of a block's memories, by where Yosys puts each:
     ``rom``: LUT ROM, a LUT4 per 16 entries per bit and read port; ``ram_rd``/``ram_wr``: a RAM in
@@ -253,7 +263,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         if not dyn or act:  # the bias and shift address nf * PE + lane
             mults += const_mult18(_clog2(nf), p) if nf > 1 else 0
         mems = []
-        ocount, bank = 0, 0
+        ocount, bank_mux, bank_ff = 0, 0.0, 0.0
         if dyn:
             heads = a.get("heads", 1)
             # lane (q, r) reads entries (h*MH + n*PE + q)*MW + f*SIMD + r: one PE*SIMD-th of the array
@@ -263,11 +273,9 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
             ocount = 0 if wired else _clog2(heads * mh * mw + 1) * (1 + p * q)
             mems.append(Memory(w, heads * mh * mw, p * q, q, sync=True, lanes=p * q if wired else 1, tag="operand"))
         else:
-            bank = node.weight_bank_words()
-            if bank:  # one memory per bank, each word registered again (``wbank``) before the multiplexer
-                mems += [Memory(p * q * w, bank)] * -(-(nf * sf) // bank)
-            elif not node.external():  # weights streamed from DRAM (FINN's external mode) take no weight memory
-                mems.append(Memory(p * q * w, nf * sf))
+            if not node.external():  # weights streamed from DRAM (FINN's external mode) take no weight memory
+                weights, bank_mux, bank_ff = _banks(p * q * w, nf * sf, node.weight_bank_words())
+                mems += weights
                 if sparse:
                     mems.append(Memory(p * q * node.index_bits(), nf * sf))
             mems.append(Memory(a.get("biasBits", 16), mh, p, sync=False))
@@ -284,8 +292,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         elif nf > 1:
             mems.append(Memory(q * x, mw // q, 1, 1))  # the input buffer replayed for nf > 0
         bram, ml, mf = _memory_parts(mems)
-        if not dyn and bank:  # the banks' multiplexer, from flip-flops (the cascade's, were it one memory)
-            ml["bram_mux"] = ml.get("bram_mux", 0.0) + (-(-(nf * sf) // bank) - 1) * p * q * w
+        if bank_mux:
+            ml["bram_mux"] = ml.get("bram_mux", 0.0) + bank_mux
         levels = math.ceil(math.log2(q)) if q > 1 else 0
         # the multipliers run in two stages (rtl/mvau): with LUT products, the partial products of the
         # weight's low and high rows are registered apart (``partial``) and summed in the next stage
@@ -302,7 +310,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
               "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
               "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc),
-              **({"wbank": -(-(nf * sf) // bank) * p * q * w} if not dyn and bank else {}), **mf}
+              **({"wbank": bank_ff} if bank_ff else {}), **mf}
         return mults, mems, lut, ff
     if t == "StreamingDataWidthConverter":
         i, o = node.lanes()
@@ -430,8 +438,7 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         # gamma and beta (one table per timestep group) are read into registers beside t's rounding
         # in EMIT, so synchronous tables: a large one becomes a block RAM
         steps = a.get("timestepGroups", 1)
-        bank = node.buffer_bank_words()  # banks, each word registered again (``bbank``) before the multiplexer
-        buffer = [Memory(lanes * width, bank, 1, 1)] * -(-words // bank) if bank else [Memory(lanes * width, words, 1, 1)]
+        buffer, bank_mux, bank_ff = _banks(lanes * width, words, node.buffer_bank_words(), writes=1)
         mems = [*buffer, Memory(a["gammaBits"], c * steps, lanes), Memory(a["betaBits"], c * steps, lanes)]
         n = node.group_size()
         # rtl/groupnorm sizes its registers from the numerics (LOGN = bits of N): S has IBITS + LOGN + 1
@@ -452,8 +459,8 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         counted = not _pow2(c // groups)
         mults += (1 if counted else 3) * const_mult18(folds.bit_length(), lanes)
         bram, ml, mf = _memory_parts(mems)
-        if bank:  # the banks' multiplexer, from flip-flops
-            ml["bram_mux"] = ml.get("bram_mux", 0.0) + (len(buffer) - 1) * lanes * width
+        if bank_mux:
+            ml["bram_mux"] = ml.get("bram_mux", 0.0) + bank_mux
         # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
         # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so
         # with PE >= C / G the lane's constant bits fix part of the group index (C / PE = folds reach)
@@ -476,7 +483,7 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
                              "lane_shift": lanes * shift * (cb + 33), "solver_shift": shift * db, "logn": logn,
                              "group_regs": (groups - 1) * (sb + qb + 32), "group_count": count_bits}, \
             {**one, "lanes": lanes, "groups": groups, "group_count": count_bits,
-             **({"bbank": len(buffer) * lanes * width} if bank else {}), **mf}
+             **({"bbank": bank_ff} if bank_ff else {}), **mf}
     if t == "AdaLayerNorm":
         sb, hb = a["scaleBits"], a["shiftBits"]
         mems = [Memory(lanes * width, node_adaln_depth(node), 1, 1), Memory(lanes * sb, 2 * folds, 1, 1),
