@@ -266,6 +266,40 @@ def conv_epilogue(acc, bias, extra, do_rq, left, right, half, odd, rq_min, rq_ma
 
 
 @numba.njit(parallel=True, cache=True)
+def planes_epilogue(acc, stride, wp, ow, bias, addend, extra, do_rq, left, right, half, odd, rq_min, rq_max, out):
+    """Plane-major accumulator (:class:`hwsim.intsim.vnni.Planes`: ``acc[o, b*stride + i*wp + j]``)
+    -> out [N, OC, OH*OW]: Requant?(acc + bias[o] + addend[b, o] + extra[b, o, k]) (``addend``
+    [N, OC] or empty: the U-Net's time embedding; ``extra`` of out's shape or empty). A channel's
+    rows are first copied, without conversion, into a contiguous buffer, then everything else runs
+    as one long vector loop per plane: loops over rows of 7-28 values that convert stay scalar and
+    cost as much as the rest together."""
+    n, oc, plane = out.shape
+    oh = plane // ow
+    has_add, has_extra = addend.size > 0, extra.size > 0
+    for item in numba.prange(n * oc):
+        b = item // oc
+        o = item - b * oc
+        col = np.empty(plane, dtype=acc.dtype)
+        for i in range(oh):
+            col[i * ow:(i + 1) * ow] = acc[o, b * stride + i * wp: b * stride + i * wp + ow]
+        bo = bias[o] + (addend[b, o] if has_add else 0)
+        r = o if do_rq else 0
+        lf, rt, hf, od = left[r], right[r], half[r], odd[r]
+        dst = out[b, o]
+        if has_extra:
+            ex = extra[b, o]
+            for k in range(plane):
+                v = np.int64(col[k]) + bo + np.int64(ex[k])
+                dst[k] = _rq(v, lf, rt, hf, od, rq_min, rq_max) if do_rq else v
+        elif do_rq:
+            for k in range(plane):
+                dst[k] = _rq(np.int64(col[k]) + bo, lf, rt, hf, od, rq_min, rq_max)
+        else:
+            for k in range(plane):
+                dst[k] = np.int64(col[k]) + bo
+
+
+@numba.njit(parallel=True, cache=True)
 def upsample_into(x, f, out):
     """Nearest upsampling of x [N, C, H, W] by f into out [N, C, H*f, W*f]."""
     n, c, h, w = x.shape

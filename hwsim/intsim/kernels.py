@@ -36,8 +36,8 @@ import numba
 import numpy as np
 from scipy.linalg.blas import dgemm, sgemm
 
-from hwsim.intsim.fused import (EMPTY, NO_RQ, conv_epilogue, groupnorm_into, modulate_into, requant_into, rows_epilogue,
-                                rq_params, softmax_into, upsample_into)
+from hwsim.intsim.fused import (EMPTY, NO_RQ, conv_epilogue, groupnorm_into, modulate_into, planes_epilogue, requant_into,
+                                rows_epilogue, rq_params, softmax_into, upsample_into)
 from hwsim.intsim import amx, vnni
 from hwsim.intsim.ops.lut import lut_checked_kernel
 
@@ -154,6 +154,17 @@ def _shifted_gemm_conv(x: np.ndarray, w: np.ndarray, pads, dtype) -> np.ndarray:
     return acc.reshape(n, hp, wp, oc)[:, : hp - kh + 1, : wp - kw + 1]
 
 
+NO_ADDEND = np.zeros((0, 0), dtype=np.int64)
+
+
+def _split_addend(extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(addend [N, C], rest) of a conv's fused addend broadcast to [N, C, H, W]: one value per
+    sample and channel (the time embedding) becomes ``addend``, anything else stays ``extra``."""
+    if extra.size and extra.strides[2] == 0 and extra.strides[3] == 0:
+        return np.ascontiguousarray(extra[:, :, 0, 0], dtype=np.int64), EXTRA_NONE
+    return NO_ADDEND, extra
+
+
 def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: int | None, out_dtype=np.int64,
              extra: np.ndarray | None = None, rq=None) -> np.ndarray:
     """IntConv: on the AMX or VNNI kernel where it applies, else in the cheapest exact type for
@@ -169,16 +180,22 @@ def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: 
     extra = EXTRA_NONE if extra is None else np.broadcast_to(extra, out.shape)  # ValueError if it does not fit
     dtype = gemm_dtype(bound)
     stride1 = (sh, sw) == (1, 1)
+    bias = np.ascontiguousarray(b, dtype=np.int64)
     acc = vnni.conv(x, w, (sh, sw), pads, backend=amx) if amx.available() and amx.pays(w.shape) else None
-    if acc is None:
-        acc = vnni.conv(x, w, (sh, sw), pads)
+    planes = vnni.conv_planes(x, w, (sh, sw), pads) if acc is None else None
+    if planes is not None:
+        addend, extra = _split_addend(extra)
+        flat = (n, oc, oh * ow)
+        extra = np.ascontiguousarray(extra).reshape(flat) if extra.size else EXTRA_NONE.reshape(0, 0, 0)
+        planes_epilogue(planes.data, planes.stride, planes.wp, ow, bias, addend, extra, *_rq_args(rq), out.reshape(flat))
+        return out
     if acc is None and dtype is not None and stride1:
         acc = _shifted_gemm_conv(x, w, pads, dtype)
     elif acc is None:
         dtype = dtype or np.int64
         cols = im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, dtype)
         acc = (cols @ w.reshape(oc, -1).T.astype(dtype)).reshape(n, oh, ow, oc)
-    conv_epilogue(acc, np.ascontiguousarray(b, dtype=np.int64), extra, *_rq_args(rq), out)
+    conv_epilogue(acc, bias, extra, *_rq_args(rq), out)
     return out
 
 

@@ -9,11 +9,17 @@ microkernel is LLVM IR emitted through a Numba intrinsic calling
 Scheme (implicit GEMM, as :func:`hwsim.intsim.kernels._shifted_gemm_conv`): the zero-padded
 input is flattened channels-last to rows r = (b*HP + i)*WP + j and stored as ``u8 = x + 128``
 in planes of 4 channels (``[Cp/4, rows]`` of 4-byte words, Cp = C rounded up to 4); tap
-(u, v) reads the rows shifted by ``u*WP + v``. A tile of MR rows x NR vectors of 16 output
-channels keeps its MR*NR accumulators in registers over all taps and channels: per 4
-channels, NR weight vectors ``[16 oc x 4 c]`` (packed once) against one broadcast 4-byte word
-per row. Accumulators start at ``-128 * sum(w[o])``, which cancels the offset (padding is
-128, i.e. x = 0, so the offset adds exactly ``128 * w`` at every tap).
+(u, v) reads the rows shifted by ``u*WP + v``. A tile of MV vectors of 16 consecutive rows x NO
+output channels keeps its MV*NO accumulators in registers over all taps and channels: per 4
+channels, MV row vectors (one 64-byte load each) against one broadcast 4-byte weight word per
+output channel. The accumulator is therefore plane-major, ``[OC, rows]`` (:class:`Planes`): each
+output channel's padded plane is contiguous, which the epilogue
+(:func:`hwsim.intsim.fused.planes_epilogue`) turns into NCHW with long vector loops. (The first
+version vectorized over 16 output channels and left a channels-last accumulator whose transposition
+cost as much as the GEMM on the U-Net's 16- and 32-channel layers.) Accumulators start at
+``-128 * sum(w[o])``, which cancels the offset (padding is 128, i.e. x = 0, so the offset adds
+exactly ``128 * w`` at every tap). Tiles run over the rows of all images as one range (rows
+past an image's last output are computed and cropped).
 
 Exactness: ``vpdpbusd`` adds its four u8 x s8 products into int32 with wrap-around (it does
 not saturate), and addition modulo 2^32 is associative, so the result equals the true sum
@@ -28,6 +34,7 @@ from __future__ import annotations
 import functools
 import sys
 import weakref
+from typing import NamedTuple
 
 import llvmlite.binding as llb
 import numba
@@ -36,9 +43,10 @@ from llvmlite import ir
 from numba.core import cgutils, config, types
 from numba.extending import intrinsic
 
-MR = (0, 28, 14, 9, 7)  # rows per tile for NR = 1..4 vectors of 16 output channels: MR*NR <= 28 of 32 zmm
-MR_MAX = max(MR)
-BLOCK = 252  # rows per parallel work item, a multiple of every MR
+NO_MAX = 8  # output channels per tile
+MV = (0, 7, 7, 7, 6, 5, 4, 3, 3)  # 16-row vectors per tile for NO = 1..8: MV*NO accumulators + MV inputs <= 31 zmm
+TILE_ROWS = 16 * max(MV)  # the most rows a tile computes past its start
+CHUNK_ROWS = 256  # rows per parallel work item, rounded up to whole tiles
 
 _V = ir.VectorType(ir.IntType(32), 16)
 
@@ -55,78 +63,91 @@ def available() -> bool:
     return host
 
 
-def _make_tile(nr: int):
-    """Intrinsic tile(rows, wpk, init, out, r0, j0, kh, kw, wp): out[r0 : r0+MR, 16*j0 : 16*(j0+nr)]."""
-    mr = MR[nr]
+def _make_tile(no: int):
+    """Intrinsic tile(rows, wq, init, out, r0, o0, kh, kw, wp): out[o0 : o0+no, r0 : r0+16*MV]."""
+    mv = MV[no]
 
     @intrinsic
-    def tile(typingctx, rows, wpk, init, out, r0, j0, kh, kw, wp):
+    def tile(typingctx, rows, wq, init, out, r0, o0, kh, kw, wp):
         def codegen(context, builder, sig, args):
-            rows_a, wpk_a, init_a, out_a = (context.make_array(t)(context, builder, v)
-                                            for t, v in zip(sig.args[:4], args[:4]))
-            r0, j0, kh, kw, wp = args[4:]
+            rows_a, wq_a, init_a, out_a = (context.make_array(t)(context, builder, v)
+                                           for t, v in zip(sig.args[:4], args[:4]))
+            r0, o0, kh, kw, wp = args[4:]
             i64, i32 = ir.IntType(64), ir.IntType(32)
             c = lambda v: ir.Constant(i64, v)  # noqa: E731
-            c4n, nrows = (builder.extract_value(rows_a.shape, k) for k in (0, 1))  # channel quads, rows per plane
-            nv = builder.extract_value(wpk_a.shape, 2)  # 16-lane vectors per output row
+            quads, nrows = (builder.extract_value(rows_a.shape, k) for k in (0, 1))  # channel quads, rows per plane
+            noc = builder.extract_value(wq_a.shape, 2)  # output channels
+            ncols = builder.extract_value(out_a.shape, 1)  # rows of the accumulator
             vdp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V, [_V] * 3),
                                                  "llvm.x86.avx512.vpdpbusd.512")
-            a_p = builder.bitcast(rows_a.data, i32.as_pointer())
-            w_p, init_p, out_p = (builder.bitcast(a.data, _V.as_pointer()) for a in (wpk_a, init_a, out_a))
-            acc = [[cgutils.alloca_once(builder, _V) for _ in range(nr)] for _ in range(mr)]
-            for j in range(nr):
-                v = builder.load(builder.gep(init_p, [builder.add(j0, c(j))]), align=4)
-                for i in range(mr):
+            a_p, w_p, init_p, out_p = (builder.bitcast(a.data, i32.as_pointer()) for a in (rows_a, wq_a, init_a, out_a))
+            vec = lambda ptr: builder.bitcast(ptr, _V.as_pointer())  # noqa: E731
+            first = ir.Constant(_V, [0] * 16)
+
+            def splat(value):
+                v = builder.insert_element(ir.Constant(_V, None), value, ir.Constant(i32, 0))
+                return builder.shuffle_vector(v, ir.Constant(_V, None), first)
+
+            acc = [[cgutils.alloca_once(builder, _V) for _ in range(no)] for _ in range(mv)]
+            for j in range(no):
+                v = splat(builder.load(builder.gep(init_p, [builder.add(o0, c(j))])))
+                for i in range(mv):
                     builder.store(v, acc[i][j])
-            bcast = ir.Constant(_V, [0] * 16)
             with cgutils.for_range(builder, kh) as lu, cgutils.for_range(builder, kw) as lv:
                 tap = builder.add(builder.mul(lu.index, kw), lv.index)
                 row = builder.add(r0, builder.add(builder.mul(lu.index, wp), lv.index))
-                w_tap = builder.add(builder.mul(builder.mul(tap, c4n), nv), j0)
-                with cgutils.for_range(builder, c4n) as lk:
-                    w_k = builder.add(w_tap, builder.mul(lk.index, nv))
-                    b = [builder.load(builder.gep(w_p, [builder.add(w_k, c(j))]), align=4) for j in range(nr)]
+                w_tap = builder.add(builder.mul(builder.mul(tap, quads), noc), o0)
+                with cgutils.for_range(builder, quads) as lk:
+                    w_k = builder.add(w_tap, builder.mul(lk.index, noc))
                     a_k = builder.add(builder.mul(lk.index, nrows), row)
-                    for i in range(mr):
-                        a = builder.load(builder.gep(a_p, [builder.add(a_k, c(i))]), align=4)
-                        a = builder.insert_element(ir.Constant(_V, None), a, ir.Constant(i32, 0))
-                        a = builder.shuffle_vector(a, ir.Constant(_V, None), bcast)
-                        for j in range(nr):
-                            builder.store(builder.call(vdp, [builder.load(acc[i][j]), a, b[j]]), acc[i][j])
-            for i in range(mr):
-                o = builder.add(builder.mul(builder.add(r0, c(i)), nv), j0)
-                for j in range(nr):
-                    builder.store(builder.load(acc[i][j]), builder.gep(out_p, [builder.add(o, c(j))]), align=4)
+                    a = [builder.load(vec(builder.gep(a_p, [builder.add(a_k, c(16 * i))])), align=4) for i in range(mv)]
+                    for j in range(no):
+                        b = splat(builder.load(builder.gep(w_p, [builder.add(w_k, c(j))])))
+                        for i in range(mv):
+                            builder.store(builder.call(vdp, [builder.load(acc[i][j]), a[i], b]), acc[i][j])
+            for j in range(no):
+                o = builder.add(builder.mul(builder.add(o0, c(j)), ncols), r0)
+                for i in range(mv):
+                    builder.store(builder.load(acc[i][j]), vec(builder.gep(out_p, [builder.add(o, c(16 * i))])), align=4)
             return context.get_dummy_value()
 
-        return types.void(rows, wpk, init, out, r0, j0, kh, kw, wp), codegen
+        return types.void(rows, wq, init, out, r0, o0, kh, kw, wp), codegen
 
     return tile
 
 
-_tile1, _tile2, _tile3, _tile4 = (_make_tile(nr) for nr in (1, 2, 3, 4))
+_tile1, _tile2, _tile3, _tile4, _tile5, _tile6, _tile7, _tile8 = (_make_tile(no) for no in range(1, NO_MAX + 1))
 
 
 @numba.njit(parallel=True, cache=True)
-def _run(rows, wpk, init, out, groups, n, stride, span, kh, kw, wp):
-    """out rows [b*stride, b*stride + span) of every image b, by chunks of BLOCK rows; an image's
-    last tile may run past its span, into its own cropped rows."""
-    chunks = (span + BLOCK - 1) // BLOCK
-    for item in numba.prange(n * chunks):
-        b = item // chunks
-        start = b * stride + (item - b * chunks) * BLOCK
-        end = min(start + BLOCK, b * stride + span)
-        for g in range(groups.shape[0]):
-            j0, nr = groups[g, 0], groups[g, 1]
-            for r0 in range(start, end, MR[nr]):
-                if nr == 1:
-                    _tile1(rows, wpk, init, out, r0, j0, kh, kw, wp)
-                elif nr == 2:
-                    _tile2(rows, wpk, init, out, r0, j0, kh, kw, wp)
-                elif nr == 3:
-                    _tile3(rows, wpk, init, out, r0, j0, kh, kw, wp)
-                else:
-                    _tile4(rows, wpk, init, out, r0, j0, kh, kw, wp)
+def _run(rows, wq, init, out, groups, total, kh, kw, wp):
+    """out[o, r] for r in [0, total) by work items of one output group x one chunk of rows (a whole
+    number of tiles; the last tile runs up to TILE_ROWS past ``total``, into out's margin)."""
+    ng = groups.shape[0]
+    chunks = 0
+    for g in range(ng):
+        chunks = max(chunks, (total + groups[g, 2] - 1) // groups[g, 2])
+    for item in numba.prange(ng * chunks):
+        g = item // chunks
+        o0, no, per = groups[g, 0], groups[g, 1], groups[g, 2]
+        start = (item - g * chunks) * per
+        for r0 in range(start, min(total, start + per), 16 * MV[no]):
+            if no == 1:
+                _tile1(rows, wq, init, out, r0, o0, kh, kw, wp)
+            elif no == 2:
+                _tile2(rows, wq, init, out, r0, o0, kh, kw, wp)
+            elif no == 3:
+                _tile3(rows, wq, init, out, r0, o0, kh, kw, wp)
+            elif no == 4:
+                _tile4(rows, wq, init, out, r0, o0, kh, kw, wp)
+            elif no == 5:
+                _tile5(rows, wq, init, out, r0, o0, kh, kw, wp)
+            elif no == 6:
+                _tile6(rows, wq, init, out, r0, o0, kh, kw, wp)
+            elif no == 7:
+                _tile7(rows, wq, init, out, r0, o0, kh, kw, wp)
+            else:
+                _tile8(rows, wq, init, out, r0, o0, kh, kw, wp)
 
 
 @numba.njit(cache=True)
@@ -193,18 +214,18 @@ def pack_weights(w: np.ndarray):
     if w8 is None:
         return None
     oc, c, kh, kw = w8.shape
-    cp, ocp = -(-c // 4) * 4, -(-oc // 16) * 16
-    wz = np.zeros((ocp, cp, kh, kw), dtype=np.int8)
-    wz[:oc, :c] = w8
-    # [taps, Cp/4, OCp/16, 16, 4]: one 64-byte vector per (tap, channel quad, 16 output channels)
-    wpk = np.ascontiguousarray(wz.reshape(ocp // 16, 16, cp // 4, 4, kh * kw).transpose(4, 2, 0, 1, 3))
-    init = np.zeros(ocp, dtype=np.int32)
-    init[:oc] = -128 * w8.reshape(oc, -1).sum(1, dtype=np.int64)
-    nv = ocp // 16  # output vectors, in groups of at most 4 per tile
-    ng = -(-nv // 4)
-    sizes = [nv // ng + (g < nv % ng) for g in range(ng)]
-    groups = np.array([[sum(sizes[:g]), s] for g, s in enumerate(sizes)], dtype=np.int64)
-    return {"wpk": wpk, "init": init, "groups": groups, "shape": (oc, c, kh, kw)}
+    cp = -(-c // 4) * 4
+    wz = np.zeros((oc, cp, kh, kw), dtype=np.int8)
+    wz[:, :c] = w8
+    # [taps, Cp/4, OC] words: channels 4q..4q+3 of output o at one tap
+    wq = np.ascontiguousarray(wz.reshape(oc, cp // 4, 4, kh * kw).transpose(3, 1, 0, 2)).view(np.int32)[..., 0]
+    init = (-128 * w8.reshape(oc, -1).sum(1, dtype=np.int64)).astype(np.int32)
+    ng = -(-oc // NO_MAX)  # output groups of near-equal size, each with its tile shape
+    sizes = [oc // ng + (g < oc % ng) for g in range(ng)]
+    tile_rows = [16 * MV[s] for s in sizes]
+    groups = np.array([[sum(sizes[:g]), s, -(-CHUNK_ROWS // t) * t] for g, (s, t) in enumerate(zip(sizes, tile_rows))],
+                      dtype=np.int64)
+    return {"wq": np.ascontiguousarray(wq), "init": init, "groups": groups, "shape": (oc, c, kh, kw)}
 
 
 _PACKED: dict[tuple, tuple] = {}
@@ -237,17 +258,15 @@ def packed_for(w: np.ndarray, strides=(1, 1), backend=None):
     return packed
 
 
-def conv(x: np.ndarray, w: np.ndarray, strides, pads, backend=None):
-    """Conv of x [N, C, H, W] with w [OC, C, KH, KW] at any stride: int32 [N, OH, OW, OC], or None
-    where ``backend.conv_s1`` would be (``backend``: a module with this one's ``pack_weights`` and
-    ``conv_s1``, this one by default; :mod:`hwsim.intsim.amx` is the other). A stride (SH, SW) conv
-    is the stride-1 conv of the padded input's SH*SW phases with the kernel's phases
-    (ceil(KH/SH) x ceil(KW/SW), zeros past the kernel): the same products, so exact."""
-    backend = backend or sys.modules[__name__]
+def _as_stride1(x: np.ndarray, w: np.ndarray, strides, pads, backend):
+    """(input, packed weights, pads) of the stride-1 conv that equals the conv of x with w at
+    ``strides``, or None if there is none. A stride (SH, SW) conv is the stride-1 conv of the padded
+    input's SH*SW phases with the kernel's phases (ceil(KH/SH) x ceil(KW/SW), zeros past the
+    kernel): the same products, so exact."""
     sh, sw = strides
     packed = packed_for(w, strides, backend)
     if (sh, sw) == (1, 1) or packed is None:
-        return backend.conv_s1(x, packed, pads)
+        return x, packed, pads
     n, c, h, wd = x.shape
     _, _, kh, kw = w.shape
     pt, pl, pb, pr = pads
@@ -258,7 +277,22 @@ def conv(x: np.ndarray, w: np.ndarray, strides, pads, backend=None):
     padded = np.zeros((n, c, sh * ph, sw * pw), dtype=x.dtype)
     rows, cols = min(h, sh * ph - pt), min(wd, sw * pw - pl)  # input past the last window is not read
     padded[:, :, pt:pt + rows, pl:pl + cols] = x[:, :, :rows, :cols]
-    return backend.conv_s1(_phase_split(padded, sh, sw), packed, (0, 0, 0, 0))
+    return _phase_split(padded, sh, sw), packed, (0, 0, 0, 0)
+
+
+def conv(x: np.ndarray, w: np.ndarray, strides, pads, backend=None):
+    """Conv of x [N, C, H, W] with w [OC, C, KH, KW] at any stride: int32 [N, OH, OW, OC], or None
+    where ``backend.conv_s1`` would be (``backend``: a module with this one's ``pack_weights`` and
+    ``conv_s1``, this one by default; :mod:`hwsim.intsim.amx` is the other)."""
+    backend = backend or sys.modules[__name__]
+    args = _as_stride1(x, w, strides, pads, backend)
+    return None if args is None else backend.conv_s1(*args)
+
+
+def conv_planes(x: np.ndarray, w: np.ndarray, strides, pads) -> Planes | None:
+    """:func:`conv` on this kernel, its accumulator plane-major."""
+    args = _as_stride1(x, w, strides, pads, sys.modules[__name__])
+    return None if args is None else conv_s1_planes(*args)
 
 
 def rows_geometry(x: np.ndarray, packed, pads, margin: int):
@@ -286,20 +320,44 @@ def crop_rows(out: np.ndarray, packed, n: int, hp: int, wp: int, stride: int) ->
     return out[:, : hp - kh + 1, : wp - kw + 1, :oc]
 
 
-def conv_s1(x: np.ndarray, packed, pads):
-    """Stride-1 conv of x [N, C, H, W] (integer) with ``pack_weights``' output: int32 [N, OH, OW, OC]
-    (a view), as ``_shifted_gemm_conv``; None if ``packed`` is None or some x is outside int8."""
-    geometry = None if packed is None else rows_geometry(x, packed, pads, MR_MAX)
+class Planes(NamedTuple):
+    """A plane-major conv accumulator: ``data[o, b*stride + i*wp + j]`` is output (b, o, i, j)."""
+
+    data: np.ndarray  # int32 [OC, n*stride + margin]
+    n: int
+    stride: int
+    wp: int
+    oh: int
+    ow: int
+
+    def channels_last(self) -> np.ndarray:
+        """The accumulator as int32 [N, OH, OW, OC] (a view)."""
+        oc = self.data.shape[0]
+        rows = self.data[:, : self.n * self.stride].reshape(oc, self.n, self.stride)[:, :, : self.oh * self.wp]
+        return rows.reshape(oc, self.n, self.oh, self.wp)[:, :, :, : self.ow].transpose(1, 2, 3, 0)
+
+
+def conv_s1_planes(x: np.ndarray, packed, pads) -> Planes | None:
+    """Stride-1 conv of x [N, C, H, W] (integer) with ``pack_weights``' output, plane-major; None if
+    ``packed`` is None or some x is outside int8."""
+    geometry = None if packed is None else rows_geometry(x, packed, pads, 0)
     if geometry is None:
         return None
     n, hp, wp, reach, span, stride = geometry
     _, _, kh, kw = packed["shape"]
-    wpk = packed["wpk"]
-    quads, ocp = wpk.shape[1], wpk.shape[2] * 16
-    rows = np.empty((quads, n * stride + MR_MAX + reach), dtype=np.uint32)
+    wq = packed["wq"]
+    quads, oc = wq.shape[1], wq.shape[2]
+    rows = np.empty((quads, n * stride + TILE_ROWS + reach), dtype=np.uint32)
     rows[:, n * stride:] = 0x80808080
     if not _to_rows(x, rows, stride, pads[0], pads[1], wp):
         return None
-    out = np.empty((n * stride + MR_MAX, ocp), dtype=np.int32)
-    _run(rows, wpk, packed["init"], out, packed["groups"], n, stride, span, kh, kw, wp)
-    return crop_rows(out, packed, n, hp, wp, stride)
+    out = np.empty((oc, n * stride + TILE_ROWS), dtype=np.int32)
+    _run(rows, wq, packed["init"], out, packed["groups"], n * stride, kh, kw, wp)
+    return Planes(out, n, stride, wp, hp - kh + 1, wp - kw + 1)
+
+
+def conv_s1(x: np.ndarray, packed, pads):
+    """Stride-1 conv of x [N, C, H, W] (integer) with ``pack_weights``' output: int32 [N, OH, OW, OC]
+    (a view), as ``_shifted_gemm_conv``; None if ``packed`` is None or some x is outside int8."""
+    planes = conv_s1_planes(x, packed, pads)
+    return None if planes is None else planes.channels_last()

@@ -103,26 +103,40 @@ def test_weights_are_packed_once_per_array():
     assert vnni.packed_for(w.copy()) is not vnni.packed_for(w)
 
 
-def test_int_conv_takes_the_vnni_path_and_equals_blas(monkeypatch):
-    """kernels.int_conv runs int8 stride-1 convs on this kernel where AMX does not take them (same
-    result as the float32 BLAS path)."""
+@pytest.mark.parametrize("addend", ["none", "per-channel", "full"])
+@pytest.mark.parametrize("requant", [False, True])
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+def test_int_conv_takes_the_vnni_path_and_equals_blas(monkeypatch, addend, requant, strides):
+    """kernels.int_conv runs int8 convs on this kernel where AMX does not take them, with its
+    plane-major epilogue (bias, a per-sample per-channel addend or a full one, a requantization):
+    the same result as the BLAS path's epilogue."""
     from hwsim.intsim import amx, kernels
 
     monkeypatch.setattr(amx, "pays", lambda shape: False)
 
     rng = np.random.default_rng(3)
-    x = rng.integers(-128, 128, (2, 12, 6, 7)).astype(np.int8)
-    w = rng.integers(-8, 8, (5, 12, 3, 3)).astype(np.int8)
-    b = rng.integers(-1000, 1000, 5)
+    x = rng.integers(-128, 128, (3, 12, 9, 7)).astype(np.int8)
+    w = rng.integers(-8, 8, (19, 12, 3, 3)).astype(np.int8)
+    b = rng.integers(-1000, 1000, 19)
+    oh, ow = (9 - 1) // strides[0] + 1, (7 - 1) // strides[1] + 1
+    extra = {"none": None, "per-channel": rng.integers(-5000, 5000, (3, 19, 1, 1)),
+             "full": rng.integers(-5000, 5000, (3, 19, oh, ow)).astype(np.int32)}[addend]
+    rq = kernels.rq_for({"shifts": list(rng.integers(-1, 6, 19)), "axis": 1, "qmin": -128, "qmax": 127},
+                        (3, 19, 1, 1), 1) if requant else None
+    dtype = np.int8 if requant else np.int32
+
+    def conv():
+        return kernels.int_conv(x, w, b, strides, (1, 1, 1, 1), 2**20, dtype, extra, rq)
+
     calls = []
-    real = vnni.conv_s1
-    monkeypatch.setattr(vnni, "conv_s1", lambda *a: calls.append(real(*a)) or calls[-1])
-    got = kernels.int_conv(x, w, b, (1, 1), (1, 1, 1, 1), bound=2**20)
+    real = vnni.conv_s1_planes
+    monkeypatch.setattr(vnni, "conv_s1_planes", lambda *a: calls.append(real(*a)) or calls[-1])
+    got = conv()
     assert len(calls) == 1 and calls[0] is not None
-    monkeypatch.setattr(vnni, "conv_s1", lambda *a: None)
-    blas = kernels.int_conv(x, w, b, (1, 1), (1, 1, 1, 1), bound=2**20)
-    np.testing.assert_array_equal(got, blas)
-    np.testing.assert_array_equal(got, conv_ref(x, w, (1, 1, 1, 1)).transpose(0, 3, 1, 2) + b[None, :, None, None])
+    monkeypatch.setattr(vnni, "conv_s1_planes", lambda *a: None)
+    np.testing.assert_array_equal(got, conv())
+    if addend == "none" and not requant and strides == (1, 1):
+        np.testing.assert_array_equal(got, conv_ref(x, w, (1, 1, 1, 1)).transpose(0, 3, 1, 2) + b[None, :, None, None])
 
 
 @pytest.mark.parametrize("n, c, oc, h, wd, k, strides, pads", [
