@@ -36,7 +36,7 @@ from llvmlite import ir
 from numba.core import cgutils, config, types
 from numba.extending import intrinsic
 
-from hwsim.intsim.vnni import crop_rows, int8_weights, rows_geometry
+from hwsim.intsim.vnni import integer_input, int8_weights
 
 TM = 16  # rows per tile
 MT = 2  # row tiles per block
@@ -248,6 +248,30 @@ def pack_weights(w: np.ndarray):
     # row k holds channels 4k..4k+3 of each of the 16 outputs
     wpk = np.ascontiguousarray(wz.reshape(ocp // 16, 16, chunks, kc // 4, 4, kh * kw).transpose(5, 2, 0, 3, 1, 4))
     return {"wpk": wpk, "cfg": _tile_config(kc), "cp": cp, "shape": (oc, c, kh, kw)}
+
+
+def rows_geometry(x: np.ndarray, packed, pads, margin: int):
+    """The implicit GEMM's rows of a stride-1 conv of x with ``packed`` weights: (n, hp, wp, reach, span, stride), or None if x does not fit them or
+    is not integer. ``reach``: the largest tap shift; ``span``: rows from an image's first to past its
+    last output; ``stride``: rows per image, so that a tile running ``margin`` rows past the span
+    stays in its own image."""
+    _, c, kh, kw = packed["shape"]
+    n, cx, h, wd = x.shape
+    pt, pl, pb, pr = pads
+    hp, wp = h + pt + pb, wd + pl + pr
+    if cx != c or min(pads) < 0 or hp < kh or wp < kw or not integer_input(x.dtype):
+        return None
+    reach = (kh - 1) * wp + kw - 1
+    span = hp * wp - reach
+    return n, hp, wp, reach, span, max(hp * wp, span + margin)
+
+
+def crop_rows(out: np.ndarray, packed, n: int, hp: int, wp: int, stride: int) -> np.ndarray:
+    """The output rows [n*stride (+ margin), OCp] as [N, OH, OW, OC] (a view)."""
+    oc, _, kh, kw = packed["shape"]
+    ocp = out.shape[1]
+    out = out[: n * stride].reshape(n, stride, ocp)[:, : hp * wp].reshape(n, hp, wp, ocp)
+    return out[:, : hp - kh + 1, : wp - kw + 1, :oc]
 
 
 def conv_s1(x: np.ndarray, packed, pads):

@@ -266,8 +266,9 @@ def conv_epilogue(acc, bias, extra, do_rq, left, right, half, odd, rq_min, rq_ma
 
 
 @numba.njit(parallel=True, cache=True)
-def planes_epilogue(acc, stride, wp, ow, bias, addend, extra, do_rq, left, right, half, odd, rq_min, rq_max, out):
-    """Plane-major accumulator (:class:`hwsim.intsim.vnni.Planes`: ``acc[o, b*stride + i*wp + j]``)
+def planes_epilogue(acc, offset, stride, wp, ow, bias, addend, extra, do_rq, left, right, half, odd, rq_min, rq_max,
+                    out):
+    """Plane-major accumulator (:class:`hwsim.intsim.vnni.Planes`: ``acc[o, offset + b*stride + i*wp + j]``)
     -> out [N, OC, OH*OW]: Requant?(acc + bias[o] + addend[b, o] + extra[b, o, k]) (``addend``
     [N, OC] or empty: the U-Net's time embedding; ``extra`` of out's shape or empty). A channel's
     rows are first copied, without conversion, into a contiguous buffer, then everything else runs
@@ -281,7 +282,8 @@ def planes_epilogue(acc, stride, wp, ow, bias, addend, extra, do_rq, left, right
         o = item - b * oc
         col = np.empty(plane, dtype=acc.dtype)
         for i in range(oh):
-            col[i * ow:(i + 1) * ow] = acc[o, b * stride + i * wp: b * stride + i * wp + ow]
+            start = offset + b * stride + i * wp
+            col[i * ow:(i + 1) * ow] = acc[o, start: start + ow]
         bo = bias[o] + (addend[b, o] if has_add else 0)
         r = o if do_rq else 0
         lf, rt, hf, od = left[r], right[r], half[r], odd[r]

@@ -187,7 +187,8 @@ def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: 
         addend, extra = _split_addend(extra)
         flat = (n, oc, oh * ow)
         extra = np.ascontiguousarray(extra).reshape(flat) if extra.size else EXTRA_NONE.reshape(0, 0, 0)
-        planes_epilogue(planes.data, planes.stride, planes.wp, ow, bias, addend, extra, *_rq_args(rq), out.reshape(flat))
+        planes_epilogue(planes.data, planes.offset, planes.stride, planes.wp, ow, bias, addend, extra, *_rq_args(rq),
+                        out.reshape(flat))
         return out
     if acc is None and dtype is not None and stride1:
         acc = _shifted_gemm_conv(x, w, pads, dtype)

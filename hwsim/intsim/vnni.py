@@ -191,7 +191,7 @@ def _to_rows(x, rows, stride, pt, pl, wp):
     return bad == 0
 
 
-def _int_input(dt) -> bool:
+def integer_input(dt) -> bool:
     return dt.kind == "i" or (dt.kind == "u" and dt.itemsize < 8)  # exactly representable in int64
 
 
@@ -271,7 +271,7 @@ def _as_stride1(x: np.ndarray, w: np.ndarray, strides, pads, backend):
     _, _, kh, kw = w.shape
     pt, pl, pb, pr = pads
     oh, ow = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - kw) // sw + 1
-    if min(pads) < 0 or oh < 1 or ow < 1 or not _int_input(x.dtype):
+    if min(pads) < 0 or oh < 1 or ow < 1 or not integer_input(x.dtype):
         return None
     ph, pw = oh + -(-kh // sh) - 1, ow + -(-kw // sw) - 1  # each phase's rows and columns
     padded = np.zeros((n, c, sh * ph, sw * pw), dtype=x.dtype)
@@ -295,35 +295,11 @@ def conv_planes(x: np.ndarray, w: np.ndarray, strides, pads) -> Planes | None:
     return None if args is None else conv_s1_planes(*args)
 
 
-def rows_geometry(x: np.ndarray, packed, pads, margin: int):
-    """The implicit GEMM's rows of a stride-1 conv of x with ``packed`` weights (shared with
-    :mod:`hwsim.intsim.amx`): (n, hp, wp, reach, span, stride), or None if x does not fit them or
-    is not integer. ``reach``: the largest tap shift; ``span``: rows from an image's first to past its
-    last output; ``stride``: rows per image, so that a tile running ``margin`` rows past the span
-    stays in its own image."""
-    _, c, kh, kw = packed["shape"]
-    n, cx, h, wd = x.shape
-    pt, pl, pb, pr = pads
-    hp, wp = h + pt + pb, wd + pl + pr
-    if cx != c or min(pads) < 0 or hp < kh or wp < kw or not _int_input(x.dtype):
-        return None
-    reach = (kh - 1) * wp + kw - 1
-    span = hp * wp - reach
-    return n, hp, wp, reach, span, max(hp * wp, span + margin)
-
-
-def crop_rows(out: np.ndarray, packed, n: int, hp: int, wp: int, stride: int) -> np.ndarray:
-    """The output rows [n*stride (+ margin), OCp] as [N, OH, OW, OC] (a view)."""
-    oc, _, kh, kw = packed["shape"]
-    ocp = out.shape[1]
-    out = out[: n * stride].reshape(n, stride, ocp)[:, : hp * wp].reshape(n, hp, wp, ocp)
-    return out[:, : hp - kh + 1, : wp - kw + 1, :oc]
-
-
 class Planes(NamedTuple):
-    """A plane-major conv accumulator: ``data[o, b*stride + i*wp + j]`` is output (b, o, i, j)."""
+    """A plane-major conv accumulator: ``data[o, offset + b*stride + i*wp + j]`` is output (b, o, i, j)."""
 
-    data: np.ndarray  # int32 [OC, n*stride + margin]
+    data: np.ndarray  # int32 [OC, offset + n*stride + margin]
+    offset: int
     n: int
     stride: int
     wp: int
@@ -332,28 +308,41 @@ class Planes(NamedTuple):
 
     def channels_last(self) -> np.ndarray:
         """The accumulator as int32 [N, OH, OW, OC] (a view)."""
-        oc = self.data.shape[0]
-        rows = self.data[:, : self.n * self.stride].reshape(oc, self.n, self.stride)[:, :, : self.oh * self.wp]
-        return rows.reshape(oc, self.n, self.oh, self.wp)[:, :, :, : self.ow].transpose(1, 2, 3, 0)
+        oc, start = self.data.shape[0], self.offset
+        rows = self.data[:, start: start + self.n * self.stride].reshape(oc, self.n, self.stride)
+        return rows[:, :, : self.oh * self.wp].reshape(oc, self.n, self.oh, self.wp)[..., : self.ow].transpose(1, 2, 3, 0)
 
 
 def conv_s1_planes(x: np.ndarray, packed, pads) -> Planes | None:
     """Stride-1 conv of x [N, C, H, W] (integer) with ``pack_weights``' output, plane-major; None if
-    ``packed`` is None or some x is outside int8."""
-    geometry = None if packed is None else rows_geometry(x, packed, pads, 0)
-    if geometry is None:
+    ``packed`` is None, x is not integer or some x is outside int8.
+
+    Padding is shared: a row holds W pixels and then ``gw = max(pl, pr)`` padding words, which are
+    also the next row's left padding, and an image's last ``gh = max(pt, pb)`` rows of padding are
+    the next image's top padding, so an image takes (H + gh) * (W + gw) rows instead of
+    (H + pt + pb) * (W + pl + pr): 21% fewer rows to compute at 7x7 with a 3x3 kernel, 12% at 14x14."""
+    if packed is None or not integer_input(x.dtype):
         return None
-    n, hp, wp, reach, span, stride = geometry
-    _, _, kh, kw = packed["shape"]
+    oc, c, kh, kw = packed["shape"]
+    n, cx, h, wd = x.shape
+    pt, pl, pb, pr = pads
+    oh, ow = h + pt + pb - kh + 1, wd + pl + pr - kw + 1
+    if cx != c or min(pads) < 0 or oh < 1 or ow < 1 or min(pt, pb) >= kh or min(pl, pr) >= kw:
+        return None
+    gh, gw = max(pt, pb), max(pl, pr)
+    wp = wd + gw
+    stride = (h + gh) * wp
+    offset = (gh - pt) * wp + gw - pl  # output (b, 0, 0) reads input (-pt, -pl) of image b
+    total = offset + (n - 1) * stride + (oh - 1) * wp + ow  # rows to compute (<= offset + n * stride)
     wq = packed["wq"]
-    quads, oc = wq.shape[1], wq.shape[2]
-    rows = np.empty((quads, n * stride + TILE_ROWS + reach), dtype=np.uint32)
+    quads = wq.shape[1]
+    rows = np.empty((quads, offset + n * stride + TILE_ROWS + (kh - 1) * wp + kw - 1), dtype=np.uint32)
     rows[:, n * stride:] = 0x80808080
-    if not _to_rows(x, rows, stride, pads[0], pads[1], wp):
+    if not _to_rows(x, rows, stride, gh, gw, wp):
         return None
-    out = np.empty((oc, n * stride + TILE_ROWS), dtype=np.int32)
-    _run(rows, wq, packed["init"], out, packed["groups"], n * stride, kh, kw, wp)
-    return Planes(out, n, stride, wp, hp - kh + 1, wp - kw + 1)
+    out = np.empty((oc, offset + n * stride + TILE_ROWS), dtype=np.int32)
+    _run(rows, wq, packed["init"], out, packed["groups"], total, kh, kw, wp)
+    return Planes(out, offset, n, stride, wp, oh, ow)
 
 
 def conv_s1(x: np.ndarray, packed, pads):

@@ -30,6 +30,8 @@ def run(x, w, pads, backend=vnni):
     (1, 3, 17, 5, 6, 3, (0, 0, 0, 0)),
     (2, 7, 48, 9, 7, 3, (1, 1, 1, 1)),
     (2, 16, 1, 6, 5, 3, (1, 0, 1, 2)),  # asymmetric pads
+    (3, 4, 9, 5, 6, 3, (0, 2, 2, 0)),  # padding on one side only (shared with the next row / image)
+    (2, 5, 8, 6, 4, 3, (2, 1, 0, 1)),
     (2, 96, 96, 7, 7, 3, (1, 1, 1, 1)),  # two groups of 3 output vectors
     (1, 9, 80, 11, 13, 3, (0, 0, 0, 0)),  # groups of 3 and 2
     (2, 12, 128, 4, 4, 3, (1, 1, 1, 1)),  # groups of 4 and 4
@@ -81,6 +83,8 @@ def test_fallback_returns_none(backend):
     assert backend.conv_s1(x.astype(np.uint64), packed, (1, 1, 1, 1)) is None
     assert backend.conv_s1(x.astype(np.float32), packed, (1, 1, 1, 1)) is None
     assert backend.conv_s1(x, None, (1, 1, 1, 1)) is None
+    if backend is vnni:  # pads of a kernel's size on both sides: only padding in some outputs, left to BLAS
+        assert vnni.conv_s1(x, packed, (3, 0, 3, 0)) is None
     assert backend.pack_weights(np.full((2, 4, 3, 3), 128)) is None
     assert backend.pack_weights(np.full((2, 4, 3, 3), -129)) is None
     assert backend.pack_weights(np.ones((2, 4, 3, 3), dtype=np.float32)) is None
