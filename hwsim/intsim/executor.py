@@ -386,18 +386,26 @@ class Simulator:
                 return False
             value = kernels.int_linear(x, w, b, self.gemm_bounds[first[0]], dtype, rq, lut_of(last))
         elif kind == "conv":
-            w, b = env[first[2][1]], env[first[2][2]]
+            rq_in = None
+            if first[1].__name__ == "Requant":
+                if x.ndim != 4 or (rq_in := kernels.rq_for(a, x.shape, 1)) is None:
+                    return False
+                nodes = nodes[1:]
+            conv = nodes[0]
+            w, b = env[conv[2][1]], env[conv[2][2]]
             extra, rq = None, None
-            if nodes[1][1].__name__ == "IntAdd":
+            if len(nodes) > 1 and nodes[1][1].__name__ == "IntAdd":
                 add_inputs = nodes[1][2]
-                extra = env[add_inputs[1] if add_inputs[0] == first[3] else add_inputs[0]]
+                extra = env[add_inputs[1] if add_inputs[0] == conv[3] else add_inputs[0]]
                 if extra.ndim != 4:
                     return False
-            if last[1].__name__ == "Requant":
+            if len(nodes) > 1 and last[1].__name__ == "Requant":
                 if (rq := kernels.rq_for(last[4], (x.shape[0], w.shape[0], 1, 1), 1)) is None:
                     return False
+            c = conv[4]
             try:
-                value = kernels.int_conv(x, w, b, a["strides"], a["pads"], self.gemm_bounds[first[0]], dtype, extra, rq)
+                value = kernels.int_conv(x, w, b, c["strides"], c["pads"], self.gemm_bounds[conv[0]], dtype, extra, rq,
+                                         rq_in)
             except ValueError:  # extra does not broadcast to the output
                 return False
         elif kind == "uprq":

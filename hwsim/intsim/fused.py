@@ -44,8 +44,17 @@ def rq_params(shifts, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 NO_RQ = tuple(np.zeros(1, dtype=np.int64) for _ in range(4))  # placeholder when there is no prologue
 
 
+def rq_args(rq) -> tuple:
+    """A kernel's requantization arguments (do_rq, left, right, half, odd, qmin, qmax) for ``rq``:
+    (rq_params' output, qmin, qmax), or None for none."""
+    if rq is None:
+        return (False, *NO_RQ, 0, 0)
+    params, qmin, qmax = rq
+    return (True, *params, qmin, qmax)
+
+
 @numba.njit(inline="always")
-def _rq(x, left, right, half, odd, qmin, qmax):
+def rq_scalar(x, left, right, half, odd, qmin, qmax):
     """round_shift(x, s) clamped to [qmin, qmax]; x int64."""
     x = x << left
     f = x >> right
@@ -65,10 +74,10 @@ def requant_into(acc, left, right, half, odd, qmin, qmax, do_lut, table, in_min,
         src, dst = acc[o, c], out[o, c]
         if do_lut:
             for i in range(inner):
-                dst[i] = table[_rq(np.int64(src[i]), lf, rt, hf, od, qmin, qmax) - in_min]
+                dst[i] = table[rq_scalar(np.int64(src[i]), lf, rt, hf, od, qmin, qmax) - in_min]
         else:
             for i in range(inner):
-                dst[i] = _rq(np.int64(src[i]), lf, rt, hf, od, qmin, qmax)
+                dst[i] = rq_scalar(np.int64(src[i]), lf, rt, hf, od, qmin, qmax)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -102,7 +111,7 @@ def groupnorm_into(q, do_rq, left, right, half, odd, rq_min, rq_max, groups, g_c
                 if do_rq:
                     lf, rt, hf, od = left[c], right[c], half[c], odd[c]
                     for i in range(length):
-                        v = _rq(np.int64(src[i]), lf, rt, hf, od, rq_min, rq_max)
+                        v = rq_scalar(np.int64(src[i]), lf, rt, hf, od, rq_min, rq_max)
                         row[i] = v
                         s += v
                         sq += v * v
@@ -160,7 +169,7 @@ def modulate_into(q, do_rq, left, right, half, odd, rq_min, rq_max, scale, shift
         src = q[b, i]
         if do_rq:
             for c in range(dim):
-                buf[c] = _rq(np.int64(src[c]), left[c], right[c], half[c], odd[c], rq_min, rq_max)
+                buf[c] = rq_scalar(np.int64(src[c]), left[c], right[c], half[c], odd[c], rq_min, rq_max)
         else:
             for c in range(dim):
                 buf[c] = np.int64(src[c])
@@ -189,7 +198,7 @@ def softmax_into(q, do_rq, left, right, half, odd, rq_min, rq_max, table, fo, ou
         src = q[r]
         if do_rq:
             for i in range(length):
-                buf[i] = _rq(np.int64(src[i]), lf, rt, hf, od, rq_min, rq_max)
+                buf[i] = rq_scalar(np.int64(src[i]), lf, rt, hf, od, rq_min, rq_max)
         else:
             for i in range(length):
                 buf[i] = np.int64(src[i])
@@ -217,7 +226,7 @@ def rows_epilogue(acc, bias, do_rq, left, right, half, odd, rq_min, rq_max, do_l
             if has_bias:
                 v += bias[j]
             if do_rq:
-                v = _rq(v, left[j], right[j], half[j], odd[j], rq_min, rq_max)
+                v = rq_scalar(v, left[j], right[j], half[j], odd[j], rq_min, rq_max)
             if do_lut:
                 v = table[v - in_min]
             dst[j] = v
@@ -258,7 +267,7 @@ def conv_epilogue(acc, bias, extra, do_rq, left, right, half, odd, rq_min, rq_ma
             if do_rq:
                 lf, rt, hf, od = left[o], right[o], half[o], odd[o]
                 for k in range(plane):
-                    col[k] = _rq(col[k], lf, rt, hf, od, rq_min, rq_max)
+                    col[k] = rq_scalar(col[k], lf, rt, hf, od, rq_min, rq_max)
             dst = out[b, o]
             for i in range(oh):
                 for j in range(ow):
@@ -292,10 +301,10 @@ def planes_epilogue(acc, offset, stride, wp, ow, bias, addend, extra, do_rq, lef
             ex = extra[b, o]
             for k in range(plane):
                 v = np.int64(col[k]) + bo + np.int64(ex[k])
-                dst[k] = _rq(v, lf, rt, hf, od, rq_min, rq_max) if do_rq else v
+                dst[k] = rq_scalar(v, lf, rt, hf, od, rq_min, rq_max) if do_rq else v
         elif do_rq:
             for k in range(plane):
-                dst[k] = _rq(np.int64(col[k]) + bo, lf, rt, hf, od, rq_min, rq_max)
+                dst[k] = rq_scalar(np.int64(col[k]) + bo, lf, rt, hf, od, rq_min, rq_max)
         else:
             for k in range(plane):
                 dst[k] = np.int64(col[k]) + bo

@@ -14,7 +14,8 @@ Chains (node op types, the first one's output read only by the second, and so on
 * ``Requant -> GroupNorm [-> Lut]``, ``GroupNorm -> Lut``: ``gn``
 * ``Requant -> Modulate``: ``mod``; ``Requant -> Softmax``: ``softmax``; ``Requant -> Lut``: ``rqlut``
 * ``IntLinear -> Requant [-> Lut]``: ``linear``
-* ``IntConv -> IntAdd [-> Requant]``, ``IntConv -> Requant``: ``conv``
+* ``[Requant ->] IntConv -> IntAdd [-> Requant]``, ``[Requant ->] IntConv [-> Requant]``: ``conv``
+  (a Requant before: into the input packing of the VNNI kernel)
 * ``Upsample -> Requant``: ``uprq`` (requantize, then upsample: both are per element / per channel)
 """
 
@@ -61,6 +62,14 @@ def plan(nodes: list, consts: dict, unchecked: set[str], graph_outputs: set[str]
             return j
         return None
 
+    def conv_tail(i):
+        """The IntAdd [-> Requant] or Requant fused after IntConv i (may be none)."""
+        j = sole_reader(i)
+        if j is None or op(j) not in ("IntAdd", "Requant"):
+            return []
+        k = sole_reader(j)
+        return [j, k] if op(j) == "IntAdd" and k is not None and op(k) == "Requant" else [j]
+
     def chain_at(i):
         kind, chain = None, [i]
         j = sole_reader(i)
@@ -77,6 +86,8 @@ def plan(nodes: list, consts: dict, unchecked: set[str], graph_outputs: set[str]
                 kind, chain = "softmax", [i, j]
             elif op(j) == "Lut" and lut_after(i, a["qmin"], a["qmax"]) == j:
                 kind, chain = "rqlut", [i, j]
+            elif op(j) == "IntConv":
+                kind, chain = "conv", [i, j, *conv_tail(j)]
         elif op(i) == "GroupNorm":
             k = lut_after(i, nodes[i][4]["qmin"], nodes[i][4]["qmax"])
             if k is not None:
@@ -87,11 +98,8 @@ def plan(nodes: list, consts: dict, unchecked: set[str], graph_outputs: set[str]
             k = lut_after(j, a["qmin"], a["qmax"])
             if k is not None:
                 chain.append(k)
-        elif op(i) == "IntConv" and j is not None and op(j) in ("IntAdd", "Requant"):
-            kind, chain = "conv", [i, j]
-            k = sole_reader(j)
-            if op(j) == "IntAdd" and k is not None and op(k) == "Requant":
-                chain.append(k)
+        elif op(i) == "IntConv" and conv_tail(i):
+            kind, chain = "conv", [i, *conv_tail(i)]
         elif op(i) == "Upsample" and j is not None and op(j) == "Requant":
             kind, chain = "uprq", [i, j]
         if kind is None:

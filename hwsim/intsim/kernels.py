@@ -36,8 +36,8 @@ import numba
 import numpy as np
 from scipy.linalg.blas import dgemm, sgemm
 
-from hwsim.intsim.fused import (EMPTY, NO_RQ, conv_epilogue, groupnorm_into, modulate_into, planes_epilogue, requant_into,
-                                rows_epilogue, rq_params, softmax_into, upsample_into)
+from hwsim.intsim.fused import (EMPTY, conv_epilogue, groupnorm_into, modulate_into, planes_epilogue, requant_into,
+                                rows_epilogue, rq_args, rq_params, softmax_into, upsample_into)
 from hwsim.intsim import amx, vnni
 from hwsim.intsim.ops.lut import lut_checked_kernel
 
@@ -65,20 +65,13 @@ def rq_for(attrs: dict, shape: tuple, channel_axis: int):
     return rq_params(shifts, shape[channel_axis]), attrs["qmin"], attrs["qmax"]
 
 
-def _rq_args(rq):
-    if rq is None:
-        return (False, *NO_RQ, 0, 0)
-    params, qmin, qmax = rq
-    return (True, *params, qmin, qmax)
-
-
 def _lut_args(lut):
     return (False, EMPTY, 0) if lut is None else (True, np.ascontiguousarray(lut[0], dtype=np.int64), lut[1])
 
 
 def _epilogue_2d(acc: np.ndarray, b: np.ndarray, out_dtype, rq, lut) -> np.ndarray:
     out = np.empty(acc.shape, dtype=out_dtype)
-    rows_epilogue(acc, np.ascontiguousarray(b, dtype=np.int64), *_rq_args(rq), *_lut_args(lut), out)
+    rows_epilogue(acc, np.ascontiguousarray(b, dtype=np.int64), *rq_args(rq), *_lut_args(lut), out)
     return out
 
 
@@ -166,10 +159,11 @@ def _split_addend(extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: int | None, out_dtype=np.int64,
-             extra: np.ndarray | None = None, rq=None) -> np.ndarray:
+             extra: np.ndarray | None = None, rq=None, rq_in=None) -> np.ndarray:
     """IntConv: on the AMX or VNNI kernel where it applies, else in the cheapest exact type for
-    ``bound`` (int64 when None), stride 1 as row-shifted GEMMs, other strides as im2col and one GEMM. Fused: ``+ extra`` (broadcast to the output:
-    an IntAdd), then a Requant per output channel."""
+    ``bound`` (int64 when None), stride 1 as row-shifted GEMMs, other strides as im2col and one GEMM.
+    Fused: a Requant per input channel before (``rq_in``, on VNNI while the input is packed), and
+    after, ``+ extra`` (broadcast to the output: an IntAdd), then a Requant per output channel."""
     n, _, h, wd = x.shape
     oc, _, kh, kw = w.shape
     (sh, sw), (pt, pl, pb, pr) = strides, pads
@@ -181,23 +175,39 @@ def int_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, strides, pads, bound: 
     dtype = gemm_dtype(bound)
     stride1 = (sh, sw) == (1, 1)
     bias = np.ascontiguousarray(b, dtype=np.int64)
-    acc = vnni.conv(x, w, (sh, sw), pads, backend=amx) if amx.available() and amx.pays(w.shape) else None
-    planes = vnni.conv_planes(x, w, (sh, sw), pads) if acc is None else None
+    use_amx = amx.available() and amx.pays(w.shape)
+    if rq_in is not None and (use_amx or not stride1):
+        x, rq_in = _requantized(x, rq_in), None
+    acc = vnni.conv(x, w, (sh, sw), pads, backend=amx) if use_amx else None
+    planes = vnni.conv_planes(x, w, (sh, sw), pads, rq_args(rq_in)) if acc is None else None
     if planes is not None:
         addend, extra = _split_addend(extra)
         flat = (n, oc, oh * ow)
         extra = np.ascontiguousarray(extra).reshape(flat) if extra.size else EXTRA_NONE.reshape(0, 0, 0)
-        planes_epilogue(planes.data, planes.offset, planes.stride, planes.wp, ow, bias, addend, extra, *_rq_args(rq),
+        planes_epilogue(planes.data, planes.offset, planes.stride, planes.wp, ow, bias, addend, extra, *rq_args(rq),
                         out.reshape(flat))
         return out
+    if rq_in is not None:
+        x = _requantized(x, rq_in)
     if acc is None and dtype is not None and stride1:
         acc = _shifted_gemm_conv(x, w, pads, dtype)
     elif acc is None:
         dtype = dtype or np.int64
         cols = im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, dtype)
         acc = (cols @ w.reshape(oc, -1).T.astype(dtype)).reshape(n, oh, ow, oc)
-    conv_epilogue(acc, bias, extra, *_rq_args(rq), out)
+    conv_epilogue(acc, bias, extra, *rq_args(rq), out)
     return out
+
+
+def _requantized(x: np.ndarray, rq) -> np.ndarray:
+    """x [N, C, ...] requantized per channel by ``rq`` (as :func:`rq_for` gives it), in the
+    narrowest storage that holds [qmin, qmax]."""
+    params, qmin, qmax = rq
+    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).min <= qmin and qmax <= np.iinfo(t).max)
+    flat = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    out = np.empty(flat.shape, dtype=dtype)
+    requant_into(flat, *params, qmin, qmax, *_lut_args(None), out)
+    return out.reshape(x.shape)
 
 
 def requant(x: np.ndarray, shifts: list[int], axis: int, qmin: int, qmax: int, out_dtype=np.int64,
@@ -217,7 +227,7 @@ def groupnorm(q: np.ndarray, g, b, a: dict, out_dtype=np.int64, rq=None, lut=Non
     """[Requant per channel (axis 1) ->] GroupNorm [-> Lut whose domain holds [qmin, qmax]]."""
     flat = np.ascontiguousarray(q.reshape(q.shape[0], q.shape[1], -1))
     out = np.empty(flat.shape, dtype=out_dtype)
-    groupnorm_into(flat, *_rq_args(rq), a["groups"], np.ascontiguousarray(g, dtype=np.int64),
+    groupnorm_into(flat, *rq_args(rq), a["groups"], np.ascontiguousarray(g, dtype=np.int64),
                    np.ascontiguousarray(b, dtype=np.int64), a["ft"], a["fg"], a["qmin"], a["qmax"], *_lut_args(lut), out)
     return out.reshape(q.shape)
 
@@ -235,7 +245,7 @@ def softmax(q: np.ndarray, table: np.ndarray, fo: int, out_dtype=np.int64, rq=No
     """[Requant (one shift) ->] Softmax over the last axis."""
     flat = np.ascontiguousarray(q.reshape(-1, q.shape[-1]))
     out = np.empty(flat.shape, dtype=out_dtype)
-    softmax_into(flat, *_rq_args(rq), np.ascontiguousarray(table, dtype=np.int64), fo, out)
+    softmax_into(flat, *rq_args(rq), np.ascontiguousarray(table, dtype=np.int64), fo, out)
     return out.reshape(q.shape)
 
 
@@ -243,7 +253,7 @@ def modulate(q: np.ndarray, scale: np.ndarray, shift: np.ndarray, a: dict, out_d
     """[Requant per last-axis channel ->] Modulate of q [N, L, D]."""
     q = np.ascontiguousarray(q)
     out = np.empty(q.shape, dtype=out_dtype)
-    modulate_into(q, *_rq_args(rq), np.ascontiguousarray(scale), np.ascontiguousarray(shift), a["ft"], a["e_scale"],
+    modulate_into(q, *rq_args(rq), np.ascontiguousarray(scale), np.ascontiguousarray(shift), a["ft"], a["e_scale"],
                   a["e_shift"], a["e_out"], a["qmin"], a["qmax"], out)
     return out
 

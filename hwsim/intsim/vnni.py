@@ -43,10 +43,13 @@ from llvmlite import ir
 from numba.core import cgutils, config, types
 from numba.extending import intrinsic
 
+from hwsim.intsim.fused import rq_args, rq_scalar
+
 NO_MAX = 8  # output channels per tile
 MV = (0, 7, 7, 7, 6, 5, 4, 3, 3)  # 16-row vectors per tile for NO = 1..8: MV*NO accumulators + MV inputs <= 31 zmm
 TILE_ROWS = 16 * max(MV)  # the most rows a tile computes past its start
 CHUNK_ROWS = 256  # rows per parallel work item, rounded up to whole tiles
+NO_PROLOGUE = rq_args(None)
 
 _V = ir.VectorType(ir.IntType(32), 16)
 
@@ -151,9 +154,10 @@ def _run(rows, wq, init, out, groups, total, kh, kw, wp):
 
 
 @numba.njit(cache=True)
-def _quad_plane(x, plane, b, q, pt, pl, wp):
-    """plane[(pt+i)*WP + pl + j] = the 4 bytes x[b, 4q : 4q+4, i, j] + 128 (missing channels 128),
-    every other word 128s; the flags of out-of-int8 values (0 if none)."""
+def _quad_plane(x, plane, b, q, pt, pl, wp, do_rq, left, right, half, odd, qmin, qmax):
+    """plane[(pt+i)*WP + pl + j] = the 4 bytes x'[b, 4q : 4q+4, i, j] + 128 (missing channels 128),
+    every other word 128s, where x' is x or, with ``do_rq``, its requantization (per channel
+    constants as :func:`hwsim.intsim.fused.rq_params`); the flags of out-of-int8 values (0 if none)."""
     c, h, wd = x.shape[1:]
     pad = np.uint32(0x80808080)
     plane[: pt * wp + pl] = pad
@@ -162,16 +166,32 @@ def _quad_plane(x, plane, b, q, pt, pl, wp):
         dst = plane[(pt + i) * wp + pl:]
         if 4 * q + 4 <= c:
             x0, x1, x2, x3 = x[b, 4 * q, i], x[b, 4 * q + 1, i], x[b, 4 * q + 2, i], x[b, 4 * q + 3, i]
-            for j in range(wd):
-                t0, t1 = np.int64(x0[j]) + 128, np.int64(x1[j]) + 128
-                t2, t3 = np.int64(x2[j]) + 128, np.int64(x3[j]) + 128
-                flags |= (t0 | t1 | t2 | t3) >> 8
-                dst[j] = np.uint32((t0 & 255) | ((t1 & 255) << 8) | ((t2 & 255) << 16) | ((t3 & 255) << 24))
+            if do_rq:
+                c0, c1, c2, c3 = 4 * q, 4 * q + 1, 4 * q + 2, 4 * q + 3
+                for j in range(wd):
+                    t0 = rq_scalar(np.int64(x0[j]), left[c0], right[c0], half[c0], odd[c0], qmin, qmax) + 128
+                    t1 = rq_scalar(np.int64(x1[j]), left[c1], right[c1], half[c1], odd[c1], qmin, qmax) + 128
+                    t2 = rq_scalar(np.int64(x2[j]), left[c2], right[c2], half[c2], odd[c2], qmin, qmax) + 128
+                    t3 = rq_scalar(np.int64(x3[j]), left[c3], right[c3], half[c3], odd[c3], qmin, qmax) + 128
+                    flags |= (t0 | t1 | t2 | t3) >> 8
+                    dst[j] = np.uint32((t0 & 255) | ((t1 & 255) << 8) | ((t2 & 255) << 16) | ((t3 & 255) << 24))
+            else:
+                for j in range(wd):
+                    t0, t1 = np.int64(x0[j]) + 128, np.int64(x1[j]) + 128
+                    t2, t3 = np.int64(x2[j]) + 128, np.int64(x3[j]) + 128
+                    flags |= (t0 | t1 | t2 | t3) >> 8
+                    dst[j] = np.uint32((t0 & 255) | ((t1 & 255) << 8) | ((t2 & 255) << 16) | ((t3 & 255) << 24))
         else:
             for j in range(wd):
                 word = np.int64(0)
                 for k in range(4):
-                    t = np.int64(x[b, 4 * q + k, i, j]) + 128 if 4 * q + k < c else np.int64(128)
+                    ch = 4 * q + k
+                    t = np.int64(128)
+                    if ch < c:
+                        t = np.int64(x[b, ch, i, j])
+                        if do_rq:
+                            t = rq_scalar(t, left[ch], right[ch], half[ch], odd[ch], qmin, qmax)
+                        t += 128
                     flags |= t >> 8
                     word |= (t & 255) << (8 * k)
                 dst[j] = np.uint32(word)
@@ -180,14 +200,15 @@ def _quad_plane(x, plane, b, q, pt, pl, wp):
 
 
 @numba.njit(parallel=True, cache=True)
-def _to_rows(x, rows, stride, pt, pl, wp):
+def _to_rows(x, rows, stride, pt, pl, wp, do_rq, left, right, half, odd, qmin, qmax):
     """Each image's rows [q, b*stride : (b+1)*stride] from x (``_quad_plane``); False if some x is outside int8."""
     quads = rows.shape[0]
     bad = 0
     for item in numba.prange(x.shape[0] * quads):
         b = item // quads
         q = item - b * quads
-        bad += _quad_plane(x, rows[q, b * stride:(b + 1) * stride], b, q, pt, pl, wp) != 0
+        plane = rows[q, b * stride:(b + 1) * stride]
+        bad += _quad_plane(x, plane, b, q, pt, pl, wp, do_rq, left, right, half, odd, qmin, qmax) != 0
     return bad == 0
 
 
@@ -289,10 +310,13 @@ def conv(x: np.ndarray, w: np.ndarray, strides, pads, backend=None):
     return None if args is None else backend.conv_s1(*args)
 
 
-def conv_planes(x: np.ndarray, w: np.ndarray, strides, pads) -> Planes | None:
-    """:func:`conv` on this kernel, its accumulator plane-major."""
+def conv_planes(x: np.ndarray, w: np.ndarray, strides, pads, rq_in=NO_PROLOGUE) -> Planes | None:
+    """:func:`conv` on this kernel, its accumulator plane-major; ``rq_in`` as :func:`conv_s1_planes`'s
+    (stride 1 only: None otherwise)."""
+    if rq_in[0] and tuple(strides) != (1, 1):
+        return None
     args = _as_stride1(x, w, strides, pads, sys.modules[__name__])
-    return None if args is None else conv_s1_planes(*args)
+    return None if args is None else conv_s1_planes(*args, rq_in)
 
 
 class Planes(NamedTuple):
@@ -313,9 +337,10 @@ class Planes(NamedTuple):
         return rows[:, :, : self.oh * self.wp].reshape(oc, self.n, self.oh, self.wp)[..., : self.ow].transpose(1, 2, 3, 0)
 
 
-def conv_s1_planes(x: np.ndarray, packed, pads) -> Planes | None:
+def conv_s1_planes(x: np.ndarray, packed, pads, rq_in=NO_PROLOGUE) -> Planes | None:
     """Stride-1 conv of x [N, C, H, W] (integer) with ``pack_weights``' output, plane-major; None if
-    ``packed`` is None, x is not integer or some x is outside int8.
+    ``packed`` is None, x is not integer or some x is outside int8. With ``rq_in`` (the arguments
+    :func:`hwsim.intsim.fused.rq_args` makes), x is requantized per channel as it is packed.
 
     Padding is shared: a row holds W pixels and then ``gw = max(pl, pr)`` padding words, which are
     also the next row's left padding, and an image's last ``gh = max(pt, pb)`` rows of padding are
@@ -338,7 +363,7 @@ def conv_s1_planes(x: np.ndarray, packed, pads) -> Planes | None:
     quads = wq.shape[1]
     rows = np.empty((quads, offset + n * stride + TILE_ROWS + (kh - 1) * wp + kw - 1), dtype=np.uint32)
     rows[:, n * stride:] = 0x80808080
-    if not _to_rows(x, rows, stride, gh, gw, wp):
+    if not _to_rows(x, rows, stride, gh, gw, wp, *rq_in):
         return None
     out = np.empty((oc, offset + n * stride + TILE_ROWS), dtype=np.int32)
     _run(rows, wq, packed["init"], out, packed["groups"], total, kh, kw, wp)
