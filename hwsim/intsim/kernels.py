@@ -26,7 +26,8 @@ the int64 input, then one GEMM. Linear layers fold their batch axes into one 2-D
 The elementwise ops (requantization, norms, LUTs, softmax, layout changes) are Numba loops over
 1-D rows, branch-free so that they vectorize, and parallel over rows: ``numba.set_num_threads``
 or ``NUMBA_NUM_THREADS`` set their threads, threadpoolctl or ``OPENBLAS_NUM_THREADS`` the BLAS
-threads (``hwsim bench intsim`` pins both to torch's). Each output element is computed by the
+threads (``hwsim bench intsim`` pins both to torch's); while Numba runs on several threads, a
+simulator run keeps BLAS to one (the two pools would busy-wait for each other's cores). Each output element is computed by the
 same integer arithmetic whatever the thread count, so results do not depend on it.
 """
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numba
 import numpy as np
 import onnx
 import pytest
@@ -210,3 +211,27 @@ def test_random_graphs_are_bit_exact(tmp_path_factory, case):
     for x, t in calib[::2]:
         with torch.no_grad():
             assert np.array_equal(sim.run(x.numpy(), t.numpy()), qnet(x.double(), t).numpy())
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+def test_blas_runs_on_one_thread_while_numba_runs_on_several():
+    """Both pools busy-wait for each other's cores otherwise (2-3x slower runs on two cores)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from hwsim.intsim.executor import _one_thread_pool
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = numba.get_num_threads()
+    try:
+        with threadpool_limits(2, user_api="blas"):
+            numba.set_num_threads(2)
+            with _one_thread_pool():
+                assert blas_threads() == {1}
+            assert blas_threads() == {2}
+            numba.set_num_threads(1)
+            with _one_thread_pool():
+                assert blas_threads() == {2}
+    finally:
+        numba.set_num_threads(before)
