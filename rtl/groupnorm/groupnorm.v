@@ -3,9 +3,8 @@
 //   S = sum q, Q = sum q^2, D = n*Q - S^2, k = max(0, ceil((bitlen(D) - 32) / 2)), m = D >> 2k,
 //   r = isqrt(floor(2^62 / m))  (r = k = 0 when D = 0),
 //   t = round_shift((n*q - S) * r, 31 + k - FT),  y = clamp(round_shift(t*G[c] + B[c], FT + FG)).
-// Banked buffer (BBANK > 0, a map deeper than BBANK words): as rtl/mvau's WBANK, each bank its own
-// memory, every bank's word registered once more before the multiplexer (a buffer cascade's
-// multiplexer after the block RAMs' clock-to-out was a stitched design's path); EMIT one stage longer.
+// Banked buffer (BBANK > 0, a map deeper than BBANK words): rtl/common/banked_memory.vh, as rtl/mvau's
+// WBANK; EMIT one stage longer.
 // Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
 // S and Q accumulate per group; SOLVE computes r and k group by group (a six-cycle set-up: S
 // and Q, the partial products of N*Q and S*S, their sums, D, k, m) with a restoring divider (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
@@ -26,6 +25,7 @@
 `default_nettype none
 `include "group_hold.vh"
 `include "channel_groups.vh"
+`include "banked_memory.vh"
 
 module groupnorm #(
     parameter integer CHANNELS = 4,
@@ -61,8 +61,6 @@ module groupnorm #(
     localparam integer FOLDS = CHANNELS / PE;
     localparam integer WORDS = PIXELS * FOLDS;
     localparam integer BANKED = (BBANK > 0) && (WORDS > BBANK);
-    localparam integer NB = BANKED ? (WORDS + BBANK - 1) / BBANK : 1;  // buffer banks
-    localparam integer LB = (BBANK <= 1) ? 1 : $clog2(BBANK);         // address bits within a bank
     localparam integer CPG = CHANNELS / GROUPS;
     localparam integer N = PIXELS * CPG;
     // widths from the numerics: |q| <= 2^(IBITS-1), |S| <= N 2^(IBITS-1), Q <= N 2^(2 IBITS-2),
@@ -333,39 +331,22 @@ module groupnorm #(
     wire [PE*IBITS-1:0] w1o;
     generate
         if (BANKED) begin : banked
-            localparam integer SBK = (NB <= 1) ? 1 : $clog2(NB);
-            wire [NB*PE*IBITS-1:0] held;  // every bank's word, registered twice
-            reg [SBK-1:0] sel1, selb;
             reg v1b;
             reg [FW-1:0] fold1b;
             reg [PE*GW-1:0] grp1b;
             reg [STEP_GBITS-1:0] sg1b;
-            genvar k;
-            for (k = 0; k < NB; k = k + 1) begin : bank
-                reg [PE*IBITS-1:0] mem [0:BBANK-1];
-                reg [PE*IBITS-1:0] q, r;
-                always @(posedge clk) begin
-                    if (take && (widx >> LB) == k) mem[widx[LB-1:0]] <= in_data;
-                    if (en) begin
-                        q <= mem[ridx[LB-1:0]];
-                        r <= q;
-                    end
-                end
-                assign held[k * PE * IBITS +: PE * IBITS] = r;
-            end
+            banked_memory #(.WIDTH(PE * IBITS), .WORDS(WORDS), .BANK(BBANK), .ABITS(WW), .WRITABLE(1)) buffer_banks (
+                .clk(clk), .en(en), .raddr(ridx), .we(take), .waddr(widx), .wdata(in_data), .rdata(w1o));
             always @(posedge clk) begin
                 if (rst) v1b <= 1'b0;
                 else if (en) v1b <= v1;
                 if (en) begin
-                    sel1 <= ridx >> LB;
-                    selb <= sel1;
                     fold1b <= fold1;
                     grp1b <= grp1;
                     sg1b <= sg1;
                 end
             end
             assign {v1o, fold1o, grp1o, sg1o} = {v1b, fold1b, grp1b, sg1b};
-            assign w1o = held[selb * PE * IBITS +: PE * IBITS];
         end else begin : direct
             assign {v1o, fold1o, grp1o, sg1o, w1o} = {v1, fold1, grp1, sg1, w1};
         end

@@ -28,15 +28,13 @@
 // Per-timestep-group constants (GROUPS > 1): BIAS_FILE and SHIFT_FILE hold GROUPS tables of MH words,
 // table g at g*MH; every evaluation (VECTORS vectors, VECTORS*MH/PE output words) takes its group on
 // the g port (rtl/common/group_hold.vh) when its first output is requantized.
-// Banked weights (WBANK > 0, dense static weights deeper than WBANK words): a weight memory deeper than
-// one block RAM is a cascade whose outputs synthesis joins with a multiplexer, right after the block
-// RAMs' slow clock-to-out; that was a stitched design's critical path. With WBANK set to the block
-// RAM's depth at this word width, each bank is its own memory (WEIGHT_FILE.bNN, NN = 00, 01, ...),
-// every bank's word is registered once more, and the multiplexer works from those registers: one
-// cycle more of latency, NB x PE*SIMD*WBITS flip-flops.
+// Banked weights (WBANK > 0, dense static weights deeper than WBANK words): rtl/common/banked_memory.vh
+// with WBANK set to the block RAM's depth at this word width, each bank its own memory
+// (WEIGHT_FILE.bNN, NN = 00, 01, ...): one cycle more of latency, two registered words per bank.
 // Vendor-neutral: multipliers and memories are inferred by synthesis.
 `default_nettype none
 `include "group_hold.vh"
+`include "banked_memory.vh"
 
 module mvau #(
     parameter integer MW = 8,
@@ -106,8 +104,6 @@ module mvau #(
     localparam integer WCOUNT = (NF > 1) && ((SF & (SF - 1)) != 0);
     localparam integer WAB = $clog2(NF * SF + 1);
     localparam integer BANKED = (WBANK > 0) && !DYNAMIC && !SPARSE && (NF * SF > WBANK);
-    localparam integer NB = BANKED ? (NF * SF + WBANK - 1) / WBANK : 1;  // weight banks
-    localparam integer LB = (WBANK <= 1) ? 1 : $clog2(WBANK);          // address bits within a bank
     localparam integer WW = PE * SIMD * WBITS;                         // weight word
 
     // --- memories -------------------------------------------------------------------------------
@@ -264,33 +260,17 @@ module mvau #(
     wire [PE*SIMD*IB-1:0]    i1o;
     generate
         if (BANKED) begin : banked
-            localparam integer SB = (NB <= 1) ? 1 : $clog2(NB);
-            wire [WAB-1:0] wa = WCOUNT ? waddr : nf * SF + sf;
-            wire [NB*WW-1:0] held;  // every bank's word, registered twice
-            reg [SB-1:0] sel1, selb;
             reg v1b, first1b, last1b;
             reg [NFB-1:0] nf1b;
             reg [SFB-1:0] sf1b;
             reg [SIMD*ABITS-1:0] x1b;
-            genvar k;
-            for (k = 0; k < NB; k = k + 1) begin : bank
-                localparam [7:0] D1 = 8'd48 + k / 10, D0 = 8'd48 + k % 10;
-                reg [WW-1:0] mem [0:WBANK-1];
-                reg [WW-1:0] q, r;
-                initial $readmemh({WEIGHT_FILE, ".b", D1, D0}, mem);
-                always @(posedge clk)
-                    if (en) begin
-                        q <= mem[wa[LB-1:0]];
-                        r <= q;
-                    end
-                assign held[k * WW +: WW] = r;
-            end
+            banked_memory #(.WIDTH(WW), .WORDS(NF * SF), .BANK(WBANK), .ABITS(WAB), .INIT_FILE(WEIGHT_FILE)) weights (
+                .clk(clk), .en(en), .raddr(WCOUNT ? waddr : nf * SF + sf), .we(1'b0), .waddr({WAB{1'b0}}),
+                .wdata({WW{1'b0}}), .rdata(w1o));
             always @(posedge clk) begin
                 if (rst) v1b <= 1'b0;
                 else if (en) v1b <= v1;
                 if (en) begin
-                    sel1 <= wa >> LB;
-                    selb <= sel1;
                     first1b <= first1;
                     last1b <= last1;
                     nf1b <= nf1;
@@ -299,7 +279,6 @@ module mvau #(
                 end
             end
             assign {v1o, first1o, last1o, nf1o, sf1o, x1o, i1o} = {v1b, first1b, last1b, nf1b, sf1b, x1b, {PE*SIMD*IB{1'b0}}};
-            assign w1o = held[selb * WW +: WW];
         end else begin : direct
             assign {v1o, first1o, last1o, nf1o, sf1o, x1o, w1o, i1o} = {v1, first1, last1, nf1, sf1, x1, w1, i1};
         end
