@@ -21,7 +21,8 @@ channels-last input flattened to rows, tap (u, v) is the same GEMM on the rows s
 ``u*W + v``, accumulated in place with BLAS ``beta=1``. Rows that straddle an image edge are
 discarded afterwards; every partial sum is still a sum of distinct products, so the exactness
 bound holds. Strided convolutions use a Numba im2col writing the float columns straight from
-the int64 input, then one GEMM. Linear layers fold their batch axes into one 2-D GEMM.
+the int64 input, then one GEMM. Linear layers fold their batch axes into one 2-D GEMM (int8 on
+VNNI where it applies, :func:`hwsim.intsim.vnni.linear`).
 
 The elementwise ops (requantization, norms, LUTs, softmax, layout changes) are Numba loops over
 1-D rows, branch-free so that they vectorize, and parallel over rows: ``numba.set_num_threads``
@@ -91,8 +92,11 @@ def int_linear(x: np.ndarray, w: np.ndarray, b: np.ndarray, bound: int | None, o
                rq=None, lut=None) -> np.ndarray:
     """x @ w.T + b over the last axis (IntLinear) [then a Requant per output column, then a Lut];
     ``bound`` caps |every partial sum| of x @ w.T."""
-    dtype = gemm_dtype(bound) or np.int64
-    acc = x.reshape(-1, x.shape[-1]).astype(dtype) @ w.T.astype(dtype)
+    rows = x.reshape(-1, x.shape[-1])
+    acc = vnni.linear(rows, vnni.packed_linear(w))
+    if acc is None:
+        dtype = gemm_dtype(bound) or np.int64
+        acc = rows.astype(dtype) @ w.T.astype(dtype)
     return _epilogue_2d(acc, b, out_dtype, rq, lut).reshape(*x.shape[:-1], w.shape[0])
 @numba.njit(parallel=True, cache=True)
 def im2col_into(x: np.ndarray, cols: np.ndarray, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int,

@@ -21,6 +21,10 @@ cost as much as the GEMM on the U-Net's 16- and 32-channel layers.) Accumulators
 exactly ``128 * w`` at every tap). Tiles run over the rows of all images as one range (rows
 past an image's last output are computed and cropped).
 
+Linear layers (:func:`linear`) run on the same tiles with the roles swapped, so that their
+accumulator comes out row-major ``[M, N]``: the weights are the row vectors, each input row an
+"output channel" whose words are broadcast.
+
 Exactness: ``vpdpbusd`` adds its four u8 x s8 products into int32 with wrap-around (it does
 not saturate), and addition modulo 2^32 is associative, so the result equals the true sum
 ``sum x * w`` modulo 2^32; that sum is at most ``128 * sum|w[o]|`` in magnitude (|x| <= 128),
@@ -217,10 +221,11 @@ def integer_input(dt) -> bool:
 
 
 def int8_weights(w: np.ndarray) -> np.ndarray | None:
-    """Conv weights [OC, C, KH, KW] as int8 if every one fits and each output's int32 sum is exact
-    (``128 * sum|w[o]| < 2^31``, the bound of the module docstring), else None."""
+    """Conv weights [OC, C, KH, KW] (or linear weights [N, K]) as int8 if every one fits and each
+    output's int32 sum is exact (``128 * sum|w[o]| < 2^31``, the bound of the module docstring),
+    else None."""
     w = np.asarray(w)
-    if w.ndim != 4 or w.size == 0 or w.dtype.kind not in "iu" or w.min() < -128 or w.max() > 127:
+    if w.ndim not in (2, 4) or w.size == 0 or w.dtype.kind not in "iu" or w.min() < -128 or w.max() > 127:
         return None
     w8 = w.astype(np.int8)
     if 128 * np.abs(w8, dtype=np.int32).reshape(w.shape[0], -1).sum(1, dtype=np.int64).max() >= 2**31:
@@ -241,12 +246,55 @@ def pack_weights(w: np.ndarray):
     # [taps, Cp/4, OC] words: channels 4q..4q+3 of output o at one tap
     wq = np.ascontiguousarray(wz.reshape(oc, cp // 4, 4, kh * kw).transpose(3, 1, 0, 2)).view(np.int32)[..., 0]
     init = (-128 * w8.reshape(oc, -1).sum(1, dtype=np.int64)).astype(np.int32)
-    ng = -(-oc // NO_MAX)  # output groups of near-equal size, each with its tile shape
-    sizes = [oc // ng + (g < oc % ng) for g in range(ng)]
-    tile_rows = [16 * MV[s] for s in sizes]
-    groups = np.array([[sum(sizes[:g]), s, -(-CHUNK_ROWS // t) * t] for g, (s, t) in enumerate(zip(sizes, tile_rows))],
-                      dtype=np.int64)
-    return {"wq": np.ascontiguousarray(wq), "init": init, "groups": groups, "shape": (oc, c, kh, kw)}
+    return {"wq": np.ascontiguousarray(wq), "init": init, "groups": _output_groups(oc), "shape": (oc, c, kh, kw)}
+
+
+@functools.lru_cache(maxsize=256)
+def _output_groups(oc: int) -> np.ndarray:
+    """[first, size, rows per work item] of each group of at most NO_MAX outputs (near-equal sizes,
+    each group's tile shape from MV; rows per item a whole number of its tiles)."""
+    ng = -(-oc // NO_MAX)
+    sizes = oc // ng + (np.arange(ng) < oc % ng)
+    tile_rows = 16 * np.asarray(MV)[sizes]
+    groups = np.stack([np.cumsum(sizes) - sizes, sizes, -(-CHUNK_ROWS // tile_rows) * tile_rows], axis=1)
+    groups.flags.writeable = False
+    return groups.astype(np.int64)
+
+
+def pack_linear(w: np.ndarray):
+    """Linear weights [N, K] -> the row operand of :func:`linear` (built once per layer), or None
+    if some weight is outside int8 or the int32 bound fails: ``w + 128`` as u8, 4 of K per word,
+    ``[K/4, N + TILE_ROWS]`` (rows past N are read by the last tiles and discarded)."""
+    w8 = int8_weights(w) if available() else None
+    if w8 is None:
+        return None
+    n, k = w8.shape
+    wz = np.zeros((n + TILE_ROWS, -(-k // 4) * 4), dtype=np.uint8)
+    wz[:n, :k] = (w8.astype(np.int16) + 128).astype(np.uint8)  # channels past K meet x = 0: any byte
+    return {"rows": np.ascontiguousarray(wz.view(np.uint32).T), "n": n, "k": k}
+
+
+def linear(x: np.ndarray, packed) -> np.ndarray | None:
+    """x [M, K] @ w.T as int32 [M, N] (a view) for ``pack_linear``'s output, or None if ``packed`` is
+    None, x is not integer or some x is outside int8. The conv's roles swapped, so that the
+    accumulator comes out row-major: the weights (u8, ``w + 128``) are the tiles' 16-row vectors
+    and each row of x (s8) is an "output channel" whose 4-byte words are broadcast; the offset adds
+    ``128 * sum(x[m])`` to row m, which its accumulator's start (``-128 * sum(x[m])``) cancels."""
+    if packed is None or not integer_input(x.dtype) or x.ndim != 2 or x.shape[1] != packed["k"]:
+        return None
+    m, k = x.shape
+    if x.dtype != np.int8:
+        if x.size and (x.min() < -128 or x.max() > 127):
+            return None
+        x = x.astype(np.int8)
+    rows = packed["rows"]
+    xz = np.zeros((m, 4 * rows.shape[0]), dtype=np.int8)
+    xz[:, :k] = x
+    words = np.ascontiguousarray(xz.view(np.int32).T)[None]  # [1 tap, K/4, M]
+    init = (-128 * x.sum(1, dtype=np.int64)).astype(np.int32)
+    out = np.empty((m, rows.shape[1]), dtype=np.int32)
+    _run(rows, words, init, out, _output_groups(m), packed["n"], 1, 1, 1)
+    return out[:, : packed["n"]]
 
 
 _PACKED: dict[tuple, tuple] = {}
@@ -275,6 +323,17 @@ def packed_for(w: np.ndarray, strides=(1, 1), backend=None):
         packed = backend.pack_weights(_phase_split(wz, sh, sw))
     else:
         packed = backend.pack_weights(w)
+    _PACKED[key] = (weakref.ref(w, lambda _, key=key: _PACKED.pop(key, None)), packed)
+    return packed
+
+
+def packed_linear(w: np.ndarray):
+    """:func:`pack_linear` of ``w``, once per weight array (as :func:`packed_for`)."""
+    key = (id(w), "linear")
+    hit = _PACKED.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    packed = pack_linear(w)
     _PACKED[key] = (weakref.ref(w, lambda _, key=key: _PACKED.pop(key, None)), packed)
     return packed
 

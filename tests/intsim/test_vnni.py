@@ -159,3 +159,32 @@ def test_strided_conv_equals_reference(n, c, oc, h, wd, k, strides, pads):
     got = vnni.conv(x, w, strides, pads)
     assert got is not None
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("m, k, n", [(5, 7, 3), (200, 48, 144), (17, 4, 1), (64, 129, 33), (1, 96, 20)])
+@pytest.mark.parametrize("dtype", [np.int8, np.int16])
+def test_linear_equals_reference(m, k, n, dtype):
+    """The swapped-role GEMM (weights as the row vectors) at int8 extremes and odd sizes."""
+    rng = np.random.default_rng(m + k + n)
+    x = rng.choice([-128, 127, 0, -1, 5], (m, k)).astype(dtype)
+    w = rng.choice([-128, 127, 1, -7], (n, k)).astype(np.int8)
+    got = vnni.linear(x, vnni.pack_linear(w))
+    assert got is not None and got.dtype == np.int32
+    np.testing.assert_array_equal(got, x.astype(np.int64) @ w.T.astype(np.int64))
+
+
+def test_linear_falls_back_outside_int8(monkeypatch):
+    from hwsim.intsim import kernels
+
+    w = np.ones((3, 8), dtype=np.int64)
+    assert vnni.linear(np.full((2, 8), 128, dtype=np.int16), vnni.pack_linear(w)) is None
+    assert vnni.pack_linear(np.full((3, 8), 128)) is None
+    x = np.arange(-40, 40, dtype=np.int64).reshape(10, 8) * 3  # some values past int8: BLAS takes it
+    b = np.arange(3)
+    np.testing.assert_array_equal(kernels.int_linear(x, w, b, 2**20), x @ w.T + b)
+    calls = []
+    real = vnni.linear
+    monkeypatch.setattr(vnni, "linear", lambda *a: calls.append(real(*a)) or calls[-1])
+    x8 = (x // 3).astype(np.int8)
+    np.testing.assert_array_equal(kernels.int_linear(x8, w, b, 2**20), x8.astype(np.int64) @ w.T + b)
+    assert calls[-1] is not None
