@@ -250,10 +250,10 @@ def pack_weights(w: np.ndarray):
 
 
 @functools.lru_cache(maxsize=256)
-def _output_groups(oc: int) -> np.ndarray:
-    """[first, size, rows per work item] of each group of at most NO_MAX outputs (near-equal sizes,
+def _output_groups(oc: int, most: int = NO_MAX) -> np.ndarray:
+    """[first, size, rows per work item] of each group of at most ``most`` outputs (near-equal sizes,
     each group's tile shape from MV; rows per item a whole number of its tiles)."""
-    ng = -(-oc // NO_MAX)
+    ng = -(-oc // most)
     sizes = oc // ng + (np.arange(ng) < oc % ng)
     tile_rows = 16 * np.asarray(MV)[sizes]
     groups = np.stack([np.cumsum(sizes) - sizes, sizes, -(-CHUNK_ROWS // tile_rows) * tile_rows], axis=1)
@@ -271,7 +271,9 @@ def pack_linear(w: np.ndarray):
     n, k = w8.shape
     wz = np.zeros((n + TILE_ROWS, -(-k // 4) * 4), dtype=np.uint8)
     wz[:n, :k] = (w8.astype(np.int16) + 128).astype(np.uint8)  # channels past K meet x = 0: any byte
-    return {"rows": np.ascontiguousarray(wz.view(np.uint32).T), "n": n, "k": k}
+    vectors = -(-n // 16)  # tokens per tile: the tile shape that pads the fewest row vectors (then the most tokens)
+    tokens = min(range(1, NO_MAX + 1), key=lambda no: (-(-vectors // MV[no]) * MV[no], -no))
+    return {"rows": np.ascontiguousarray(wz.view(np.uint32).T), "n": n, "k": k, "tokens": tokens}
 
 
 def linear(x: np.ndarray, packed) -> np.ndarray | None:
@@ -288,13 +290,31 @@ def linear(x: np.ndarray, packed) -> np.ndarray | None:
             return None
         x = x.astype(np.int8)
     rows = packed["rows"]
-    xz = np.zeros((m, 4 * rows.shape[0]), dtype=np.int8)
-    xz[:, :k] = x
-    words = np.ascontiguousarray(xz.view(np.int32).T)[None]  # [1 tap, K/4, M]
-    init = (-128 * x.sum(1, dtype=np.int64)).astype(np.int32)
+    words = np.empty((1, rows.shape[0], m), dtype=np.int32)  # [1 tap, K/4, M]
+    init = np.empty(m, dtype=np.int32)
+    _x_words(x, words[0], init)
     out = np.empty((m, rows.shape[1]), dtype=np.int32)
-    _run(rows, words, init, out, _output_groups(m), packed["n"], 1, 1, 1)
+    _run(rows, words, init, out, _output_groups(m, packed["tokens"]), packed["n"], 1, 1, 1)
     return out[:, : packed["n"]]
+
+
+@numba.njit(parallel=True, cache=True)
+def _x_words(x, words, init):
+    """words[q, m] = the 4 bytes x[m, 4q : 4q+4] (zeros past K), init[m] = -128 * sum(x[m])."""
+    m, k = x.shape
+    quads = words.shape[0]
+    for r in numba.prange(m):
+        row = x[r]
+        total = 0
+        for q in range(quads):
+            word = np.int64(0)
+            for b in range(4):
+                if 4 * q + b < k:
+                    v = np.int64(row[4 * q + b])
+                    total += v
+                    word |= (v & 255) << (8 * b)
+            words[q, r] = np.int32(np.uint32(word))
+        init[r] = -128 * total
 
 
 _PACKED: dict[tuple, tuple] = {}
