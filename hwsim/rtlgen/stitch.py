@@ -296,14 +296,17 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         mem = mvau_memories(w, bias, shifts, a["PE"], a["SIMD"])
         wbits = node.dt("weightDataType")
         bank = node.weight_bank_words()
-        if bank:
-            write_banks(ctx.out / f"{uid}_weights.mem", mem["weights"], wbits, bank)
+        weights = f"{uid}_weights.mem"
+        if bank:  # the block reads only the banks, WEIGHT_FILE.bNN
+            write_banks(ctx.out / weights, mem["weights"], wbits, bank)
+        else:
+            ctx.mem(weights, mem["weights"], wbits)
         return "mvau", dict(MW=a["MW"], MH=a["MH"], PE=a["PE"], SIMD=a["SIMD"], ABITS=node.dt("inputDataType"),
                             WBITS=wbits, BBITS=bbits, ACCBITS=accbits,
                             OBITS=node.dt("outputDataType") if activation else accbits, SHBITS=8,
                             SIGNED_IN=int(DataType[a["inputDataType"]].signed()),
                             ACTIVATION=int(activation), QMIN=qmin, QMAX=qmax,
-                            WEIGHT_FILE=ctx.mem(f"{uid}_weights.mem", mem["weights"], wbits),
+                            WEIGHT_FILE=weights,
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
                             SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), LUT_MULT=_lut_mult(node),
                             **_const_shift(shifts, activation), **_bank(bank, "WBANK"),
