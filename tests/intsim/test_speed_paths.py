@@ -194,6 +194,18 @@ def test_groupnorm_and_softmax_kernels_at_extremes():
     assert np.array_equal(kernels.softmax(s, table, 8), softmax_ref(s.reshape(-1, 17), table, 8).reshape(s.shape))
 
 
+@pytest.mark.parametrize("top, fo", [(2**15, 8), (2**15, 30), (2**40, 12), (2**44, 2)])
+def test_softmax_quotients_float_and_integer(top, fo):
+    """The float64 reciprocal path (numerator and divisor below 2^52) and the int64 division beyond
+    it give the reference's quotients, at every rounding boundary the random rows reach."""
+    rng = np.random.default_rng(fo)
+    table = np.maximum(np.round(np.exp(-np.arange(256) / 7.0) * top), 1).astype(np.int64)
+    s = rng.integers(-128, 128, (300, 49))
+    s[:5] = 0  # equal values: quotients on exact ties
+    expect = softmax_ref(s, table, fo)
+    assert np.array_equal(kernels.softmax(s, table, fo), expect)
+
+
 def test_check_range_on_views_and_contiguous():
     v = np.arange(-5, 7).reshape(3, 4)
     assert np.array_equal(check_range(v.T, -5, 6, "n"), v.T) and np.array_equal(check_range(v, -5, 6, "n"), v)
