@@ -49,8 +49,9 @@ test-slow: setup
 FUZZ_LOG ?= out/fuzz.log
 fuzz: setup
 	mkdir -p $(dir $(FUZZ_LOG))
+	echo "git $$(git rev-parse HEAD)$$(git diff --quiet HEAD || echo +dirty)" > $(FUZZ_LOG)
 	set -o pipefail; HWSIM_FUZZ_SCALE=20 $(VENV)/bin/pytest -q -p no:cacheprovider --hypothesis-show-statistics \
-	  tests/intsim tests/export tests/quant/test_float_scales.py 2>&1 | tee $(FUZZ_LOG)
+	  tests/intsim tests/export tests/quant/test_float_scales.py 2>&1 | tee -a $(FUZZ_LOG)
 
 bench: setup
 	$(VENV)/bin/pytest -q -m bench tests/bench --benchmark-json out/bench.json

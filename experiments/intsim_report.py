@@ -107,8 +107,10 @@ def fuzz() -> list[str]:
     text = path.read_text()
     counts = [int(n) for n in re.findall(r"- (\d+) passing", text)]
     summary = [line for line in text.splitlines() if re.search(r"\d+ passed", line)]
-    return ["", "## Fuzzing", "", "`make fuzz` (hypothesis at 20x the CI quotas; the log is `fuzz.log`): "
-            f"{sum(counts):,} passing examples over {len(counts)} property tests; {summary[-1].strip('= ') if summary else ''}."]
+    commit = re.match(r"git ([0-9a-f]{12})", text)
+    return ["", "## Fuzzing", "", "`make fuzz FUZZ_LOG=experiments/results/intsim/fuzz.log` (hypothesis at 20x the CI "
+            f"quotas{f', git {commit.group(1)}' if commit else ''}): {sum(counts):,} passing examples over "
+            f"{len(counts)} property tests; {summary[-1].strip('= ') if summary else ''}."]
 
 
 def main() -> None:
