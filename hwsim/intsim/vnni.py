@@ -70,33 +70,33 @@ def available() -> bool:
     return host
 
 
-def _make_tile(no: int):
-    """Intrinsic tile(rows, wq, init, out, r0, o0, kh, kw, wp): out[o0 : o0+no, r0 : r0+16*MV]."""
-    mv = MV[no]
+@intrinsic
+def _tile(typingctx, rows, wq, init, out, r0, o0, no, kh, kw, wp):
+    """tile(rows, wq, init, out, r0, o0, no, kh, kw, wp): out[o0 : o0+no, r0 : r0+16*MV[no]], for
+    1 <= no <= NO_MAX (a switch over the shapes: each is unrolled, its accumulators in registers)."""
 
-    @intrinsic
-    def tile(typingctx, rows, wq, init, out, r0, o0, kh, kw, wp):
-        def codegen(context, builder, sig, args):
-            rows_a, wq_a, init_a, out_a = (context.make_array(t)(context, builder, v)
-                                           for t, v in zip(sig.args[:4], args[:4]))
-            r0, o0, kh, kw, wp = args[4:]
-            i64, i32 = ir.IntType(64), ir.IntType(32)
-            c = lambda v: ir.Constant(i64, v)  # noqa: E731
-            quads, nrows = (builder.extract_value(rows_a.shape, k) for k in (0, 1))  # channel quads, rows per plane
-            noc = builder.extract_value(wq_a.shape, 2)  # output channels
-            ncols = builder.extract_value(out_a.shape, 1)  # rows of the accumulator
-            vdp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V, [_V] * 3),
-                                                 "llvm.x86.avx512.vpdpbusd.512")
-            a_p, w_p, init_p, out_p = (builder.bitcast(a.data, i32.as_pointer()) for a in (rows_a, wq_a, init_a, out_a))
-            vec = lambda ptr: builder.bitcast(ptr, _V.as_pointer())  # noqa: E731
-            first = ir.Constant(_V, [0] * 16)
+    def codegen(context, builder, sig, args):
+        rows_a, wq_a, init_a, out_a = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args[:4], args[:4]))
+        r0, o0, no, kh, kw, wp = args[4:]
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        c = lambda v: ir.Constant(i64, v)  # noqa: E731
+        quads, nrows = (builder.extract_value(rows_a.shape, k) for k in (0, 1))  # channel quads, rows per plane
+        noc = builder.extract_value(wq_a.shape, 2)  # output channels
+        ncols = builder.extract_value(out_a.shape, 1)  # rows of the accumulator
+        vdp = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V, [_V] * 3),
+                                             "llvm.x86.avx512.vpdpbusd.512")
+        a_p, w_p, init_p, out_p = (builder.bitcast(a.data, i32.as_pointer()) for a in (rows_a, wq_a, init_a, out_a))
+        vec = lambda ptr: builder.bitcast(ptr, _V.as_pointer())  # noqa: E731
+        first = ir.Constant(_V, [0] * 16)
 
-            def splat(value):
-                v = builder.insert_element(ir.Constant(_V, None), value, ir.Constant(i32, 0))
-                return builder.shuffle_vector(v, ir.Constant(_V, None), first)
+        def splat(value):
+            v = builder.insert_element(ir.Constant(_V, None), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, ir.Constant(_V, None), first)
 
-            acc = [[cgutils.alloca_once(builder, _V) for _ in range(no)] for _ in range(mv)]
-            for j in range(no):
+        def body(n):  # the tile of n output channels
+            mv = MV[n]
+            acc = [[cgutils.alloca_once(builder, _V) for _ in range(n)] for _ in range(mv)]
+            for j in range(n):
                 v = splat(builder.load(builder.gep(init_p, [builder.add(o0, c(j))])))
                 for i in range(mv):
                     builder.store(v, acc[i][j])
@@ -108,22 +108,27 @@ def _make_tile(no: int):
                     w_k = builder.add(w_tap, builder.mul(lk.index, noc))
                     a_k = builder.add(builder.mul(lk.index, nrows), row)
                     a = [builder.load(vec(builder.gep(a_p, [builder.add(a_k, c(16 * i))])), align=4) for i in range(mv)]
-                    for j in range(no):
+                    for j in range(n):
                         b = splat(builder.load(builder.gep(w_p, [builder.add(w_k, c(j))])))
                         for i in range(mv):
                             builder.store(builder.call(vdp, [builder.load(acc[i][j]), a[i], b]), acc[i][j])
-            for j in range(no):
+            for j in range(n):
                 o = builder.add(builder.mul(builder.add(o0, c(j)), ncols), r0)
                 for i in range(mv):
                     builder.store(builder.load(acc[i][j]), vec(builder.gep(out_p, [builder.add(o, c(16 * i))])), align=4)
-            return context.get_dummy_value()
 
-        return types.void(rows, wq, init, out, r0, o0, kh, kw, wp), codegen
+        done = builder.append_basic_block("tile_done")
+        switch = builder.switch(no, done)  # no outside 1..NO_MAX: nothing written
+        for n in range(1, NO_MAX + 1):
+            case = builder.append_basic_block(f"tile_{n}")
+            switch.add_case(ir.Constant(no.type, n), case)
+            builder.position_at_end(case)
+            body(n)
+            builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
 
-    return tile
-
-
-_tile1, _tile2, _tile3, _tile4, _tile5, _tile6, _tile7, _tile8 = (_make_tile(no) for no in range(1, NO_MAX + 1))
+    return types.void(rows, wq, init, out, r0, o0, no, kh, kw, wp), codegen
 
 
 @numba.njit(parallel=True, cache=True)
@@ -139,22 +144,7 @@ def _run(rows, wq, init, out, groups, total, kh, kw, wp):
         o0, no, per = groups[g, 0], groups[g, 1], groups[g, 2]
         start = (item - g * chunks) * per
         for r0 in range(start, min(total, start + per), 16 * MV[no]):
-            if no == 1:
-                _tile1(rows, wq, init, out, r0, o0, kh, kw, wp)
-            elif no == 2:
-                _tile2(rows, wq, init, out, r0, o0, kh, kw, wp)
-            elif no == 3:
-                _tile3(rows, wq, init, out, r0, o0, kh, kw, wp)
-            elif no == 4:
-                _tile4(rows, wq, init, out, r0, o0, kh, kw, wp)
-            elif no == 5:
-                _tile5(rows, wq, init, out, r0, o0, kh, kw, wp)
-            elif no == 6:
-                _tile6(rows, wq, init, out, r0, o0, kh, kw, wp)
-            elif no == 7:
-                _tile7(rows, wq, init, out, r0, o0, kh, kw, wp)
-            else:
-                _tile8(rows, wq, init, out, r0, o0, kh, kw, wp)
+            _tile(rows, wq, init, out, r0, o0, no, kh, kw, wp)
 
 
 @numba.njit(cache=True)

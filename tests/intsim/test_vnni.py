@@ -36,6 +36,8 @@ def run(x, w, pads, backend=vnni):
     (1, 9, 80, 11, 13, 3, (0, 0, 0, 0)),  # groups of 3 and 2
     (2, 12, 128, 4, 4, 3, (1, 1, 1, 1)),  # groups of 4 and 4
     (2, 6, 20, 5, 3, 1, (0, 0, 0, 0)),  # 1x1
+    (2, 5, 4, 6, 5, 3, (1, 1, 1, 1)),  # one tile of each width NO = 1..8 across these cases
+    (1, 8, 7, 5, 7, 3, (1, 1, 1, 1)),
     (1, 4, 16, 3, 3, 3, (0, 0, 0, 0)),  # a single output pixel per image
     (65, 2, 2, 1, 1, 3, (1, 1, 1, 1)),  # more tiles than rows per image
 ])
