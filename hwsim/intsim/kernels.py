@@ -28,8 +28,9 @@ The elementwise ops (requantization, norms, LUTs, softmax, layout changes) are N
 1-D rows, branch-free so that they vectorize, and parallel over rows: ``numba.set_num_threads``
 or ``NUMBA_NUM_THREADS`` set their threads, threadpoolctl or ``OPENBLAS_NUM_THREADS`` the BLAS
 threads (``hwsim bench intsim`` pins both to torch's); while Numba runs on several threads, a
-simulator run keeps BLAS to one (the two pools would busy-wait for each other's cores). Each output element is computed by the
-same integer arithmetic whatever the thread count, so results do not depend on it.
+simulator run keeps BLAS to one (the two pools would busy-wait for each other's cores). Each
+output element is computed by the same integer arithmetic whatever the thread count, so results
+do not depend on it.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def int_linear(x: np.ndarray, w: np.ndarray, b: np.ndarray, bound: int | None, o
         dtype = gemm_dtype(bound) or np.int64
         acc = rows.astype(dtype) @ w.T.astype(dtype)
     return _epilogue_2d(acc, b, out_dtype, rq, lut).reshape(*x.shape[:-1], w.shape[0])
+
+
 @numba.njit(parallel=True, cache=True)
 def im2col_into(x: np.ndarray, cols: np.ndarray, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int,
                 oh: int, ow: int) -> None:
@@ -208,7 +211,8 @@ def _requantized(x: np.ndarray, rq) -> np.ndarray:
     """x [N, C, ...] requantized per channel by ``rq`` (as :func:`rq_for` gives it), in the
     narrowest storage that holds [qmin, qmax]."""
     params, qmin, qmax = rq
-    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64) if np.iinfo(t).min <= qmin and qmax <= np.iinfo(t).max)
+    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64)
+                 if np.iinfo(t).min <= qmin and qmax <= np.iinfo(t).max)
     flat = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
     out = np.empty(flat.shape, dtype=dtype)
     requant_into(flat, *params, qmin, qmax, *_lut_args(None), out)

@@ -76,7 +76,8 @@ def _tile(typingctx, rows, wq, init, out, r0, o0, no, kh, kw, wp):
     1 <= no <= NO_MAX (a switch over the shapes: each is unrolled, its accumulators in registers)."""
 
     def codegen(context, builder, sig, args):
-        rows_a, wq_a, init_a, out_a = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args[:4], args[:4]))
+        rows_a, wq_a, init_a, out_a = (context.make_array(t)(context, builder, v)
+                                       for t, v in zip(sig.args[:4], args[:4]))
         r0, o0, no, kh, kw, wp = args[4:]
         i64, i32 = ir.IntType(64), ir.IntType(32)
         c = lambda v: ir.Constant(i64, v)  # noqa: E731
@@ -115,7 +116,8 @@ def _tile(typingctx, rows, wq, init, out, r0, o0, no, kh, kw, wp):
             for j in range(n):
                 o = builder.add(builder.mul(builder.add(o0, c(j)), ncols), r0)
                 for i in range(mv):
-                    builder.store(builder.load(acc[i][j]), vec(builder.gep(out_p, [builder.add(o, c(16 * i))])), align=4)
+                    dst = vec(builder.gep(out_p, [builder.add(o, c(16 * i))]))
+                    builder.store(builder.load(acc[i][j]), dst, align=4)
 
         done = builder.append_basic_block("tile_done")
         switch = builder.switch(no, done)  # no outside 1..NO_MAX: nothing written
@@ -403,7 +405,8 @@ class Planes(NamedTuple):
         """The accumulator as int32 [N, OH, OW, OC] (a view)."""
         oc, start = self.data.shape[0], self.offset
         rows = self.data[:, start: start + self.n * self.stride].reshape(oc, self.n, self.stride)
-        return rows[:, :, : self.oh * self.wp].reshape(oc, self.n, self.oh, self.wp)[..., : self.ow].transpose(1, 2, 3, 0)
+        planes = rows[:, :, : self.oh * self.wp].reshape(oc, self.n, self.oh, self.wp)
+        return planes[..., : self.ow].transpose(1, 2, 3, 0)
 
 
 def conv_s1_planes(x: np.ndarray, packed, pads, rq_in=NO_PROLOGUE) -> Planes | None:
