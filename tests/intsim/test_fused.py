@@ -244,3 +244,24 @@ def test_int32_storage_never_wraps(tmp_path):
     assert "big_linear" in sim._proven()
     env = sim._run_integers(x, np.zeros(1, np.int64), fused=True)
     assert env["y"].dtype == np.int64 and env["y"].tolist() == [[14 * 2**30 + 1]]
+
+
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+@pytest.mark.parametrize("int8_kernel", [True, False])
+def test_conv_with_requant_prologue_equals_requant_then_conv(strides, int8_kernel, monkeypatch):
+    """A Requant fused before an IntConv (into the VNNI input packing, or requantized first on the
+    other paths) gives the unfused result."""
+    from hwsim.intsim import vnni
+
+    if not int8_kernel:
+        monkeypatch.setattr(vnni, "conv_s1_planes", lambda *a: None)
+    rng = np.random.default_rng(7)
+    x = rng.integers(-3000, 3000, (2, 6, 7, 9)).astype(np.int32)
+    w = rng.integers(-8, 8, (5, 6, 3, 3))
+    b = rng.integers(-100, 100, 5)
+    a = {"shifts": [3, 4, 5, 2, 6, 1], "axis": 1, "qmin": -128, "qmax": 127}
+    rq_in = kernels.rq_for(a, x.shape, 1)
+    q = Requant.compute([x.astype(np.int64)], a)
+    expect = IntConv.compute([q, w, b], {"strides": list(strides), "pads": [1, 1, 1, 1]})
+    got = kernels.int_conv(x, w, b, strides, (1, 1, 1, 1), 2**20, np.int64, None, None, rq_in)
+    np.testing.assert_array_equal(got, expect)
