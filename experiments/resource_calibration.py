@@ -79,6 +79,9 @@ GRID: dict[str, list[dict]] = {
         dict(MW=576, MH=64, PE=1, SIMD=1, WBITS=4, ABITS=8, DISTINCT=1),
     ],
     "dynamic_mvau": [dict(K=8, M=8, PE=1, SIMD=1, HEADS=2), dict(K=16, M=16, PE=2, SIMD=2, HEADS=2),
+                     # without the fused requantization: otherwise the fit cannot tell its cost ("act_base")
+                     # from the block's own (both 1 on every row), and put it on either (session 15)
+                     dict(K=16, M=16, PE=2, SIMD=2, HEADS=2, ACTIVATION=0), dict(K=8, M=16, PE=1, SIMD=2, HEADS=4, ACTIVATION=0),
                      dict(K=16, M=16, PE=4, SIMD=4, HEADS=1), dict(K=32, M=16, PE=2, SIMD=4, HEADS=2),
                      dict(K=8, M=16, PE=1, SIMD=2, HEADS=4), dict(K=16, M=32, PE=2, SIMD=8, HEADS=2),
                      dict(K=16, M=16, PE=2, SIMD=4, HEADS=2, LUT_MULT=0), dict(K=8, M=8, PE=2, SIMD=1, HEADS=1),

@@ -234,17 +234,19 @@ def dynamic_mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
     k, m, pe, simd, h = cfg["K"], cfg["M"], cfg["PE"], cfg["SIMD"], cfg["HEADS"]
     ab = wb = cfg.get("BITS", 8)
     lut = cfg.get("LUT_MULT", 1)
+    act = cfg.get("ACTIVATION", 1)  # 0: the accumulator out, no requantization
     tokens = m  # QK^T: the operand's M is the token count
     acc = ab + wb + _clog2(k) + 1
-    params = dict(MW=k, MH=m, PE=pe, SIMD=simd, ABITS=ab, WBITS=wb, BBITS=8, ACCBITS=acc, OBITS=8, SHBITS=8,
-                  SIGNED_IN=1, ACTIVATION=1, QMIN=-128, QMAX=127, DYNAMIC=1, HEADS=h, VECTORS=tokens * h,
+    params = dict(MW=k, MH=m, PE=pe, SIMD=simd, ABITS=ab, WBITS=wb, BBITS=8, ACCBITS=acc, OBITS=8 if act else acc,
+                  SHBITS=8, SIGNED_IN=1, ACTIVATION=act, QMIN=-128, QMAX=127, DYNAMIC=1, HEADS=h, VECTORS=tokens * h,
                   OLANES=simd, LUT_MULT=lut, SHIFT_FILE="shift.mem",
                   **operand_loops((0, 3, 1, 2), (1, h, k, m), simd))
     node = make_node("MVAU", "mvau", {"MW": k, "MH": m, "PE": pe, "SIMD": simd, "mem_mode": "dynamic", "heads": h,
                                       "operandOrder": [0, 3, 1, 2],
                                       "numInputVectors": [tokens, h], "inputDataType": f"INT{ab}",
                                       "weightDataType": f"INT{wb}", "accDataType": f"INT{acc}",
-                                      "outputDataType": "INT8", "noActivation": 0, "resType": "lut" if lut else "dsp"})
+                                      "outputDataType": "INT8" if act else f"INT{acc}", "noActivation": 1 - act,
+                                      "resType": "lut" if lut else "dsp"})
     return Block("MVAU (dynamic)", "mvau", "mvau/mvau.v", params, node,
                  {"shift.mem": (rng.integers(2, 8, size=(m, 1)), 8, True)})
 
