@@ -67,6 +67,9 @@ GRID: dict[str, list[dict]] = {
         dict(MW=128, MH=32, PE=2, SIMD=8, WBITS=4, ABITS=8, N=1, M=4),
         dict(MW=96, MH=16, PE=4, SIMD=2, WBITS=8, ABITS=8, N=1, M=2),
         dict(MW=64, MH=16, PE=8, SIMD=2, WBITS=4, ABITS=4, N=2, M=4),
+        # sparse without the fused requant: otherwise its cost ("act_base") equals the sparse block's base on every row
+        dict(MW=64, MH=16, PE=2, SIMD=4, WBITS=8, ABITS=8, N=2, M=4, ACTIVATION=0),
+        dict(MW=32, MH=16, PE=1, SIMD=2, WBITS=4, ABITS=8, N=1, M=4, ACTIVATION=0),
         # the fused requant with one shift per tensor, as exports have it (the first: unet-digits' 3x3 convs)
         dict(MW=288, MH=32, PE=1, SIMD=1, WBITS=8, ABITS=8, DISTINCT=1),
         dict(MW=32, MH=16, PE=2, SIMD=4, WBITS=4, ABITS=8, DISTINCT=1),
