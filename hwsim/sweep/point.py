@@ -17,8 +17,10 @@ finished stage:
 Directories appear by one rename when complete and files by ``os.replace``, so a stage is either
 done or absent, whatever moment a kill comes at.
 
-Test hook: ``HWSIM_SWEEP_TRACE=1`` prints ``sweep: stage STAGE KEY`` on stdout as a stage that is
-not cached starts (quantize, sample, cost), so a test can kill the sweep inside a given stage.
+Test hook: ``HWSIM_SWEEP_TRACE=SECONDS`` prints ``sweep: stage STAGE KEY`` on stdout as a stage that
+is not cached starts (quantize, sample, cost), then waits SECONDS, so that a test's kill lands inside
+the given stage however fast the machine runs it (sampling through the simulator takes a fraction of a
+second on the smoke sweep's tiny model).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ TRACE_ENV = "HWSIM_SWEEP_TRACE"
 
 
 def _trace(stage: str, key: str) -> None:
-    if os.environ.get(TRACE_ENV):
+    seconds = os.environ.get(TRACE_ENV)
+    if seconds:
         print(f"sweep: stage {stage} {key}", flush=True)
+        time.sleep(float(seconds))
 
 
 @contextlib.contextmanager

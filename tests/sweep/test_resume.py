@@ -87,7 +87,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, smoke_reference):
     kills, torn, orphans = [], 0, []
     for attempt in range(len(KILLS) + 1):
         mode = KILLS[attempt] if attempt < len(KILLS) else None
-        env = {**os.environ, SLOW_WRITE_ENV: "0.001" if mode == "write" else "0", TRACE_ENV: "1"}
+        # each traced stage lasts at least 0.6 s: the kill (within DELAY) lands in it or in the next one,
+        # not after a fast machine has finished the sweep
+        env = {**os.environ, SLOW_WRITE_ENV: "0.001" if mode == "write" else "0", TRACE_ENV: "0.6"}
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         lines = _Lines(proc)
         try:
