@@ -72,6 +72,25 @@ def test_brecq_beats_naive(digits):
     assert not any("temb_proj" in n or "time_embed" in n for n in meta["changed_from_nearest"])  # float tables
 
 
+def test_bias_correction_beats_naive(digits):
+    """Every quantized layer's bias corrected, in execution order: lower output MSE and a smaller
+    mean error of the output (the offset that adds up over the sampling steps)."""
+    model, inputs = digits
+    plan = PrecisionPlan.uniform(8, 8)
+    naive, q0 = _mse(model, inputs, plan)
+    corrected, q = _mse(model, inputs, plan, ("bias-correction",))
+    assert corrected < 0.95 * naive
+    meta = q.meta["bias_correction"]
+    assert meta["order"][0] == "conv_in" and meta["order"][-1] == "conv_out"
+    assert not any("temb_proj" in n or "time_embed" in n for n in meta["order"])  # float tables
+    reference = prepared(model.net)
+
+    def offset(qnet):
+        with torch.no_grad():
+            return abs(sum(float((qnet(x.double(), t) - reference(x.double(), t)).mean()) for x, t in inputs))
+    assert offset(q.net()) < 0.5 * offset(q0.net())
+
+
 def test_ptqd_correction_beats_naive(digits):
     model, inputs = digits
     plan = PrecisionPlan.uniform(4, 8)

@@ -7,7 +7,8 @@ in this order whatever order the names are given in:
 2. calibration (timestep strategy and observer of :class:`CalibrationConfig`);
 3. ``weights``: choose the integer weights with the calibrated ranges (AdaRound or BRECQ);
 4. ``graph``: change how the quantized net is built (Q-Diffusion's split shortcut);
-5. ``sampler``: fit corrections applied by the host sampler (PTQD).
+5. ``bias``: correct the layers' biases on the net the stages before built (bias correction);
+6. ``sampler``: fit corrections applied by the host sampler (PTQD).
 
 A method reads and writes a :class:`MethodContext`; what it learns that is not a weight goes
 into ``meta`` (saved in quant.json).
@@ -25,7 +26,7 @@ from hwsim.modeldir import LoadedModel
 from hwsim.quant.calibrate import CalibrationConfig, Ranges
 from hwsim.quant.plan import PrecisionPlan
 
-STAGES = ("float", "weights", "graph", "sampler")
+STAGES = ("float", "weights", "graph", "bias", "sampler")
 
 
 @dataclass
@@ -63,7 +64,7 @@ def _pruner(pattern: str) -> Callable[[MethodContext], None]:
 
 
 def _registry() -> dict[str, Method]:
-    from hwsim.quant.methods import adaround, brecq, ptqd, smoothquant
+    from hwsim.quant.methods import adaround, bias_correction, brecq, ptqd, smoothquant
 
     return {
         "smoothquant": Method("float", smoothquant.apply, "SmoothQuant/PTQ4DiT-style channel balancing of the DiT's adaLN-fed layers"),
@@ -72,6 +73,7 @@ def _registry() -> dict[str, Method]:
         "split-shortcut": Method("graph", _split_shortcut, "Q-Diffusion: skip concatenation inputs quantized separately"),
         "sparse-2:4": Method("float", _pruner("2:4"), "2:4 structured weight pruning (then calibration)"),
         "sparse-0.5": Method("float", _pruner("0.5"), "50% unstructured magnitude pruning (then calibration)"),
+        "bias-correction": Method("bias", bias_correction.apply, "per-channel bias correction of every layer's mean output error, layer by layer"),
         "ptqd": Method("sampler", ptqd.apply, "PTQD: per-timestep correction of correlated noise and residual bias, on the host"),
     }
 
