@@ -44,3 +44,37 @@ def test_config_check(ptq_table):
         ptq_table.check_config(results, used, path)
     with pytest.raises(SystemExit, match="samples"):
         ptq_table.check_config(results, {**settings, "samples": 100}, path)
+
+
+def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
+    """Rows that have the column or are FP are skipped; a learned row whose samples and model are
+    gone is left (remaking it takes hours); samples that do not score the row's recorded FID are
+    not the row's and are left; the others get ``fid_to_fp``."""
+    cfg = {"samples": 4, "steps": 2, "seed": 0,
+           "recipes": {"naive": {"methods": []}, "full": {"methods": ["split-shortcut", "adaround"]}},
+           "rows": [{"model": "m", "precision": p, "recipe": r} for p, r in
+                    [("W8A8", "naive"), ("W4A8", "naive"), ("W8A8", "full"), ("W4A4", "naive")]]
+           + [{"model": "m", "precision": "fp"}]}
+    ids = [ptq_table.row_id(r) for r in cfg["rows"]]
+    results = {"rows": [{"id": ids[0], "method": "naive", "model": "m", "fid_classifier": 10.0},
+                        {"id": ids[1], "method": "naive", "model": "m", "fid_classifier": 20.0},
+                        {"id": ids[2], "method": "full", "model": "m", "fid_classifier": 30.0},
+                        {"id": ids[3], "method": "naive", "model": "m", "fid_classifier": 40.0, "fid_to_fp": 1.0},
+                        {"id": ids[4], "method": "fp", "model": "m", "fid_classifier": 5.0}]}
+    scored = {ids[0]: 10.0, ids[1]: 21.0}  # the second row's samples were made again and differ
+    made = []
+    monkeypatch.setattr(ptq_table, "quantized_dir", lambda row, cfg: (made.append(ptq_table.row_id(row)) or tmp_path, 0.0))
+    monkeypatch.setattr(ptq_table, "generate", lambda model_dir, *a, resume_dir, **k: resume_dir.name)
+    monkeypatch.setattr(ptq_table, "load_spec", lambda d: type("Spec", (), {"dataset": "digits"}))
+    monkeypatch.setattr(ptq_table, "_features", lambda images, dataset: images)
+    monkeypatch.setattr(ptq_table, "reference_features", lambda dataset, extractor: None)
+    monkeypatch.setattr(ptq_table, "frechet_distance", lambda real, images: scored[images])
+    monkeypatch.setattr(ptq_table, "fidelity", lambda images, model, cfg: {"fid_to_fp": 2.5, "fid_to_fp_ci": [2, 3]})
+    monkeypatch.setattr(ptq_table, "write_report", lambda results: None)
+    monkeypatch.setattr(ptq_table, "provenance", lambda: {"git": "x"})
+    ptq_table.fill_fidelity(results, cfg, tmp_path / "results.json")
+    rows = results["rows"]
+    assert made == ids[:2]  # the learned row was not remade
+    assert rows[0]["fid_to_fp"] == 2.5 and rows[0]["fidelity_provenance"] == {"git": "x"}
+    assert "fid_to_fp" not in rows[1] and "fid_to_fp" not in rows[2] and "fid_to_fp" not in rows[4]
+    assert rows[3]["fid_to_fp"] == 1.0
