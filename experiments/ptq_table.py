@@ -106,29 +106,32 @@ def run_row(row: dict, cfg: dict) -> dict:
     return result
 
 
-_FP_FEATURES: dict[str, torch.Tensor] = {}
+_FP: dict[str, tuple[np.ndarray, torch.Tensor]] = {}
 
 
 def _features(images: np.ndarray, dataset: str) -> torch.Tensor:
     return extract_features(make_extractor("classifier", dataset), images)
 
 
-def fp_features(model: str, cfg: dict) -> torch.Tensor:
-    """Classifier features of the FP row's samples (the same initial noise as every row), sampled
-    once into the FP row's resume directory and kept."""
-    if model not in _FP_FEATURES:
+def fp_samples(model: str, cfg: dict) -> tuple[np.ndarray, torch.Tensor]:
+    """The FP row's samples (the same initial noise as every row) and their classifier features,
+    sampled once into the FP row's resume directory and kept."""
+    if model not in _FP:
         fp_row = {"model": model, "precision": "fp"}
         images = generate(ROOT / "models" / model, cfg["samples"], cfg["steps"], "ddim", cfg["seed"], "torch",
                           progress=False, resume_dir=WORK / "resume" / row_id(fp_row))
-        _FP_FEATURES[model] = _features(images, load_spec(ROOT / "models" / model).dataset)
-    return _FP_FEATURES[model]
+        _FP[model] = images, _features(images, load_spec(ROOT / "models" / model).dataset)
+    return _FP[model]
 
 
 def fidelity(images: np.ndarray, model: str, cfg: dict) -> dict:
-    """FID (classifier features, bootstrap interval) of a quantized row's samples against the FP samples."""
-    fid = evaluate_features(fp_features(model, cfg), _features(images, load_spec(ROOT / "models" / model).dataset),
-                            "classifier", seed=cfg["seed"])
-    return {"fid_to_fp": fid.fid, "fid_to_fp_ci": [fid.ci_low, fid.ci_high]}
+    """FID (classifier features, bootstrap interval) of a quantized row's samples against the FP
+    samples, and the samples' mean pixel (uint8) beside the FP samples'."""
+    fp_images, fp_feats = fp_samples(model, cfg)
+    fid = evaluate_features(fp_feats, _features(images, load_spec(ROOT / "models" / model).dataset), "classifier",
+                            seed=cfg["seed"])
+    return {"fid_to_fp": fid.fid, "fid_to_fp_ci": [fid.ci_low, fid.ci_high], "mean_pixel": float(images.mean()),
+            "fp_mean_pixel": float(fp_images.mean())}
 
 
 def _measure_row(row: dict, cfg: dict) -> dict:
@@ -207,17 +210,19 @@ def _fmt(v, digits=1):
 def write_report(results: dict) -> None:
     """table.md and fid.png from results.json (the numbers only ever come from there)."""
     rows = results["rows"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
     fp = {r["model"]: r["fid_classifier"] for r in rows if r["method"] == "fp"}
-    lines = ["| model | W/A | sparsity | method | classifier-FID [95% CI] | vs FP | to FP samples [95% CI] | Inception-FID "
-             "| precision | recall |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | W/A | sparsity | method | classifier-FID [95% CI] | vs FP | to FP samples [95% CI] | mean pixel "
+             "(FP's) | Inception-FID | precision | recall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         bits = "fp32" if r["w_bits"] is None else r.get("bits", f"W{r['w_bits']}A{r['a_bits']}")
         rel = f"{100 * (r['fid_classifier'] / fp[r['model']] - 1):+.1f}%" if r["model"] in fp and r["method"] != "fp" else ""
         lo, hi = r["fid_classifier_ci"]
         to_fp = f"{_fmt(r['fid_to_fp'])} [{_fmt(r['fid_to_fp_ci'][0])}, {_fmt(r['fid_to_fp_ci'][1])}]" if "fid_to_fp" in r else ""
+        pixel = f"{_fmt(r['mean_pixel'])} ({_fmt(r['fp_mean_pixel'])})" if "mean_pixel" in r else ""
         lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {r['method']} | {_fmt(r['fid_classifier'])} "
-                     f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {to_fp} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
+                     f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {to_fp} | {pixel} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
                      f"{_fmt(r['recall'], 3)} |")
     (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
 
