@@ -180,6 +180,15 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
     again must score the row's recorded FID against the data, or the row is left and named."""
     rows = {row_id(r): r for r in cfg["rows"]}
     for r in results["rows"]:
+        if r["method"] == "fp" and "mean_pixel" not in r:  # FP samples sampled again must be the FP row's
+            images, features = fp_samples(r["model"], cfg)
+            again = frechet_distance(reference_features(load_spec(ROOT / "models" / r["model"]).dataset, "classifier"),
+                                     features)
+            if not np.isclose(again, r["fid_classifier"], rtol=1e-4):
+                raise SystemExit(f"{r['id']}: its samples score FID {again:.4f} against the data, the row says "
+                                 f"{r['fid_classifier']:.4f}; fid_to_fp would compare against other samples")
+            r["mean_pixel"] = float(images.mean())
+    for r in results["rows"]:
         if r["method"] == "fp" or "fid_to_fp" in r:
             continue
         row = rows[r["id"]]
@@ -220,7 +229,8 @@ def write_report(results: dict) -> None:
         rel = f"{100 * (r['fid_classifier'] / fp[r['model']] - 1):+.1f}%" if r["model"] in fp and r["method"] != "fp" else ""
         lo, hi = r["fid_classifier_ci"]
         to_fp = f"{_fmt(r['fid_to_fp'])} [{_fmt(r['fid_to_fp_ci'][0])}, {_fmt(r['fid_to_fp_ci'][1])}]" if "fid_to_fp" in r else ""
-        pixel = f"{_fmt(r['mean_pixel'])} ({_fmt(r['fp_mean_pixel'])})" if "mean_pixel" in r else ""
+        pixel = f"{_fmt(r['mean_pixel'])}" + (f" ({_fmt(r['fp_mean_pixel'])})" if "fp_mean_pixel" in r else "") \
+            if "mean_pixel" in r else ""
         lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {r['method']} | {_fmt(r['fid_classifier'])} "
                      f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {to_fp} | {pixel} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
                      f"{_fmt(r['recall'], 3)} |")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
                         {"id": ids[2], "method": "full", "model": "m", "fid_classifier": 30.0},
                         {"id": ids[3], "method": "naive", "model": "m", "fid_classifier": 40.0, "fid_to_fp": 1.0},
                         {"id": ids[4], "method": "fp", "model": "m", "fid_classifier": 5.0}]}
-    scored = {ids[0]: 10.0, ids[1]: 21.0}  # the second row's samples were made again and differ
+    scored = {ids[0]: 10.0, ids[1]: 21.0, "fp features": 5.0}  # the second row's samples were made again and differ
     made = []
     monkeypatch.setattr(ptq_table, "quantized_dir", lambda row, cfg: (made.append(ptq_table.row_id(row)) or tmp_path, 0.0))
     monkeypatch.setattr(ptq_table, "generate", lambda model_dir, *a, resume_dir, **k: resume_dir.name)
@@ -70,6 +71,7 @@ def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
     monkeypatch.setattr(ptq_table, "reference_features", lambda dataset, extractor: None)
     monkeypatch.setattr(ptq_table, "frechet_distance", lambda real, images: scored[images])
     monkeypatch.setattr(ptq_table, "fidelity", lambda images, model, cfg: {"fid_to_fp": 2.5, "fid_to_fp_ci": [2, 3]})
+    monkeypatch.setattr(ptq_table, "fp_samples", lambda model, cfg: (np.array([7.0]), "fp features"))
     monkeypatch.setattr(ptq_table, "write_report", lambda results: None)
     monkeypatch.setattr(ptq_table, "provenance", lambda: {"git": "x"})
     ptq_table.fill_fidelity(results, cfg, tmp_path / "results.json")
@@ -78,3 +80,8 @@ def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
     assert rows[0]["fid_to_fp"] == 2.5 and rows[0]["fidelity_provenance"] == {"git": "x"}
     assert "fid_to_fp" not in rows[1] and "fid_to_fp" not in rows[2] and "fid_to_fp" not in rows[4]
     assert rows[3]["fid_to_fp"] == 1.0
+    assert rows[4]["mean_pixel"] == 7.0
+    del rows[4]["mean_pixel"]
+    scored["fp features"] = 6.0  # FP samples made again that are not the FP row's: nothing can be compared
+    with pytest.raises(SystemExit, match="fid_to_fp would compare against other samples"):
+        ptq_table.fill_fidelity(results, cfg, tmp_path / "results.json")
