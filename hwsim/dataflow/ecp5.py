@@ -96,7 +96,10 @@ def ecp5_memory(m: Memory) -> tuple[str, int, int]:
         return "logic", 0, 1
     options = [((LOGIC_COST_RAM if m.writes else LOGIC_COST_ROM) * m.bits, "logic", 0, 1)]
     if m.writes == 1:
-        c, n, a = _geometry(m, 4, 4, (4,), 0, m.reads, range(1), m.reads)
+        # a point per read port (its data register); a read that sees the word being written needs
+        # that transparency emulated too, three points per write port (Yosys' `debug memory_libmap`)
+        emu = m.reads * (1 + (3 * m.writes if m.sync and m.new_data else 0))
+        c, n, a = _geometry(m, 4, 4, (4,), 0, m.reads, range(1), emu)
         options.append((c, "lutram", n, a))
     if m.sync and m.writes <= 2 and m.reads:
         # emulation score: a point per read port, three more per write port it must be made transparent
@@ -290,7 +293,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
             reach = q // n_ if q % n_ == 0 and _pow2(q // n_) and _pow2(m_) else 1
             mems.append(Memory(x, mw, p * q, q, sync=False, lanes=reach, tag="vector"))
         elif nf > 1:
-            mems.append(Memory(q * x, mw // q, 1, 1))  # the input buffer replayed for nf > 0
+            # the input buffer replayed for nf > 0, read in the cycle its word is written (transparent)
+            mems.append(Memory(q * x, mw // q, 1, 1, new_data=True))
         bram, ml, mf = _memory_parts(mems)
         if bank_mux:
             ml["bram_mux"] = ml.get("bram_mux", 0.0) + bank_mux
