@@ -29,6 +29,7 @@ from hwsim.dataflow.mapping import load_dataflow
 from hwsim.dataflow.resources import load_device
 from hwsim.diffusion.samplers import make_scheduler
 from hwsim.modeldir import load_model
+from hwsim.provenance import provenance
 from hwsim.quant.plan import PrecisionPlan, parse_shorthand
 from hwsim.rtlgen.stitch import block_nodes, generate
 from hwsim.sweep.store import atomic_write_json
@@ -61,6 +62,59 @@ def largest_share(graph, device, design, timesteps: list[int]) -> tuple[list[str
     raise SystemExit(f"no window of {len(graph.nodes)} nodes fits {device.name} once stitched")
 
 
+def design_graph(model: str, precision: str, args):
+    plan = parse_shorthand(precision, weight_granularity=PrecisionPlan().default.weight_granularity)
+    return load_dataflow(ROOT / "models" / model, args.steps, plan, args.work / f"{model}-{precision}")
+
+
+def design_nodes(graph, row: dict) -> list[str]:
+    """The graph nodes a built row stitched: all but the host's, a block's, or its share's run."""
+    if row["block"] == WHOLE:
+        return [n.name for n in graph.nodes if not n.op_type.startswith("Host")]
+    if row["block"] == SHARE:
+        order = [n.name for n in graph.nodes]
+        first, last = order.index(row["share_search"]["first"]), order.index(row["share_search"]["last"])
+        return order[first:last + 1]
+    return block_nodes(graph, row["block"])
+
+
+def remodel(args) -> None:
+    """The resource model's estimate of every built row whose design is kept in ``args.work`` (its
+    nodes at its folding), written over the row's ``model`` with its own provenance
+    (``model_provenance``); rows without a kept design are left as they are, and so are rows whose
+    kept design is not what this checkout's stitcher makes of them (another folding or RTL): the
+    model would price another design."""
+    import tempfile
+
+    from hwsim.rtlgen.stitch import load_manifest
+
+    path = args.results / "designs.json"
+    data = json.loads(path.read_text())
+    device = load_device(args.device)
+    for row in data["rows"]:
+        design = args.work / row["name"] / "design"
+        if (args.only and row["name"] not in args.only) or not design.is_dir():
+            continue
+        graph = design_graph(row["denoiser"], row["precision"], args)
+        if row["folding"] == "device":
+            fold_to_device(graph, device)
+        names = design_nodes(graph, row)
+        scheduler = make_scheduler("ddim", load_model(ROOT / "models" / row["denoiser"]).noise_schedule())
+        scheduler.set_timesteps(args.steps)
+        top = load_manifest(design)["top_file"]
+        with tempfile.TemporaryDirectory() as again:
+            generate(graph, names, Path(again), [int(t) for t in scheduler.timesteps])
+            body = [(d / top).read_text().split("\n", 1)[1] for d in (Path(again), design)]  # after the header naming the graph's path
+            if body[0] != body[1]:
+                print(f"{row['name']}: the kept design is not what this checkout generates; rebuild it", flush=True)
+                continue
+        _, model = stitched_model(graph, names, design, device)
+        print(f"{row['name']}: model {row['model']} -> {model}", flush=True)
+        row.update(model=model, model_provenance=provenance())
+    atomic_write_json(path, data)
+    (args.results / "designs.md").write_text(markdown(data["rows"], data))
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# Stitched designs on {meta['device']}", "",
              f"`{meta['command']}` (docs/bitstreams.md); Yosys + nextpnr ({meta['seeds']} seed(s), target "
@@ -80,7 +134,12 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      f"{r['fmax_mhz']['median']:.1f} | {r['fmax_mhz']['best']:.1f} | {r['macs_share']:.3f} | "
                      f"{r['seconds']:.0f} |")
     commits = sorted({r["provenance"]["git_commit"] for r in rows})
-    lines += ["", f"git {', '.join(commits)}; tools {json.dumps(meta['tool_versions'])}.", ""]
+    lines += ["", f"git {', '.join(commits)}; tools {json.dumps(meta['tool_versions'])}."]
+    remodelled = [f"{r['name']} at {r['model_provenance']['git_commit'][:12]}" for r in rows if "model_provenance" in r]
+    if remodelled:
+        lines.append(f"The model column recomputed from the kept designs with a later resource model (`--remodel`): "
+                     f"{', '.join(remodelled)}.")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -96,12 +155,18 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "experiments/results/bitstreams")
     parser.add_argument("--work", type=Path, default=ROOT / "out/bitstream_designs")
     parser.add_argument("--report", action="store_true", help="only rebuild designs.md from designs.json")
+    parser.add_argument("--remodel", action="store_true",
+                        help="recompute the model column of built rows from their designs kept in --work")
     args = parser.parse_args()
     from hwsim.bitstream.tools import tool_versions
 
     if args.report:  # e.g. after rows built into separate --results directories were merged
         data = json.loads((args.results / "designs.json").read_text())
         (args.results / "designs.md").write_text(markdown(data["rows"], data))
+        return
+
+    if args.remodel:  # after the resource model changed: the builds stand, their estimates are redone
+        remodel(args)
         return
 
     meta = {"device": args.device, "seeds": args.seeds, "target_mhz": args.freq, "steps": args.steps,
@@ -114,8 +179,7 @@ def main() -> None:
         if (args.only and name not in args.only) or name in {r["name"] for r in rows}:
             continue
         work = args.work / name
-        plan = parse_shorthand(precision, weight_granularity=PrecisionPlan().default.weight_granularity)
-        graph = load_dataflow(ROOT / "models" / model, args.steps, plan, args.work / f"{model}-{precision}")
+        graph = design_graph(model, precision, args)
         scheduler = make_scheduler("ddim", load_model(ROOT / "models" / model).noise_schedule())
         scheduler.set_timesteps(args.steps)
         row = {"name": name, "denoiser": model, "precision": precision, "block": block, "folding": folding}
@@ -126,8 +190,7 @@ def main() -> None:
         if block == SHARE:
             names, row["share_search"] = largest_share(graph, device, work / "design", timesteps)
         else:
-            names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")] if block == WHOLE \
-                else block_nodes(graph, block)
+            names = design_nodes(graph, row)
             generate(graph, names, work / "design", timesteps)
         parts, row["model"] = stitched_model(graph, names, work / "design", device)
         row["nodes"] = sum(p["op_type"] != "FIFO" for p in parts)
