@@ -4,14 +4,13 @@ errors that are unbiased weight by weight are not unbiased layer by layer. ``sum
 E[x_k]`` is a fixed offset of output channel ``c`` wherever the inputs have a non-zero mean (every
 input after a SiLU), and 8-bit softmax and GroupNorm outputs shift the mean of what follows them.
 Through 50 sampling steps such an offset in the predicted noise adds up coherently, while noise
-of zero mean averages out: on unet-fashion W8A8 the output of the hardware-exact net is off by
-+0.009 to +0.016 at every timestep.
+of zero mean averages out.
 
-Measured, not assumed: on unet-fashion W8A8 it removes that offset and lowers the output MSE on
-fixed float-trajectory inputs, yet the samples come out brighter than the float model's (mean
-pixel 84.8 against 77.3; naive min-max 67.0) and FID gets worse, against the data and against
-the float model's own samples (experiments/results/ptq_table/README.md, session 16). Per-step
-error on the float trajectories is not what the sampled images feel.
+Measured, not assumed: on unet-digits W8A8 it lowers the output MSE and halves the output's mean
+error (tests/quant/test_methods.py), yet on unet-fashion W8A8 the samples come out brighter than
+the float model's and FID gets worse, against the data and against the float model's own samples
+(experiments/results/ptq_table/README.md, session 16): per-step error on the float model's
+trajectories is not what the sampled images feel.
 
 Each quantized Conv/Linear, in execution order, gets its float bias lowered by the mean per
 output channel of (quantized output - float output) over calibration inputs, measured on the
