@@ -173,6 +173,13 @@ def _measure_row(row: dict, cfg: dict) -> dict:
 LEARNED = {"adaround", "brecq"}  # recipes whose quantized directory takes hours to remake
 
 
+def _rescored(features: torch.Tensor, dataset: str, recorded: float) -> tuple[bool, float]:
+    """Whether samples sampled again score a row's recorded FID against the data (feature sums may
+    differ in the last bits, other samples differ by far more), and the score."""
+    again = frechet_distance(reference_features(dataset, "classifier"), features)
+    return bool(np.isclose(again, recorded, rtol=1e-4)), again
+
+
 def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
     """``fid_to_fp`` for finished quantized rows without it, from their kept samples; rows whose
     samples are gone are sampled again (resumably) from their quantized directory, remade if
@@ -182,9 +189,8 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
     for r in results["rows"]:
         if r["method"] == "fp" and "mean_pixel" not in r:  # FP samples sampled again must be the FP row's
             images, features = fp_samples(r["model"], cfg)
-            again = frechet_distance(reference_features(load_spec(ROOT / "models" / r["model"]).dataset, "classifier"),
-                                     features)
-            if not np.isclose(again, r["fid_classifier"], rtol=1e-4):
+            same, again = _rescored(features, load_spec(ROOT / "models" / r["model"]).dataset, r["fid_classifier"])
+            if not same:
                 raise SystemExit(f"{r['id']}: its samples score FID {again:.4f} against the data, the row says "
                                  f"{r['fid_classifier']:.4f}; fid_to_fp would compare against other samples")
             r["mean_pixel"] = float(images.mean())
@@ -201,8 +207,8 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
         images = generate(model_dir, cfg["samples"], cfg["steps"], "ddim", cfg["seed"], "intsim", progress=False,
                           resume_dir=kept)
         dataset = load_spec(model_dir).dataset
-        again = frechet_distance(reference_features(dataset, "classifier"), _features(images, dataset))
-        if not np.isclose(again, r["fid_classifier"], rtol=1e-4):  # feature sums may differ in the last bits
+        same, again = _rescored(_features(images, dataset), dataset, r["fid_classifier"])
+        if not same:
             print(f"{r['id']}: the samples score FID {again:.4f} against the data, the row says "
                   f"{r['fid_classifier']:.4f}: not the row's samples, left", flush=True)
             continue
