@@ -63,8 +63,16 @@ def largest_share(graph, device, design, timesteps: list[int]) -> tuple[list[str
 
 
 def design_graph(model: str, precision: str, args):
+    """The denoiser's mapped dataflow graph at ``precision`` (its export cached in ``args.work``)."""
     plan = parse_shorthand(precision, weight_granularity=PrecisionPlan().default.weight_granularity)
     return load_dataflow(ROOT / "models" / model, args.steps, plan, args.work / f"{model}-{precision}")
+
+
+def sampler_timesteps(model: str, steps: int) -> list[int]:
+    """The DDIM timesteps whose per-timestep tables a stitched design holds."""
+    scheduler = make_scheduler("ddim", load_model(ROOT / "models" / model).noise_schedule())
+    scheduler.set_timesteps(steps)
+    return [int(t) for t in scheduler.timesteps]
 
 
 def design_nodes(graph, row: dict) -> list[str]:
@@ -99,11 +107,9 @@ def remodel(args) -> None:
         if row["folding"] == "device":
             fold_to_device(graph, device)
         names = design_nodes(graph, row)
-        scheduler = make_scheduler("ddim", load_model(ROOT / "models" / row["denoiser"]).noise_schedule())
-        scheduler.set_timesteps(args.steps)
         top = load_manifest(design)["top_file"]
         with tempfile.TemporaryDirectory() as again:
-            generate(graph, names, Path(again), [int(t) for t in scheduler.timesteps])
+            generate(graph, names, Path(again), sampler_timesteps(row["denoiser"], args.steps))
             body = [(d / top).read_text().split("\n", 1)[1] for d in (Path(again), design)]  # after the header naming the graph's path
             if body[0] != body[1]:
                 print(f"{row['name']}: the kept design is not what this checkout generates; rebuild it", flush=True)
@@ -180,13 +186,11 @@ def main() -> None:
             continue
         work = args.work / name
         graph = design_graph(model, precision, args)
-        scheduler = make_scheduler("ddim", load_model(ROOT / "models" / model).noise_schedule())
-        scheduler.set_timesteps(args.steps)
         row = {"name": name, "denoiser": model, "precision": precision, "block": block, "folding": folding}
         if folding == "device":
             result = fold_to_device(graph, device)
             row["cost_model"] = {"target_cycles": result.target_cycles, "fits": design_fits(graph, device)}
-        timesteps = [int(t) for t in scheduler.timesteps]
+        timesteps = sampler_timesteps(model, args.steps)
         if block == SHARE:
             names, row["share_search"] = largest_share(graph, device, work / "design", timesteps)
         else:
