@@ -67,48 +67,33 @@ def execution_order(net: nn.Module, names: list[str], x: torch.Tensor, t: torch.
 
 
 @torch.no_grad()
-def _float_means(net: nn.Module, names: list[str], inputs) -> dict[str, torch.Tensor]:
-    sums: dict[str, list] = {n: [0, 0] for n in names}
+def _channel_means(net: nn.Module, layers: dict[str, str], inputs, stop: bool = False) -> dict[str, torch.Tensor]:
+    """Mean per output channel of the modules of ``net`` named in ``layers`` (module name -> the
+    layer's name in the float net: a grouped net has one module per group), over ``inputs``; with
+    ``stop``, each forward ends once such a module has run (the rest of the net is not needed)."""
+    sums: dict[str, list] = {}
 
-    def hook(name):
+    def hook(layer):
         def fn(module, args, out):
             s, count = _channel_sum(module, out)
-            sums[name][0] = sums[name][0] + s
-            sums[name][1] += count
+            total = sums.setdefault(layer, [0, 0])
+            total[0] = total[0] + s
+            total[1] += count
+            if stop:
+                raise _Reached
         return fn
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in net.named_modules() if n in sums]
-    try:
-        for x, t in inputs:
-            net(x.double(), t)
-    finally:
-        for h in handles:
-            h.remove()
-    return {n: s / count for n, (s, count) in sums.items()}
-
-
-@torch.no_grad()
-def _quantized_mean(qnet: nn.Module, name: str, inputs) -> torch.Tensor:
-    """Mean per channel of layer ``name``'s output in the quantized net (every timestep group's copy)."""
-    total = [0, 0]
-
-    def fn(module, args, out):
-        s, count = _channel_sum(module, out)
-        total[0] = total[0] + s
-        total[1] += count
-        raise _Reached
-
-    handles = [m.register_forward_hook(fn) for n, m in qnet.named_modules() if layer_name(n) == name]
+    handles = [m.register_forward_hook(hook(layers[n])) for n, m in net.named_modules() if n in layers]
     try:
         for x, t in inputs:
             try:
-                qnet(x.double(), t)
+                net(x.double(), t)
             except _Reached:
                 pass
     finally:
         for h in handles:
             h.remove()
-    return total[0] / total[1]
+    return {layer: s / count for layer, (s, count) in sums.items()}
 
 
 @torch.no_grad()
@@ -124,12 +109,13 @@ def apply(ctx, images: int = IMAGES) -> None:
     if without_bias:
         raise ValueError(f"bias-correction: layers {without_bias} have no bias to correct")
     order = execution_order(net, names, *inputs[0])
-    reference = _float_means(net, order, inputs)
+    reference = _channel_means(net, {n: n for n in order}, inputs)
     modules = dict(net.named_modules())
     shift = {}
     for name in order:
         qnet = QuantizedModel(ctx.model, ctx.plan, ctx.ranges, ctx.meta, ctx.group_ranges).net()
-        error = _quantized_mean(qnet, name, inputs) - reference[name]
+        copies = {n: name for n, _ in qnet.named_modules() if layer_name(n) == name}
+        error = _channel_means(qnet, copies, inputs, stop=True)[name] - reference[name]
         modules[name].bias -= error.to(modules[name].bias.dtype)
         shift[name] = float(error.abs().max())
     ctx.meta["bias_correction"] = {"images": len(inputs) * per_batch, "order": order, "max_abs_shift": shift}
