@@ -105,12 +105,12 @@ def apply(ctx, images: int = IMAGES) -> None:
     _, names = quantized_layers(ctx)
     per_batch = len(ctx.inputs[0][0])
     inputs = ctx.inputs[:: max(1, len(ctx.inputs) * per_batch // images)]
-    without_bias = [n for n in names if dict(net.named_modules())[n].bias is None]
+    modules = dict(net.named_modules())
+    without_bias = [n for n in names if modules[n].bias is None]
     if without_bias:
         raise ValueError(f"bias-correction: layers {without_bias} have no bias to correct")
     order = execution_order(net, names, *inputs[0])
     reference = _channel_means(net, {n: n for n in order}, inputs)
-    modules = dict(net.named_modules())
     shift = {}
     for name in order:
         qnet = QuantizedModel(ctx.model, ctx.plan, ctx.ranges, ctx.meta, ctx.group_ranges).net()
