@@ -54,10 +54,10 @@ def row_id(row: dict) -> str:
 
 
 def row_plan(row: dict, cfg: dict) -> PrecisionPlan:
-    """The row's precision (``WxAy[Nz][Tg]``, hwsim.quant.plan.parse_shorthand) as a uniform plan."""
+    """The row's precision (``WxAy[Nz][Fm][Tg]``, hwsim.quant.plan.parse_shorthand) as a uniform plan."""
     plan = parse_shorthand(row["precision"], cfg["weight_granularity"])
     if plan is None:
-        raise SystemExit(f"precision {row['precision']!r}: expected WxAy[Nz][Tg], e.g. W4A8 or W8A8N12")
+        raise SystemExit(f"precision {row['precision']!r}: expected WxAy[Nz][Fm][Tg], e.g. W4A8, W8A8N12 or W8A8N12F8")
     return plan
 
 

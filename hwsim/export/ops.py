@@ -77,13 +77,14 @@ def _shift(x: np.ndarray, shifts, qmin: int, qmax: int, axis: int) -> np.ndarray
 
 
 class QuantInput(_IntOp):
-    """float -> int: clamp(round_half_even(x * 2^-exponent)); the graph's only float input."""
+    """float -> int: clamp(round_half_even(x * multiplier * 2^-exponent)); the graph's only float
+    input (an integer ``multiplier`` for a float scale; exact in float64 for float32 inputs)."""
 
-    ATTRS = {"exponent": ("i", True, 0), "qmin": ("i", True, 0), "qmax": ("i", True, 0)}
+    ATTRS = {"exponent": ("i", True, 0), "qmin": ("i", True, 0), "qmax": ("i", True, 0), "multiplier": ("i", False, 1)}
 
     @staticmethod
     def compute(inputs, a):
-        x = np.asarray(inputs[0], dtype=np.float64) * 2.0 ** -a["exponent"]
+        x = np.asarray(inputs[0], dtype=np.float64) * (a["multiplier"] * 2.0 ** -a["exponent"])
         return np.clip(np.round(x), a["qmin"], a["qmax"]).astype(np.int64)
 
 

@@ -21,12 +21,13 @@ from hwsim.quant.calibrate import Ranges
 from hwsim.quant.hooks import run_hooked
 
 
-def fixed_point_multiplier(ratio: float, mbits: int) -> tuple[int, int]:
-    """(m, n) with 2^(mbits-1) <= m < 2^mbits and m * 2^-n the nearest such value to ``ratio`` > 0."""
+def fixed_point_multiplier(ratio: float, mbits: int, rounding: str = "nearest") -> tuple[int, int]:
+    """(m, n) with 2^(mbits-1) <= m < 2^mbits and m * 2^-n the nearest such value to ``ratio`` > 0
+    (``rounding``: nearest, up (>= ratio) or down (<= ratio))."""
     if not ratio > 0:
         raise ValueError(f"requantization ratio must be positive, got {ratio}")
-    mantissa, exp = math.frexp(ratio)  # ratio = mantissa * 2^exp, 0.5 <= mantissa < 1
-    m = round(mantissa * 2**mbits)
+    mantissa, exp = math.frexp(ratio)  # ratio = mantissa * 2^exp, 0.5 <= mantissa < 1; exact
+    m = {"nearest": round, "up": math.ceil, "down": math.floor}[rounding](mantissa * 2**mbits)
     n = mbits - exp
     if m == 2**mbits:  # rounding carried into the next binade
         m, n = m >> 1, n - 1

@@ -190,6 +190,39 @@ class GroupQuantLinear(nn.Module):
         return nn.functional.linear(self.in_quantizer(x).value, self.w_int * self.w_scale, self.b_q)
 
 
+class MantissaScaled(nn.Module):
+    """A Conv2d/Linear with float scales of a few mantissa bits (plan ``scale: float``), exact
+    with integer multipliers only.
+
+    Input: ``q = clamp(round(x * in_mult * 2^in_exp))``, i.e. scale ``2^-in_exp / in_mult``
+    (the calibrated range over 2^(b-1) - 1, rounded up to ``mantissa_bits``). ``layer`` is an
+    ordinary power-of-two Brevitas layer whose input grid is the integers themselves and whose
+    weights were divided by the input gain and by ``out_mult * 2^-mantissa_bits`` per output
+    channel; its output times that factor restores the float layer. Float64 computes every step
+    exactly, and the integer graph holds the same steps: an exact multiply, a round-shift, the
+    layer, an exact multiply (hwsim.export.intgraph). Dividing instead of multiplying at the
+    input would round differently from any integer op; multiplying keeps it a requantization.
+    """
+
+    def __init__(self, layer: nn.Module, bits: int, in_mult: int, in_exp: int, out_mult: torch.Tensor,
+                 mantissa_bits: int, channel_axis: int):
+        super().__init__()
+        self.layer, self.bits, self.mantissa_bits, self.channel_axis = layer, bits, mantissa_bits, channel_axis
+        self.in_mult, self.in_exp = int(in_mult), int(in_exp)
+        self.register_buffer("out_mult", out_mult.to(torch.int64).reshape(-1))
+
+    def out_factor(self, ndim: int) -> torch.Tensor:
+        shape = [1] * ndim
+        shape[self.channel_axis % ndim] = -1
+        return (self.out_mult.double() * 2.0**-self.mantissa_bits).reshape(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qmin, qmax = int_range(self.bits, True)
+        q = torch.clamp(torch.round(x * (self.in_mult * 2.0**self.in_exp)), qmin, qmax)
+        y = self.layer(q)
+        return y * self.out_factor(y.ndim)
+
+
 class QuantMatMul(nn.Module):
     """Activation x activation product of two quantized operands (exact in float64)."""
 

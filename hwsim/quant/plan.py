@@ -31,7 +31,10 @@ from hwsim import config as cfgio
 MIN_BITS, MAX_BITS = 2, 16  # 1-bit (bipolar) layers are not part of the integer contract
 MAX_TIMESTEP_GROUPS = 64
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")  # per_group: Q-DiT-style, along the input
-SCALE_TYPES = ("po2", "float")  # po2: power-of-two scales, the bit-exact hardware default
+# po2: power-of-two scales (shifts only), the default. float: Conv/Linear input and weight scales
+# with a ``mantissa_bits``-bit mantissa times a power of two, realized as exact integer multipliers
+# (hwsim.quant.modules.MantissaScaled); the nonlinear ops keep power-of-two scales.
+SCALE_TYPES = ("po2", "float")
 
 
 class PlanError(ValueError):
@@ -53,9 +56,10 @@ class LayerPrecision:
     weight_granularity: str = "per_tensor"
     scale: str = "po2"
     group_size: int = 32  # inputs per weight scale with weight_granularity: per_group
+    mantissa_bits: int = 8  # of the scales with scale: float
 
     def __post_init__(self):
-        for name in ("weight_bits", "act_bits"):
+        for name in ("weight_bits", "act_bits", "mantissa_bits"):
             bits = getattr(self, name)
             _check_int(name, bits, MIN_BITS, MAX_BITS)
         if self.weight_granularity not in GRANULARITIES:
@@ -75,6 +79,7 @@ class Override:
     weight_granularity: str | None = None
     scale: str | None = None
     group_size: int | None = None
+    mantissa_bits: int | None = None
 
     def apply(self, base: LayerPrecision) -> LayerPrecision:
         fields = {f.name for f in dataclasses.fields(LayerPrecision)}
@@ -141,22 +146,25 @@ class PrecisionPlan:
             parts.append(f"+{len(self.rules) + bool(self.first) + bool(self.last)} overrides")
         if self.nonlinear_bits is not None:
             parts.append(f"nonlinear A{self.nonlinear_bits}")
+        if self.default.scale == "float":
+            parts.append(f"float scales ({self.default.mantissa_bits}-bit mantissa)")
         if self.timestep_groups > 1:
             parts.append(f"x{self.timestep_groups} timestep groups")
         return " ".join(parts)
 
 
-SHORTHAND = re.compile(r"^[Ww](\d+)[Aa](\d+)(?:[Nn](\d+))?(?:[Tt](\d+))?$")
+SHORTHAND = re.compile(r"^[Ww](\d+)[Aa](\d+)(?:[Nn](\d+))?(?:[Ff](\d+))?(?:[Tt](\d+))?$")
 
 
 def parse_shorthand(text: str, weight_granularity: str = "per_channel") -> PrecisionPlan | None:
-    """A uniform plan from ``WxAy[Nz][Tg]`` (W4A8; W8A8N12: nonlinear ops at 12 bits; W8A6T4: 4
-    timestep groups), or None if ``text`` is not one."""
+    """A uniform plan from ``WxAy[Nz][Fm][Tg]`` (W4A8; W8A8N12: nonlinear ops at 12 bits; W8A8F8:
+    float scales with 8-bit mantissas; W8A6T4: 4 timestep groups), or None if ``text`` is not one."""
     m = SHORTHAND.match(text)
     if not m:
         return None
-    return dataclasses.replace(PrecisionPlan.uniform(int(m[1]), int(m[2]), weight_granularity=weight_granularity),
-                               nonlinear_bits=int(m[3]) if m[3] else None, timestep_groups=int(m[4] or 1))
+    scale = dict(scale="float", mantissa_bits=int(m[4])) if m[4] else {}
+    return dataclasses.replace(PrecisionPlan.uniform(int(m[1]), int(m[2]), weight_granularity=weight_granularity, **scale),
+                               nonlinear_bits=int(m[3]) if m[3] else None, timestep_groups=int(m[5] or 1))
 
 
 def load_plan(path: str | Path) -> PrecisionPlan:

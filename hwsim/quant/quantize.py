@@ -21,6 +21,7 @@ from brevitas.quant.scaled_int import Int32Bias
 from torch import nn
 
 from hwsim.diffusion.denoiser import TorchDenoiser
+from hwsim.quant.float_scales import fixed_point_multiplier
 from hwsim.nets.common import MatMul
 from hwsim.nets.dit import DiT, DiTBlock
 from hwsim.nets.unet import ResBlock, UNet
@@ -56,7 +57,30 @@ def _set(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, child, module)
 
 
+def _mantissa_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
+    """``layer`` with ``prec.mantissa_bits``-bit float scales (hw.MantissaScaled): the input scale
+    is in_max / (2^(b-1) - 1) rounded up to the mantissa, the weight scale per output channel
+    (or per tensor) is its largest |weight| / (2^(w-1) - 1) rounded up likewise."""
+    k, bits = prec.mantissa_bits, prec.act_bits
+    in_mult, in_shift = fixed_point_multiplier((2 ** (bits - 1) - 1) / max(in_max, 1e-8), k, "down")
+    gain = in_mult * 2.0**-in_shift  # q = round(x * gain)
+    w = layer.weight.detach().double() / gain
+    rows = w.reshape(w.shape[0], -1).abs().amax(dim=1).clamp_min(1e-12)
+    peaks = rows if prec.weight_granularity == "per_channel" else rows.max().expand_as(rows)
+    out_mult = torch.tensor([fixed_point_multiplier(float(p) / (2 ** (prec.weight_bits - 1) - 1), k, "up")[0] for p in peaks])
+    factor = out_mult.double() * 2.0**-k  # in [1/2, 1): the mantissa; the power of two stays in the po2 weight scale
+    inner = copy.deepcopy(layer).double()
+    inner.weight.data = w / factor.reshape(-1, *[1] * (w.ndim - 1))
+    if inner.bias is not None:
+        inner.bias.data = inner.bias.data.double() / factor
+    po2 = dataclasses.replace(prec, scale="po2")
+    q = _quant_layer(inner, po2, float(2 ** (bits - 1)))  # input grid: the integers (scale 1)
+    return hw.MantissaScaled(q, bits, in_mult, -in_shift, out_mult, k, channel_axis=1 if isinstance(layer, nn.Conv2d) else -1)
+
+
 def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
+    if prec.scale == "float" and prec.weight_granularity != "per_group":
+        return _mantissa_layer(layer, prec, in_max)
     if prec.weight_granularity == "per_group":
         if not isinstance(layer, nn.Linear):
             raise ValueError("per_group weights are implemented for Linear layers (the DiT's); use per_channel for convs")
@@ -76,6 +100,14 @@ def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
         q = QuantLinear(layer.in_features, layer.out_features, bias=layer.bias is not None, **common)
     q.load_state_dict(layer.state_dict(), strict=False)
     return q
+
+
+def output_grid(layer: nn.Module) -> torch.Tensor:
+    """Per output channel, the power-of-two scale of a quantized layer's exact output integers
+    (the accumulator's; for float scales, the accumulator times its mantissa)."""
+    if isinstance(layer, hw.MantissaScaled):
+        return output_grid(layer.layer) * 2.0**-layer.mantissa_bits
+    return (layer.quant_weight().scale.reshape(-1) * layer.input_quant.scale()).detach().double()
 
 
 def prepared(net: nn.Module) -> nn.Module:
@@ -114,8 +146,7 @@ def quantize_unet(net: UNet, plan: PrecisionPlan, ranges: Ranges, num_train_time
     net.time_embed = hw.PassTimestep()
     for name, module in net.named_modules():
         if isinstance(module, ResBlock):
-            conv1 = module.conv1
-            scale = conv1.quant_weight().scale.reshape(-1) * conv1.input_quant.scale()
+            scale = output_grid(module.conv1)
             module.temb_act = nn.Identity()
             module.temb_proj = hw.TimestepTable(tables[name], scale.double())
     return net.double().eval()
@@ -134,7 +165,9 @@ def _split_concats(net: UNet, precision, ranges: Ranges, bits: int, nl_bits: int
         block.norm1 = hw.IntGroupNorm(block.norm1, nl_bits, split.wide_max, gn["out"], int(gn.get("spatial", 1)), wide_bits)
         if isinstance(block.shortcut, nn.Conv2d):
             prec = precision[f"{prefix}.shortcut"]
-            block.shortcut = _quant_layer(block.shortcut, dataclasses.replace(prec, act_bits=prec.act_bits + split.shift_bits),
+            # po2 input: a float scale would requantize the two halves onto one grid again
+            block.shortcut = _quant_layer(block.shortcut, dataclasses.replace(prec, act_bits=prec.act_bits + split.shift_bits,
+                                                                              scale="po2"),
                                           split.wide_max)
 
 
@@ -145,7 +178,7 @@ def _replace_common(net: nn.Module, precision, ranges, bits: int) -> None:
         if not name or in_timestep_table(name):
             continue
         r = ranges.get(name, {})
-        if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
+        if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLinear, hw.MantissaScaled)):
             continue  # already quantized (a split concatenation's consumer)
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             _set(net, name, _quant_layer(module, precision[name], r.get("in0", 0.0)))
@@ -201,8 +234,7 @@ def quantize_dit(net: DiT, plan: PrecisionPlan, ranges: Ranges, num_train_timest
         else:
             owner.final_ada_act, owner.final_ada = nn.Identity(), table
     # the fixed position embedding is added to the patchify accumulator: store it at that scale
-    patchify = net.patchify
-    acc_scale = float((patchify.quant_weight().scale.reshape(-1) * patchify.input_quant.scale()).min())
+    acc_scale = float(output_grid(net.patchify).min())
     net.pos = torch.round(net.pos.double() / acc_scale) * acc_scale
     return net.double().eval()
 

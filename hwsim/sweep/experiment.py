@@ -6,7 +6,7 @@ of it (``sampling: {random: N, seed: S}``):
 
     models: [unet-digits]                # names under models/, or model directories
     methods: [naive, split-shortcut+adaround]   # or a mapping name -> {methods: [...], observer: ...}
-    precisions: [W8A8, W8A8N12, W8A6T4, plans/mixed.yaml]  # WxAy[Nz][Tg] or a plan file (_precisions)
+    precisions: [W8A8, W8A8N12, W8A6T4, plans/mixed.yaml]  # WxAy[Nz][Fm][Tg] or a plan file (_precisions)
     sparsity: [none, "2:4"]              # weight pruning before calibration (the sparse-* methods)
     targets: [device, 100000]            # folding target: fastest that fits, or cycles per step
     devices: [ecp5-85f]
@@ -222,14 +222,14 @@ def _precisions(ck: _Checker, values: list, base: Path, granularity: str, models
     for i, text in enumerate(values):
         key = f"precisions[{i}]"
         if not isinstance(text, str):
-            ck.fail(key, f"expected 'WxAy[Nz][Tg]' or a plan file, got {text!r}")
+            ck.fail(key, f"expected 'WxAy[Nz][Fm][Tg]' or a plan file, got {text!r}")
         try:
             plan = parse_shorthand(text, granularity)
             if plan is None:
                 path = _resolve_path(text, base)
                 if path is None or not path.is_file():
-                    ck.fail(key, f"{text!r} is neither WxAy (e.g. W4A8; W8A8N12: nonlinear ops at 12 bits, W8A6T4: "
-                                 f"4 timestep groups) nor an existing precision plan file")
+                    ck.fail(key, f"{text!r} is neither WxAy (e.g. W4A8; W8A8N12: nonlinear ops at 12 bits, W8A8F8: float "
+                                 f"scales with 8-bit mantissas, W8A6T4: 4 timestep groups) nor an existing precision plan file")
                 plan = load_plan(path)
         except (PlanError, cfgio.ConfigError) as err:
             ck.fail(key, str(err))

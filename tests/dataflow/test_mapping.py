@@ -14,7 +14,7 @@ from hwsim.dataflow.mapping import load_dataflow, map_integer_graph
 from tests.conftest import fuzz
 
 
-@pytest.mark.parametrize("which", ["unet_graph", "dit_graph"])
+@pytest.mark.parametrize("which", ["unet_graph", "dit_graph", "unet_float_graph"])
 def test_macs_and_bitops_equal_qonnx_inference_cost(which, request, tmp_path):
     path = request.getfixturevalue(which)
     graph = map_integer_graph(path, steps=10)
@@ -39,6 +39,18 @@ def test_unet_node_types(unet_graph):
     assert sum(n.attrs.get("mem_mode") == "dynamic" for n in graph.nodes) == 2 * types["IntSoftmax"]
     # timestep tables hold one row per sampler step, not per training timestep
     assert all(n.attrs["NumSteps"] == 10 for n in graph.nodes if n.op_type == "TimestepTable")
+
+
+def test_float_scales_map_to_constant_multipliers(unet_graph, unet_float_graph):
+    """Each float-scale layer adds an exact input and output multiplier (ElementwiseMul with a
+    constant) beside the same MVAUs; the multiplier's price is what the cost model then adds."""
+    po2, flt = (map_integer_graph(g, steps=10) for g in (unet_graph, unet_float_graph))
+    types = {g: collections.Counter(n.op_type for n in graph.nodes) for g, graph in (("po2", po2), ("float", flt))}
+    assert types["float"]["MVAU"] == types["po2"]["MVAU"] and flt.macs() == po2.macs()
+    muls = [n for n in flt.nodes if n.op_type == "ElementwiseMul" and n.attrs["rhs_style"] == "const"]
+    layers = sum(n.op_type == "MVAU" and n.attrs.get("mem_mode") != "dynamic" for n in flt.nodes)  # not attention's
+    assert types["po2"]["ElementwiseMul"] == 0 and len(muls) == 2 * layers - 1  # conv_in's input: the host quantizer
+    assert types["float"]["Requant"] > types["po2"]["Requant"]
 
 
 def test_dit_unpatchify_needs_a_reorder_buffer(dit_graph):

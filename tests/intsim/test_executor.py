@@ -34,15 +34,18 @@ def _w8a8_graph(net, calib, tmp_path):
     return to_integer_graph(quantize_calibrated(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
 
 
-@pytest.mark.parametrize("bits, granularity, split", [((8, 8), "per_tensor", False), ((4, 8), "per_channel", False),
-                                                     ((4, 4), "per_tensor", False), ((8, 8), "per_tensor", True),
-                                                     ((4, 4), "per_channel", True)])
-def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity, split):
+@pytest.mark.parametrize("bits, granularity, split, scale", [
+    ((8, 8), "per_tensor", False, "po2"), ((4, 8), "per_channel", False, "po2"), ((4, 4), "per_tensor", False, "po2"),
+    ((8, 8), "per_tensor", True, "po2"), ((4, 4), "per_channel", True, "po2"),
+    ((8, 8), "per_channel", False, "float"), ((4, 6), "per_tensor", True, "float")])
+def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity, split, scale):
     net, calib = tiny
-    plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity)
+    plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity, scale=scale, mantissa_bits=5)
     qnet = quantize_net(net, plan, collect_ranges(prepared(net), calib), 1000, split_concat=split)
     if split:  # the halves really are on different grids somewhere, so the shifts are exercised
         assert any(m.shift_bits > 0 for m in qnet.modules() if isinstance(m, hw.SplitConcat))
+    if scale == "float":  # every layer but the split concatenations' consumers has float scales
+        assert sum(isinstance(m, hw.MantissaScaled) for m in qnet.modules()) >= 10
     path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
     fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::3]:
@@ -130,14 +133,15 @@ def test_sampling_through_the_simulator_equals_the_quantized_model(tiny, tmp_pat
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("bits, granularity", [((8, 8), "per_tensor"), ((4, 8), "per_channel"), ((4, 8), "per_group")])
-def test_simulator_equals_quantized_dit(tmp_path, bits, granularity):
+@pytest.mark.parametrize("bits, granularity, scale", [((8, 8), "per_tensor", "po2"), ((4, 8), "per_channel", "po2"),
+                                                     ((4, 8), "per_group", "po2"), ((8, 8), "per_channel", "float")])
+def test_simulator_equals_quantized_dit(tmp_path, bits, granularity, scale):
     torch.manual_seed(0)
     net = build_net("dit", TINY_DIT).eval()
     for p in net.parameters():  # adaLN-Zero starts at zero: randomize so every path carries signal
         torch.nn.init.normal_(p, std=0.2)
     calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=8, steps=10)
-    plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity, group_size=8)
+    plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity, group_size=8, scale=scale)
     if granularity == "per_group":  # the patchify conv takes per-channel scales; every Linear is group-wise
         plan = dataclasses.replace(plan, first=Override(weight_granularity="per_channel"))
     qnet = quantize_calibrated(net, plan, calib, 1000)

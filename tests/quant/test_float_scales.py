@@ -39,3 +39,14 @@ def test_measured_mismatch_falls_with_multiplier_width():
     assert report["overall"]["m4"]["values"] > 1000
     assert rates[0] > rates[1] >= rates[2] and rates[0] > 0.01  # a 4-bit multiplier is visibly off
     assert report["overall"]["m32"]["max_lsb"] <= 1
+
+
+@settings(max_examples=fuzz(200), deadline=None)
+@given(st.floats(1e-6, 1e3), st.integers(3, 16))
+def test_directed_multiplier_rounds_the_way_asked(ratio, mbits):
+    """Float scales round the weight scale up and the input gain down, so the calibrated range is never clipped."""
+    up, down = (fixed_point_multiplier(ratio, mbits, r) for r in ("up", "down"))
+    for m, _ in (up, down):
+        assert 2 ** (mbits - 1) <= m < 2**mbits
+    assert down[0] * 2.0 ** -down[1] <= ratio <= up[0] * 2.0 ** -up[1]
+    assert up[0] * 2.0 ** -up[1] - down[0] * 2.0 ** -down[1] <= ratio * 2.0 ** (1 - mbits)

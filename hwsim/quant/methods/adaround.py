@@ -191,10 +191,18 @@ def commit(layer: nn.Module, w_int: torch.Tensor, prec: LayerPrecision, in_max: 
     return float((w_int != nearest).double().mean())
 
 
+def po2_only(method: str, precision: dict[str, LayerPrecision], names: list[str]) -> None:
+    """The learned grid is the power-of-two one; a float scale (hw.MantissaScaled) would move it."""
+    floats = [n for n in names if precision[n].scale == "float"]
+    if floats:
+        raise ValueError(f"{method} learns power-of-two weight grids; layers {floats[:3]} have scale: float")
+
+
 def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     """Replace every Conv/Linear weight of ``ctx.model.net`` by its AdaRound grid weights."""
     cfg = cfg or DEFAULT
     precision, names = quantized_layers(ctx)
+    po2_only("adaround", precision, names)
     inputs = layer_inputs(ctx.model.net, names, ctx.inputs, cfg.images, seed=ctx.calib.seed)
     modules = dict(ctx.model.net.named_modules())
     changed = {}

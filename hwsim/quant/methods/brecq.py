@@ -24,7 +24,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from hwsim.quant.methods.adaround import (DEFAULT, AdaRoundConfig, Rounding, adaround_layer, commit, fake_quant_input,
-                                          module_io, optimize, quantized_layers)
+                                          module_io, optimize, po2_only, quantized_layers)
 
 
 def block_types() -> tuple[type, ...]:
@@ -73,6 +73,7 @@ def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     cfg = cfg or DEFAULT
     net = ctx.model.net
     precision, names = quantized_layers(ctx)
+    po2_only("brecq", precision, names)
     blocks = blocks_of(net, names)
     in_blocks = {n for inside in blocks.values() for n in inside}
     alone = [n for n in names if n not in in_blocks]

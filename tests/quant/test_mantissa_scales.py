@@ -1,0 +1,61 @@
+"""Float scales (plan ``scale: float``): exact integer multipliers around an ordinary po2 layer."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from hwsim.quant import modules as hw
+from hwsim.quant.plan import LayerPrecision, PlanError, PrecisionPlan, parse_shorthand
+from hwsim.quant.quantize import _quant_layer, output_grid
+
+
+def test_shorthand_and_bad_mantissa():
+    plan = parse_shorthand("W8A8N12F6T2")
+    assert plan.default.scale == "float" and plan.default.mantissa_bits == 6
+    assert plan.nonlinear_bits == 12 and plan.timestep_groups == 2
+    assert "float scales (6-bit mantissa)" in plan.describe()
+    assert parse_shorthand("W8A8").default.scale == "po2"
+    with pytest.raises(PlanError, match="mantissa_bits must be an integer in 2..16, got 1"):
+        LayerPrecision(scale="float", mantissa_bits=1)
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_float_scales_quantize_closer_than_po2(kind):
+    """The reason for float scales: a po2 grid wastes up to a bit of every range, a k-bit
+    mantissa at most 2^(1-k) of it. Random layers, inputs at a range just above a power of two
+    (the po2 grid's worst case)."""
+    torch.manual_seed(0)
+    layer = (nn.Conv2d(8, 16, 3, padding=1) if kind == "conv" else nn.Linear(32, 16)).double()
+    x = torch.randn(64, 8, 6, 6) if kind == "conv" else torch.randn(64, 32)
+    x = (x / x.abs().max() * 1.1).double()
+    prec = LayerPrecision(6, 6, "per_channel")
+    errors = {}
+    for scale in ("po2", "float"):
+        q = _quant_layer(layer, dataclasses.replace(prec, scale=scale), 1.1).double()
+        with torch.no_grad():
+            errors[scale] = float(((q(x) - layer(x)) ** 2).mean())
+    assert isinstance(_quant_layer(layer, dataclasses.replace(prec, scale="float"), 1.1), hw.MantissaScaled)
+    assert errors["float"] < 0.5 * errors["po2"]
+
+
+def test_output_is_on_a_power_of_two_grid():
+    """The multiplied output is exact integers at output_grid's scale, which the timestep tables
+    and the integer graph rely on."""
+    torch.manual_seed(1)
+    layer = nn.Conv2d(4, 8, 3, padding=1).double()
+    q = _quant_layer(layer, LayerPrecision(8, 8, "per_channel", scale="float", mantissa_bits=5), 2.0).double()
+    with torch.no_grad():
+        y = q(torch.randn(2, 4, 5, 5).double())
+    ints = y / output_grid(q).reshape(1, -1, 1, 1)
+    assert torch.equal(ints, torch.round(ints))
+    assert int(q.out_mult.min()) >= 16 and int(q.out_mult.max()) < 32  # 5-bit mantissas
+
+
+def test_learned_rounding_refuses_float_scales():
+    from hwsim.quant.methods.adaround import po2_only
+
+    precision = PrecisionPlan.uniform(8, 8, scale="float").resolve(["a", "b"], "a", "b")
+    with pytest.raises(ValueError, match=r"adaround learns power-of-two weight grids; layers \['a', 'b'\] have scale: float"):
+        po2_only("adaround", precision, ["a", "b"])
