@@ -3,11 +3,13 @@ measured on the hardware-exact model (the integer simulator), paired initial noi
 
     python experiments/ptq_table.py [--config experiments/ptq_table.yaml] [--only ROW_ID ...]
     python experiments/ptq_table.py --report     # rebuild table.md and fid.png from results.json
-    python experiments/ptq_table.py --fidelity   # add FID to the FP samples to finished rows that lack it
+    python experiments/ptq_table.py --fidelity   # add the FP comparisons below to finished rows that lack them
 
 Besides FID against the data, every quantized row gets the FID of its samples against the FP
 model's own samples from the same initial noise (``fid_to_fp``): the damage quantization does,
-apart from how far the float model itself is from the data (the DiT's FP row is at 671).
+apart from how far the float model itself is from the data (the DiT's FP row is at 671); and the
+gap FID(row) - FID(FP) against the data with a paired bootstrap interval (``fid_gap_to_fp``), which
+says whether a gap is inside the sampling noise of 2,000 paired samples.
 
 Resumable at two levels: a finished row is never recomputed (results.json is rewritten after
 each row), and sampling keeps its finished batches (out/ptq_table/resume/ROW_ID). Quantized
@@ -30,7 +32,8 @@ import torch
 import yaml
 
 from hwsim.evaluate import generate, score, set_threads
-from hwsim.metrics.fid import evaluate_features, extract_features, frechet_distance, make_extractor, reference_features
+from hwsim.metrics.fid import (evaluate_features, extract_features, frechet_distance, make_extractor, paired_differences,
+                               reference_features)
 from hwsim.export.pipeline import export_model
 from hwsim.modeldir import load_spec
 from hwsim.provenance import provenance
@@ -126,12 +129,18 @@ def fp_samples(model: str, cfg: dict) -> tuple[np.ndarray, torch.Tensor]:
 
 def fidelity(images: np.ndarray, model: str, cfg: dict) -> dict:
     """FID (classifier features, bootstrap interval) of a quantized row's samples against the FP
-    samples, and the samples' mean pixel (uint8) beside the FP samples'."""
+    samples; the gap FID(row) - FID(FP) against the data with a paired bootstrap interval (sample i
+    of both from the same noise: whether the gap is inside the noise of 2,000 samples); and the
+    samples' mean pixel (uint8) beside the FP samples'."""
     fp_images, fp_feats = fp_samples(model, cfg)
-    fid = evaluate_features(fp_feats, _features(images, load_spec(ROOT / "models" / model).dataset), "classifier",
-                            seed=cfg["seed"])
+    dataset = load_spec(ROOT / "models" / model).dataset
+    feats = _features(images, dataset)
+    fid = evaluate_features(fp_feats, feats, "classifier", seed=cfg["seed"])
+    gap = paired_differences(reference_features(dataset, "classifier"), {"row": feats, "fp": fp_feats}, [("row", "fp")],
+                             seed=cfg["seed"])["row - fp"]
     return {"fid_to_fp": fid.fid, "fid_to_fp_ci": [fid.ci_low, fid.ci_high], "mean_pixel": float(images.mean()),
-            "fp_mean_pixel": float(fp_images.mean())}
+            "fp_mean_pixel": float(fp_images.mean()), "fid_gap_to_fp": gap["diff"],
+            "fid_gap_to_fp_ci": [gap["ci_low"], gap["ci_high"]]}
 
 
 def _measure_row(row: dict, cfg: dict) -> dict:
@@ -195,7 +204,7 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
                                  f"{r['fid_classifier']:.4f}; fid_to_fp would compare against other samples")
             r["mean_pixel"] = float(images.mean())
     for r in results["rows"]:
-        if r["method"] == "fp" or "fid_to_fp" in r:
+        if r["method"] == "fp" or "fid_gap_to_fp" in r:
             continue
         row = rows[r["id"]]
         kept = WORK / "resume" / r["id"]
@@ -227,18 +236,20 @@ def write_report(results: dict) -> None:
     rows = results["rows"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     fp = {r["model"]: r["fid_classifier"] for r in rows if r["method"] == "fp"}
-    lines = ["| model | W/A | sparsity | method | classifier-FID [95% CI] | vs FP | to FP samples [95% CI] | mean pixel "
-             "(FP's) | Inception-FID | precision | recall |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | W/A | sparsity | method | classifier-FID [95% CI] | vs FP | gap to FP [paired 95% CI] | "
+             "to FP samples [95% CI] | mean pixel (FP's) | Inception-FID | precision | recall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         bits = "fp32" if r["w_bits"] is None else r.get("bits", f"W{r['w_bits']}A{r['a_bits']}")
         rel = f"{100 * (r['fid_classifier'] / fp[r['model']] - 1):+.1f}%" if r["model"] in fp and r["method"] != "fp" else ""
         lo, hi = r["fid_classifier_ci"]
         to_fp = f"{_fmt(r['fid_to_fp'])} [{_fmt(r['fid_to_fp_ci'][0])}, {_fmt(r['fid_to_fp_ci'][1])}]" if "fid_to_fp" in r else ""
+        gap = (f"{r['fid_gap_to_fp']:+.1f} [{r['fid_gap_to_fp_ci'][0]:+.1f}, {r['fid_gap_to_fp_ci'][1]:+.1f}]"
+               if "fid_gap_to_fp" in r else "")
         pixel = f"{_fmt(r['mean_pixel'])}" + (f" ({_fmt(r['fp_mean_pixel'])})" if "fp_mean_pixel" in r else "") \
             if "mean_pixel" in r else ""
         lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {r['method']} | {_fmt(r['fid_classifier'])} "
-                     f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {to_fp} | {pixel} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
+                     f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {gap} | {to_fp} | {pixel} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
                      f"{_fmt(r['recall'], 3)} |")
     (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
 
@@ -279,7 +290,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "experiments/ptq_table.yaml")
     parser.add_argument("--only", nargs="*", help="row ids to run (default: all, in file order)")
     parser.add_argument("--report", action="store_true", help="only rebuild table.md and fid.png")
-    parser.add_argument("--fidelity", action="store_true", help="add FID to the FP samples to finished rows lacking it")
+    parser.add_argument("--fidelity", action="store_true", help="add FID to the FP samples and the paired gap to FP to finished rows lacking them")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args()

@@ -22,7 +22,7 @@ from hwsim.modeldir import load_model
 from hwsim.provenance import provenance
 from hwsim.quant.calibrate import CalibrationConfig
 from hwsim.quant.diagnose import fixed_inputs, output_mse, sqnr_report
-from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.plan import LayerPrecision, PrecisionPlan
 from hwsim.quant.qmodel import quantize_dir
 from hwsim.quant.quantize import quantize_layers_only
 
@@ -41,6 +41,8 @@ VARIANTS = {  # name: (plan, what it changes against W8A8)
     "W8A8N12": (plan(8, 8, nonlinear_bits=12), "nonlinear ops (GroupNorm, SiLU, softmax, attention) at 12 bits"),
     "W8A8T4": (plan(8, 8, timestep_groups=4), "activation ranges per timestep quarter (TDQ-style)"),
     "W8A8N12T4": (plan(8, 8, nonlinear_bits=12, timestep_groups=4), "both"),
+    "W8A8N12F8": (dataclasses.replace(plan(8, 8, nonlinear_bits=12), default=LayerPrecision(
+        8, 8, "per_channel", scale="float", mantissa_bits=8)), "12-bit nonlinear ops and float scales (8-bit mantissas) on every Conv/Linear"),
 }
 
 

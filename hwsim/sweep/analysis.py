@@ -242,9 +242,6 @@ def paired_fid(work: str | Path, configs: dict[str, dict], pairs: list[tuple[str
     every point keeps the pairing, and the difference is far tighter than the two intervals
     suggest. ``configs`` maps a name to a point's config; the images are read back from the sweep's
     work directory (``work/quantized``, ``work/samples``), nothing is resampled."""
-    import numpy as np
-    import torch
-
     from hwsim.evaluate import generate
     from hwsim.metrics import fid as fidlib
     from hwsim.modeldir import load_spec
@@ -260,19 +257,5 @@ def paired_fid(work: str | Path, configs: dict[str, dict], pairs: list[tuple[str
         images = generate(qdirs[name], c["samples"], c["steps"], "ddim", c["seed"], "intsim", progress=False,
                           resume_dir=work / "samples" / config_hash(eval_config(c)))  # the sweep's stored batches
         feats[name] = fidlib.extract_features(model, images)
-    n = len(next(iter(feats.values())))
-    rng = np.random.default_rng(seed)
-    boots = {name: [] for name in feats}
-    for _ in range(n_boot):
-        idx = torch.from_numpy(rng.integers(0, n, n))
-        for name, f in feats.items():
-            boots[name].append(fidlib.frechet_distance(real, f[idx]))
-    point_fid = {name: fidlib.frechet_distance(real, f) for name, f in feats.items()}
-    out = {}
-    for a, b in pairs:
-        diff = point_fid[a] - point_fid[b]
-        d = np.array(boots[a]) - np.array(boots[b])
-        low, high = np.percentile(d - (d.mean() - diff), [2.5, 97.5])  # bias-corrected, as fid.evaluate_features
-        out[f"{a} - {b}"] = {"diff": diff, "ci_low": float(low), "ci_high": float(high),
-                             "p_boot_le_0": float(np.mean(d <= 0))}
-    return {"n_bootstrap": n_boot, "seed": seed, "samples": n, "differences": out}
+    out = fidlib.paired_differences(real, feats, pairs, n_boot, seed)
+    return {"n_bootstrap": n_boot, "seed": seed, "samples": len(next(iter(feats.values()))), "differences": out}

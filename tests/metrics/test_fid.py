@@ -51,6 +51,23 @@ def test_bootstrap_interval_brackets_the_estimate():
     assert r.num_samples == 297 and r.num_reference == 297 and r.n_bootstrap == 50
 
 
+def test_paired_differences_are_tighter_than_the_intervals():
+    """Two sets sharing most of their samples (paired by index) differ by little: the paired
+    interval of the difference is much narrower than each FID's own, and brackets it."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 8, generator=g, dtype=torch.float64)
+    a = torch.randn(300, 8, generator=g, dtype=torch.float64) * 1.2
+    b = a + 0.05 * torch.randn(300, 8, generator=g, dtype=torch.float64) + 0.05
+    d = fid.paired_differences(real, {"a": a, "b": b}, [("b", "a"), ("a", "a")], n_bootstrap=50)
+    own = fid.evaluate_features(real, a, "test", n_bootstrap=50)
+    assert d["a - a"]["diff"] == d["a - a"]["ci_low"] == d["a - a"]["ci_high"] == 0.0
+    gap = d["b - a"]
+    assert gap["ci_low"] <= gap["diff"] <= gap["ci_high"]
+    assert gap["ci_high"] - gap["ci_low"] < 0.5 * (own.ci_high - own.ci_low)
+    with pytest.raises(ValueError, match="equally many samples"):
+        fid.paired_differences(real, {"a": a, "b": b[:10]}, [("a", "b")])
+
+
 def test_float_and_uint8_inputs_agree():
     test = load_dataset("digits", "test").images[:100]
     x = torch.from_numpy(test.astype(np.float32) / 127.5 - 1.0)[:, None]

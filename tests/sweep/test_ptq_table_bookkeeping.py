@@ -48,9 +48,9 @@ def test_config_check(ptq_table):
 
 
 def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
-    """Rows that have the column or are FP are skipped; a learned row whose samples and model are
-    gone is left (remaking it takes hours); samples that do not score the row's recorded FID are
-    not the row's and are left; the others get ``fid_to_fp``."""
+    """Rows that have the columns (the paired gap, the last added) or are FP are skipped; a learned
+    row whose samples and model are gone is left (remaking it takes hours); samples that do not
+    score the row's recorded FID are not the row's and are left; the others get ``fid_to_fp``."""
     cfg = {"samples": 4, "steps": 2, "seed": 0,
            "recipes": {"naive": {"methods": []}, "full": {"methods": ["split-shortcut", "adaround"]}},
            "rows": [{"model": "m", "precision": p, "recipe": r} for p, r in
@@ -60,7 +60,8 @@ def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
     results = {"rows": [{"id": ids[0], "method": "naive", "model": "m", "fid_classifier": 10.0},
                         {"id": ids[1], "method": "naive", "model": "m", "fid_classifier": 20.0},
                         {"id": ids[2], "method": "full", "model": "m", "fid_classifier": 30.0},
-                        {"id": ids[3], "method": "naive", "model": "m", "fid_classifier": 40.0, "fid_to_fp": 1.0},
+                        {"id": ids[3], "method": "naive", "model": "m", "fid_classifier": 40.0, "fid_to_fp": 1.0,
+                         "fid_gap_to_fp": 0.5},
                         {"id": ids[4], "method": "fp", "model": "m", "fid_classifier": 5.0}]}
     scored = {ids[0]: 10.0, ids[1]: 21.0, "fp features": 5.0}  # the second row's samples were made again and differ
     made = []
@@ -70,7 +71,8 @@ def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
     monkeypatch.setattr(ptq_table, "_features", lambda images, dataset: images)
     monkeypatch.setattr(ptq_table, "reference_features", lambda dataset, extractor: None)
     monkeypatch.setattr(ptq_table, "frechet_distance", lambda real, images: scored[images])
-    monkeypatch.setattr(ptq_table, "fidelity", lambda images, model, cfg: {"fid_to_fp": 2.5, "fid_to_fp_ci": [2, 3]})
+    monkeypatch.setattr(ptq_table, "fidelity", lambda images, model, cfg: {"fid_to_fp": 2.5, "fid_to_fp_ci": [2, 3],
+                                                                          "fid_gap_to_fp": 1.5})
     monkeypatch.setattr(ptq_table, "fp_samples", lambda model, cfg: (np.array([7.0]), "fp features"))
     monkeypatch.setattr(ptq_table, "write_report", lambda results: None)
     monkeypatch.setattr(ptq_table, "provenance", lambda: {"git": "x"})
@@ -79,7 +81,7 @@ def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
     assert made == ids[:2]  # the learned row was not remade
     assert rows[0]["fid_to_fp"] == 2.5 and rows[0]["fidelity_provenance"] == {"git": "x"}
     assert "fid_to_fp" not in rows[1] and "fid_to_fp" not in rows[2] and "fid_to_fp" not in rows[4]
-    assert rows[3]["fid_to_fp"] == 1.0
+    assert rows[3]["fid_to_fp"] == 1.0 and rows[0]["fid_gap_to_fp"] == 1.5
     assert rows[4]["mean_pixel"] == 7.0
     del rows[4]["mean_pixel"]
     scored["fp features"] = 6.0  # FP samples made again that are not the FP row's: nothing can be compared
