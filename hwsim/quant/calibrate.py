@@ -12,8 +12,9 @@ the (x_t, t) met along them calibrate is the timestep strategy:
 Forward hooks on the prepared float64 net record per module the largest |value| of each input
 and of the output, and a bounded random subsample of the values. The observer turns them into a
 clipping range: ``minmax`` (the largest |value|), ``percentile`` (of |value|), or ``mse`` (the
-power-of-two range, among the four below the min-max one, with the least quantization error on
-the subsample; power-of-two scales leave only those choices). The result is a plain
+range with the least quantization error on the subsample: among the four powers of two below the
+min-max one for power-of-two scales, which leave only those choices; on a fine geometric grid for
+the inputs of layers with float scales). The result is a plain
 ``{module: {"in0": max, "out": max, "spatial": HW}}`` dict, so a quantized model directory
 stores it (safetensors) and rebuilds its net without recalibrating.
 """
@@ -134,21 +135,31 @@ def collect_stats(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]
     return stats
 
 
-def _mse_range(values: np.ndarray, peak: float, bits: int) -> float:
-    """The power-of-two clipping range (<= the min-max one) with the least quantization MSE."""
+def _quant_mse(values: np.ndarray, scale: float, bits: int) -> float:
+    q = np.clip(np.round(values / scale), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return float(np.mean((q * scale - values) ** 2))
+
+
+def _mse_range(values: np.ndarray, peak: float, bits: int, po2: bool = True) -> float:
+    """The clipping range (<= the min-max one) with the least quantization MSE: among the four
+    power-of-two ones below it (``po2``), or, for a float scale (range / (2^(b-1) - 1)), on a
+    geometric grid of 2^(1/8) steps down to a sixteenth of it plus the ranges whose scales are the
+    power-of-two candidates' (so it is never worse on the subsample)."""
     top = math.ceil(math.log2(max(peak, 1e-8)))
-    best, best_err = 2.0**top, math.inf
-    for e in range(top, top - 4, -1):
-        scale = 2.0**e / 2 ** (bits - 1)
-        err = float(np.mean((np.clip(np.round(values / scale), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1) * scale - values) ** 2))
-        if err < best_err:
-            best, best_err = 2.0**e, err
+    powers = [2.0**e for e in range(top, top - 4, -1)]
+    if not po2:  # the grid, and the float ranges whose scales are the power-of-two candidates'
+        qmax = 2 ** (bits - 1) - 1
+        candidates = [peak * 2.0 ** (-i / 8) for i in range(33)] + [p * qmax / (qmax + 1) for p in powers if p * qmax / (qmax + 1) <= peak]
+        return min(candidates, key=lambda r: _quant_mse(values, r / qmax, bits))
+    best = min(powers, key=lambda r: _quant_mse(values, r / 2 ** (bits - 1), bits))
     return min(best, peak)
 
 
-def observe(stats: _Stats, cfg: CalibrationConfig, bits_of: Callable[[str, str], int]) -> Ranges:
+def observe(stats: _Stats, cfg: CalibrationConfig, bits_of: Callable[[str, str], int],
+            float_of: Callable[[str, str], bool] = lambda module, key: False) -> Ranges:
     """Clipping ranges from the statistics by ``cfg.observer``; ``bits_of(module, key)`` gives
-    the quantizer's width (the MSE observer needs it)."""
+    the quantizer's width and ``float_of(module, key)`` whether its scale is a float one (plan
+    ``scale: float``), which the MSE observer needs."""
     ranges: Ranges = {}
     for name, peaks in stats.peak.items():
         r = ranges.setdefault(name, {})
@@ -160,7 +171,7 @@ def observe(stats: _Stats, cfg: CalibrationConfig, bits_of: Callable[[str, str],
             if cfg.observer == "percentile":
                 r[key] = min(peak, float(np.percentile(values, cfg.percentile)))
             else:
-                r[key] = _mse_range(values, peak, bits_of(name, key))
+                r[key] = _mse_range(values, peak, bits_of(name, key), po2=not float_of(name, key))
         if name in stats.spatial:
             r["spatial"] = stats.spatial[name]
     return ranges

@@ -70,7 +70,10 @@ def calibrate(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig,
     def bits_of(module: str, key: str) -> int:
         return precision[module].act_bits if module in precision and key == "in0" else plan.nonlinear_act_bits
 
-    return observe(stats, calib, bits_of)
+    def float_of(module: str, key: str) -> bool:
+        return module in precision and key == "in0" and precision[module].scale == "float"
+
+    return observe(stats, calib, bits_of, float_of)
 
 
 def calibrate_groups(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwsim.quant.calibrate import CalibrationConfig, _mse_range, collect_stats, observe, select_timesteps
+from hwsim.quant.calibrate import CalibrationConfig, _mse_range, _quant_mse, collect_stats, observe, select_timesteps
 
 
 def _trajectory(samples=8, steps=50, T=1000):
@@ -55,6 +55,22 @@ def test_observers_order_and_power_of_two_mse():
     assert ranges["minmax"] == 40.0
     assert ranges["percentile"] < 40.0
     assert ranges["mse"] < 40.0 and math.log2(ranges["mse"]).is_integer()
+
+
+def test_mse_observer_for_float_scales_searches_between_powers_of_two():
+    """For a layer input with a float scale the range need not be a power of two, and the one
+    chosen quantizes no worse than the best power of two."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 16, 16, generator=gen, dtype=torch.float64)
+    x[0, 0, 0, 0] = 40.0
+    stats = collect_stats(_Probe(), [(x, torch.zeros(64))])
+    mse = CalibrationConfig(observer="mse")
+    po2 = observe(stats, mse, lambda m, k: 4)["layer"]
+    flt = observe(stats, mse, lambda m, k: 4, float_of=lambda m, k: k == "in0")["layer"]
+    assert not math.log2(flt["in0"]).is_integer() and flt["out"] == po2["out"]
+    values = x.numpy().reshape(-1)
+    best = _mse_range(values, 40.0, 4, po2=False)
+    assert _quant_mse(values, best / 7, 4) <= _quant_mse(values, _mse_range(values, 40.0, 4) / 8, 4)
 
 
 def test_mse_range_keeps_the_peak_without_outliers():
