@@ -21,12 +21,12 @@ from brevitas.quant.scaled_int import Int32Bias
 from torch import nn
 
 from hwsim.diffusion.denoiser import TorchDenoiser
-from hwsim.quant.float_scales import fixed_point_multiplier
 from hwsim.nets.common import MatMul
 from hwsim.nets.dit import DiT, DiTBlock
 from hwsim.nets.unet import ResBlock, UNet
 from hwsim.quant import modules as hw
 from hwsim.quant.calibrate import Ranges, collect_ranges
+from hwsim.quant.float_scales import fixed_point_multiplier
 from hwsim.quant.plan import PrecisionPlan, in_timestep_table, resolve_for_net
 
 
@@ -79,17 +79,15 @@ def _mantissa_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
 
 
 def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
-    if prec.scale == "float" and prec.weight_granularity != "per_group":
-        return _mantissa_layer(layer, prec, in_max)
     if prec.weight_granularity == "per_group":
         if not isinstance(layer, nn.Linear):
             raise ValueError("per_group weights are implemented for Linear layers (the DiT's); use per_channel for convs")
         if prec.scale != "po2":
-            raise NotImplementedError("float scales are not implemented yet; use scale: po2")
+            raise NotImplementedError("float scales are not implemented for per_group weights; use scale: po2")
         return hw.GroupQuantLinear(layer, prec.weight_bits, prec.group_size, prec.act_bits, in_max)
+    if prec.scale == "float":
+        return _mantissa_layer(layer, prec, in_max)
     weight_quant = Int8WeightPerChannelFixedPoint if prec.weight_granularity == "per_channel" else Int8WeightPerTensorFixedPoint
-    if prec.scale != "po2":
-        raise NotImplementedError("float scales are not implemented yet; use scale: po2")
     common = dict(weight_quant=weight_quant, weight_bit_width=prec.weight_bits, bias_quant=Int32Bias,
                   input_quant=hw.Int8ActPerTensorFixedPointMinMaxInit, input_bit_width=prec.act_bits,
                   input_min_val=-max(in_max, 1e-8), input_max_val=max(in_max, 1e-8), return_quant_tensor=False)
@@ -178,7 +176,7 @@ def _replace_common(net: nn.Module, precision, ranges, bits: int) -> None:
         if not name or in_timestep_table(name):
             continue
         r = ranges.get(name, {})
-        if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLinear, hw.MantissaScaled)):
+        if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
             continue  # already quantized (a split concatenation's consumer)
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             _set(net, name, _quant_layer(module, precision[name], r.get("in0", 0.0)))

@@ -59,3 +59,9 @@ def test_learned_rounding_refuses_float_scales():
     precision = PrecisionPlan.uniform(8, 8, scale="float").resolve(["a", "b"], "a", "b")
     with pytest.raises(ValueError, match=r"adaround learns power-of-two weight grids; layers \['a', 'b'\] have scale: float"):
         po2_only("adaround", precision, ["a", "b"])
+
+
+def test_group_wise_float_scales_are_refused():
+    prec = LayerPrecision(4, 8, "per_group", scale="float", group_size=8)
+    with pytest.raises(NotImplementedError, match="float scales are not implemented for per_group weights"):
+        _quant_layer(nn.Linear(16, 4), prec, 1.0)
