@@ -3,7 +3,8 @@ measured on the hardware-exact model (the integer simulator), paired initial noi
 
     python experiments/ptq_table.py [--config experiments/ptq_table.yaml] [--only ROW_ID ...]
     python experiments/ptq_table.py --report     # rebuild table.md and fid.png from results.json
-    python experiments/ptq_table.py --fidelity   # add the FP comparisons below to finished rows that lack them
+    python experiments/ptq_table.py --fidelity   # add the FP comparisons below (and Inception-FID where a row
+                                                 # asks for it) to finished rows that lack them
 
 Besides FID against the data, every quantized row gets the FID of its samples against the FP
 model's own samples from the same initial noise (``fid_to_fp``): the damage quantization does,
@@ -143,6 +144,14 @@ def fidelity(images: np.ndarray, model: str, cfg: dict) -> dict:
             "fid_gap_to_fp_ci": [gap["ci_low"], gap["ci_high"]]}
 
 
+def inception_fid(images: np.ndarray, dataset: str, cfg: dict) -> dict:
+    """Inception-FID of the first ``inception_samples`` samples, with its interval and data floor."""
+    inception = score(images[: cfg["inception_samples"]], dataset, "inception", seed=cfg["seed"])
+    fid = inception["fid"]
+    return {"fid_inception": fid["fid"], "fid_inception_ci": [fid["ci_low"], fid["ci_high"]],
+            "fid_inception_floor": inception["floor"]["fid"]}
+
+
 def _measure_row(row: dict, cfg: dict) -> dict:
     if row["precision"] == "fp":
         model_dir, backend, quantize_seconds = ROOT / "models" / row["model"], "torch", 0.0
@@ -168,10 +177,7 @@ def _measure_row(row: dict, cfg: dict) -> dict:
         "quantize_seconds": quantize_seconds,
     }
     if row.get("inception"):
-        inception = score(images[: cfg["inception_samples"]], dataset, "inception", seed=cfg["seed"])
-        result["fid_inception"] = inception["fid"]["fid"]
-        result["fid_inception_ci"] = [inception["fid"]["ci_low"], inception["fid"]["ci_high"]]
-        result["fid_inception_floor"] = inception["floor"]["fid"]
+        result.update(inception_fid(images, dataset, cfg))
     if model_dir != ROOT / "models" / row["model"]:
         result.update(fidelity(images, row["model"], cfg))
         meta = json.loads((model_dir / "quant.json").read_text())
@@ -224,6 +230,20 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
         r.update(fidelity(images, r["model"], cfg), fidelity_provenance=provenance())
         path.write_text(json.dumps(results, indent=2) + "\n")
         print(r["id"], "fid_to_fp", round(r["fid_to_fp"], 2), flush=True)
+    for r in results["rows"]:  # Inception-FID asked for after the row was made: from its kept samples
+        kept = WORK / "resume" / r["id"]
+        if not rows[r["id"]].get("inception") or r.get("fid_inception") is not None or not kept.is_dir():
+            continue
+        model_dir = ROOT / "models" / r["model"] if r["method"] == "fp" else quantized_dir(rows[r["id"]], cfg)[0]
+        images = generate(model_dir, cfg["samples"], cfg["steps"], "ddim", cfg["seed"], "intsim" if r["method"] != "fp"
+                          else "torch", progress=False, resume_dir=kept)
+        dataset = load_spec(model_dir).dataset
+        if not _rescored(_features(images, dataset), dataset, r["fid_classifier"])[0]:
+            print(f"{r['id']}: the kept samples are not the row's: Inception-FID left", flush=True)
+            continue
+        r.update(inception_fid(images, dataset, cfg), inception_provenance=provenance())
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        print(r["id"], "fid_inception", round(r["fid_inception"], 2), flush=True)
     write_report(results)
 
 
@@ -290,7 +310,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "experiments/ptq_table.yaml")
     parser.add_argument("--only", nargs="*", help="row ids to run (default: all, in file order)")
     parser.add_argument("--report", action="store_true", help="only rebuild table.md and fid.png")
-    parser.add_argument("--fidelity", action="store_true", help="add FID to the FP samples and the paired gap to FP to finished rows lacking them")
+    parser.add_argument("--fidelity", action="store_true", help="add FID to the FP samples, the paired gap to FP and asked-for Inception-FID to finished rows lacking them")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=WORK)
     args = parser.parse_args()

@@ -87,3 +87,29 @@ def test_fidelity_fill(ptq_table, monkeypatch, tmp_path):
     scored["fp features"] = 6.0  # FP samples made again that are not the FP row's: nothing can be compared
     with pytest.raises(SystemExit, match="fid_to_fp would compare against other samples"):
         ptq_table.fill_fidelity(results, cfg, tmp_path / "results.json")
+
+
+def test_asked_for_inception_is_filled_from_kept_samples(ptq_table, monkeypatch, tmp_path):
+    """A row whose config asks for Inception-FID after it was made gets it from its kept samples;
+    a row without kept samples, or not asking, is left."""
+    cfg = {"samples": 4, "steps": 2, "seed": 0, "inception_samples": 2, "recipes": {"naive": {"methods": []}},
+           "rows": [{"model": "m", "precision": p, "recipe": "naive", **extra}
+                    for p, extra in [("W8A8", {"inception": True}), ("W4A8", {"inception": True}), ("W4A4", {})]]}
+    ids = [ptq_table.row_id(r) for r in cfg["rows"]]
+    results = {"rows": [{"id": i, "method": "naive", "model": "m", "fid_classifier": 10.0, "fid_to_fp": 1.0,
+                         "fid_gap_to_fp": 0.5, "fid_inception": None} for i in ids]}
+    for i in (ids[0], ids[2]):
+        (tmp_path / "resume" / i).mkdir(parents=True)
+    monkeypatch.setattr(ptq_table, "quantized_dir", lambda row, cfg: (tmp_path, 0.0))
+    monkeypatch.setattr(ptq_table, "generate", lambda model_dir, *a, resume_dir, **k: resume_dir.name)
+    monkeypatch.setattr(ptq_table, "load_spec", lambda d: type("Spec", (), {"dataset": "digits"}))
+    monkeypatch.setattr(ptq_table, "_features", lambda images, dataset: images)
+    monkeypatch.setattr(ptq_table, "reference_features", lambda dataset, extractor: None)
+    monkeypatch.setattr(ptq_table, "frechet_distance", lambda real, images: 10.0)
+    monkeypatch.setattr(ptq_table, "inception_fid", lambda images, dataset, cfg: {"fid_inception": 3.0})
+    monkeypatch.setattr(ptq_table, "write_report", lambda results: None)
+    monkeypatch.setattr(ptq_table, "provenance", lambda: {"git": "x"})
+    ptq_table.fill_fidelity(results, cfg, tmp_path / "results.json")
+    rows = results["rows"]
+    assert rows[0]["fid_inception"] == 3.0 and rows[0]["inception_provenance"] == {"git": "x"}
+    assert rows[1]["fid_inception"] is None and rows[2]["fid_inception"] is None
