@@ -195,6 +195,22 @@ def _rescored(features: torch.Tensor, dataset: str, recorded: float) -> tuple[bo
     return bool(np.isclose(again, recorded, rtol=1e-4)), again
 
 
+def _row_samples(r: dict, row: dict, cfg: dict, kept: Path) -> np.ndarray | None:
+    """A finished row's samples from its kept batches (sampled again into them where missing), or
+    None, said, when they do not score the row's recorded FID against the data (not its samples)."""
+    fp = r["method"] == "fp"
+    model_dir = ROOT / "models" / r["model"] if fp else quantized_dir(row, cfg)[0]
+    images = generate(model_dir, cfg["samples"], cfg["steps"], "ddim", cfg["seed"], "torch" if fp else "intsim",
+                      progress=False, resume_dir=kept)
+    dataset = load_spec(model_dir).dataset
+    same, again = _rescored(_features(images, dataset), dataset, r["fid_classifier"])
+    if not same:
+        print(f"{r['id']}: the samples score FID {again:.4f} against the data, the row says "
+              f"{r['fid_classifier']:.4f}: not the row's samples, left", flush=True)
+        return None
+    return images
+
+
 def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
     """``fid_to_fp`` for finished quantized rows without it, from their kept samples; rows whose
     samples are gone are sampled again (resumably) from their quantized directory, remade if
@@ -218,14 +234,8 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
         if not kept.is_dir() and not is_quantized(WORK / "quantized" / r["id"]) and learned:
             print(f"{r['id']}: samples and quantized model gone, remaking needs {sorted(learned)}: left", flush=True)
             continue
-        model_dir, _ = quantized_dir(row, cfg)
-        images = generate(model_dir, cfg["samples"], cfg["steps"], "ddim", cfg["seed"], "intsim", progress=False,
-                          resume_dir=kept)
-        dataset = load_spec(model_dir).dataset
-        same, again = _rescored(_features(images, dataset), dataset, r["fid_classifier"])
-        if not same:
-            print(f"{r['id']}: the samples score FID {again:.4f} against the data, the row says "
-                  f"{r['fid_classifier']:.4f}: not the row's samples, left", flush=True)
+        images = _row_samples(r, row, cfg, kept)
+        if images is None:
             continue
         r.update(fidelity(images, r["model"], cfg), fidelity_provenance=provenance())
         path.write_text(json.dumps(results, indent=2) + "\n")
@@ -234,14 +244,11 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
         kept = WORK / "resume" / r["id"]
         if not rows[r["id"]].get("inception") or r.get("fid_inception") is not None or not kept.is_dir():
             continue
-        model_dir = ROOT / "models" / r["model"] if r["method"] == "fp" else quantized_dir(rows[r["id"]], cfg)[0]
-        images = generate(model_dir, cfg["samples"], cfg["steps"], "ddim", cfg["seed"], "intsim" if r["method"] != "fp"
-                          else "torch", progress=False, resume_dir=kept)
-        dataset = load_spec(model_dir).dataset
-        if not _rescored(_features(images, dataset), dataset, r["fid_classifier"])[0]:
-            print(f"{r['id']}: the kept samples are not the row's: Inception-FID left", flush=True)
+        images = _row_samples(r, rows[r["id"]], cfg, kept)
+        if images is None:
             continue
-        r.update(inception_fid(images, dataset, cfg), inception_provenance=provenance())
+        r.update(inception_fid(images, load_spec(ROOT / "models" / r["model"]).dataset, cfg),
+                 inception_provenance=provenance())
         path.write_text(json.dumps(results, indent=2) + "\n")
         print(r["id"], "fid_inception", round(r["fid_inception"], 2), flush=True)
     write_report(results)
