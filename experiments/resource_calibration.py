@@ -80,6 +80,10 @@ GRID: dict[str, list[dict]] = {
         dict(MW=144, MH=16, PE=1, SIMD=1, WBITS=8, ABITS=8, DISTINCT=1),
         dict(MW=32, MH=32, PE=1, SIMD=1, WBITS=8, ABITS=8, DISTINCT=1),
         dict(MW=576, MH=64, PE=1, SIMD=1, WBITS=4, ABITS=8, DISTINCT=1),
+        # sparse without the fused requant (session 18): one such row among the fitted ones did not pin its cost
+        dict(MW=64, MH=16, PE=4, SIMD=2, WBITS=4, ABITS=8, N=1, M=4, ACTIVATION=0),
+        dict(MW=32, MH=8, PE=2, SIMD=4, WBITS=8, ABITS=8, N=2, M=4, ACTIVATION=0),
+        dict(MW=128, MH=16, PE=2, SIMD=4, WBITS=4, ABITS=4, N=1, M=2, ACTIVATION=0),
     ],
     "dynamic_mvau": [dict(K=8, M=8, PE=1, SIMD=1, HEADS=2), dict(K=16, M=16, PE=2, SIMD=2, HEADS=2),
                      # without the fused requantization: otherwise the fit cannot tell its cost ("act_base")
@@ -110,7 +114,12 @@ GRID: dict[str, list[dict]] = {
                 dict(C=32, PE=1, IBITS=20), dict(C=8, PE=1, IBITS=16, DISTINCT=2),
                 # one shift per tensor at more widths and lanes (the residual block's: C=32, PE=1, 22 bits)
                 dict(C=32, PE=1, IBITS=22, DISTINCT=1), dict(C=64, PE=2, IBITS=20, DISTINCT=1),
-                dict(C=32, PE=8, IBITS=16, DISTINCT=1), dict(C=16, PE=4, IBITS=12, DISTINCT=1)],
+                dict(C=32, PE=8, IBITS=16, DISTINCT=1), dict(C=16, PE=4, IBITS=12, DISTINCT=1),
+                # session 18: more widths and lanes for the per-lane cost (one shift), a few shifts a lane
+                dict(C=32, PE=4, IBITS=12, DISTINCT=1), dict(C=64, PE=4, IBITS=24, DISTINCT=1),
+                dict(C=16, PE=2, IBITS=28, DISTINCT=1), dict(C=32, PE=16, IBITS=16, DISTINCT=1),
+                dict(C=64, PE=8, IBITS=20, DISTINCT=2), dict(C=32, PE=4, IBITS=24, DISTINCT=4),
+                dict(C=16, PE=2, IBITS=20, DISTINCT=3), dict(C=128, PE=16, IBITS=16, DISTINCT=2)],
     "thresholding": [dict(C=8, PE=1, IBITS=8, STEPS=15), dict(C=16, PE=2, IBITS=8, STEPS=7),
                      dict(C=32, PE=4, IBITS=10, STEPS=15), dict(C=8, PE=8, IBITS=8, STEPS=3),
                      dict(C=64, PE=2, IBITS=12, STEPS=15), dict(C=16, PE=4, IBITS=8, STEPS=31),
@@ -119,7 +128,10 @@ GRID: dict[str, list[dict]] = {
     "lut": [dict(PE=1, IBITS=8, OBITS=8), dict(PE=2, IBITS=8, OBITS=8), dict(PE=4, IBITS=8, OBITS=8),
             dict(PE=8, IBITS=8, OBITS=8), dict(PE=1, IBITS=6, OBITS=6), dict(PE=2, IBITS=10, OBITS=8),
             dict(PE=1, IBITS=8, OBITS=8, FN="gelu_tanh"), dict(PE=4, IBITS=8, OBITS=8, FN="gelu_tanh"),
-            dict(PE=2, IBITS=6, OBITS=8)],  # PE=16 (8- and 6-bit tables): Yosys 0.70 (yowasp) runs out of memory
+            dict(PE=2, IBITS=6, OBITS=8),
+            # session 18: GELU at more lanes, 7-bit tables
+            dict(PE=2, IBITS=8, OBITS=8, FN="gelu_tanh"), dict(PE=8, IBITS=8, OBITS=8, FN="gelu_tanh"),
+            dict(PE=2, IBITS=7, OBITS=8), dict(PE=4, IBITS=7, OBITS=8, FN="gelu_tanh"), dict(PE=4, IBITS=6, OBITS=8)],  # PE=16 (8- and 6-bit tables): Yosys 0.70 (yowasp) runs out of memory
     "elementwise": [
         dict(OP="add", style="stream", PE=1, C=8, ABITS=8, BBITS=8), dict(OP="add", style="stream", PE=4, C=16, ABITS=8, BBITS=10),
         dict(OP="add", style="stream", PE=8, C=32, ABITS=12, BBITS=12), dict(OP="add", style="stream", PE=16, C=64, ABITS=8, BBITS=8),
@@ -185,7 +197,11 @@ GRID: dict[str, list[dict]] = {
             dict(IN=1, OUT=4, BITS=8), dict(IN=4, OUT=1, BITS=8), dict(IN=3, OUT=2, BITS=8), dict(IN=4, OUT=3, BITS=8),
             dict(IN=2, OUT=4, BITS=12), dict(IN=4, OUT=6, BITS=8), dict(IN=6, OUT=4, BITS=8), dict(IN=8, OUT=2, BITS=8),
             dict(IN=2, OUT=8, BITS=8), dict(IN=3, OUT=8, BITS=8), dict(IN=8, OUT=3, BITS=8), dict(IN=16, OUT=8, BITS=8),
-            dict(IN=8, OUT=16, BITS=8)],
+            dict(IN=8, OUT=16, BITS=8),
+            # session 18: more unit counts KI, KO (the multiplexers' inputs and selects)
+            dict(IN=6, OUT=9, BITS=8), dict(IN=10, OUT=4, BITS=8), dict(IN=5, OUT=2, BITS=8), dict(IN=2, OUT=5, BITS=8),
+            dict(IN=3, OUT=5, BITS=8), dict(IN=5, OUT=3, BITS=8), dict(IN=8, OUT=6, BITS=8), dict(IN=9, OUT=6, BITS=8),
+            dict(IN=6, OUT=10, BITS=8)],
     "fifo": [dict(WIDTH=8, DEPTH=16), dict(WIDTH=32, DEPTH=32), dict(WIDTH=64, DEPTH=64), dict(WIDTH=16, DEPTH=256),
              dict(WIDTH=128, DEPTH=32), dict(WIDTH=36, DEPTH=512), dict(WIDTH=18, DEPTH=1024), dict(WIDTH=256, DEPTH=16),
              dict(WIDTH=8, DEPTH=2048),
