@@ -163,6 +163,52 @@ def fit_joint(rows: list[dict], target: str, shared: tuple[str, ...],
     return common, tables
 
 
+def loo_errors(rows: list[dict], names: list[str], target: str = "lut",
+               offset: dict[str, float] | None = None) -> list[float]:
+    """Leave-one-out errors of a fit on ``names`` over ``rows`` (each with ``features`` {name: value}
+    and ``counts``): each row predicted by the fit to the others (weighted as :func:`fit`), its error
+    (prediction - count) / max(count, 50). ``offset``: coefficients known beforehand (the shared
+    memory features), their part taken off before the fit and added back to the prediction."""
+    from scipy.optimize import nnls
+
+    offset = offset or {}
+    a = np.array([[r["features"].get(n, 0.0) for n in names] for r in rows], dtype=float)
+    y = np.array([r["counts"][target] for r in rows], dtype=float)
+    off = np.array([sum(offset.get(k, 0.0) * v for k, v in r["features"].items()) for r in rows])
+    w = 1.0 / np.maximum(y, 50.0)
+    errors = []
+    for i in range(len(rows)):
+        keep = np.arange(len(rows)) != i
+        used = np.abs(a[keep]).sum(axis=0) > 0
+        coef = np.zeros(len(names))
+        if used.any():
+            coef[used], _ = nnls(a[keep][:, used] * w[keep, None], (y[keep] - off[keep]) * w[keep], maxiter=50 * len(names) + 50)
+        errors.append(float((a[i] @ coef + off[i] - y[i]) / max(y[i], 50.0)))
+    return errors
+
+
+def loo_select(rows: list[dict], candidates: list[str], target: str = "lut", offset: dict[str, float] | None = None,
+               max_features: int = 6, tolerance: float = 0.01) -> dict:
+    """The features of one coefficient table by leave-one-out cross-validation over its fit rows
+    (``rows``: those not held out): every subset of ``candidates`` up to ``max_features``, scored by
+    the RMS of :func:`loo_errors`; the smallest subset within ``tolerance`` of the lowest score (then
+    the lower score). Returns {features, rms, misses (LOO errors beyond 15% and 50 LUTs), best_rms}."""
+    import itertools
+
+    def misses(errs):
+        return sum(abs(e) * max(r["counts"][target], 50) > 50 and abs(e) * max(r["counts"][target], 50)
+                   > 0.15 * r["counts"][target] for e, r in zip(errs, rows))
+
+    scored = []
+    for k in range(1, min(max_features, len(candidates)) + 1):
+        for sub in itertools.combinations(sorted(candidates), k):
+            errs = loo_errors(rows, list(sub), target, offset)
+            scored.append((float(np.sqrt(np.mean(np.square(errs)))), k, list(sub), misses(errs)))
+    best = min(s[0] for s in scored)
+    rms, _, names, miss = min((s for s in scored if s[0] <= best + tolerance), key=lambda s: (s[1], s[0]))
+    return {"features": names, "rms": round(rms, 4), "misses": miss, "best_rms": round(best, 4)}
+
+
 def collinear_features(rows: list[dict], target: str, shared: tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
     """(table, feature, feature) for two of a table's own features equal on every row of that table
     (and not zero throughout): a fit cannot tell their coefficients apart and splits them

@@ -215,6 +215,40 @@ def requant_shift_values(node: DataflowNode) -> list[list[int]]:
     return [sorted({int(g[ch]) for g in table for ch in range(p, c, lanes)}) for p in range(lanes)]
 
 
+def _varying_bits(values: list[int], bits: int = 8) -> int:
+    """Bits of the SHBITS-wide two's-complement shift that differ among ``values``."""
+    words = [v & ((1 << bits) - 1) for v in values]
+    return sum(1 for b in range(bits) if len({(w >> b) & 1 for w in words}) > 1)
+
+
+def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None = None) -> dict[str, float]:
+    """LUT features of round_shift.vh's requantize (on a 64-bit value) in rtl/requant, or in rtl/mvau's
+    fused requant (``lanes`` PE, ``width`` the accumulator's), from the shifts the node carries.
+    Every lane: its input word (``word``: lane width) and the output's saturation select (``out``:
+    output bits). A lane with one shift v (SHIFT_CONST, or a table whose entries for the lane agree):
+    the floor has width - v bits; its two saturation compares are carry chains over them, built only
+    when the floor can leave the output range (``sat``); for v > 0 the rounding increment over the
+    bits above the rounding position (``round``: width - v) and the test of the v - 1 bits below it
+    (``sticky``). A lane with several shifts, the table folded into its datapath: a barrel shifter
+    whose stages are the shift bits that vary among the lane's shifts (``stages``: lane width x
+    varying bits) and, with a negative shift among them, the left shift's branch (``left``: lane width)."""
+    if lanes is None:
+        lanes, width = stream_word(node)
+    ob = node.dt("outputDataType")
+    out = {"word": float(lanes * width), "out": float(lanes * ob), "sat": 0.0, "round": 0.0, "sticky": 0.0,
+           "stages": 0.0, "left": 0.0}
+    for vs in requant_shift_values(node):
+        if len(vs) == 1:
+            v = vs[0]
+            out["sat"] += width - max(v, 0) if width - v >= ob else 0
+            out["round"] += width - v if v > 0 else 0
+            out["sticky"] += max(0, v - 1)
+        else:
+            out["stages"] += width * _varying_bits(vs)
+            out["left"] += width if min(vs) < 0 else 0
+    return out
+
+
 def single_shift(node: DataflowNode) -> bool:
     """One shift for every channel and timestep group: rtl/requant and rtl/mvau then build no
     shift table (SHIFT_CONST, set by hwsim.rtlgen.stitch), a fixed rounding and saturation. With
@@ -310,6 +344,11 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
                "acc": p * acc, "act": p * acc * _clog2(acc) if act and not fixed else 0, "act_fixed": p * acc if fixed else 0,
                "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
                "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}),
+               # the fused requant's parts (requant_lut): its output bits (``act_out``), and the rest
+               # apart for one shift for the tensor ("actc_") and a shift table ("act_"): different circuits
+               **({k if k == "act_out" else k.replace("act_", "actc_") if fixed else k: v
+                   for k, v in (("act_" + k, v) for k, v in requant_lut(node, p, acc).items())}
+                  if act and not dyn else {}),
                **({"wcount": wcount} if wcount else {}), **ml}
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
               "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
@@ -336,23 +375,9 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         return 0, [], {**one, "ctrl": ctrl}, {**one, "word": word, "ctrl": ctrl}
     if t == "Requant":
         ob = node.dt("outputDataType")
-        # one shift for the whole tensor: no table (SHIFT_CONST), a fixed rounding and saturation per
-        # lane (``word``, ``round``), the "Requant (const)" coefficients. Otherwise
-        # the shift table is a constant ROM that synthesis folds into each lane's datapath: a lane whose
-        # channels share one shift v is a fixed shift, its rounding an increment of the width - v bits
-        # left (``round``); a lane with d > 1 distinct shifts shifts and rounds at a variable position
-        # (``variable``) over d candidates (``shift``). Every lane saturates (``word``). With one fold
-        # the fold counter still has a bit, and the lane's address also reaches an (undefined) entry
-        # past the table (``one_fold``).
-        one_fold = a["NumChannels"] * a.get("timestepGroups", 1) == lanes
-        mems = [] if single_shift(node) else [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
-        lut = {**one, "word": word, "round": 0.0, "variable": 0.0, "shift": 0.0, "one_fold": word if one_fold else 0}
-        for vs in requant_shift_values(node):
-            if len(vs) > 1:
-                lut["variable"] += width
-                lut["shift"] += width * (len(vs) - 1)
-            elif vs[0] > 0:
-                lut["round"] += max(0, width - vs[0])
+        single = single_shift(node)
+        mems = [] if single else [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
+        lut = {**one, **requant_lut(node)}
         return 0, mems, lut, {**one, "word": word, "out": lanes * ob}
     if t == "Thresholding":
         stages, tbits = node.stages(), node.threshold_bits()
@@ -380,7 +405,10 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         ob = node.dt("outputDataType")
         mems = [Memory(ob, 2 ** width, lanes)]
         bram, ml, mf = _memory_parts(mems)
-        return 0, mems, {**one, "out": lanes * ob, **ml}, {**one, "out": lanes * ob, **mf}
+        # the table in LUT ROM priced by the type's own coefficient (``table``: ROM bits / 16 per lane),
+        # not the shared one of random ROMs: a SiLU or GELU table is smooth and maps to fewer LUTs
+        lut = {**one, "out": lanes * ob, **({"table": ml.pop("rom")} if "rom" in ml else {}), **ml}
+        return 0, mems, lut, {**one, "out": lanes * ob, **mf}
     if t in ("ElementwiseAdd", "ElementwiseMul"):
         ob = node.dt("out_dtype")
         rb = node.dt("rhs_dtype")
@@ -524,9 +552,16 @@ def node_adaln_depth(node: DataflowNode) -> int:
     return 2 * f if solve > f else f + solve + 1
 
 
-def features(node: DataflowNode, dev=None) -> dict[str, dict[str, float]]:
-    """The node's ECP5 LUT and FF features ({"lut": {...}, "ff": {...}}), as the fit and the model use them."""
+def features(node: DataflowNode, dev=None, every: bool = False) -> dict[str, dict[str, float]]:
+    """The node's ECP5 LUT and FF features ({"lut": {...}, "ff": {...}}), as the fit and the model use
+    them: of a table's own LUT features, those in :data:`LUT_FEATURES` where it lists the table
+    (``every``: all of them, the candidates of that choice)."""
+    from hwsim.dataflow.resources import ecp5_table
+
     _, _, lut, ff = ecp5_parts(node)
+    keep = LUT_FEATURES.get(ecp5_table(node))
+    if keep is not None and not every:
+        lut = {k: v for k, v in lut.items() if k in keep or k in SHARED["lut"] or k in FIXED["lut"]}
     return {"lut": lut, "ff": ff}
 
 
@@ -568,3 +603,17 @@ SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux")
 # bit of every bank's second register (rtl/mvau WBANK), by construction; GroupNorm's banked buffer
 # (``bbank``, rtl/groupnorm BBANK) the same.
 FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0, "bbank": 1.0}}
+
+# The own LUT features a coefficient table's fit uses where not all that ecp5_parts gives (the others
+# get no coefficient, so they price at zero; the shared memory features always count), chosen by
+# leave-one-out cross-validation over the table's fit rows only (the held-out rows play no part): of
+# every subset of the candidates, the smallest whose RMS error (LUTs over max(LUTs, 50)) is within a
+# point of the lowest (experiments/resource_calibration.py --select; its README lists the choices).
+LUT_FEATURES = {"MVAU": ("acc", "act_out", "act_stages", "mult", "tree"),
+                "MVAU (sparse)": ("act_out", "ctrl", "mult", "vector_rd"),
+                "Requant": ("base", "word", "stages"),
+                "LutActivation": ("base", "table"),
+                "Requant (const)": ("out", "round", "sticky", "sat"),
+                "GroupNorm": ("group_count", "lane_reach", "logn", "table"),
+                "StreamReorder": ("base", "slots"),
+                "StreamingDataWidthConverter": ("base", "mux")}

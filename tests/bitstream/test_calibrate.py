@@ -108,3 +108,35 @@ def test_collinear_features_are_reported():
     assert collinear_features(rows, "lut", shared=("mem",)) == [("T", "act_base", "base")]
     rows[0]["features"]["lut"]["act_base"] = 0.0  # one grid point without it: the fit can tell them apart
     assert collinear_features(rows, "lut", shared=("mem",)) == []
+
+
+def test_loo_select_finds_the_features_that_make_the_counts():
+    from hwsim.bitstream.calibrate import loo_select
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for _ in range(10):
+        f = {"base": 1.0, "word": float(rng.integers(8, 256)), "ctrl": float(rng.integers(1, 9)),
+             "noise": float(rng.integers(0, 100)), "mem": float(rng.integers(0, 500))}
+        rows.append({"features": f, "counts": {"lut": 30.0 + 2.0 * f["word"] + 0.5 * f["mem"]}})
+    pick = loo_select(rows, ["base", "word", "ctrl", "noise"], offset={"mem": 0.5})
+    assert pick["features"] == ["base", "word"] and pick["rms"] < 1e-6 and pick["misses"] == 0
+
+
+def test_requant_features_follow_the_shifts_the_node_carries():
+    from hwsim.dataflow.ecp5 import features, requant_lut
+    from hwsim.dataflow.nodes import make_node
+
+    def node(shifts, ib=20):
+        return make_node("Requant", "rq", {"NumChannels": 4, "PE": 2, "numInputVectors": [1], "inputDataType": f"INT{ib}",
+                                           "outputDataType": "INT8", "shifts": shifts})
+
+    one = requant_lut(node([3] * 4))  # 17-bit floors: saturated; round over 17 bits, sticky over 2
+    assert (one["sat"], one["round"], one["sticky"], one["stages"], one["out"]) == (34, 34, 4, 0, 16)
+    assert requant_lut(node([3] * 4, ib=10))["sat"] == 0  # a 7-bit floor cannot leave the 8-bit range
+    # lane 0 serves channels 0 and 2 (shifts 1 and 4: two bits differ), lane 1 channels 1 and 3 (-1 and 0: all eight)
+    table = requant_lut(node([1, -1, 4, 0]))
+    assert (table["stages"], table["left"], table["sat"]) == (20 * 2 + 20 * 8, 20, 0)
+    # the fit sees only the features ecp5.LUT_FEATURES chooses for the table; every=True gives all
+    assert set(features(node([1, -1, 4, 0]))["lut"]) == {"base", "word", "stages"}
+    assert {"out", "left", "sat"} <= set(features(node([1, -1, 4, 0]), every=True)["lut"])

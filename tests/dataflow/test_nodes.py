@@ -44,11 +44,11 @@ def test_mvau():
     # group (32 bits x 2 words) in 8 DPR16X4 (cheaper than 64 bits of flip-flops); no multiplier
     # block (LUT products), no block RAM; the two-stage multipliers' sum of the partial products,
     # 8 x (4 + 8) bits
+    assert features(n, every=True)["lut"] == {"base": 1.0, "act_base": 0.0, "mult": 256, "psum": 96, "tree": 84, "acc": 32,
+                                              "act": 0, "act_fixed": 0, "sparse": 0, "ctrl": 2, "rom": 64.0, "lutram": 8.0}
+    # the fit prices the features ecp5.LUT_FEATURES chose for the MVAU (no fused requant here) and the memories
     lut = features(n)["lut"]
-    assert lut == {"base": 1.0, "act_base": 0.0, "mult": 256, "psum": 96, "tree": 84, "acc": 32, "act": 0, "act_fixed": 0,
-                   "sparse": 0,
-                   "ctrl": 2,
-                   "rom": 64.0, "lutram": 8.0}
+    assert lut == {"mult": 256, "tree": 84, "acc": 32, "rom": 64.0, "lutram": 8.0}
     got = estimate(n, dev)
     assert (got.lut, got.mult, got.bram) == (pytest.approx(calibrated_lut(dev, "MVAU", lut), abs=0.05), 0, 0)
     assert got.lut > 8 * 6  # the DPR16X4 alone: 6 TRELLIS_COMB each as nextpnr packs them
@@ -97,9 +97,11 @@ def test_tables_and_lookups():
     # generic: 2,048 bits exceed the LUT-RAM threshold, one DP16KD per lane
     assert estimate(lut, generic(dev)) == Resources(lut=20, ff=20 + 2 * 8, bram=2)
     # calibrated: rtl/lut's table is one ROM read by both lanes; memory_libmap prices it at 2048 / 16 =
-    # 128 in logic against 128 + 2 x 2 (one DP16KD, both ports, two emulation points): LUT ROM, no block RAM
+    # 128 in logic against 128 + 2 x 2 (one DP16KD, both ports, two emulation points): LUT ROM, no block
+    # RAM, priced at the type's own coefficient (``table``: an activation table is not a random ROM)
+    assert features(lut, every=True)["lut"] == {"base": 1.0, "out": 16, "table": 2 * 8 * 256 / 16}
     f = features(lut)["lut"]
-    assert f == {"base": 1.0, "out": 16, "rom": 2 * 8 * 256 / 16}
+    assert f == {"base": 1.0, "table": 2 * 8 * 256 / 16}
     got = estimate(lut, dev)
     assert (got.lut, got.bram) == (pytest.approx(calibrated_lut(dev, "LutActivation", f), abs=0.05), 0)
     table = node("TimestepTable", EmbeddingDim=16, PE=4, NumSteps=50, EmbeddingType="INT12")
@@ -181,9 +183,16 @@ def test_requant_logic_follows_its_shifts():
     assert ecp5_table(node("Requant", **attrs, shifts=[[3], [4], [3], [3]], timestepGroups=4)) == "Requant"
     mvau = dict(MW=16, MH=8, PE=2, SIMD=1, numInputVectors=[4], inputDataType="INT8", weightDataType="INT8",
                 accDataType="INT20", outputDataType="INT8", noActivation=0)
-    fixed, table = features(node("MVAU", **mvau, shifts=[5]))["lut"], features(node("MVAU", **mvau))["lut"]
+    fixed = features(node("MVAU", **mvau, shifts=[5]), every=True)["lut"]
+    table = features(node("MVAU", **mvau), every=True)["lut"]
     assert (fixed["act"], fixed["act_fixed"]) == (0, 2 * 20)
     assert (table["act"], table["act_fixed"]) == (2 * 20 * 5, 0)
+    # ecp5.requant_lut's parts: the output bits either way; one shift: saturation over the 15-bit floor,
+    # rounding above bit 5, sticky bits below it; no shifts known: each lane's four shifts -1..2 vary in
+    # all eight bits, a negative one among them
+    assert fixed["act_out"] == table["act_out"] == 2 * 8
+    assert (fixed["actc_sat"], fixed["actc_round"], fixed["actc_sticky"]) == (2 * 15, 2 * 15, 2 * 4)
+    assert (table["act_stages"], table["act_left"]) == (2 * 20 * 8, 2 * 20)
 
 
 def test_requant_stores_a_shift_table_per_timestep_group():
