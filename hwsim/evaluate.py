@@ -21,7 +21,8 @@ from hwsim.export.pipeline import GRAPH_FILE
 from hwsim.modeldir import CONFIG_FILE, WEIGHTS_FILE, load_model, load_spec
 from hwsim.provenance import file_sha256
 from hwsim.quant.methods.ptqd import CorrectedDenoiser
-from hwsim.quant.qmodel import RANGES_FILE, is_quantized, load_quantized, read_meta
+from hwsim.quant.methods.trajectory_bias import BiasedDenoiser
+from hwsim.quant.qmodel import RANGES_FILE, is_quantized, load_quantized, method_tensors, read_meta
 from hwsim.quant.quantize import quantized_denoiser
 from hwsim.resume import BatchStore
 
@@ -42,8 +43,8 @@ def make_denoiser(model_dir: str | Path, backend: str = "torch", graph: str | Pa
 
     torch runs the float net, or for a quantized directory (``hwsim quantize``) its hardware-exact
     net in float64; intsim runs the integer simulator on ``graph``, which defaults to a quantized
-    directory's own ``integer.onnx``. A quantized directory's host-side PTQD correction, if it
-    has one, wraps either.
+    directory's own ``integer.onnx``. A quantized directory's host-side corrections, if it has
+    them, wrap either: PTQD's, then the trajectory bias.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
@@ -60,7 +61,10 @@ def make_denoiser(model_dir: str | Path, backend: str = "torch", graph: str | Pa
 
         denoiser = IntsimDenoiser(denoiser_graph(model_dir, backend, graph))
     correction = ptqd_correction(model_dir)
-    return CorrectedDenoiser(denoiser, correction) if correction else denoiser
+    if correction:
+        denoiser = CorrectedDenoiser(denoiser, correction)
+    tensors = method_tensors(model_dir)
+    return BiasedDenoiser(denoiser, tensors) if BiasedDenoiser.fitted(tensors) else denoiser
 
 
 def ptqd_correction(model_dir: str | Path) -> dict | None:

@@ -11,7 +11,8 @@ hardware-exact net from those without recalibrating, so ``hwsim sample``, ``hwsi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -39,6 +40,7 @@ class QuantizedModel:
     ranges: Ranges
     meta: dict
     group_ranges: list[Ranges] | None = None  # one per timestep group when the plan has timestep_groups > 1
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # what methods learned: "<method>|<name>"
 
     def net(self) -> nn.Module:
         """The hardware-exact quantized net (float64); per timestep group, if the plan has groups."""
@@ -103,10 +105,30 @@ def save_quantized(q: QuantizedModel, out_dir: str | Path) -> Path:
     tensors = ranges_to_tensors(q.ranges)
     for k, ranges in enumerate(q.group_ranges or []):
         tensors.update({f"g{k}|{name}": v for name, v in ranges_to_tensors(ranges).items()})
-    save_tensors(tensors, out / RANGES_FILE)
+    save_tensors({**tensors, **q.tensors}, out / RANGES_FILE)
     meta = {**q.meta, "plan": cfgio.to_dict(q.plan), "provenance": provenance()}
     (out / QUANT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+_GROUP_KEY = re.compile(r"^g\d+\|")
+
+
+def _method_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The methods' own tensors among calibration.safetensors' keys: "<method>|<name>", not ranges
+    (no "|") nor a timestep group's ranges ("g<k>|")."""
+    return {k: v for k, v in tensors.items() if "|" in k and not _GROUP_KEY.match(k)}
+
+
+def method_tensors(model_dir: str | Path) -> dict[str, torch.Tensor]:
+    """What the PTQ methods of a quantized directory learned as tensors (empty for a float one)."""
+    path = Path(model_dir) / RANGES_FILE
+    if not is_quantized(model_dir):
+        return {}
+    try:
+        return _method_tensors(load_file(str(path)))
+    except Exception as err:  # missing or corrupt file
+        raise ModelDirError(f"{path}: not a readable safetensors file ({err})") from None
 
 
 def load_quantized(model_dir: str | Path) -> QuantizedModel:
@@ -132,7 +154,7 @@ def load_quantized(model_dir: str | Path) -> QuantizedModel:
     mark_folded(model.net)  # the saved weights are the prepared ones (attention scale folded)
     model.net = model.net.double()
     model.net.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))  # again, in float64: exact
-    return QuantizedModel(model, plan, ranges, meta, group_ranges)
+    return QuantizedModel(model, plan, ranges, meta, group_ranges, _method_tensors(tensors))
 
 
 def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationConfig = CalibrationConfig(),
@@ -152,7 +174,7 @@ def quantize_dir(model_dir: str | Path, plan: PrecisionPlan, calib: CalibrationC
     ctx.group_ranges = calibrate_groups(model, plan, calib, ctx.inputs)
     for _, method in (s for s in steps if s[1].stage != "float"):
         method.apply(ctx)
-    quantized = QuantizedModel(model, plan, ctx.ranges, ctx.meta, ctx.group_ranges)
+    quantized = QuantizedModel(model, plan, ctx.ranges, ctx.meta, ctx.group_ranges, ctx.tensors)
     probe = ctx.inputs[:: max(1, len(ctx.inputs) // 4)][:4]  # a few calibration batches across the timesteps
     ctx.meta["activation_sparsity"] = activation_sparsity(quantized.net(), probe)
     return quantized

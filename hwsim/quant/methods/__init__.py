@@ -8,10 +8,13 @@ in this order whatever order the names are given in:
 3. ``weights``: choose the integer weights with the calibrated ranges (AdaRound or BRECQ);
 4. ``graph``: change how the quantized net is built (Q-Diffusion's split shortcut);
 5. ``bias``: correct the layers' biases on the net the stages before built (bias correction);
-6. ``sampler``: fit corrections applied by the host sampler (PTQD).
+6. ``sampler``: fit corrections applied by the host sampler (PTQD);
+7. ``trajectory``: fit host-side corrections on the quantized sampler's own trajectories, with
+   every correction before applied (trajectory bias).
 
 A method reads and writes a :class:`MethodContext`; what it learns that is not a weight goes
-into ``meta`` (saved in quant.json).
+into ``meta`` (saved in quant.json), or if it is a tensor into ``tensors`` (saved in
+calibration.safetensors, keys ``<method>|<name>``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from hwsim.modeldir import LoadedModel
 from hwsim.quant.calibrate import CalibrationConfig, Ranges
 from hwsim.quant.plan import PrecisionPlan
 
-STAGES = ("float", "weights", "graph", "bias", "sampler")
+STAGES = ("float", "weights", "graph", "bias", "sampler", "trajectory")
 
 
 @dataclass
@@ -38,6 +41,7 @@ class MethodContext:
     ranges: Ranges | None = None  # set after calibration
     group_ranges: list[Ranges] | None = None  # per timestep group, when the plan has timestep_groups > 1
     meta: dict = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # keys "<method>|<name>"
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ def _pruner(pattern: str) -> Callable[[MethodContext], None]:
 
 
 def _registry() -> dict[str, Method]:
-    from hwsim.quant.methods import adaround, bias_correction, brecq, ptqd, smoothquant
+    from hwsim.quant.methods import adaround, bias_correction, brecq, ptqd, smoothquant, trajectory_bias
 
     return {
         "smoothquant": Method("float", smoothquant.apply, "SmoothQuant/PTQ4DiT-style channel balancing of the DiT's adaLN-fed layers"),
@@ -75,6 +79,8 @@ def _registry() -> dict[str, Method]:
         "sparse-0.5": Method("float", _pruner("0.5"), "50% unstructured magnitude pruning (then calibration)"),
         "bias-correction": Method("bias", bias_correction.apply, "per-channel bias correction of every layer's mean output error, layer by layer"),
         "ptqd": Method("sampler", ptqd.apply, "PTQD: per-timestep correction of correlated noise and residual bias, on the host"),
+        "trajectory-bias": Method("trajectory", trajectory_bias.apply, "mean noise-prediction error per step and pixel on the "
+                                  "quantized sampler's own trajectories (after PTQD), subtracted on the host"),
     }
 
 
