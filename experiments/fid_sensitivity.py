@@ -14,7 +14,8 @@ bootstrap interval, the paired gap to the FP row, the mean pixel.
 
 Reads the FP samples and the quantized rows' directories from the PTQ table's work directory
 (out/ptq_table; ``python experiments/ptq_table.py`` makes them) and writes
-experiments/results/ptq_table/fid_sensitivity.json.
+experiments/results/ptq_table/fid_sensitivity.json after each quantized row; rows already there are
+kept and not measured again (resumable).
 """
 
 from __future__ import annotations
@@ -86,8 +87,14 @@ def main() -> None:
     set_threads(2)
     cfg = yaml.safe_load(args.config.read_text())
     samples, steps, seed = cfg["samples"], cfg["steps"], cfg["seed"]
-    rows = []
+    settings = {"config": str(args.config.relative_to(ROOT)), "samples": samples, "steps": steps, "seed": seed,
+                "shifts": list(SHIFTS), "noise_scales": list(NOISE_SCALES), "error_trajectories": ERROR_TRAJECTORIES,
+                "error_seed": cfg["calibration"]["seed"]}
+    done = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    rows = done.get("rows", []) if all(done.get(k) == v for k, v in settings.items()) else []
     for rid in args.rows:
+        if any(r.get("error_of") == rid for r in rows):
+            continue
         started = time.time()
         qdir = args.work / "quantized" / rid
         if not qdir.is_dir():
@@ -121,11 +128,8 @@ def main() -> None:
             rows.append(scored(to_uint8(x.numpy()), kind="noise", error_of=rid, noise_scale=scale,
                                noise_std_first_last=[std[scheduler.timesteps[0]] * scale, std[0] * scale]))
         print(f"{rid}: {time.time() - started:.0f} s", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": str(args.config.relative_to(ROOT)), "samples": samples, "steps": steps,
-                                    "seed": seed, "shifts": list(SHIFTS), "noise_scales": list(NOISE_SCALES),
-                                    "error_trajectories": ERROR_TRAJECTORIES, "error_seed": cfg["calibration"]["seed"],
-                                    "rows": rows, "provenance": provenance()}, indent=2) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**settings, "rows": rows, "provenance": provenance()}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
