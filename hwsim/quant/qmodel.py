@@ -2,7 +2,7 @@
 
 ``quant.json`` (plan, calibration config, methods, provenance) and ``calibration.safetensors``
 (the activation ranges; with a plan's ``timestep_groups`` > 1 also each group's, keys prefixed
-``g<k>|``) sit beside the usual ``config.json`` + ``weights.safetensors``; the
+``g<k>|``; and what methods learned as tensors, keys ``<method>|<name>``) sit beside the usual ``config.json`` + ``weights.safetensors``; the
 weights are the float weights as the PTQ methods left them. Loading rebuilds the
 hardware-exact net from those without recalibrating, so ``hwsim sample``, ``hwsim fid`` and
 ``hwsim export`` all run the very same quantized model. No pickles anywhere.
