@@ -43,6 +43,12 @@ class MethodContext:
     meta: dict = field(default_factory=dict)
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # keys "<method>|<name>"
 
+    def quantized_net(self) -> torch.nn.Module:
+        """The hardware-exact net as every stage so far left it (weights, ranges, graph options)."""
+        from hwsim.quant.qmodel import QuantizedModel
+
+        return QuantizedModel(self.model, self.plan, self.ranges, self.meta, self.group_ranges).net()
+
 
 @dataclass(frozen=True)
 class Method:

@@ -101,8 +101,6 @@ def _channel_means(net: nn.Module, layers: dict[str, str], inputs, stop: bool = 
 @torch.no_grad()
 def apply(ctx, images: int = IMAGES) -> None:
     """Lower every quantized layer's float bias by its measured mean output error, in execution order."""
-    from hwsim.quant.qmodel import QuantizedModel
-
     net = ctx.model.net
     _, names = quantized_layers(ctx)
     per_batch = len(ctx.inputs[0][0])
@@ -115,7 +113,7 @@ def apply(ctx, images: int = IMAGES) -> None:
     reference = _channel_means(net, {n: n for n in order}, inputs)
     shift = {}
     for name in order:
-        qnet = QuantizedModel(ctx.model, ctx.plan, ctx.ranges, ctx.meta, ctx.group_ranges).net()
+        qnet = ctx.quantized_net()
         copies = {n: name for n, _ in qnet.named_modules() if layer_name(n) == name}
         error = _channel_means(qnet, copies, inputs, stop=True)[name] - reference[name]
         modules[name].bias -= error.to(modules[name].bias.dtype)

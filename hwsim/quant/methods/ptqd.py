@@ -38,9 +38,7 @@ def fit(qnet, float_net, inputs) -> dict:
 
 
 def apply(ctx) -> None:
-    from hwsim.quant.qmodel import QuantizedModel
-
-    qnet = QuantizedModel(ctx.model, ctx.plan, ctx.ranges, ctx.meta, ctx.group_ranges).net()  # the net as every earlier stage left it
+    qnet = ctx.quantized_net()  # the net as every earlier stage left it
     ctx.meta["ptqd"] = fit(qnet, ctx.model.net, ctx.inputs)
 
 

@@ -46,10 +46,9 @@ def fit(denoiser: Denoiser, float_net, scheduler, shape: tuple[int, ...], sample
 
 def apply(ctx) -> None:
     from hwsim.quant.methods.ptqd import CorrectedDenoiser
-    from hwsim.quant.qmodel import QuantizedModel
     from hwsim.quant.quantize import quantized_denoiser
 
-    qnet = QuantizedModel(ctx.model, ctx.plan, ctx.ranges, ctx.meta, ctx.group_ranges).net()
+    qnet = ctx.quantized_net()
     denoiser = quantized_denoiser(qnet)
     if "ptqd" in ctx.meta:  # measured with what the sampler will apply before it
         denoiser = CorrectedDenoiser(denoiser, ctx.meta["ptqd"])
