@@ -43,6 +43,11 @@ VARIANTS = {  # name: (plan, what it changes against W8A8)
     "W8A8N12T4": (plan(8, 8, nonlinear_bits=12, timestep_groups=4), "both"),
     "W8A8N12F8": (dataclasses.replace(plan(8, 8, nonlinear_bits=12), default=LayerPrecision(
         8, 8, "per_channel", scale="float", mantissa_bits=8)), "12-bit nonlinear ops and float scales (8-bit mantissas) on every Conv/Linear"),
+    "W8A8N12Z": (plan(8, 8, nonlinear_bits=12, default=LayerPrecision(8, 8, "per_channel", act_zero_point=True)),
+                 "12-bit nonlinear ops and a zero point on every Conv/Linear input (asymmetric grid)"),
+    "W8A8N12F8Z": (plan(8, 8, nonlinear_bits=12, default=LayerPrecision(8, 8, "per_channel", scale="float", mantissa_bits=8,
+                                                                         act_zero_point=True)),
+                   "12-bit nonlinear ops, float scales and zero points on every Conv/Linear"),
 }
 
 

@@ -40,7 +40,7 @@ from hwsim.quant import modules as hw
 from hwsim.quant.timestep_groups import TimestepGroupedNet
 
 LEAVES = (QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.IntModulation, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul,
-          hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, hw.GroupQuantLinear, hw.MantissaScaled, nn.Upsample,
+          hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, hw.GroupQuantLinear, hw.IntegerInputLayer, nn.Upsample,
           nn.Identity)
 
 
@@ -181,8 +181,8 @@ class _Builder(fx.Interpreter):
             return ins[0]
         if isinstance(m, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
             return self._lower_layer(name, m, ins[0], values[0], out)
-        if isinstance(m, hw.MantissaScaled):
-            return self._lower_mantissa(name, m, ins[0], values[0], out)
+        if isinstance(m, hw.IntegerInputLayer):
+            return self._lower_integer_input(name, m, ins[0], values[0], out)
         if isinstance(m, hw.IntGroupNorm):
             q = self._requant(ins[0], exponent(m.in_quant.act_quant.scale(), name)[0], m.in_bits, name, values[0].shape)
             lo, hi = int_range(m.bits, True)
@@ -258,21 +258,27 @@ class _Builder(fx.Interpreter):
             raise ExportError(f"{name}: a Linear input must have one scale")
         return self._emit("IntLinear", inputs, name, exps, out.ndim - 1, bound, shape)
 
-    def _lower_mantissa(self, name: str, m: hw.MantissaScaled, src, value: torch.Tensor, out: torch.Tensor) -> IntTensor:
-        """Float scales as integer steps: input times ``in_mult``, round-shift to the integers the
-        inner layer reads (scale 1), the layer, times ``out_mult`` per output channel."""
-        qmin, qmax = int_range(m.bits, True)
+    def _lower_integer_input(self, name: str, m: hw.IntegerInputLayer, src, value: torch.Tensor,
+                             out: torch.Tensor) -> IntTensor:
+        """Float scales and zero points as integer steps: input times ``in_mult`` (absent when 1),
+        round-shift and clamp to ``[qmin, qmax]``, the integers the inner layer reads (scale 1),
+        the layer, times ``out_mult`` per output channel (absent when all 1)."""
+        qmin, qmax = m.qmin, m.qmax
         if isinstance(src, str):  # the float image
-            q = self._emit("QuantInput", [src], name, [0], 1, -qmin, value.shape, exponent=-m.in_exp,
+            q = self._emit("QuantInput", [src], name, [0], 1, max(-qmin, qmax), value.shape, exponent=-m.in_exp,
                            multiplier=m.in_mult, qmin=qmin, qmax=qmax)
         else:
             if int(src.bound).bit_length() + m.in_mult.bit_length() > 53:
                 raise ExportError(f"{name}: input values up to {src.bound} times {m.in_mult} exceed float64's exact range")
-            mult = self._init(f"{name}.in_mult", np.array(m.in_mult, dtype=np.int64))
-            scaled = self._emit("IntMul", [src.name, mult], name, src.exp, src.axis, src.bound * m.in_mult, src.shape)
-            q = self._emit("Requant", [scaled.name], name, [0], src.axis, -qmin, src.shape,
+            scaled = src
+            if m.in_mult != 1:
+                mult = self._init(f"{name}.in_mult", np.array(m.in_mult, dtype=np.int64))
+                scaled = self._emit("IntMul", [src.name, mult], name, src.exp, src.axis, src.bound * m.in_mult, src.shape)
+            q = self._emit("Requant", [scaled.name], name, [0], src.axis, max(-qmin, qmax), src.shape,
                            shifts=(-m.in_exp - src.exp).tolist(), axis=src.axis, qmin=qmin, qmax=qmax)
         acc = self._lower_layer(name, m.layer, q, value, out)
+        if m.mantissa_bits == 0 and bool((m.out_mult == 1).all()):
+            return acc
         factor = m.out_mult.numpy().reshape([-1] + [1] * (out.ndim - 1 - acc.axis % out.ndim))
         mult = self._init(f"{name}.out_mult", factor[None])
         return self._emit("IntMul", [acc.name, mult], name, acc.exp - m.mantissa_bits, acc.axis,

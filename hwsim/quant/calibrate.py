@@ -10,11 +10,13 @@ the (x_t, t) met along them calibrate is the timestep strategy:
   mean = std = 0.4 are the defaults of the PTQ4DM reference code, github.com/42shawn/PTQ4DM).
 
 Forward hooks on the prepared float64 net record per module the largest |value| of each input
-and of the output, and a bounded random subsample of the values. The observer turns them into a
-clipping range: ``minmax`` (the largest |value|), ``percentile`` (of |value|), or ``mse`` (the
+and of the output, the signed extremes, and a bounded random subsample of the values. The
+observer turns them into a clipping range: ``minmax`` (the largest |value|), ``percentile`` (of
+|value|), or ``mse`` (the
 range with the least quantization error on the subsample: among the four powers of two below the
 min-max one for power-of-two scales, which leave only those choices; on a fine geometric grid for
-the inputs of layers with float scales). The result is a plain
+the inputs of layers with float scales); inputs with a zero point get a signed range
+``in0_lo``/``in0_hi`` the same way. The result is a plain
 ``{module: {"in0": max, "out": max, "spatial": HW}}`` dict, so a quantized model directory
 stores it (safetensors) and rebuilds its net without recalibrating.
 """
@@ -98,18 +100,22 @@ def select_timesteps(trajectory: list[tuple[torch.Tensor, torch.Tensor]], cfg: C
 
 
 class _Stats:
-    """Per module and key: max |value|, and a bounded random subsample of |value|."""
+    """Per module and key: max |value|, the signed extremes, and a bounded random subsample."""
 
     def __init__(self, seed: int):
         self.peak: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.low: dict[tuple[str, str], float] = defaultdict(float)  # min(0, smallest value)
+        self.high: dict[tuple[str, str], float] = defaultdict(float)  # max(0, largest value)
         self.spatial: dict[str, int] = {}
         self.values: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
         self.kept: dict[tuple[str, str], int] = defaultdict(int)
         self.gen = torch.Generator().manual_seed(seed)
 
     def add(self, name: str, key: str, a: torch.Tensor) -> None:
-        flat = a.detach().abs().reshape(-1)
-        self.peak[name][key] = max(self.peak[name][key], float(flat.max()))
+        flat = a.detach().reshape(-1)
+        self.peak[name][key] = max(self.peak[name][key], float(flat.abs().max()))
+        self.low[(name, key)] = min(self.low[(name, key)], float(flat.min()))
+        self.high[(name, key)] = max(self.high[(name, key)], float(flat.max()))
         if self.kept[(name, key)] < SUBSAMPLE_CAP:
             idx = torch.randint(0, flat.numel(), (min(SUBSAMPLE_PER_CALL, flat.numel()),), generator=self.gen)
             self.values[(name, key)].append(flat[idx].double().numpy())
@@ -155,19 +161,65 @@ def _mse_range(values: np.ndarray, peak: float, bits: int, po2: bool = True) -> 
     return min(best, peak)
 
 
+def zero_point_grid(lo: float, hi: float, bits: int, po2: bool = True) -> tuple[float, int]:
+    """(scale, zero point) of an asymmetric ``bits``-wide grid over [lo, hi] (lo <= 0 <= hi): the
+    codes ``[-z, 2^b - 1 - z]`` times the scale. A power-of-two scale is the smallest one whose 2^b
+    steps span the range (as a symmetric grid's 2^(b-1) steps span its max |x|); a float scale is
+    (hi - lo) / (2^b - 1). The observers' model of :class:`hwsim.quant.modules.IntegerInputLayer`."""
+    span = max(hi - lo, 1e-8)
+    scale = 2.0 ** math.ceil(math.log2(span / 2**bits)) if po2 else span / (2**bits - 1)
+    return scale, min(max(round(-lo / scale), 0), 2**bits - 1)
+
+
+def _zero_point_mse(values: np.ndarray, lo: float, hi: float, bits: int, po2: bool) -> float:
+    scale, z = zero_point_grid(lo, hi, bits, po2)
+    q = np.clip(np.round(values / scale), -z, 2**bits - 1 - z)
+    return float(np.mean((q * scale - values) ** 2))
+
+
+def _observe_zero_point(stats: _Stats, name: str, key: str, cfg: CalibrationConfig, bits: int,
+                        po2: bool) -> tuple[float, float]:
+    """The clipped signed range [lo, hi] of an input with a zero point, by ``cfg.observer``: min-max;
+    percentiles of the values; or the least-MSE shrink of [min, max] toward zero. The MSE
+    candidates are those of :func:`_mse_range`: for power-of-two scales the four scales from the
+    min-max one down (each the range shrunk to just fit it: a shrink between two of them would
+    only clip more on the same scale), for float ones 2^(1/8) steps down to a sixteenth."""
+    lo, hi = stats.low[(name, key)], stats.high[(name, key)]
+    kept = stats.values.get((name, key))
+    if cfg.observer == "minmax" or not kept:
+        return lo, hi
+    values = np.concatenate(kept)
+    if cfg.observer == "percentile":
+        return max(lo, min(0.0, float(np.percentile(values, 100 - cfg.percentile)))), \
+            min(hi, max(0.0, float(np.percentile(values, cfg.percentile))))
+    if po2:
+        full = zero_point_grid(lo, hi, bits)[0] * 2**bits
+        shrinks = [min(1.0, full * 2.0**-i / max(hi - lo, 1e-8)) for i in range(4)]
+    else:
+        shrinks = [2.0 ** (-i / 8) for i in range(33)]
+    best = min(shrinks, key=lambda a: _zero_point_mse(values, a * lo, a * hi, bits, po2))
+    return best * lo, best * hi
+
+
 def observe(stats: _Stats, cfg: CalibrationConfig, bits_of: Callable[[str, str], int],
-            float_of: Callable[[str, str], bool] = lambda module, key: False) -> Ranges:
+            float_of: Callable[[str, str], bool] = lambda module, key: False,
+            zero_point_of: Callable[[str, str], bool] = lambda module, key: False) -> Ranges:
     """Clipping ranges from the statistics by ``cfg.observer``; ``bits_of(module, key)`` gives
-    the quantizer's width and ``float_of(module, key)`` whether its scale is a float one (plan
-    ``scale: float``), which the MSE observer needs."""
+    the quantizer's width, ``float_of(module, key)`` whether its scale is a float one (plan
+    ``scale: float``), which the MSE observer needs, and ``zero_point_of(module, key)`` whether it
+    has a zero point (plan ``act_zero_point``): those keys also get the signed range as
+    ``<key>_lo`` and ``<key>_hi``."""
     ranges: Ranges = {}
     for name, peaks in stats.peak.items():
         r = ranges.setdefault(name, {})
         for key, peak in peaks.items():
+            if zero_point_of(name, key):
+                r[f"{key}_lo"], r[f"{key}_hi"] = _observe_zero_point(stats, name, key, cfg, bits_of(name, key),
+                                                                     not float_of(name, key))
             if cfg.observer == "minmax" or not stats.values.get((name, key)):
                 r[key] = peak
                 continue
-            values = np.concatenate(stats.values[(name, key)])
+            values = np.abs(np.concatenate(stats.values[(name, key)]))
             if cfg.observer == "percentile":
                 r[key] = min(peak, float(np.percentile(values, cfg.percentile)))
             else:
@@ -177,9 +229,12 @@ def observe(stats: _Stats, cfg: CalibrationConfig, bits_of: Callable[[str, str],
     return ranges
 
 
-def collect_ranges(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]]) -> Ranges:
-    """Min-max ranges (largest |input|, |output|, and the spatial size) of every module."""
-    return observe(collect_stats(net, inputs), CalibrationConfig(), lambda name, key: 8)
+def collect_ranges(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]],
+                   zero_points: bool = False) -> Ranges:
+    """Min-max ranges (largest |input|, |output|, and the spatial size) of every module; with
+    ``zero_points``, every first input's signed range too (``in0_lo``, ``in0_hi``)."""
+    return observe(collect_stats(net, inputs), CalibrationConfig(), lambda name, key: 8,
+                   zero_point_of=lambda name, key: zero_points and key == "in0")
 
 
 def ranges_to_tensors(ranges: Ranges) -> dict[str, torch.Tensor]:

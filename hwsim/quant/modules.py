@@ -190,25 +190,41 @@ class GroupQuantLinear(nn.Module):
         return nn.functional.linear(self.in_quantizer(x).value, self.w_int * self.w_scale, self.b_q)
 
 
-class MantissaScaled(nn.Module):
-    """A Conv2d/Linear with float scales of a few mantissa bits (plan ``scale: float``), exact
-    with integer multipliers only.
+class IntegerInputLayer(nn.Module):
+    """A Conv2d/Linear whose input grid is the integers themselves: the input's scale and zero
+    point are explicit integer steps in front of an ordinary power-of-two Brevitas ``layer``, exact
+    with integer multipliers and shifts only. It carries two plan options:
 
-    Input: ``q = clamp(round(x * in_mult * 2^in_exp))``, i.e. scale ``2^-in_exp / in_mult``
-    (the calibrated range over 2^(b-1) - 1, rounded up to ``mantissa_bits``). ``layer`` is an
-    ordinary power-of-two Brevitas layer whose input grid is the integers themselves and whose
-    weights were divided by the input gain and by ``out_mult * 2^-mantissa_bits`` per output
-    channel; its output times that factor restores the float layer. Float64 computes every step
-    exactly, and the integer graph holds the same steps: an exact multiply, a round-shift, the
-    layer, an exact multiply (hwsim.export.intgraph). Dividing instead of multiplying at the
-    input would round differently from any integer op; multiplying keeps it a requantization.
+    - float scales (``scale: float``): input ``q = clamp(round(x * in_mult * 2^in_exp))``, i.e. scale
+      ``2^-in_exp / in_mult`` (the calibrated range over 2^(b-1) - 1, rounded up to
+      ``mantissa_bits``); ``layer``'s weights were divided by the input gain and by
+      ``out_mult * 2^-mantissa_bits`` per output channel, and its output times that factor restores
+      the float layer. Dividing instead of multiplying at the input would round differently from
+      any integer op; multiplying keeps it a requantization.
+    - zero points (``act_zero_point: true``): the input clamps to the asymmetric ``[qmin, qmax] =
+      [-z, 2^b - 1 - z]``, so a range like SiLU's [-0.28, max] spends its 2^b codes where the values
+      are instead of on a mirror image of them. Zero padding stays zero, so the convolution is
+      unchanged; the integer graph types the input INT(b+1). (Stored as ``q + z`` in UINT(b), with
+      ``z`` as the padding value and ``-z * sum(w)`` folded into the bias, the accumulator would be
+      the same integer; hwsim's dataflow mapping does not build that form yet: docs/numerics.md.)
+      With power-of-two scales ``in_mult = 1`` and the output factor is 1 (``mantissa_bits = 0``).
+
+    Float64 computes every step exactly, and the integer graph holds the same steps: an exact
+    multiply, a round-shift with the clamp, the layer, an exact multiply (hwsim.export.intgraph).
     """
 
     def __init__(self, layer: nn.Module, bits: int, in_mult: int, in_exp: int, out_mult: torch.Tensor,
-                 mantissa_bits: int, channel_axis: int):
+                 mantissa_bits: int, channel_axis: int, zero_point: int | None = None):
         super().__init__()
         self.layer, self.bits, self.mantissa_bits, self.channel_axis = layer, bits, mantissa_bits, channel_axis
         self.in_mult, self.in_exp = int(in_mult), int(in_exp)
+        self.zero_point = None if zero_point is None else int(zero_point)
+        if self.zero_point is None:
+            self.qmin, self.qmax = int_range(bits, True)
+        else:
+            if not 0 <= self.zero_point < 2**bits:
+                raise ValueError(f"zero point {zero_point} outside the {bits}-bit unsigned range")
+            self.qmin, self.qmax = -self.zero_point, 2**bits - 1 - self.zero_point
         self.register_buffer("out_mult", out_mult.to(torch.int64).reshape(-1))
 
     def out_factor(self, ndim: int) -> torch.Tensor:
@@ -217,8 +233,7 @@ class MantissaScaled(nn.Module):
         return (self.out_mult.double() * 2.0**-self.mantissa_bits).reshape(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        qmin, qmax = int_range(self.bits, True)
-        q = torch.clamp(torch.round(x * (self.in_mult * 2.0**self.in_exp)), qmin, qmax)
+        q = torch.clamp(torch.round(x * (self.in_mult * 2.0**self.in_exp)), self.qmin, self.qmax)
         y = self.layer(q)
         return y * self.out_factor(y.ndim)
 

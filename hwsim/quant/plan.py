@@ -33,7 +33,7 @@ MAX_TIMESTEP_GROUPS = 64
 GRANULARITIES = ("per_tensor", "per_channel", "per_group")  # per_group: Q-DiT-style, along the input
 # po2: power-of-two scales (shifts only), the default. float: Conv/Linear input and weight scales
 # with a ``mantissa_bits``-bit mantissa times a power of two, realized as exact integer multipliers
-# (hwsim.quant.modules.MantissaScaled); the nonlinear ops keep power-of-two scales.
+# (hwsim.quant.modules.IntegerInputLayer); the nonlinear ops keep power-of-two scales.
 SCALE_TYPES = ("po2", "float")
 
 
@@ -57,6 +57,9 @@ class LayerPrecision:
     scale: str = "po2"
     group_size: int = 32  # inputs per weight scale with weight_granularity: per_group
     mantissa_bits: int = 8  # of the scales with scale: float
+    # an asymmetric input grid with a zero point (hwsim.quant.modules.IntegerInputLayer): the 2^b
+    # codes cover the calibrated [min, max] instead of [-max|x|, max|x|]
+    act_zero_point: bool = False
 
     def __post_init__(self):
         for name in ("weight_bits", "act_bits", "mantissa_bits"):
@@ -68,6 +71,8 @@ class LayerPrecision:
             raise PlanError(f"group_size must be a positive integer, got {self.group_size!r}")
         if self.scale not in SCALE_TYPES:
             raise PlanError(f"scale must be one of {SCALE_TYPES}, got {self.scale!r}")
+        if not isinstance(self.act_zero_point, bool):
+            raise PlanError(f"act_zero_point must be true or false, got {self.act_zero_point!r}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class Override:
     scale: str | None = None
     group_size: int | None = None
     mantissa_bits: int | None = None
+    act_zero_point: bool | None = None
 
     def apply(self, base: LayerPrecision) -> LayerPrecision:
         fields = {f.name for f in dataclasses.fields(LayerPrecision)}
@@ -148,23 +154,27 @@ class PrecisionPlan:
             parts.append(f"nonlinear A{self.nonlinear_bits}")
         if self.default.scale == "float":
             parts.append(f"float scales ({self.default.mantissa_bits}-bit mantissa)")
+        if self.default.act_zero_point:
+            parts.append("zero points")
         if self.timestep_groups > 1:
             parts.append(f"x{self.timestep_groups} timestep groups")
         return " ".join(parts)
 
 
-SHORTHAND = re.compile(r"^[Ww](\d+)[Aa](\d+)(?:[Nn](\d+))?(?:[Ff](\d+))?(?:[Tt](\d+))?$")
+SHORTHAND = re.compile(r"^[Ww](\d+)[Aa](\d+)(?:[Nn](\d+))?(?:[Ff](\d+))?([Zz])?(?:[Tt](\d+))?$")
 
 
 def parse_shorthand(text: str, weight_granularity: str = "per_channel") -> PrecisionPlan | None:
-    """A uniform plan from ``WxAy[Nz][Fm][Tg]`` (W4A8; W8A8N12: nonlinear ops at 12 bits; W8A8F8:
-    float scales with 8-bit mantissas; W8A6T4: 4 timestep groups), or None if ``text`` is not one."""
+    """A uniform plan from ``WxAy[Nz][Fm][Z][Tg]`` (W4A8; W8A8N12: nonlinear ops at 12 bits; W8A8F8:
+    float scales with 8-bit mantissas; W8A8Z: zero points on the layer inputs; W8A6T4: 4 timestep
+    groups), or None if ``text`` is not one."""
     m = SHORTHAND.match(text)
     if not m:
         return None
     scale = dict(scale="float", mantissa_bits=int(m[4])) if m[4] else {}
-    return dataclasses.replace(PrecisionPlan.uniform(int(m[1]), int(m[2]), weight_granularity=weight_granularity, **scale),
-                               nonlinear_bits=int(m[3]) if m[3] else None, timestep_groups=int(m[5] or 1))
+    plan = PrecisionPlan.uniform(int(m[1]), int(m[2]), weight_granularity=weight_granularity,
+                                 act_zero_point=bool(m[5]), **scale)
+    return dataclasses.replace(plan, nonlinear_bits=int(m[3]) if m[3] else None, timestep_groups=int(m[6] or 1))
 
 
 def load_plan(path: str | Path) -> PrecisionPlan:

@@ -75,7 +75,10 @@ def calibrate(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig,
     def float_of(module: str, key: str) -> bool:
         return module in precision and key == "in0" and precision[module].scale == "float"
 
-    return observe(stats, calib, bits_of, float_of)
+    def zero_point_of(module: str, key: str) -> bool:
+        return module in precision and key == "in0" and precision[module].act_zero_point
+
+    return observe(stats, calib, bits_of, float_of, zero_point_of)
 
 
 def calibrate_groups(model: LoadedModel, plan: PrecisionPlan, calib: CalibrationConfig,

@@ -25,7 +25,7 @@ from hwsim.nets.common import MatMul
 from hwsim.nets.dit import DiT, DiTBlock
 from hwsim.nets.unet import ResBlock, UNet
 from hwsim.quant import modules as hw
-from hwsim.quant.calibrate import Ranges, collect_ranges
+from hwsim.quant.calibrate import Ranges, collect_ranges, zero_point_grid
 from hwsim.quant.float_scales import fixed_point_multiplier
 from hwsim.quant.plan import PrecisionPlan, in_timestep_table, resolve_for_net
 
@@ -57,36 +57,60 @@ def _set(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, child, module)
 
 
-def _mantissa_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
-    """``layer`` with ``prec.mantissa_bits``-bit float scales (hw.MantissaScaled): the input scale
-    is in_max / (2^(b-1) - 1) rounded up to the mantissa, the weight scale per output channel
-    (or per tensor) is its largest |weight| / (2^(w-1) - 1) rounded up likewise."""
-    k, bits = prec.mantissa_bits, prec.act_bits
-    in_mult, in_shift = fixed_point_multiplier((2 ** (bits - 1) - 1) / max(in_max, 1e-8), k, "down")
+def _integer_input_layer(layer: nn.Module, prec, in_range: tuple[float, float]) -> nn.Module:
+    """``layer`` behind an integer input grid (hw.IntegerInputLayer) for float scales and zero points.
+
+    Input: with float scales, the gain ``in_mult * 2^-n`` is (2^(b-1) - 1) / max|x| (or, with a
+    zero point, (2^b - 1) / (hi - lo)) rounded *down* to ``mantissa_bits``; with power-of-two
+    scales it is 1 / the scale :func:`zero_point_grid` gives. Weights: with float scales, the
+    scale per output channel (or per tensor) is the largest |weight| / (2^(w-1) - 1) rounded up
+    to the mantissa; with power-of-two ones, the ordinary power-of-two weight quantizer."""
+    k, bits, (lo, hi) = prec.mantissa_bits, prec.act_bits, in_range
+    if prec.scale == "float":
+        levels, span = (2**bits - 1, hi - lo) if prec.act_zero_point else (2 ** (bits - 1) - 1, max(-lo, hi))
+        in_mult, in_shift = fixed_point_multiplier(levels / max(span, 1e-8), k, "down")
+    else:
+        in_mult, in_shift, k = 1, round(math.log2(zero_point_grid(lo, hi, bits)[0])), 0
     gain = in_mult * 2.0**-in_shift  # q = round(x * gain)
+    zero_point = min(max(round(-lo * gain), 0), 2**bits - 1) if prec.act_zero_point else None
     w = layer.weight.detach().double() / gain
-    rows = w.reshape(w.shape[0], -1).abs().amax(dim=1).clamp_min(1e-12)
-    peaks = rows if prec.weight_granularity == "per_channel" else rows.max().expand_as(rows)
-    out_mult = torch.tensor([fixed_point_multiplier(float(p) / (2 ** (prec.weight_bits - 1) - 1), k, "up")[0] for p in peaks])
-    factor = out_mult.double() * 2.0**-k  # in [1/2, 1): the mantissa; the power of two stays in the po2 weight scale
+    if prec.scale == "float":
+        rows = w.reshape(w.shape[0], -1).abs().amax(dim=1).clamp_min(1e-12)
+        peaks = rows if prec.weight_granularity == "per_channel" else rows.max().expand_as(rows)
+        out_mult = torch.tensor([fixed_point_multiplier(float(p) / (2 ** (prec.weight_bits - 1) - 1), k, "up")[0]
+                                 for p in peaks])
+    else:
+        out_mult = torch.ones(w.shape[0], dtype=torch.int64)
+    factor = out_mult.double() * 2.0**-k  # float: in [1/2, 1), the mantissa; the power of two stays in the po2 weight scale
     inner = copy.deepcopy(layer).double()
     inner.weight.data = w / factor.reshape(-1, *[1] * (w.ndim - 1))
     if inner.bias is not None:
         inner.bias.data = inner.bias.data.double() / factor
-    po2 = dataclasses.replace(prec, scale="po2")
-    q = _quant_layer(inner, po2, float(2 ** (bits - 1)))  # input grid: the integers (scale 1)
-    return hw.MantissaScaled(q, bits, in_mult, -in_shift, out_mult, k, channel_axis=1 if isinstance(layer, nn.Conv2d) else -1)
+    # input grid: the integers (scale 1), one bit wider with a zero point ([-z, 2^b - 1 - z])
+    wide = bits + 1 if prec.act_zero_point else bits
+    plain = dataclasses.replace(prec, scale="po2", act_zero_point=False, act_bits=wide)
+    q = _quant_layer(inner, plain, float(2 ** (wide - 1)))
+    return hw.IntegerInputLayer(q, bits, in_mult, -in_shift, out_mult, k, channel_axis=1 if isinstance(layer, nn.Conv2d) else -1,
+                                zero_point=zero_point)
 
 
-def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
+def _quant_layer(layer: nn.Module, prec, in_max: float, in_range: tuple[float, float] | None = None) -> nn.Module:
+    """The quantized twin of a Conv2d/Linear by its precision ``prec``; ``in_max`` is the
+    calibrated max |input|, ``in_range`` the signed [lo, hi] that a zero point needs."""
     if prec.weight_granularity == "per_group":
         if not isinstance(layer, nn.Linear):
             raise ValueError("per_group weights are implemented for Linear layers (the DiT's); use per_channel for convs")
         if prec.scale != "po2":
             raise NotImplementedError("float scales are not implemented for per_group weights; use scale: po2")
+        if prec.act_zero_point:
+            raise NotImplementedError("zero points are not implemented for per_group weights; use act_zero_point: false")
         return hw.GroupQuantLinear(layer, prec.weight_bits, prec.group_size, prec.act_bits, in_max)
+    if prec.act_zero_point:
+        if in_range is None:
+            raise ValueError("act_zero_point needs the calibrated signed input range (in0_lo/in0_hi); recalibrate with this plan")
+        return _integer_input_layer(layer, prec, in_range)
     if prec.scale == "float":
-        return _mantissa_layer(layer, prec, in_max)
+        return _integer_input_layer(layer, prec, (-in_max, in_max))
     weight_quant = Int8WeightPerChannelFixedPoint if prec.weight_granularity == "per_channel" else Int8WeightPerTensorFixedPoint
     common = dict(weight_quant=weight_quant, weight_bit_width=prec.weight_bits, bias_quant=Int32Bias,
                   input_quant=hw.Int8ActPerTensorFixedPointMinMaxInit, input_bit_width=prec.act_bits,
@@ -100,10 +124,16 @@ def _quant_layer(layer: nn.Module, prec, in_max: float) -> nn.Module:
     return q
 
 
+def layer_for(layer: nn.Module, prec, r: dict[str, float]) -> nn.Module:
+    """:func:`_quant_layer` with the input range from the layer's calibration entry ``r``."""
+    in_range = (r["in0_lo"], r["in0_hi"]) if "in0_lo" in r else None
+    return _quant_layer(layer, prec, r.get("in0", 0.0), in_range)
+
+
 def output_grid(layer: nn.Module) -> torch.Tensor:
     """Per output channel, the power-of-two scale of a quantized layer's exact output integers
     (the accumulator's; for float scales, the accumulator times its mantissa)."""
-    if isinstance(layer, hw.MantissaScaled):
+    if isinstance(layer, hw.IntegerInputLayer):
         return output_grid(layer.layer) * 2.0**-layer.mantissa_bits
     return (layer.quant_weight().scale.reshape(-1) * layer.input_quant.scale()).detach().double()
 
@@ -163,10 +193,10 @@ def _split_concats(net: UNet, precision, ranges: Ranges, bits: int, nl_bits: int
         block.norm1 = hw.IntGroupNorm(block.norm1, nl_bits, split.wide_max, gn["out"], int(gn.get("spatial", 1)), wide_bits)
         if isinstance(block.shortcut, nn.Conv2d):
             prec = precision[f"{prefix}.shortcut"]
-            # po2 input: a float scale would requantize the two halves onto one grid again
-            block.shortcut = _quant_layer(block.shortcut, dataclasses.replace(prec, act_bits=prec.act_bits + split.shift_bits,
-                                                                              scale="po2"),
-                                          split.wide_max)
+            # po2 input without a zero point: a float scale or a zero point would requantize the
+            # two halves onto one grid again
+            wide = dataclasses.replace(prec, act_bits=prec.act_bits + split.shift_bits, scale="po2", act_zero_point=False)
+            block.shortcut = _quant_layer(block.shortcut, wide, split.wide_max)
 
 
 def _replace_common(net: nn.Module, precision, ranges, bits: int) -> None:
@@ -179,7 +209,7 @@ def _replace_common(net: nn.Module, precision, ranges, bits: int) -> None:
         if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
             continue  # already quantized (a split concatenation's consumer)
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            _set(net, name, _quant_layer(module, precision[name], r.get("in0", 0.0)))
+            _set(net, name, layer_for(module, precision[name], r))
         elif isinstance(module, nn.GroupNorm):
             _set(net, name, hw.IntGroupNorm(module, bits, r["in0"], r["out"], int(r.get("spatial", 1))))
         elif isinstance(module, nn.SiLU):
@@ -245,7 +275,7 @@ def quantize_layers_only(net: nn.Module, plan: PrecisionPlan, ranges: Ranges) ->
     precision = resolve_for_net(plan, net)
     for name, module in list(net.named_modules()):
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            _set(net, name, _quant_layer(module, precision[name], ranges.get(name, {}).get("in0", 0.0)))
+            _set(net, name, layer_for(module, precision[name], ranges.get(name, {})))
     return net.eval()
 
 

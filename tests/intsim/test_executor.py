@@ -34,18 +34,23 @@ def _w8a8_graph(net, calib, tmp_path):
     return to_integer_graph(quantize_calibrated(net, PrecisionPlan.uniform(8, 8), calib, 1000), calib[0], tmp_path / "g.onnx")
 
 
-@pytest.mark.parametrize("bits, granularity, split, scale", [
-    ((8, 8), "per_tensor", False, "po2"), ((4, 8), "per_channel", False, "po2"), ((4, 4), "per_tensor", False, "po2"),
-    ((8, 8), "per_tensor", True, "po2"), ((4, 4), "per_channel", True, "po2"),
-    ((8, 8), "per_channel", False, "float"), ((4, 6), "per_tensor", True, "float")])
-def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity, split, scale):
+@pytest.mark.parametrize("bits, granularity, split, scale, zero_point", [
+    ((8, 8), "per_tensor", False, "po2", False), ((4, 8), "per_channel", False, "po2", False),
+    ((4, 4), "per_tensor", False, "po2", False), ((8, 8), "per_tensor", True, "po2", False),
+    ((4, 4), "per_channel", True, "po2", False), ((8, 8), "per_channel", False, "float", False),
+    ((4, 6), "per_tensor", True, "float", False), ((8, 8), "per_channel", False, "po2", True),
+    ((4, 6), "per_channel", True, "float", True)])
+def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity, split, scale, zero_point):
     net, calib = tiny
-    plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity, scale=scale, mantissa_bits=5)
-    qnet = quantize_net(net, plan, collect_ranges(prepared(net), calib), 1000, split_concat=split)
+    plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity, scale=scale, mantissa_bits=5,
+                                 act_zero_point=zero_point)
+    qnet = quantize_net(net, plan, collect_ranges(prepared(net), calib, zero_point), 1000, split_concat=split)
     if split:  # the halves really are on different grids somewhere, so the shifts are exercised
         assert any(m.shift_bits > 0 for m in qnet.modules() if isinstance(m, hw.SplitConcat))
-    if scale == "float":  # every layer but the split concatenations' consumers has float scales
-        assert sum(isinstance(m, hw.MantissaScaled) for m in qnet.modules()) >= 10
+    if scale == "float" or zero_point:  # every layer but the split concatenations' consumers has an integer input grid
+        assert sum(isinstance(m, hw.IntegerInputLayer) for m in qnet.modules()) >= 10
+    if zero_point:  # and some of them really are asymmetric
+        assert any(m.zero_point not in (None, 2 ** (m.bits - 1)) for m in qnet.modules() if isinstance(m, hw.IntegerInputLayer))
     path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
     fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::3]:

@@ -36,7 +36,7 @@ def test_float_scales_quantize_closer_than_po2(kind):
         q = _quant_layer(layer, dataclasses.replace(prec, scale=scale), 1.1).double()
         with torch.no_grad():
             errors[scale] = float(((q(x) - layer(x)) ** 2).mean())
-    assert isinstance(_quant_layer(layer, dataclasses.replace(prec, scale="float"), 1.1), hw.MantissaScaled)
+    assert isinstance(_quant_layer(layer, dataclasses.replace(prec, scale="float"), 1.1), hw.IntegerInputLayer)
     assert errors["float"] < 0.5 * errors["po2"]
 
 

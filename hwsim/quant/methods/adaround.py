@@ -192,10 +192,14 @@ def commit(layer: nn.Module, w_int: torch.Tensor, prec: LayerPrecision, in_max: 
 
 
 def po2_only(method: str, precision: dict[str, LayerPrecision], names: list[str]) -> None:
-    """The learned grid is the power-of-two one; a float scale (hw.MantissaScaled) would move it."""
+    """The learned grid is the power-of-two one on a symmetric input grid; a float scale or a zero
+    point (hw.IntegerInputLayer) would move it."""
     floats = [n for n in names if precision[n].scale == "float"]
     if floats:
         raise ValueError(f"{method} learns power-of-two weight grids; layers {floats[:3]} have scale: float")
+    shifted = [n for n in names if precision[n].act_zero_point]
+    if shifted:
+        raise ValueError(f"{method} learns on symmetric input grids; layers {shifted[:3]} have act_zero_point")
 
 
 def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
