@@ -58,10 +58,10 @@ def row_id(row: dict) -> str:
 
 
 def row_plan(row: dict, cfg: dict) -> PrecisionPlan:
-    """The row's precision (``WxAy[Nz][Fm][Tg]``, hwsim.quant.plan.parse_shorthand) as a uniform plan."""
+    """The row's precision (``WxAy[Nz][Fm][Z][Tg]``, hwsim.quant.plan.parse_shorthand) as a uniform plan."""
     plan = parse_shorthand(row["precision"], cfg["weight_granularity"])
     if plan is None:
-        raise SystemExit(f"precision {row['precision']!r}: expected WxAy[Nz][Fm][Tg], e.g. W4A8, W8A8N12 or W8A8N12F8")
+        raise SystemExit(f"precision {row['precision']!r}: expected WxAy[Nz][Fm][Z][Tg], e.g. W4A8, W8A8N12, W8A8N12F8 or W8A8N12F8Z")
     return plan
 
 
