@@ -73,6 +73,9 @@ class LayerPrecision:
             raise PlanError(f"scale must be one of {SCALE_TYPES}, got {self.scale!r}")
         if not isinstance(self.act_zero_point, bool):
             raise PlanError(f"act_zero_point must be true or false, got {self.act_zero_point!r}")
+        if self.act_zero_point and self.act_bits >= MAX_BITS:
+            raise PlanError(f"act_zero_point needs act_bits <= {MAX_BITS - 1} (the integers q in [-z, 2^b - 1 - z] take "
+                            f"b + 1 bits), got {self.act_bits}")
 
 
 @dataclass(frozen=True)

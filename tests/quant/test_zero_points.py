@@ -21,6 +21,8 @@ def test_shorthand_and_bad_values():
     assert not parse_shorthand("W8A8").default.act_zero_point and parse_shorthand("W4A8Z").default.act_zero_point
     with pytest.raises(PlanError, match="act_zero_point must be true or false, got 'yes'"):
         LayerPrecision(act_zero_point="yes")
+    with pytest.raises(PlanError, match="act_zero_point needs act_bits <= 15"):
+        LayerPrecision(act_bits=16, act_zero_point=True)
 
 
 def test_grid():
