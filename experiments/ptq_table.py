@@ -17,7 +17,9 @@ each row), and sampling keeps its finished batches (out/ptq_table/resume/ROW_ID)
 model directories are kept in out/ptq_table/quantized/ROW_ID, each with its integer graph and
 bit-exactness check. A row's ``seconds`` add up every run that worked on it (out/ptq_table/seconds),
 so a resumed row reports its whole cost, not only its last run's. Recipes may be added to the
-config between runs; changing one that finished rows used is refused.
+config between runs; changing one that finished rows used is refused. A row's precision is a
+shorthand (``W8A8N12F8Z``) or, with ``plan: plans/FILE.yaml``, a label for that plan file (mixed
+precision); quantized rows record their resolved plan.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 import yaml
 
+from hwsim import config as cfgio
 from hwsim.evaluate import generate, score, set_threads
 from hwsim.metrics.fid import (evaluate_features, extract_features, frechet_distance, make_extractor, paired_differences,
                                reference_features)
@@ -39,13 +42,13 @@ from hwsim.export.pipeline import export_model
 from hwsim.modeldir import load_spec
 from hwsim.provenance import provenance
 from hwsim.quant.calibrate import CalibrationConfig
-from hwsim.quant.plan import PrecisionPlan, parse_shorthand
+from hwsim.quant.plan import PrecisionPlan, load_plan, parse_shorthand
 from hwsim.quant.qmodel import is_quantized, quantize_dir, save_quantized
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments/results/ptq_table"  # changed by --results / --work
 WORK = ROOT / "out/ptq_table"
-ROW_KEYS = {"model", "precision", "recipe", "sparsity", "inception"}
+ROW_KEYS = {"model", "precision", "recipe", "sparsity", "inception", "plan"}
 
 
 def row_id(row: dict) -> str:
@@ -58,7 +61,11 @@ def row_id(row: dict) -> str:
 
 
 def row_plan(row: dict, cfg: dict) -> PrecisionPlan:
-    """The row's precision (``WxAy[Nz][Fm][Z][Tg]``, hwsim.quant.plan.parse_shorthand) as a uniform plan."""
+    """The row's plan: the file its ``plan`` names (relative to experiments/; ``precision`` is then
+    its label), else its precision (``WxAy[Nz][Fm][Z][Tg]``, hwsim.quant.plan.parse_shorthand) as a
+    uniform plan."""
+    if row.get("plan"):
+        return load_plan(ROOT / "experiments" / row["plan"])
     plan = parse_shorthand(row["precision"], cfg["weight_granularity"])
     if plan is None:
         raise SystemExit(f"precision {row['precision']!r}: expected WxAy[Nz][Fm][Z][Tg], e.g. W4A8, W8A8N12, W8A8N12F8 or W8A8N12F8Z")
@@ -169,6 +176,7 @@ def _measure_row(row: dict, cfg: dict) -> dict:
         "backend": backend,
         "bits": row["precision"], "nonlinear_bits": plan and plan.nonlinear_act_bits,
         "timestep_groups": plan and plan.timestep_groups,
+        "plan": plan and cfgio.to_dict(plan),
         "fid_classifier": classifier["fid"]["fid"],
         "fid_classifier_ci": [classifier["fid"]["ci_low"], classifier["fid"]["ci_high"]],
         "fid_classifier_floor": classifier["floor"]["fid"],

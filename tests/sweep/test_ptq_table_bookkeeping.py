@@ -113,3 +113,15 @@ def test_asked_for_inception_is_filled_from_kept_samples(ptq_table, monkeypatch,
     rows = results["rows"]
     assert rows[0]["fid_inception"] == 3.0 and rows[0]["inception_provenance"] == {"git": "x"}
     assert rows[1]["fid_inception"] is None and rows[2]["fid_inception"] is None
+
+
+def test_every_row_of_the_table_resolves_to_a_plan(ptq_table):
+    """Shorthand precisions and plan files alike (a typo in either would only surface mid-run)."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "experiments/ptq_table.yaml").read_text())
+    rows = [r for r in cfg["rows"] if r["precision"] != "fp"]
+    plans = {ptq_table.row_id(r): ptq_table.row_plan(r, cfg) for r in rows}
+    assert len(plans) == len(rows)  # ids are unique
+    mixed = plans["unet-fashion-w8a8n12f8z-i16-unet-tb"]
+    assert mixed.first.act_bits == 16 and mixed.default.act_zero_point and mixed.nonlinear_bits == 12
