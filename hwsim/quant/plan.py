@@ -35,6 +35,7 @@ GRANULARITIES = ("per_tensor", "per_channel", "per_group")  # per_group: Q-DiT-s
 # with a ``mantissa_bits``-bit mantissa times a power of two, realized as exact integer multipliers
 # (hwsim.quant.modules.IntegerInputLayer); the nonlinear ops keep power-of-two scales.
 SCALE_TYPES = ("po2", "float")
+WEIGHT_CLIPS = ("max", "mse")
 
 
 class PlanError(ValueError):
@@ -60,6 +61,9 @@ class LayerPrecision:
     # an asymmetric input grid with a zero point (hwsim.quant.modules.IntegerInputLayer): the 2^b
     # codes cover the calibrated [min, max] instead of [-max|x|, max|x|]
     act_zero_point: bool = False
+    # the weight scale's range: the largest |weight| of the row (max), or the clipped range of least
+    # squared rounding error (mse, as BRECQ/Q-Diffusion initialize theirs); mse needs scale: float
+    weight_clip: str = "max"
 
     def __post_init__(self):
         for name in ("weight_bits", "act_bits", "mantissa_bits"):
@@ -73,6 +77,10 @@ class LayerPrecision:
             raise PlanError(f"scale must be one of {SCALE_TYPES}, got {self.scale!r}")
         if not isinstance(self.act_zero_point, bool):
             raise PlanError(f"act_zero_point must be true or false, got {self.act_zero_point!r}")
+        if self.weight_clip not in WEIGHT_CLIPS:
+            raise PlanError(f"weight_clip must be one of {WEIGHT_CLIPS}, got {self.weight_clip!r}")
+        if self.weight_clip == "mse" and self.scale != "float":
+            raise PlanError("weight_clip: mse needs scale: float (a power-of-two weight scale is Brevitas' max-based one)")
         if self.act_zero_point and self.act_bits >= MAX_BITS:
             raise PlanError(f"act_zero_point needs act_bits <= {MAX_BITS - 1} (the integers q in [-z, 2^b - 1 - z] take "
                             f"b + 1 bits), got {self.act_bits}")
@@ -89,6 +97,7 @@ class Override:
     group_size: int | None = None
     mantissa_bits: int | None = None
     act_zero_point: bool | None = None
+    weight_clip: str | None = None
 
     def apply(self, base: LayerPrecision) -> LayerPrecision:
         fields = {f.name for f in dataclasses.fields(LayerPrecision)}

@@ -63,8 +63,9 @@ def _integer_input_layer(layer: nn.Module, prec, in_range: tuple[float, float]) 
     Input: with float scales, the gain ``in_mult * 2^-n`` is (2^(b-1) - 1) / max|x| (or, with a
     zero point, (2^b - 1) / (hi - lo)) rounded *down* to ``mantissa_bits``; with power-of-two
     scales it is 1 / the scale :func:`zero_point_grid` gives. Weights: with float scales, the
-    scale per output channel (or per tensor) is the largest |weight| / (2^(w-1) - 1) rounded up
-    to the mantissa; with power-of-two ones, the ordinary power-of-two weight quantizer."""
+    scale per output channel (or per tensor) is :func:`weight_peaks` / (2^(w-1) - 1) rounded up
+    to the mantissa (the weights clipped to it); with power-of-two ones, the ordinary power-of-two
+    weight quantizer."""
     k, bits, (lo, hi) = prec.mantissa_bits, prec.act_bits, in_range
     if prec.scale == "float":
         levels, span = (2**bits - 1, hi - lo) if prec.act_zero_point else (2 ** (bits - 1) - 1, max(-lo, hi))
@@ -75,8 +76,9 @@ def _integer_input_layer(layer: nn.Module, prec, in_range: tuple[float, float]) 
     zero_point = min(max(round(-lo * gain), 0), 2**bits - 1) if prec.act_zero_point else None
     w = layer.weight.detach().double() / gain
     if prec.scale == "float":
-        rows = w.reshape(w.shape[0], -1).abs().amax(dim=1).clamp_min(1e-12)
-        peaks = rows if prec.weight_granularity == "per_channel" else rows.max().expand_as(rows)
+        peaks = weight_peaks(w.reshape(w.shape[0], -1), prec.weight_bits, prec.weight_granularity, prec.weight_clip)
+        bound = peaks.reshape(-1, *[1] * (w.ndim - 1))
+        w = torch.maximum(torch.minimum(w, bound), -bound)  # the clip (a no-op for max): integers stay within +-(2^(w-1) - 1)
         out_mult = torch.tensor([fixed_point_multiplier(float(p) / (2 ** (prec.weight_bits - 1) - 1), k, "up")[0]
                                  for p in peaks])
     else:
@@ -88,10 +90,32 @@ def _integer_input_layer(layer: nn.Module, prec, in_range: tuple[float, float]) 
         inner.bias.data = inner.bias.data.double() / factor
     # input grid: the integers (scale 1), one bit wider with a zero point ([-z, 2^b - 1 - z])
     wide = bits + 1 if prec.act_zero_point else bits
-    plain = dataclasses.replace(prec, scale="po2", act_zero_point=False, act_bits=wide)
+    plain = dataclasses.replace(prec, scale="po2", act_zero_point=False, act_bits=wide, weight_clip="max")
     q = _quant_layer(inner, plain, float(2 ** (wide - 1)))
     return hw.IntegerInputLayer(q, bits, in_mult, -in_shift, out_mult, k, channel_axis=1 if isinstance(layer, nn.Conv2d) else -1,
                                 zero_point=zero_point)
+
+
+CLIP_CANDIDATES = torch.arange(1.0, 0.195, -0.01, dtype=torch.float64)  # BRECQ's and Q-Diffusion's search grid
+
+
+def weight_peaks(w: torch.Tensor, bits: int, granularity: str, clip: str = "max") -> torch.Tensor:
+    """Per output row of ``w`` [O, K], the range its float weight scale covers (range / (2^(b-1) - 1)):
+    the largest |weight| (``max``; per tensor, the largest of all rows), or (``mse``) the fraction of
+    it, from 1 down to 0.2 in steps of 0.01, with the least squared rounding-and-clipping error."""
+    peak = w.abs().amax(dim=1).clamp_min(1e-12)
+    if granularity != "per_channel":
+        peak = peak.max().expand_as(peak)
+    if clip == "max":
+        return peak
+    qmax = 2 ** (bits - 1) - 1
+    flat = w if granularity == "per_channel" else w.reshape(1, -1)
+    top = peak[: len(flat)]
+    scales = CLIP_CANDIDATES[:, None] * top[None, :] / qmax  # [A, O]
+    errors = torch.stack([((torch.clamp(torch.round(flat / s[:, None]), -qmax, qmax) * s[:, None] - flat) ** 2).sum(dim=1)
+                          for s in scales])
+    best = CLIP_CANDIDATES[errors.argmin(dim=0)] * top
+    return best.expand_as(peak) if granularity != "per_channel" else best
 
 
 def _quant_layer(layer: nn.Module, prec, in_max: float, in_range: tuple[float, float] | None = None) -> nn.Module:
@@ -193,9 +217,10 @@ def _split_concats(net: UNet, precision, ranges: Ranges, bits: int, nl_bits: int
         block.norm1 = hw.IntGroupNorm(block.norm1, nl_bits, split.wide_max, gn["out"], int(gn.get("spatial", 1)), wide_bits)
         if isinstance(block.shortcut, nn.Conv2d):
             prec = precision[f"{prefix}.shortcut"]
-            # po2 input without a zero point: a float scale or a zero point would requantize the
+            # po2 scales without a zero point: a float scale or a zero point would requantize the
             # two halves onto one grid again
-            wide = dataclasses.replace(prec, act_bits=prec.act_bits + split.shift_bits, scale="po2", act_zero_point=False)
+            wide = dataclasses.replace(prec, act_bits=prec.act_bits + split.shift_bits, scale="po2", act_zero_point=False,
+                                       weight_clip="max")
             block.shortcut = _quant_layer(block.shortcut, wide, split.wide_max)
 
 

@@ -174,3 +174,12 @@ def test_zero_points_beat_symmetric(digits, scale):
     zero_points = [m.zero_point for m in q.net().modules() if isinstance(m, hw.IntegerInputLayer)]
     assert len(zero_points) == 25 and sum(z is not None and z < 32 for z in zero_points) >= 10  # the post-SiLU inputs
     assert best < 0.9 * naive  # measured: 0.72 of it (po2), 0.81 (float)
+
+
+def test_mse_weight_clipping_beats_max(digits):
+    """weight_clip: mse (BRECQ's and Q-Diffusion's weight-range search) at 4-bit weights."""
+    model, inputs = digits
+    plan = dataclasses.replace(PrecisionPlan.uniform(4, 8, scale="float"), first=Override(scale="po2", weight_clip="max"))
+    naive, _ = _mse(model, inputs, plan)
+    best, _ = _mse(model, inputs, dataclasses.replace(plan, default=dataclasses.replace(plan.default, weight_clip="mse")))
+    assert best < 0.9 * naive  # measured: 0.76 of it
