@@ -219,8 +219,8 @@ def _row_samples(r: dict, row: dict, cfg: dict, kept: Path) -> np.ndarray | None
     return images
 
 
-def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
-    """``fid_to_fp`` for finished quantized rows without it, from their kept samples; rows whose
+def fill_fidelity(results: dict, cfg: dict, path: Path, only: list[str] | None = None) -> None:
+    """``fid_to_fp`` for finished quantized rows without it (of ``only``, if given), from their kept samples; rows whose
     samples are gone are sampled again (resumably) from their quantized directory, remade if
     needed unless that means a learned rounding (hours): those are left and named. Samples made
     again must score the row's recorded FID against the data, or the row is left and named."""
@@ -234,7 +234,7 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
                                  f"{r['fid_classifier']:.4f}; fid_to_fp would compare against other samples")
             r["mean_pixel"] = float(images.mean())
     for r in results["rows"]:
-        if r["method"] == "fp" or "fid_gap_to_fp" in r:
+        if r["method"] == "fp" or "fid_gap_to_fp" in r or (only and r["id"] not in only):
             continue
         row = rows[r["id"]]
         kept = WORK / "resume" / r["id"]
@@ -250,7 +250,8 @@ def fill_fidelity(results: dict, cfg: dict, path: Path) -> None:
         print(r["id"], "fid_to_fp", round(r["fid_to_fp"], 2), flush=True)
     for r in results["rows"]:  # Inception-FID asked for after the row was made: from its kept samples
         kept = WORK / "resume" / r["id"]
-        if not rows[r["id"]].get("inception") or r.get("fid_inception") is not None or not kept.is_dir():
+        if (not rows[r["id"]].get("inception") or r.get("fid_inception") is not None or not kept.is_dir()
+                or (only and r["id"] not in only)):
             continue
         images = _row_samples(r, rows[r["id"]], cfg, kept)
         if images is None:
@@ -323,7 +324,7 @@ def main() -> None:
     global RESULTS, WORK
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "experiments/ptq_table.yaml")
-    parser.add_argument("--only", nargs="*", help="row ids to run (default: all, in file order)")
+    parser.add_argument("--only", nargs="*", help="row ids to run or, with --fidelity, to fill (default: all, in file order)")
     parser.add_argument("--report", action="store_true", help="only rebuild table.md and fid.png")
     parser.add_argument("--fidelity", action="store_true", help="add FID to the FP samples, the paired gap to FP and asked-for Inception-FID to finished rows lacking them")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -346,7 +347,7 @@ def main() -> None:
     results["config"] = settings
     set_threads(None)
     if args.fidelity:
-        fill_fidelity(results, cfg, path)
+        fill_fidelity(results, cfg, path, args.only)
         return
     for r in results["rows"]:  # rows from before per-row provenance carry the file's (they were all made at it)
         r.setdefault("provenance", results.get("provenance"))

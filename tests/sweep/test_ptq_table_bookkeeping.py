@@ -109,6 +109,8 @@ def test_asked_for_inception_is_filled_from_kept_samples(ptq_table, monkeypatch,
     monkeypatch.setattr(ptq_table, "inception_fid", lambda images, dataset, cfg: {"fid_inception": 3.0})
     monkeypatch.setattr(ptq_table, "write_report", lambda results: None)
     monkeypatch.setattr(ptq_table, "provenance", lambda: {"git": "x"})
+    ptq_table.fill_fidelity(results, cfg, tmp_path / "results.json", only=[ids[1]])
+    assert results["rows"][0]["fid_inception"] is None  # not among --only
     ptq_table.fill_fidelity(results, cfg, tmp_path / "results.json")
     rows = results["rows"]
     assert rows[0]["fid_inception"] == 3.0 and rows[0]["inception_provenance"] == {"git": "x"}
