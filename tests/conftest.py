@@ -53,14 +53,14 @@ def tiny_model_dir(tmp_path_factory):
 TINY_DIT = {"image_size": 8, "patch_size": 2, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2}
 
 
-def _graph(kind: str, config: dict, bits: tuple[int, int], path, scale: str = "po2"):
+def _graph(kind: str, config: dict, bits: tuple[int, int], path, scale: str = "po2", zero_point: bool = False):
     torch.manual_seed(0)
     net = build_net(kind, config).eval()
     if kind == "dit":  # adaLN-Zero starts at zero: randomize so every path carries signal
         for p in net.parameters():
             torch.nn.init.normal_(p, std=0.2)
     calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=4, steps=5)
-    plan = PrecisionPlan.uniform(*bits, weight_granularity="per_channel", scale=scale)
+    plan = PrecisionPlan.uniform(*bits, weight_granularity="per_channel", scale=scale, act_zero_point=zero_point)
     return to_integer_graph(quantize_calibrated(net, plan, calib, 1000), calib[0], path)
 
 
@@ -73,6 +73,12 @@ def unet_graph(tmp_path_factory):
 def unet_float_graph(tmp_path_factory):
     """The tiny U-Net with float (8-bit mantissa) scales on every Conv/Linear."""
     return _graph("unet", TINY_UNET, (4, 8), tmp_path_factory.mktemp("df") / "unet-float.onnx", scale="float")
+
+
+@pytest.fixture(scope="session")
+def unet_zero_point_graph(tmp_path_factory):
+    """The tiny U-Net with zero points on every Conv/Linear input (asymmetric INT(b+1) streams)."""
+    return _graph("unet", TINY_UNET, (4, 8), tmp_path_factory.mktemp("df") / "unet-zp.onnx", zero_point=True)
 
 
 @pytest.fixture(scope="session")

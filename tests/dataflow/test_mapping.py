@@ -14,7 +14,7 @@ from hwsim.dataflow.mapping import load_dataflow, map_integer_graph
 from tests.conftest import fuzz
 
 
-@pytest.mark.parametrize("which", ["unet_graph", "dit_graph", "unet_float_graph"])
+@pytest.mark.parametrize("which", ["unet_graph", "dit_graph", "unet_float_graph", "unet_zero_point_graph"])
 def test_macs_and_bitops_equal_qonnx_inference_cost(which, request, tmp_path):
     path = request.getfixturevalue(which)
     graph = map_integer_graph(path, steps=10)

@@ -18,8 +18,10 @@ from tests.rtl import SIMS
 TIMESTEPS = list(range(0, 1000, 100))
 
 
-def test_residual_block_bit_exact(unet_graph, tmp_path):
-    graph = map_integer_graph(unet_graph, steps=len(TIMESTEPS))
+@pytest.mark.parametrize("which", ["unet_graph", "unet_zero_point_graph"])
+def test_residual_block_bit_exact(which, request, tmp_path):
+    """Also with zero points: the convolutions then read asymmetric INT9 streams (docs/numerics.md, section 7)."""
+    graph = map_integer_graph(request.getfixturevalue(which), steps=len(TIMESTEPS))
     names = block_nodes(graph, "mid.blocks.0")
     types = {graph.node(n).op_type for n in names}
     assert {"GroupNorm", "LutActivation", "MVAU", "TimestepTable", "ElementwiseAdd", "Requant"} <= types
