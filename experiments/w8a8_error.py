@@ -7,6 +7,10 @@ quantizes only the conv/linear inputs, while the integer path also quantizes eve
 op's output (GroupNorm, SiLU table, softmax, attention matmuls). The variants separate these.
 
     python experiments/w8a8_error.py [--model unet-fashion] [--out experiments/results/ptq_table/w8a8_error.json]
+    python experiments/w8a8_error.py --per-layer W8A8N12F8Z   # -> w8a8_layers.json
+
+``--per-layer PRECISION``: which layer input carries the error of that plan: every Conv/Linear
+input at 15 bits but one, at the plan's own width, one layer after the other.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from hwsim.modeldir import load_model
 from hwsim.provenance import provenance
 from hwsim.quant.calibrate import CalibrationConfig
 from hwsim.quant.diagnose import fixed_inputs, output_mse, sqnr_report
-from hwsim.quant.plan import LayerPrecision, PrecisionPlan
+from hwsim.quant.plan import LayerPrecision, PrecisionPlan, Rule, compute_layers, in_timestep_table, parse_shorthand
 from hwsim.quant.qmodel import quantize_dir
 from hwsim.quant.quantize import quantize_layers_only
 
@@ -51,14 +55,42 @@ VARIANTS = {  # name: (plan, what it changes against W8A8)
 }
 
 
+WIDE_BITS = 15  # the other layers' inputs in --per-layer (zero points allow at most 15)
+
+
+def per_layer(model, inputs, precision: str) -> dict:
+    """Output MSE with one layer input at ``precision``'s width and every other at WIDE_BITS."""
+    plan = parse_shorthand(precision)
+    bits = plan.default.act_bits
+    wide = dataclasses.replace(plan, default=dataclasses.replace(plan.default, act_bits=WIDE_BITS))
+    layers = [n for n in compute_layers(model.net) if not in_timestep_table(n)]
+    rows = {"all at full width": output_mse(quantize_dir(model.path, plan, CALIB).net(), model.net, inputs),
+            f"all at {WIDE_BITS} bits": output_mse(quantize_dir(model.path, wide, CALIB).net(), model.net, inputs)}
+    for name in layers:
+        q = quantize_dir(model.path, dataclasses.replace(wide, rules=(Rule(match=name, act_bits=bits),)), CALIB)
+        rows[name] = output_mse(q.net(), model.net, inputs)
+        print(name, f"{rows[name]:.3e}", flush=True)
+    return {"precision": precision, "plan": plan.describe(), "wide_bits": WIDE_BITS, "output_mse": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="unet-fashion")
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments/results/ptq_table/w8a8_error.json")
+    parser.add_argument("--out", type=Path, default=None, help="default: w8a8_error.json (w8a8_layers.json with --per-layer)")
+    parser.add_argument("--per-layer", metavar="PRECISION", help="e.g. W8A8N12F8Z: which layer input carries its error")
     args = parser.parse_args()
     set_threads(1)
     model = load_model(ROOT / "models" / args.model)
     inputs = fixed_inputs(model, samples=4, stride=10)
+    results = ROOT / "experiments/results/ptq_table"
+    if args.per_layer:
+        out = args.out or results / "w8a8_layers.json"
+        report = per_layer(model, inputs, args.per_layer)
+        out.write_text(json.dumps({"model": args.model, "calibration": dataclasses.asdict(CALIB),
+                                   "inputs": {"trajectories": 4, "seed": 0, "every": 10, "steps": 50},
+                                   **report, "provenance": provenance()}, indent=2) + "\n")
+        return
+    args.out = args.out or results / "w8a8_error.json"
     T = model.spec.schedule.num_train_timesteps
     rows = []
     for name, (p, what) in VARIANTS.items():
