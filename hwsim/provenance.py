@@ -13,11 +13,18 @@ PACKAGES = ("hwsim", "torch", "numpy", "brevitas", "qonnx", "numba", "onnx", "to
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def git_commit() -> str:
-    """HEAD of the checkout hwsim runs from, with '+dirty' if the tree has changes."""
+# Committed experiment outputs: a long run rewrites its own results file after every finished row,
+# which must not mark the rows after the first as made from an uncommitted tree.
+OUTPUTS = "experiments/results"
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """HEAD of the checkout hwsim runs from, with '+dirty' if tracked files other than the
+    committed experiment outputs (``OUTPUTS``) have changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){OUTPUTS}"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
