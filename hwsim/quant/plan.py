@@ -14,6 +14,10 @@ width the integer path cannot carry.
     timestep_groups: 4   # TDQ-style: activation ranges per group of timesteps (hwsim.quant.timestep_groups)
     nonlinear_bits: 10   # GroupNorm/LayerNorm outputs, SiLU/GELU tables, softmax, attention matmuls
                          # (default: the default act_bits)
+
+A precision also chooses its scales (``scale: po2 | float``, ``mantissa_bits``), an asymmetric
+input grid (``act_zero_point: true``) and, with float scales, the weight range
+(``weight_clip: max | mse``): docs/numerics.md, sections 6 and 7.
 """
 
 from __future__ import annotations
