@@ -319,9 +319,8 @@ def quantize_net(net: nn.Module, plan: PrecisionPlan, ranges: Ranges, num_train_
 def quantize_calibrated(net: nn.Module, plan: PrecisionPlan, inputs: list[tuple[torch.Tensor, torch.Tensor]],
                         num_train_timesteps: int) -> nn.Module:
     """Min-max ranges over ``inputs`` (calibration points (x_t, t)), then :func:`quantize_net`."""
-    net = prepared(net)
     zero_points = any(p.act_zero_point for p in resolve_for_net(plan, net).values())
-    return quantize_net(net, plan, collect_ranges(net, inputs, zero_points), num_train_timesteps)
+    return quantize_net(net, plan, collect_ranges(prepared(net), inputs, zero_points), num_train_timesteps)
 
 
 def quantized_denoiser(qnet: nn.Module) -> TorchDenoiser:
