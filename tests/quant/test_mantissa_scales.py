@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hwsim.quant import modules as hw
-from hwsim.quant.plan import LayerPrecision, PlanError, PrecisionPlan, parse_shorthand
+from hwsim.quant.plan import LayerPrecision, PlanError, parse_shorthand
 from hwsim.quant.quantize import _quant_layer, output_grid
 
 
@@ -51,14 +51,6 @@ def test_output_is_on_a_power_of_two_grid():
     ints = y / output_grid(q).reshape(1, -1, 1, 1)
     assert torch.equal(ints, torch.round(ints))
     assert int(q.out_mult.min()) >= 16 and int(q.out_mult.max()) < 32  # 5-bit mantissas
-
-
-def test_learned_rounding_refuses_float_scales():
-    from hwsim.quant.methods.adaround import po2_only
-
-    precision = PrecisionPlan.uniform(8, 8, scale="float").resolve(["a", "b"], "a", "b")
-    with pytest.raises(ValueError, match=r"adaround learns power-of-two weight grids; layers \['a', 'b'\] have scale: float"):
-        po2_only("adaround", precision, ["a", "b"])
 
 
 def test_group_wise_float_scales_are_refused():

@@ -10,7 +10,7 @@ from torch import nn
 
 from hwsim.quant import modules as hw
 from hwsim.quant.calibrate import zero_point_grid
-from hwsim.quant.plan import LayerPrecision, PlanError, PrecisionPlan, parse_shorthand
+from hwsim.quant.plan import LayerPrecision, PlanError, parse_shorthand
 from hwsim.quant.quantize import _quant_layer
 
 
@@ -51,16 +51,11 @@ def test_post_silu_input_quantizes_closer(scale):
 
 
 def test_refusals():
-    from hwsim.quant.methods.adaround import po2_only
-
     prec = LayerPrecision(8, 8, "per_channel", act_zero_point=True)
     with pytest.raises(ValueError, match="act_zero_point needs the calibrated signed input range"):
         _quant_layer(nn.Linear(4, 4), prec, 1.0)
     with pytest.raises(NotImplementedError, match="zero points are not implemented for per_group weights"):
         _quant_layer(nn.Linear(16, 4), dataclasses.replace(prec, weight_granularity="per_group", group_size=8), 1.0, (-1, 1))
-    precision = PrecisionPlan(default=prec).resolve(["a", "b"], "a", "b")
-    with pytest.raises(ValueError, match=r"adaround learns on symmetric input grids; layers \['a', 'b'\] have act_zero_point"):
-        po2_only("adaround", precision, ["a", "b"])
     with pytest.raises(ValueError, match="zero point 256 outside the 8-bit unsigned range"):
         hw.IntegerInputLayer(nn.Identity(), 8, 1, 0, torch.ones(1), 0, 1, zero_point=256)
 

@@ -2,11 +2,13 @@
 layer's output on calibration data stays close to the float layer's, instead of rounding to
 nearest. The building block of BRECQ's block reconstruction, here layer by layer.
 
-The learned rounding is written back as float weights that are exact multiples of the
-(power-of-two) weight scale, so the ordinary quantizer reproduces the chosen integers and
-nothing else changes: the integer graph and the simulator need no new op. The element of
-largest magnitude in each scale group is nudged by a quarter step (still rounding to the same
-integer) so that re-deriving the power-of-two scale from the weights gives the same scale.
+The rounding is learned on the grids of the layer's quantized twin (:class:`LayerGrid`): power-of-
+two or float weight scales, symmetric inputs or inputs with a zero point. It is written back as
+float weights on that grid, so the ordinary quantizer reproduces the chosen integers and nothing
+else changes: the integer graph and the simulator need no new op. The weights are placed so that
+re-deriving the scale from them gives the same scale (a power-of-two scale's peak nudged a
+quarter step outwards, a float scale's peak kept at the grid's end), and :func:`commit` checks
+that the twin then computes with exactly the learned integers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hwsim.quant import modules as hw
 from hwsim.quant.hooks import run_hooked
 from hwsim.quant.modules import po2_scale
 from hwsim.quant.plan import LayerPrecision
@@ -40,11 +43,58 @@ def _h(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0, 1)
 
 
-def weight_scale(layer: nn.Module, prec: LayerPrecision, in_max: float) -> torch.Tensor:
-    """The weight scale the quantized layer will use (from the same Brevitas quantizer)."""
-    from hwsim.quant.quantize import _quant_layer
+@dataclass(frozen=True)
+class LayerGrid:
+    """The grids the quantized twin of one layer puts its weight and input on, in the float layer's
+    units: weight = integer * ``scale`` (per output row) with integers in [``low``, ``high``], input
+    = clamp(round(x * ``in_gain``), ``in_low``, ``in_high``) / ``in_gain``. Read off the twin itself
+    (a Brevitas layer or hw.IntegerInputLayer), so power-of-two and float scales and zero points
+    are learned on the grid the hardware computes."""
 
-    return _quant_layer(layer, prec, in_max).quant_weight().scale.detach().to(layer.weight.dtype)
+    scale: torch.Tensor
+    low: int
+    high: int
+    in_gain: float
+    in_low: int
+    in_high: int
+    float_scale: bool  # the scale is re-derived from the weights' peak per row (not a power of two)
+
+    def quant_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the input grid, with a straight-through gradient (so a block's reconstruction
+        loss reaches the layers before it)."""
+        q = torch.clamp(torch.round(x * self.in_gain), self.in_low, self.in_high) / self.in_gain
+        return x + (q - x).detach() if x.requires_grad else q
+
+
+def _twin(layer: nn.Module, prec: LayerPrecision, r: dict) -> nn.Module:
+    from hwsim.quant.quantize import layer_for
+
+    return layer_for(layer, prec, r)
+
+
+def _weight_layer(twin: nn.Module) -> nn.Module:
+    """The Brevitas layer holding the twin's integer weights."""
+    return twin.layer if isinstance(twin, hw.IntegerInputLayer) else twin
+
+
+def twin_integers(layer: nn.Module, prec: LayerPrecision, r: dict) -> torch.Tensor:
+    """The integer weights the quantized twin of ``layer`` computes with (int64)."""
+    return _weight_layer(_twin(layer, prec, r)).quant_weight().int().detach().to(torch.int64)
+
+
+def layer_grid(layer: nn.Module, prec: LayerPrecision, r: dict) -> LayerGrid:
+    """The grids of ``layer``'s quantized twin at its calibration entry ``r``."""
+    twin = _twin(layer, prec, r)
+    qmax = 2 ** (prec.weight_bits - 1) - 1
+    scale = _weight_layer(twin).quant_weight().scale.detach().double()
+    if not isinstance(twin, hw.IntegerInputLayer):
+        top = 2 ** (prec.act_bits - 1)
+        return LayerGrid(scale.float(), -qmax - 1, qmax, 1 / po2_scale(r["in0"], prec.act_bits), -top, top - 1, False)
+    gain = twin.in_mult * 2.0**twin.in_exp  # q = round(x * gain); the twin's output is rescaled by out_mult * 2^-k
+    factor = (twin.out_mult.double() * 2.0**-twin.mantissa_bits).reshape(-1, *[1] * (layer.weight.ndim - 1))
+    floats = prec.scale == "float"  # the float grid clips to +-qmax; the power-of-two one reaches -qmax - 1
+    return LayerGrid((scale * factor * gain).float(), -qmax if floats else -qmax - 1, qmax, gain, twin.qmin, twin.qmax,
+                     floats)
 
 
 def layer_fn(layer: nn.Module):
@@ -55,37 +105,28 @@ def layer_fn(layer: nn.Module):
     return lambda x, w: F.linear(x, w, bias)
 
 
-def fake_quant_input(x: torch.Tensor, in_max: float, bits: int) -> torch.Tensor:
-    """``x`` through the layer's signed power-of-two input quantizer, with a straight-through
-    gradient (so a block's reconstruction loss reaches the layers before it)."""
-    scale = po2_scale(in_max, bits)
-    top = 2 ** (bits - 1)
-    q = torch.clamp(torch.round(x / scale), -top, top - 1) * scale
-    return x + (q - x).detach() if x.requires_grad else q
-
-
 class Rounding(nn.Module):
-    """One layer's learnable rounding: weight = clamp(floor(w/s) + h(v), qmin, qmax) * s, with
+    """One layer's learnable rounding: weight = clamp(floor(w/s) + h(v), low, high) * s, with
     h(v) starting at the fractional part (the float weight) and pushed to 0 or 1 by the regularizer."""
 
-    def __init__(self, layer: nn.Module, prec: LayerPrecision, in_max: float):
+    def __init__(self, layer: nn.Module, grid: LayerGrid):
         super().__init__()
-        w = layer.weight.detach().float()
-        self.register_buffer("scale", weight_scale(layer, prec, in_max).float())
-        self.qmax = 2 ** (prec.weight_bits - 1) - 1
-        self.register_buffer("floor", torch.floor(w / self.scale))
-        frac = (w / self.scale - self.floor).clamp(1e-4, 1 - 1e-4)
+        self.register_buffer("scale", grid.scale)
+        self.low, self.high = grid.low, grid.high
+        w = torch.clamp(layer.weight.detach().float() / self.scale, self.low, self.high)  # a clipped float grid clips here
+        self.register_buffer("floor", torch.floor(w))
+        frac = (w - self.floor).clamp(1e-4, 1 - 1e-4)
         self.v = nn.Parameter(-torch.log((ZETA - GAMMA) / (frac - GAMMA) - 1))  # h(v) = frac at the start
 
     def soft(self) -> torch.Tensor:
-        return torch.clamp(self.floor + _h(self.v), -self.qmax - 1, self.qmax) * self.scale
+        return torch.clamp(self.floor + _h(self.v), self.low, self.high) * self.scale
 
     def regularizer(self, beta: float) -> torch.Tensor:
         return (1 - (2 * _h(self.v) - 1).abs().pow(beta)).sum() / self.v.numel()
 
     @torch.no_grad()
     def integers(self) -> torch.Tensor:
-        return torch.clamp(self.floor + (_h(self.v) >= 0.5).float(), -self.qmax - 1, self.qmax).to(torch.int64)
+        return torch.clamp(self.floor + (_h(self.v) >= 0.5).float(), self.low, self.high).to(torch.int64)
 
 
 def optimize(roundings: list[Rounding], loss_fn, cfg: AdaRoundConfig, samples: int, seed: int) -> None:
@@ -109,25 +150,25 @@ def optimize(roundings: list[Rounding], loss_fn, cfg: AdaRoundConfig, samples: i
         opt.step()
 
 
-def adaround_layer(layer: nn.Module, prec: LayerPrecision, in_max: float, inputs: torch.Tensor,
+def adaround_layer(layer: nn.Module, grid: LayerGrid, inputs: torch.Tensor,
                    cfg: AdaRoundConfig = AdaRoundConfig(), seed: int = 0) -> torch.Tensor:
-    """The learned integer weights of ``layer`` (int64, the layer's weight shape).
+    """The learned integer weights of ``layer`` (int64, the layer's weight shape) on ``grid``.
 
-    ``inputs`` are the layer's float inputs on calibration data; the layer sees them quantized by
-    its input quantizer and is asked to reproduce its float output on the float inputs.
+    ``inputs`` are the layer's float inputs on calibration data; the layer sees them on its input
+    grid and is asked to reproduce its float output on the float inputs.
     """
     x_float = inputs.float()
-    x_q = fake_quant_input(x_float, in_max, prec.act_bits)
+    x_q = grid.quant_input(x_float)
     fn = layer_fn(layer)
     with torch.no_grad():
         target = fn(x_float, layer.weight.detach().float())
     norm = float(target.pow(2).mean()) or 1.0
-    rounding = Rounding(layer, prec, in_max)
+    rounding = Rounding(layer, grid)
     optimize([rounding], lambda idx: F.mse_loss(fn(x_q[idx], rounding.soft()), target[idx]) / norm, cfg, len(x_q), seed)
     return rounding.integers()
 
 
-def grid_weights(w_int: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def po2_grid_weights(w_int: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Float weights w_int * scale, the largest |value| per scale group nudged by scale/4 away from
     zero (same integer after rounding) so the power-of-two scale re-derives unchanged."""
     w = w_int.double() * scale.double()
@@ -137,6 +178,32 @@ def grid_weights(w_int: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     peak = groups.gather(1, top)
     groups.scatter_(1, top, peak + torch.sign(peak) * s / 4)
     return groups.reshape(w.shape)
+
+
+FLOAT_SHRINK = 1 - 2.0**-20  # above float32's rounding, below a mantissa step of the re-derived scale
+
+
+def float_grid_weights(w_int: torch.Tensor, nearest: torch.Tensor, weight: torch.Tensor, grid: LayerGrid,
+                       per_tensor: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float weights whose float scale re-derives unchanged, and the integers they quantize to.
+
+    A float scale is the weights' peak over ``high`` (rounded up to its mantissa): the peak of a
+    scale group must stay at +-``high``. Where no learned integer of a group reaches it, the
+    element rounding to nearest at +-``high`` keeps that integer; a group that does not reach it
+    even to nearest keeps its float weights (and its nearest integers). Every value is shrunk by
+    2^-20 so that the re-derived scale, rounded up, is the same."""
+    ints, near = w_int.clone(), nearest
+    flat, near_flat = (ints.reshape(1, -1), near.reshape(1, -1)) if per_tensor else (ints.reshape(len(ints), -1), near.reshape(len(near), -1))
+    reached = (flat.abs() == grid.high).any(dim=1)
+    near_peak = near_flat.abs().argmax(dim=1)
+    rows = torch.arange(len(flat))
+    pin = ~reached & (near_flat[rows, near_peak].abs() == grid.high)
+    flat[rows[pin], near_peak[pin]] = near_flat[rows[pin], near_peak[pin]]
+    keep = ~reached & ~pin
+    flat[keep] = near_flat[keep]
+    w = (ints.double() * grid.scale.double() * FLOAT_SHRINK).reshape(flat.shape)
+    w[keep] = weight.detach().double().reshape(flat.shape)[keep]
+    return w.reshape(ints.shape), ints
 
 
 @torch.no_grad()
@@ -181,37 +248,33 @@ def quantized_layers(ctx) -> tuple[dict[str, LayerPrecision], list[str]]:
 
 
 @torch.no_grad()
-def commit(layer: nn.Module, w_int: torch.Tensor, prec: LayerPrecision, in_max: float) -> float:
-    """Write ``w_int`` into ``layer`` as grid weights; returns the fraction of weights whose
-    integer differs from rounding to nearest."""
-    scale = weight_scale(layer, prec, in_max)
-    qmax = 2 ** (prec.weight_bits - 1) - 1
-    nearest = torch.clamp(torch.round(layer.weight / scale), -qmax - 1, qmax).to(torch.int64)
-    layer.weight.copy_(grid_weights(w_int, scale))
+def commit(name: str, layer: nn.Module, w_int: torch.Tensor, prec: LayerPrecision, r: dict) -> float:
+    """Write ``w_int`` into ``layer`` as grid weights, checked: the layer's quantized twin must
+    compute with exactly these integers (a float grid may keep a few at nearest, see
+    :func:`float_grid_weights`). Returns the fraction of weights whose integer differs from
+    rounding to nearest."""
+    grid, nearest = layer_grid(layer, prec, r), twin_integers(layer, prec, r)
+    if grid.float_scale:
+        weights, w_int = float_grid_weights(w_int, nearest, layer.weight, grid, prec.weight_granularity == "per_tensor")
+    else:
+        weights = po2_grid_weights(w_int, grid.scale)
+    layer.weight.copy_(weights)
+    got = twin_integers(layer, prec, r)
+    if not torch.equal(got, w_int):
+        raise RuntimeError(f"{name}: the learned rounding did not survive re-quantization ({int((got != w_int).sum())} of "
+                           f"{w_int.numel()} integers differ); its weight grid was re-derived differently")
     return float((w_int != nearest).double().mean())
-
-
-def po2_only(method: str, precision: dict[str, LayerPrecision], names: list[str]) -> None:
-    """The learned grid is the power-of-two one on a symmetric input grid; a float scale or a zero
-    point (hw.IntegerInputLayer) would move it."""
-    floats = [n for n in names if precision[n].scale == "float"]
-    if floats:
-        raise ValueError(f"{method} learns power-of-two weight grids; layers {floats[:3]} have scale: float")
-    shifted = [n for n in names if precision[n].act_zero_point]
-    if shifted:
-        raise ValueError(f"{method} learns on symmetric input grids; layers {shifted[:3]} have act_zero_point")
 
 
 def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     """Replace every Conv/Linear weight of ``ctx.model.net`` by its AdaRound grid weights."""
     cfg = cfg or DEFAULT
     precision, names = quantized_layers(ctx)
-    po2_only("adaround", precision, names)
     inputs = layer_inputs(ctx.model.net, names, ctx.inputs, cfg.images, seed=ctx.calib.seed)
     modules = dict(ctx.model.net.named_modules())
     changed = {}
     for i, name in enumerate(names):
-        layer, prec, in_max = modules[name], precision[name], ctx.ranges[name]["in0"]
-        w_int = adaround_layer(layer, prec, in_max, inputs[name], cfg, seed=ctx.calib.seed + i)
-        changed[name] = commit(layer, w_int, prec, in_max)
+        layer, prec, r = modules[name], precision[name], ctx.ranges[name]
+        w_int = adaround_layer(layer, layer_grid(layer, prec, r), inputs[name], cfg, seed=ctx.calib.seed + i)
+        changed[name] = commit(name, layer, w_int, prec, r)
     ctx.meta["adaround"] = {"config": vars(cfg), "changed_from_nearest": changed}

@@ -7,7 +7,7 @@ AdaRound cannot do. Layers outside every block (first and last convolutions, dow
 patch embedding) are rounded layer by layer, as AdaRound does.
 
 Departures from the paper, for the integer path and this CPU: activation scales stay the
-calibrated power-of-two scales (no LSQ step learned with the rounding); the block sees float
+calibrated ones (no LSQ step learned with the rounding); the block sees float
 inputs (not the already-quantized model's); the loss is the plain output MSE (no Fisher
 weighting); GroupNorm, SiLU, softmax and the attention matmuls stay float inside the loop (the
 hardware-exact modules replace them after the weights are fixed). As AdaRound, the result is
@@ -23,8 +23,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from hwsim.quant.methods.adaround import (DEFAULT, AdaRoundConfig, Rounding, adaround_layer, commit, fake_quant_input,
-                                          module_io, optimize, po2_only, quantized_layers)
+from hwsim.quant.methods.adaround import (DEFAULT, AdaRoundConfig, LayerGrid, Rounding, adaround_layer, commit, layer_grid,
+                                          module_io, optimize, quantized_layers)
 
 
 def block_types() -> tuple[type, ...]:
@@ -46,16 +46,15 @@ def blocks_of(net: nn.Module, layers: list[str]) -> dict[str, list[str]]:
     return found
 
 
-def reconstruct_block(block: nn.Module, layers: dict[str, tuple], args: tuple[torch.Tensor, ...], target: torch.Tensor,
+def reconstruct_block(block: nn.Module, layers: dict[str, LayerGrid], args: tuple[torch.Tensor, ...], target: torch.Tensor,
                       cfg: AdaRoundConfig = DEFAULT, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The learned integer weights of ``layers`` (name relative to ``block`` -> (precision, input
-    max)) that make ``block(*args)`` reproduce ``target``; ``block`` itself is not changed."""
+    """The learned integer weights of ``layers`` (name relative to ``block`` -> its grids) that
+    make ``block(*args)`` reproduce ``target``; ``block`` itself is not changed."""
     work = copy.deepcopy(block).float()
     modules = dict(work.named_modules())
-    roundings = {n: Rounding(modules[n], prec, in_max) for n, (prec, in_max) in layers.items()}
-    for n, (prec, in_max) in layers.items():
-        modules[n].register_forward_pre_hook(
-            lambda m, a, in_max=in_max, bits=prec.act_bits: (fake_quant_input(a[0], in_max, bits),) + a[1:])
+    roundings = {n: Rounding(modules[n], grid) for n, grid in layers.items()}
+    for n, grid in layers.items():
+        modules[n].register_forward_pre_hook(lambda m, a, grid=grid: (grid.quant_input(a[0]),) + a[1:])
     args32 = tuple(a.float() for a in args)
     target32 = target.float()
     norm = float(target32.pow(2).mean()) or 1.0
@@ -73,7 +72,6 @@ def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     cfg = cfg or DEFAULT
     net = ctx.model.net
     precision, names = quantized_layers(ctx)
-    po2_only("brecq", precision, names)
     blocks = blocks_of(net, names)
     in_blocks = {n for inside in blocks.values() for n in inside}
     alone = [n for n in names if n not in in_blocks]
@@ -82,12 +80,12 @@ def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     changed = {}
     for i, (block_name, inside) in enumerate(blocks.items()):
         args, target = io[block_name]
-        rel = {n[len(block_name) + 1:]: (precision[n], ctx.ranges[n]["in0"]) for n in inside}
+        rel = {n[len(block_name) + 1:]: layer_grid(modules[n], precision[n], ctx.ranges[n]) for n in inside}
         learned = reconstruct_block(modules[block_name], rel, args, target, cfg, seed=ctx.calib.seed + i)
         for n in inside:
-            changed[n] = commit(modules[n], learned[n[len(block_name) + 1:]], precision[n], ctx.ranges[n]["in0"])
+            changed[n] = commit(n, modules[n], learned[n[len(block_name) + 1:]], precision[n], ctx.ranges[n])
     for i, n in enumerate(alone):
-        prec, in_max = precision[n], ctx.ranges[n]["in0"]
-        w_int = adaround_layer(modules[n], prec, in_max, io[n][0][0], cfg, seed=ctx.calib.seed + len(blocks) + i)
-        changed[n] = commit(modules[n], w_int, prec, in_max)
+        grid = layer_grid(modules[n], precision[n], ctx.ranges[n])
+        w_int = adaround_layer(modules[n], grid, io[n][0][0], cfg, seed=ctx.calib.seed + len(blocks) + i)
+        changed[n] = commit(n, modules[n], w_int, precision[n], ctx.ranges[n])
     ctx.meta["brecq"] = {"config": vars(cfg), "blocks": blocks, "layer_by_layer": alone, "changed_from_nearest": changed}
