@@ -46,14 +46,15 @@ def _h(v: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class LayerGrid:
     """The grids the quantized twin of one layer puts its weight and input on, in the float layer's
-    units: weight = integer * ``scale`` (per output row) with integers in [``low``, ``high``], input
+    units: weight = integer * ``scale`` (per output row) with integers in [-``qmax``, ``qmax``] (Brevitas'
+    narrow range: a learned -2^(w-1) would be clamped, and its nudged peak would double a power-of-two
+    scale), input
     = clamp(round(x * ``in_gain``), ``in_low``, ``in_high``) / ``in_gain``. Read off the twin itself
     (a Brevitas layer or hw.IntegerInputLayer), so power-of-two and float scales and zero points
     are learned on the grid the hardware computes."""
 
     scale: torch.Tensor
-    low: int
-    high: int
+    qmax: int
     in_gain: float
     in_low: int
     in_high: int
@@ -89,12 +90,10 @@ def layer_grid(layer: nn.Module, prec: LayerPrecision, r: dict) -> LayerGrid:
     scale = _weight_layer(twin).quant_weight().scale.detach().double()
     if not isinstance(twin, hw.IntegerInputLayer):
         top = 2 ** (prec.act_bits - 1)
-        return LayerGrid(scale.float(), -qmax - 1, qmax, 1 / po2_scale(r["in0"], prec.act_bits), -top, top - 1, False)
+        return LayerGrid(scale.float(), qmax, 1 / po2_scale(r["in0"], prec.act_bits), -top, top - 1, False)
     gain = twin.in_mult * 2.0**twin.in_exp  # q = round(x * gain); the twin's output is rescaled by out_mult * 2^-k
     factor = (twin.out_mult.double() * 2.0**-twin.mantissa_bits).reshape(-1, *[1] * (layer.weight.ndim - 1))
-    floats = prec.scale == "float"  # the float grid clips to +-qmax; the power-of-two one reaches -qmax - 1
-    return LayerGrid((scale * factor * gain).float(), -qmax if floats else -qmax - 1, qmax, gain, twin.qmin, twin.qmax,
-                     floats)
+    return LayerGrid((scale * factor * gain).float(), qmax, gain, twin.qmin, twin.qmax, prec.scale == "float")
 
 
 def layer_fn(layer: nn.Module):
@@ -106,27 +105,27 @@ def layer_fn(layer: nn.Module):
 
 
 class Rounding(nn.Module):
-    """One layer's learnable rounding: weight = clamp(floor(w/s) + h(v), low, high) * s, with
+    """One layer's learnable rounding: weight = clamp(floor(w/s) + h(v), -qmax, qmax) * s, with
     h(v) starting at the fractional part (the float weight) and pushed to 0 or 1 by the regularizer."""
 
     def __init__(self, layer: nn.Module, grid: LayerGrid):
         super().__init__()
         self.register_buffer("scale", grid.scale)
-        self.low, self.high = grid.low, grid.high
-        w = torch.clamp(layer.weight.detach().float() / self.scale, self.low, self.high)  # a clipped float grid clips here
+        self.qmax = grid.qmax
+        w = torch.clamp(layer.weight.detach().float() / self.scale, -self.qmax, self.qmax)  # a clipped float grid clips here
         self.register_buffer("floor", torch.floor(w))
         frac = (w - self.floor).clamp(1e-4, 1 - 1e-4)
         self.v = nn.Parameter(-torch.log((ZETA - GAMMA) / (frac - GAMMA) - 1))  # h(v) = frac at the start
 
     def soft(self) -> torch.Tensor:
-        return torch.clamp(self.floor + _h(self.v), self.low, self.high) * self.scale
+        return torch.clamp(self.floor + _h(self.v), -self.qmax, self.qmax) * self.scale
 
     def regularizer(self, beta: float) -> torch.Tensor:
         return (1 - (2 * _h(self.v) - 1).abs().pow(beta)).sum() / self.v.numel()
 
     @torch.no_grad()
     def integers(self) -> torch.Tensor:
-        return torch.clamp(self.floor + (_h(self.v) >= 0.5).float(), self.low, self.high).to(torch.int64)
+        return torch.clamp(self.floor + (_h(self.v) >= 0.5).float(), -self.qmax, self.qmax).to(torch.int64)
 
 
 def optimize(roundings: list[Rounding], loss_fn, cfg: AdaRoundConfig, samples: int, seed: int) -> None:
@@ -187,17 +186,17 @@ def float_grid_weights(w_int: torch.Tensor, nearest: torch.Tensor, weight: torch
                        per_tensor: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Float weights whose float scale re-derives unchanged, and the integers they quantize to.
 
-    A float scale is the weights' peak over ``high`` (rounded up to its mantissa): the peak of a
-    scale group must stay at +-``high``. Where no learned integer of a group reaches it, the
-    element rounding to nearest at +-``high`` keeps that integer; a group that does not reach it
+    A float scale is the weights' peak over ``qmax`` (rounded up to its mantissa): the peak of a
+    scale group must stay at +-``qmax``. Where no learned integer of a group reaches it, the
+    element rounding to nearest at +-``qmax`` keeps that integer; a group that does not reach it
     even to nearest keeps its float weights (and its nearest integers). Every value is shrunk by
     2^-20 so that the re-derived scale, rounded up, is the same."""
     ints, near = w_int.clone(), nearest
     flat, near_flat = (ints.reshape(1, -1), near.reshape(1, -1)) if per_tensor else (ints.reshape(len(ints), -1), near.reshape(len(near), -1))
-    reached = (flat.abs() == grid.high).any(dim=1)
+    reached = (flat.abs() == grid.qmax).any(dim=1)
     near_peak = near_flat.abs().argmax(dim=1)
     rows = torch.arange(len(flat))
-    pin = ~reached & (near_flat[rows, near_peak].abs() == grid.high)
+    pin = ~reached & (near_flat[rows, near_peak].abs() == grid.qmax)
     flat[rows[pin], near_peak[pin]] = near_flat[rows[pin], near_peak[pin]]
     keep = ~reached & ~pin
     flat[keep] = near_flat[keep]
