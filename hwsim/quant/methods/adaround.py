@@ -46,12 +46,11 @@ def _h(v: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class LayerGrid:
     """The grids the quantized twin of one layer puts its weight and input on, in the float layer's
-    units: weight = integer * ``scale`` (per output row) with integers in [-``qmax``, ``qmax``] (Brevitas'
-    narrow range: a learned -2^(w-1) would be clamped, and its nudged peak would double a power-of-two
-    scale), input
-    = clamp(round(x * ``in_gain``), ``in_low``, ``in_high``) / ``in_gain``. Read off the twin itself
-    (a Brevitas layer or hw.IntegerInputLayer), so power-of-two and float scales and zero points
-    are learned on the grid the hardware computes."""
+    units: weight = integer * ``scale`` (per output row), input = clamp(round(x * ``in_gain``),
+    ``in_low``, ``in_high``) / ``in_gain``. Read off the twin itself (a Brevitas layer or
+    hw.IntegerInputLayer), so power-of-two and float scales and zero points are learned on the grid
+    the hardware computes. The integers stay in Brevitas' narrow range [-``qmax``, ``qmax``]: a
+    learned -2^(w-1) would be clamped, and its nudged peak would double a power-of-two scale."""
 
     scale: torch.Tensor
     qmax: int
@@ -192,7 +191,8 @@ def float_grid_weights(w_int: torch.Tensor, nearest: torch.Tensor, weight: torch
     even to nearest keeps its float weights (and its nearest integers). Every value is shrunk by
     2^-20 so that the re-derived scale, rounded up, is the same."""
     ints, near = w_int.clone(), nearest
-    flat, near_flat = (ints.reshape(1, -1), near.reshape(1, -1)) if per_tensor else (ints.reshape(len(ints), -1), near.reshape(len(near), -1))
+    groups = 1 if per_tensor else len(ints)
+    flat, near_flat = ints.reshape(groups, -1), near.reshape(groups, -1)
     reached = (flat.abs() == grid.qmax).any(dim=1)
     near_peak = near_flat.abs().argmax(dim=1)
     rows = torch.arange(len(flat))
