@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -263,6 +264,19 @@ def fill_fidelity(results: dict, cfg: dict, path: Path, only: list[str] | None =
     write_report(results)
 
 
+NARROW_RANGE_FIX = "450c51d"  # from this commit on, learned rounding keeps Brevitas' narrow weight range
+
+
+def learned_before_fix(r: dict) -> bool:
+    """A row whose AdaRound/BRECQ ran before NARROW_RANGE_FIX: a learned -2^(w-1) doubled its
+    channel's power-of-two scale (on unet-digits W4A8, 32 of 849 channels). Still a measurement of
+    the hardware-exact model it made, but not of AdaRound as meant."""
+    if not LEARNED & set((r.get("methods") or {}).get("methods", [])):
+        return False
+    made = r["provenance"]["git_commit"].removesuffix("+dirty")
+    return subprocess.run(["git", "merge-base", "--is-ancestor", NARROW_RANGE_FIX, made], cwd=ROOT).returncode != 0
+
+
 def _fmt(v, digits=1):
     return "" if v is None else f"{v:.{digits}f}"
 
@@ -284,9 +298,12 @@ def write_report(results: dict) -> None:
                if "fid_gap_to_fp" in r else "")
         pixel = f"{_fmt(r['mean_pixel'])}" + (f" ({_fmt(r['fp_mean_pixel'])})" if "fp_mean_pixel" in r else "") \
             if "mean_pixel" in r else ""
-        lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {r['method']} | {_fmt(r['fid_classifier'])} "
+        method = r["method"] + (" †" if learned_before_fix(r) else "")
+        lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {method} | {_fmt(r['fid_classifier'])} "
                      f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {gap} | {to_fp} | {pixel} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
                      f"{_fmt(r['recall'], 3)} |")
+    lines += ["", f"† AdaRound/BRECQ made before {NARROW_RANGE_FIX}: a learned -2^(w-1) (outside Brevitas' narrow weight range) "
+              "doubled its channel's power-of-two scale; the row measures the model that was made, not AdaRound as meant."]
     (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib

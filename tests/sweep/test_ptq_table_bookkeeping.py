@@ -127,3 +127,17 @@ def test_every_row_of_the_table_resolves_to_a_plan(ptq_table):
     assert len(plans) == len(rows)  # ids are unique
     mixed = plans["unet-fashion-w8a8n12f8z-i16-unet-tb"]
     assert mixed.first.act_bits == 16 and mixed.default.act_zero_point and mixed.nonlinear_bits == 12
+
+
+def test_rows_with_learned_rounding_before_the_fix_are_marked(ptq_table):
+    """AdaRound/BRECQ rows made before the narrow-range fix are marked in table.md; later ones and
+    rows without learned rounding are not."""
+    def row(methods, commit):
+        return {"methods": {"methods": methods}, "provenance": {"git_commit": commit}}
+
+    before = "3772df9"  # the fix's grandparent
+    assert ptq_table.learned_before_fix(row(["split-shortcut", "adaround", "ptqd"], before + "+dirty"))
+    assert ptq_table.learned_before_fix(row(["brecq"], before))
+    assert not ptq_table.learned_before_fix(row(["adaround"], ptq_table.NARROW_RANGE_FIX))
+    assert not ptq_table.learned_before_fix(row(["adaround"], "HEAD"))
+    assert not ptq_table.learned_before_fix(row(["split-shortcut", "ptqd"], before))
