@@ -122,8 +122,8 @@ class FrechetToReference:
     """FID of many feature sets against one fixed reference, as :func:`frechet_distance` computes it
     but fast enough for a bootstrap: torchmetrics recomputes the reference statistics and takes a
     general eigendecomposition of S1 S2 (2048 x 2048 for Inception) each time, 10x slower than this
-    at 1,000 samples (tests/bench/test_fid_speed.py). Here the reference's covariance S1 and its square root are computed once, and
-    tr sqrt(S1 S2) comes from a symmetric eigendecomposition with the same nonzero spectrum: of
+    at 1,000 samples (tests/bench/test_fid_speed.py). Here the reference's covariance S1 and its
+    square root are computed once, and tr sqrt(S1 S2) comes from a symmetric eigendecomposition with the same nonzero spectrum: of
     sqrt(S1) S2 sqrt(S1) (F x F), or, with fewer samples than features, of Xc S1 Xc^T / (n - 1)
     (n x n, Xc the centred samples; AB and BA share their nonzero eigenvalues). The same number
     to float64 rounding (tests/metrics/test_fid.py); nothing in torchmetrics or scipy reuses the
@@ -137,8 +137,8 @@ class FrechetToReference:
         self.root = (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
     def __call__(self, fake: torch.Tensor) -> float:
-        fake = fake.double()
-        centred = fake - fake.mean(0)
+        mean = fake.double().mean(0)
+        centred = fake.double() - mean
         n, features = centred.shape
         if n - 1 < features:
             inner = centred @ self.cov @ centred.T / (n - 1)
@@ -146,7 +146,7 @@ class FrechetToReference:
             inner = self.root @ (centred.T @ centred / (n - 1)) @ self.root
         cross = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()  # negatives: rounding, as torchmetrics' .real
         trace_fake = centred.pow(2).sum() / (n - 1)
-        return float((self.mean - fake.mean(0)).pow(2).sum() + self.cov.trace() + trace_fake - 2 * cross)
+        return float((self.mean - mean).pow(2).sum() + self.cov.trace() + trace_fake - 2 * cross)
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
