@@ -40,7 +40,7 @@ from hwsim.quant import modules as hw
 from hwsim.quant.timestep_groups import TimestepGroupedNet
 
 LEAVES = (QuantConv2d, QuantLinear, hw.IntGroupNorm, hw.IntModulation, hw.LUTActivation, hw.IntSoftmax, hw.QuantMatMul,
-          hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, hw.GroupQuantLinear, hw.IntegerInputLayer, nn.Upsample,
+          hw.TimestepTable, hw.PassTimestep, Concat, hw.SplitConcat, hw.GroupQuantLayer, hw.IntegerInputLayer, nn.Upsample,
           nn.Identity)
 
 
@@ -179,7 +179,7 @@ class _Builder(fx.Interpreter):
         shape = tuple(out.shape)
         if isinstance(m, (nn.Identity, hw.PassTimestep)):
             return ins[0]
-        if isinstance(m, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
+        if isinstance(m, (QuantConv2d, QuantLinear, hw.GroupQuantLayer)):
             return self._lower_layer(name, m, ins[0], values[0], out)
         if isinstance(m, hw.IntegerInputLayer):
             return self._lower_integer_input(name, m, ins[0], values[0], out)
@@ -249,8 +249,8 @@ class _Builder(fx.Interpreter):
         bound = int((np.abs(w_int.reshape(w_int.shape[0], -1)).sum(axis=1) * 2 ** (bits - 1) + np.abs(b_int)).max())
         inputs = [q.name, self._init(f"{name}.weight", w_int), self._init(f"{name}.bias", b_int)]
         exps, shape = e_in + exponent(wq.scale, name), tuple(out.shape)
-        if isinstance(m, QuantConv2d):
-            if m.groups != 1 or tuple(m.dilation) != (1, 1) or isinstance(m.padding, str):
+        if isinstance(m, QuantConv2d) or isinstance(m, hw.GroupQuantLayer) and m.is_conv:
+            if getattr(m, "groups", 1) != 1 or tuple(getattr(m, "dilation", (1, 1))) != (1, 1) or isinstance(m.padding, str):
                 raise ExportError(f"{name}: grouped, dilated or string-padded convolutions are not supported")
             ph, pw = m.padding
             return self._emit("IntConv", inputs, name, exps, 1, bound, shape, strides=list(m.stride), pads=[ph, pw, ph, pw])

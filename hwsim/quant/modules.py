@@ -152,28 +152,39 @@ class SplitConcat(nn.Module):
         return torch.cat([self.quant_a(a).value, self.quant_b(b).value], dim=1)
 
 
-class GroupQuantLinear(nn.Module):
-    """Q-DiT-style group-wise weights: one power-of-two scale per (output channel, group of
-    ``group_size`` inputs), ``bits`` wide each. Exact as one integer weight per element at the
-    row's finest scale: a group with a coarser scale is its integers shifted left, so the
-    integer graph carries it as an ordinary IntLinear (wider integers = b-bit products plus a
+class GroupQuantLayer(nn.Module):
+    """Q-DiT-style group-wise weights of a Linear or Conv2d: one power-of-two scale per (output
+    channel, group of ``group_size`` inputs), ``bits`` wide each. A convolution's groups run along
+    its input channels at each kernel tap (the order an MVAU reads its weight row in), so
+    ``group_size`` must divide its input channels. Exact as one integer weight per element at the
+    row's finest scale: a group with a coarser scale is its integers shifted left, so the integer
+    graph carries it as an ordinary IntLinear/IntConv (wider integers = b-bit products plus a
     shift). Exposes ``input_quant`` and ``quant_weight()`` as Brevitas' QuantLinear does."""
 
-    def __init__(self, layer: nn.Linear, bits: int, group_size: int, act_bits: int, in_max: float):
+    def __init__(self, layer: nn.Linear | nn.Conv2d, bits: int, group_size: int, act_bits: int, in_max: float):
         super().__init__()
+        self.is_conv = isinstance(layer, nn.Conv2d)
+        if self.is_conv and (layer.groups != 1 or tuple(layer.dilation) != (1, 1) or isinstance(layer.padding, str)):
+            raise ValueError("group-wise weights need an ungrouped, undilated convolution with numeric padding")
         w = layer.weight.detach().double()
-        out_f, in_f = w.shape
+        out_f, in_f = w.shape[:2]
         if in_f % group_size:
-            raise ValueError(f"group_size {group_size} does not divide the {in_f} inputs of a Linear layer")
-        groups = w.reshape(out_f, in_f // group_size, group_size)
+            kind = "input channels of a Conv2d" if self.is_conv else "inputs of a Linear layer"
+            raise ValueError(f"group_size {group_size} does not divide the {in_f} {kind}")
+        taps = w.permute(0, 2, 3, 1) if self.is_conv else w  # inputs last: [O, kh, kw, C] or [O, K]
+        groups = taps.reshape(out_f, -1, group_size)
         peak = groups.abs().amax(dim=2, keepdim=True).clamp_min(1e-12)
         exps = torch.ceil(torch.log2(peak)) - (bits - 1)  # scale 2^exps per group, as po2_scale
         qmax = 2 ** (bits - 1) - 1
         ints = torch.clamp(torch.round(groups / 2.0**exps), -qmax, qmax)
         row_exp = exps.amin(dim=1, keepdim=True)
-        self.register_buffer("w_int", (ints * 2.0 ** (exps - row_exp)).reshape(out_f, in_f))  # exact integers
-        self.register_buffer("w_scale", (2.0 ** row_exp).reshape(out_f, 1))
+        w_int = (ints * 2.0 ** (exps - row_exp)).reshape(taps.shape)  # exact integers
+        self.register_buffer("w_int", w_int.permute(0, 3, 1, 2) if self.is_conv else w_int)
+        self.register_buffer("w_scale", (2.0**row_exp).reshape(out_f, *[1] * (w.ndim - 1)))
         self.bits, self.group_size = bits, group_size
+        self.channel_axis = 1 if self.is_conv else -1  # of the output's channels
+        if self.is_conv:
+            self.stride, self.padding = tuple(layer.stride), tuple(layer.padding)
         self.in_quantizer = act_quant(act_bits, in_max)
         self.input_quant = self.in_quantizer.act_quant
         acc_scale = self.w_scale.reshape(-1) * self.input_quant.scale().detach().double()
@@ -187,7 +198,10 @@ class GroupQuantLinear(nn.Module):
         return SimpleNamespace(value=self.w_int * self.w_scale, scale=self.w_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(self.in_quantizer(x).value, self.w_int * self.w_scale, self.b_q)
+        x, w = self.in_quantizer(x).value, self.w_int * self.w_scale
+        if self.is_conv:
+            return nn.functional.conv2d(x, w, self.b_q, self.stride, self.padding)
+        return nn.functional.linear(x, w, self.b_q)
 
 
 class IntegerInputLayer(nn.Module):

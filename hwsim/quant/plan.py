@@ -85,6 +85,8 @@ class LayerPrecision:
             raise PlanError(f"weight_clip must be one of {WEIGHT_CLIPS}, got {self.weight_clip!r}")
         if self.weight_clip == "mse" and self.scale != "float":
             raise PlanError("weight_clip: mse needs scale: float (a power-of-two weight scale is Brevitas' max-based one)")
+        if self.weight_clip == "mse" and self.weight_granularity == "per_group":
+            raise PlanError("weight_clip: mse chooses one range per weight row; per_group weights take each group's largest |weight|")
         if self.act_zero_point and self.act_bits >= MAX_BITS:
             raise PlanError(f"act_zero_point needs act_bits <= {MAX_BITS - 1} (the integers q in [-z, 2^b - 1 - z] take "
                             f"b + 1 bits), got {self.act_bits}")

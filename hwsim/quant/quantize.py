@@ -76,7 +76,8 @@ def _integer_input_layer(layer: nn.Module, prec, in_range: tuple[float, float]) 
     zero_point = min(max(round(-lo * gain), 0), 2**bits - 1) if prec.act_zero_point else None
     w = layer.weight.detach().double() / gain
     if prec.scale == "float":
-        peaks = weight_peaks(w.reshape(w.shape[0], -1), prec.weight_bits, prec.weight_granularity, prec.weight_clip)
+        rows = "per_channel" if prec.weight_granularity == "per_group" else prec.weight_granularity  # groups: po2 within a row
+        peaks = weight_peaks(w.reshape(w.shape[0], -1), prec.weight_bits, rows, prec.weight_clip)
         bound = peaks.reshape(-1, *[1] * (w.ndim - 1))
         w = torch.maximum(torch.minimum(w, bound), -bound)  # the clip (a no-op for max): integers stay within +-(2^(w-1) - 1)
         out_mult = torch.tensor([fixed_point_multiplier(float(p) / (2 ** (prec.weight_bits - 1) - 1), k, "up")[0]
@@ -121,20 +122,14 @@ def weight_peaks(w: torch.Tensor, bits: int, granularity: str, clip: str = "max"
 def _quant_layer(layer: nn.Module, prec, in_max: float, in_range: tuple[float, float] | None = None) -> nn.Module:
     """The quantized twin of a Conv2d/Linear by its precision ``prec``; ``in_max`` is the
     calibrated max |input|, ``in_range`` the signed [lo, hi] that a zero point needs."""
-    if prec.weight_granularity == "per_group":
-        if not isinstance(layer, nn.Linear):
-            raise ValueError("per_group weights are implemented for Linear layers (the DiT's); use per_channel for convs")
-        if prec.scale != "po2":
-            raise NotImplementedError("float scales are not implemented for per_group weights; use scale: po2")
-        if prec.act_zero_point:
-            raise NotImplementedError("zero points are not implemented for per_group weights; use act_zero_point: false")
-        return hw.GroupQuantLinear(layer, prec.weight_bits, prec.group_size, prec.act_bits, in_max)
     if prec.act_zero_point:
         if in_range is None:
             raise ValueError("act_zero_point needs the calibrated signed input range (in0_lo/in0_hi); recalibrate with this plan")
         return _integer_input_layer(layer, prec, in_range)
     if prec.scale == "float":
         return _integer_input_layer(layer, prec, (-in_max, in_max))
+    if prec.weight_granularity == "per_group":
+        return hw.GroupQuantLayer(layer, prec.weight_bits, prec.group_size, prec.act_bits, in_max)
     weight_quant = Int8WeightPerChannelFixedPoint if prec.weight_granularity == "per_channel" else Int8WeightPerTensorFixedPoint
     common = dict(weight_quant=weight_quant, weight_bit_width=prec.weight_bits, bias_quant=Int32Bias,
                   input_quant=hw.Int8ActPerTensorFixedPointMinMaxInit, input_bit_width=prec.act_bits,
@@ -231,10 +226,13 @@ def _replace_common(net: nn.Module, precision, ranges, bits: int) -> None:
         if not name or in_timestep_table(name):
             continue
         r = ranges.get(name, {})
-        if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLinear)):
+        if isinstance(module, (QuantConv2d, QuantLinear, hw.GroupQuantLayer)):
             continue  # already quantized (a split concatenation's consumer)
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            _set(net, name, layer_for(module, precision[name], r))
+            try:
+                _set(net, name, layer_for(module, precision[name], r))
+            except (ValueError, NotImplementedError) as err:
+                raise type(err)(f"layer {name}: {err}") from None
         elif isinstance(module, nn.GroupNorm):
             _set(net, name, hw.IntGroupNorm(module, bits, r["in0"], r["out"], int(r.get("spatial", 1))))
         elif isinstance(module, nn.SiLU):

@@ -86,7 +86,7 @@ def activation_sparsity(qnet: nn.Module, inputs) -> dict[str, float]:
     all timestep groups of a grouped net)."""
     from brevitas.nn import QuantConv2d, QuantLinear
 
-    from hwsim.quant.modules import GroupQuantLinear
+    from hwsim.quant.modules import GroupQuantLayer
     from hwsim.quant.timestep_groups import layer_name
 
     zeros: dict[str, list[float]] = {}
@@ -101,6 +101,6 @@ def activation_sparsity(qnet: nn.Module, inputs) -> dict[str, float]:
         return fn
 
     layers = [(m, layer_name(n))  # a TimestepGroupedNet's groups count as one layer
-              for n, m in qnet.named_modules() if isinstance(m, (QuantConv2d, QuantLinear, GroupQuantLinear))]
+              for n, m in qnet.named_modules() if isinstance(m, (QuantConv2d, QuantLinear, GroupQuantLayer))]
     run_hooked(qnet, [(m, hook(n)) for m, n in layers], inputs)
     return {n: z / max(c, 1) for n, (z, c) in zeros.items()}

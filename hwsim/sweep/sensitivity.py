@@ -135,9 +135,9 @@ def measure_plan(model, plan: PrecisionPlan, inputs: Inputs, *, calib=None, meth
 
 
 def _quantized_layers(qnet: nn.Module) -> list[str]:
-    from hwsim.quant.modules import GroupQuantLinear
+    from hwsim.quant.modules import GroupQuantLayer
 
-    return [n for n, m in qnet.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, GroupQuantLinear))]
+    return [n for n, m in qnet.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, GroupQuantLayer))]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,12 +39,15 @@ def _w8a8_graph(net, calib, tmp_path):
     ((4, 4), "per_tensor", False, "po2", False), ((8, 8), "per_tensor", True, "po2", False),
     ((4, 4), "per_channel", True, "po2", False), ((8, 8), "per_channel", False, "float", False),
     ((4, 6), "per_tensor", True, "float", False), ((8, 8), "per_channel", False, "po2", True),
-    ((4, 6), "per_channel", True, "float", True)])
+    ((4, 6), "per_channel", True, "float", True), ((4, 8), "per_group", True, "po2", False),
+    ((4, 6), "per_group", False, "float", True)])
 def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity, split, scale, zero_point):
     net, calib = tiny
     clip = "mse" if scale == "float" and granularity == "per_channel" else "max"  # clipped weights stay exact too
     plan = PrecisionPlan.uniform(*bits, weight_granularity=granularity, scale=scale, mantissa_bits=5,
-                                 act_zero_point=zero_point, weight_clip=clip)
+                                 act_zero_point=zero_point, weight_clip=clip, group_size=4)
+    if granularity == "per_group":  # conv_in has one input channel; every other layer's weights are group-wise
+        plan = dataclasses.replace(plan, first=Override(weight_granularity="per_channel"))
     qnet = quantize_net(net, plan, collect_ranges(prepared(net), calib, zero_point), 1000, split_concat=split)
     if split:  # the halves really are on different grids somewhere, so the shifts are exercised
         assert any(m.shift_bits > 0 for m in qnet.modules() if isinstance(m, hw.SplitConcat))
@@ -52,6 +55,10 @@ def test_simulator_equals_quantized_model(tiny, tmp_path, bits, granularity, spl
         assert sum(isinstance(m, hw.IntegerInputLayer) for m in qnet.modules()) >= 10
     if zero_point:  # and some of them really are asymmetric
         assert any(m.zero_point not in (None, 2 ** (m.bits - 1)) for m in qnet.modules() if isinstance(m, hw.IntegerInputLayer))
+    if granularity == "per_group":  # convolutions too, behind integer input grids where the plan asks for them
+        grouped = [m for m in qnet.modules() if isinstance(m, hw.GroupQuantLayer)]
+        assert sum(m.is_conv for m in grouped) >= 6 and len(grouped) >= 10
+        assert any((m.w_int.abs() > 2 ** (m.bits - 1)).any() for m in grouped)  # coarser groups shifted left
     path = to_integer_graph(qnet, calib[0], tmp_path / "g.onnx")
     fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::3]:
@@ -152,7 +159,7 @@ def test_simulator_equals_quantized_dit(tmp_path, bits, granularity, scale):
         plan = dataclasses.replace(plan, first=Override(weight_granularity="per_channel"))
     qnet = quantize_calibrated(net, plan, calib, 1000)
     if granularity == "per_group":
-        assert any(isinstance(m, hw.GroupQuantLinear) for m in qnet.modules())
+        assert any(isinstance(m, hw.GroupQuantLayer) for m in qnet.modules())
     path = to_integer_graph(qnet, calib[0], tmp_path / "dit.onnx")
     fast, ref = Simulator(path), Simulator(path, reference=True)
     for x, t in calib[::4]:

@@ -53,10 +53,21 @@ def test_output_is_on_a_power_of_two_grid():
     assert int(q.out_mult.min()) >= 16 and int(q.out_mult.max()) < 32  # 5-bit mantissas
 
 
-def test_group_wise_float_scales_are_refused():
-    prec = LayerPrecision(4, 8, "per_group", scale="float", group_size=8)
-    with pytest.raises(NotImplementedError, match="float scales are not implemented for per_group weights"):
-        _quant_layer(nn.Linear(16, 4), prec, 1.0)
+def test_group_wise_weights_under_float_scales():
+    """A row's float mantissa, then power-of-two scales per group of inputs within it: still exact."""
+    torch.manual_seed(2)
+    layer = nn.Conv2d(8, 6, 3, padding=1).double()
+    layer.weight.data[:, :4] *= 8  # half the input channels much larger: their group takes a coarser scale
+    q = _quant_layer(layer, LayerPrecision(4, 8, "per_group", scale="float", group_size=4, mantissa_bits=6), 2.0).double()
+    assert isinstance(q, hw.IntegerInputLayer) and isinstance(q.layer, hw.GroupQuantLayer) and q.layer.is_conv
+    assert (q.layer.w_int.abs() > 7).any()  # the coarse group's 4-bit integers shifted left
+    with torch.no_grad():
+        x = 4 * torch.rand(2, 8, 5, 5).double() - 2  # within the calibrated range: the weights' error only
+        y, ref = q(x), layer(x)
+        per_channel = _quant_layer(layer, LayerPrecision(4, 8, "per_channel", scale="float", mantissa_bits=6), 2.0).double()(x)
+    ints = y / output_grid(q).reshape(1, -1, 1, 1)
+    assert torch.equal(ints, torch.round(ints))
+    assert float(((y - ref) ** 2).mean()) < 0.75 * float(((per_channel - ref) ** 2).mean())
 
 
 def test_weight_clip():
@@ -64,6 +75,8 @@ def test_weight_clip():
 
     with pytest.raises(PlanError, match="weight_clip: mse needs scale: float"):
         LayerPrecision(weight_clip="mse")
+    with pytest.raises(PlanError, match="per_group weights take each group's largest"):
+        LayerPrecision(scale="float", weight_clip="mse", weight_granularity="per_group")
     with pytest.raises(PlanError, match="weight_clip must be one of"):
         LayerPrecision(scale="float", weight_clip="percentile")
     torch.manual_seed(0)

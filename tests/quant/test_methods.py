@@ -146,7 +146,18 @@ def test_groupwise_weights_beat_per_channel_on_the_dit():
                                first=Override(weight_granularity="per_channel"))
     grouped, q = _mse(model, inputs, plan, calib=calib)
     assert grouped < per_channel
-    assert any(isinstance(m, hw.GroupQuantLinear) for m in q.net().modules())
+    assert any(isinstance(m, hw.GroupQuantLayer) for m in q.net().modules())
+
+
+def test_groupwise_conv_weights_beat_per_channel_on_the_unet(digits):
+    """The same granularity on convolutions (16 input channels per scale at each tap), W4A8."""
+    model, inputs = digits
+    per_channel, _ = _mse(model, inputs, PrecisionPlan.uniform(4, 8, weight_granularity="per_channel"))
+    plan = dataclasses.replace(PrecisionPlan.uniform(4, 8, weight_granularity="per_group", group_size=16),
+                               first=Override(weight_granularity="per_channel"))
+    grouped, q = _mse(model, inputs, plan)
+    assert grouped < 0.8 * per_channel
+    assert sum(isinstance(m, hw.GroupQuantLayer) and m.is_conv for m in q.net().modules()) >= 10
 
 
 def test_sparsity_patterns_survive_quantization(digits):

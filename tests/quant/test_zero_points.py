@@ -54,8 +54,10 @@ def test_refusals():
     prec = LayerPrecision(8, 8, "per_channel", act_zero_point=True)
     with pytest.raises(ValueError, match="act_zero_point needs the calibrated signed input range"):
         _quant_layer(nn.Linear(4, 4), prec, 1.0)
-    with pytest.raises(NotImplementedError, match="zero points are not implemented for per_group weights"):
-        _quant_layer(nn.Linear(16, 4), dataclasses.replace(prec, weight_granularity="per_group", group_size=8), 1.0, (-1, 1))
+    with pytest.raises(ValueError, match="group_size 8 does not divide the 12 inputs of a Linear layer"):
+        _quant_layer(nn.Linear(12, 4), dataclasses.replace(prec, weight_granularity="per_group", group_size=8), 1.0, (-1, 1))
+    with pytest.raises(ValueError, match="group_size 8 does not divide the 12 input channels of a Conv2d"):
+        _quant_layer(nn.Conv2d(12, 4, 3), dataclasses.replace(prec, weight_granularity="per_group", group_size=8), 1.0, (-1, 1))
     with pytest.raises(ValueError, match="zero point 256 outside the 8-bit unsigned range"):
         hw.IntegerInputLayer(nn.Identity(), 8, 1, 0, torch.ones(1), 0, 1, zero_point=256)
 

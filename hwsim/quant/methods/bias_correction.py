@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from hwsim.quant.methods.adaround import quantized_layers
-from hwsim.quant.modules import IntegerInputLayer
 from hwsim.quant.timestep_groups import layer_name
 
 IMAGES = 512  # calibration images the means are taken over, spread over the trajectories' timesteps
@@ -43,7 +42,7 @@ def _channel_sum(module: nn.Module, out: torch.Tensor) -> tuple[torch.Tensor, in
     """Sum per output channel and the number of values each sum covers (channels: dim 1 of a
     convolution's output, the last dim of a linear layer's)."""
     out = out.detach().double()
-    conv = isinstance(module, nn.Conv2d) or isinstance(module, IntegerInputLayer) and module.channel_axis == 1
+    conv = isinstance(module, nn.Conv2d) or getattr(module, "channel_axis", -1) == 1  # IntegerInputLayer, GroupQuantLayer
     channels = out.movedim(1, -1) if conv else out
     flat = channels.reshape(-1, channels.shape[-1])
     return flat.sum(dim=0), flat.shape[0]
