@@ -175,7 +175,7 @@ def test_bad_methods_and_bit_widths_fail_clearly(digits):
     model, _ = digits
     with pytest.raises(ValueError, match=r"unknown PTQ method\(s\) \['brecq2'\]; known: adaround"):
         quantize_dir(model.path, PrecisionPlan.uniform(8, 8), CALIB, ("brecq2",))
-    with pytest.raises(ValueError, match=r"PTQ methods \['adaround', 'brecq'\] both choose the integer weights"):
+    with pytest.raises(ValueError, match=r"PTQ methods \['adaround', 'brecq'\] all choose the integer weights"):
         quantize_dir(model.path, PrecisionPlan.uniform(8, 8), CALIB, ("brecq", "adaround"))
     for bits in (0, 33):
         with pytest.raises(PlanError, match=f"weight_bits must be an integer in 2..16, got {bits}"):

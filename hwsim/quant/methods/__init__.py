@@ -74,12 +74,14 @@ def _pruner(pattern: str) -> Callable[[MethodContext], None]:
 
 
 def _registry() -> dict[str, Method]:
-    from hwsim.quant.methods import adaround, bias_correction, brecq, ptqd, smoothquant, trajectory_bias
+    from hwsim.quant.methods import adaround, bias_correction, brecq, distill, ptqd, smoothquant, trajectory_bias
 
     return {
         "smoothquant": Method("float", smoothquant.apply, "SmoothQuant/PTQ4DiT-style channel balancing of the DiT's adaLN-fed layers"),
         "adaround": Method("weights", adaround.apply, "AdaRound: learned up/down rounding of every weight, layer by layer"),
         "brecq": Method("weights", brecq.apply, "BRECQ: AdaRound rounding learned block by block (residual, attention, DiT blocks)"),
+        "distill": Method("weights", distill.apply, "EfficientDM-style: the quantized net's weights trained to the float net's "
+                          "noise prediction on its own trajectories (straight-through, data-free)"),
         "split-shortcut": Method("graph", _split_shortcut, "Q-Diffusion: skip concatenation inputs quantized separately"),
         "sparse-2:4": Method("float", _pruner("2:4"), "2:4 structured weight pruning (then calibration)"),
         "sparse-0.5": Method("float", _pruner("0.5"), "50% unstructured magnitude pruning (then calibration)"),
@@ -90,7 +92,7 @@ def _registry() -> dict[str, Method]:
     }
 
 
-EXCLUSIVE = [{"adaround", "brecq"}]  # methods that would overwrite each other's result
+EXCLUSIVE = [{"adaround", "brecq", "distill"}]  # methods that would overwrite each other's weights
 
 SPARSE_FRACTION_RE = re.compile(r"^sparse-(\d*\.?\d+)$")  # sparse-0.25: unstructured magnitude pruning
 
@@ -132,9 +134,9 @@ def resolve(names: list[str] | tuple[str, ...]) -> list[tuple[str, Method]]:
                          "sparse-<fraction> (0 < fraction < 1, e.g. sparse-0.25)")
     if len(set(names)) != len(names):
         raise ValueError(f"PTQ methods repeated: {list(names)}")
-    for pair in EXCLUSIVE:
-        if pair <= set(names):
-            raise ValueError(f"PTQ methods {sorted(pair)} both choose the integer weights; give one of them")
+    for group in EXCLUSIVE:
+        if len(group & set(names)) > 1:
+            raise ValueError(f"PTQ methods {sorted(group & set(names))} all choose the integer weights; give one of them")
     return sorted(((n, known[n]) for n in names), key=lambda item: STAGES.index(item[1].stage))
 
 
