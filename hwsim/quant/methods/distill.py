@@ -99,13 +99,12 @@ def _trainable(qnet: nn.Module, float_net: nn.Module, names: list[str]) -> dict[
         elif isinstance(m, EXACT_NONLINEAR) and name in floats:
             setattr(owner, attr, _StraightThrough(m, floats[name]))
         elif name in names and isinstance(m, (QuantConv2d, QuantLinear)):
+            # a plain layer's weights are the float ones (Brevitas holds float32 copies); behind an
+            # integer input grid they are divided, and clipped where the grid clips, so not checked
+            if not torch.allclose(m.weight.detach(), floats[name].weight.detach(), rtol=1e-6, atol=1e-9):
+                raise RuntimeError(f"distill: layer {name}'s quantized weights are not its float weights")
             one = torch.ones(m.weight.shape[0], dtype=torch.float64)
             layers[name] = (m, one, one)
-    for name, (layer, factor, _) in layers.items():
-        shape = (-1, *[1] * (layer.weight.ndim - 1))
-        if not torch.allclose(layer.weight.detach() * factor.reshape(shape), floats[name].weight.detach(), rtol=1e-6, atol=1e-9):  # Brevitas layers hold float32 copies
-            if not isinstance(qnet.get_submodule(name), _StraightInput):  # a clipped grid differs where it clips
-                raise RuntimeError(f"distill: layer {name}'s quantized weights are not its float weights times a factor")
     return layers
 
 
