@@ -716,21 +716,14 @@ def dwc_size(in_lanes: int, out_lanes: int, bits: int) -> dict:
     - ``count_bits`` = ceil(log2((IN + OUT) / G)) (the fill counter, in units of G elements);
     - ``ff_bits`` = buffer_bits + count_bits: every flip-flop of the block (Yosys agrees);
     - ``mux_input_bits`` = BITS x (IN x OUT / G + IN - G): the buffer's multiplexer data inputs
-      (:func:`dwc_data_inputs`) summed over its bits;
-    - ``mux_lut6`` = G x BITS x sum over units of ceil((n_u - 1) / 2): the data multiplexers as
-      ``yosys synth -lut 6`` maps them (exact on the configurations in rtl/dwc/README.md);
-    - ``control_lut6`` ~ (IN + 2 OUT) / G + 1: the count, compare and landing-place decode (an
-      approximation, within 4 LUTs of Yosys on those configurations).
+      (:func:`dwc_data_inputs`) summed over its bits.
     The block's cycles are the StreamingDataWidthConverter node's (hwsim.dataflow.nodes)."""
     _check(in_lanes, out_lanes)
     g = math.gcd(in_lanes, out_lanes)
     cap = in_lanes + out_lanes - g
     count_bits = max(1, math.ceil(math.log2((in_lanes + out_lanes) // g)))
-    n = dwc_data_inputs(in_lanes, out_lanes)
     return {"gcd": g, "buffer_elements": cap, "buffer_bits": cap * bits, "count_bits": count_bits,
-            "ff_bits": cap * bits + count_bits, "mux_input_bits": bits * (in_lanes * out_lanes // g + in_lanes - g),
-            "mux_lut6": g * bits * sum(x // 2 for x in n),  # x // 2 = ceil((x - 1) / 2)
-            "control_lut6": (in_lanes + 2 * out_lanes) // g + 1}
+            "ff_bits": cap * bits + count_bits, "mux_input_bits": bits * (in_lanes * out_lanes // g + in_lanes - g)}
 
 
 def dwc_node(in_lanes: int, out_lanes: int, elements: int, bits: int):

@@ -8,6 +8,9 @@
 // elements kept. Full rate on the slower side: the input every cycle when IN <= OUT, the output
 // every cycle (once started) when IN >= OUT. out_valid and out_data are registers; in_ready depends
 // on out_ready combinationally (as in every one-register-stage block here).
+//
+// A buffer unit is loaded (flip-flop enable) from one of its few sources, the unit KO above it after
+// a pop or an input unit, by a per-unit select that dwc_select decodes once for all the unit's bits.
 `default_nettype none
 
 module dwc #(
@@ -40,12 +43,12 @@ module dwc #(
     localparam integer CAPU = KI + KO - 1;      // buffer, in units (CAP = CAPU * G elements)
     localparam integer UW = G * BITS;           // bits per unit
     localparam integer CB = $clog2(CAPU + 1);   // count width
+    localparam integer SW = $clog2((KI < KO ? KI : KO) + 1);  // a unit's source select
     localparam [CB-1:0] KI_C = KI[CB-1:0];
     localparam [CB-1:0] KO_C = KO[CB-1:0];
 
-    reg  [CAPU*UW-1:0] data_q;
+    wire [CAPU*UW-1:0] data_q;
     reg  [CB-1:0]      count;                   // units held
-    reg  [CAPU*UW-1:0] data_d;
 
     assign out_valid = (count >= KO_C);
     assign out_data = data_q[OUT*BITS-1:0];
@@ -54,22 +57,77 @@ module dwc #(
     assign in_ready = (base < KO_C);                 // base + KI <= CAPU
     wire push = in_valid && in_ready;
 
-    integer u, k;
-    always @* begin
-        data_d = data_q;
-        u = 0;  // assigned on every path: no latch for the loop variable (Yosys)
-        if (pop)  // units KO.. move down; the rest hold (they are beyond the count)
-            for (u = 0; u + KO < CAPU; u = u + 1)
-                data_d[u*UW +: UW] = data_q[(u + KO)*UW +: UW];
-        for (k = 0; k < KO; k = k + 1)  // the input word goes right after the kept units
-            if (push && base == k[CB-1:0]) data_d[k*UW +: IN*BITS] = in_data;
-    end
+    wire [CAPU-1:0]    load;
+    wire [CAPU*SW-1:0] sel;
+    dwc_select #(.KI(KI), .KO(KO), .CB(CB), .SW(SW)) u_select (
+        .pop(pop), .push(push), .base(base), .load(load), .sel(sel));
 
-    always @(posedge clk) begin
-        data_q <= data_d;
+    genvar u;
+    generate
+        for (u = 0; u < CAPU; u = u + 1) begin : g_unit
+            // sources: the unit KO above (after a pop) if there is one, then input units u - KMIN - i
+            localparam integer KMIN = u - KI + 1 > 0 ? u - KI + 1 : 0;
+            localparam integer KMAX = u < KO - 1 ? u : KO - 1;
+            localparam integer SH = u + KO < CAPU ? 1 : 0;
+            localparam integer NS = KMAX - KMIN + 1 + SH;
+            wire [NS*UW-1:0] src;
+            if (SH) begin : g_shift
+                assign src[0 +: UW] = data_q[(u + KO)*UW +: UW];
+            end
+            genvar s;
+            for (s = SH; s < NS; s = s + 1) begin : g_src
+                assign src[s*UW +: UW] = in_data[(u - KMIN - (s - SH))*UW +: UW];
+            end
+            wire [SW-1:0] su = sel[u*SW +: SW];
+            reg [UW-1:0] d;
+            integer i;
+            always @* begin
+                d = src[0 +: UW];
+                for (i = 1; i < NS; i = i + 1)
+                    if (su == i) d = src[i*UW +: UW];
+            end
+            reg [UW-1:0] q;
+            always @(posedge clk)
+                if (load[u]) q <= d;
+            assign data_q[u*UW +: UW] = q;
+        end
+    endgenerate
+
+    always @(posedge clk)
         if (rst) count <= 0;
         else count <= base + (push ? KI_C : {CB{1'b0}});
-    end
+endmodule
+
+// The units' loads and selects, a module apart (keep_hierarchy): synthesis then maps each buffer bit as
+// a multiplexer of its few sources under the unit's select, instead of folding the decoding of the
+// count into every bit (on ECP5 that took 2 to 5 times the LUTs: 2 -> 3 lanes 208 against 44).
+(* keep_hierarchy *)
+module dwc_select #(
+    parameter integer KI = 2,
+    parameter integer KO = 3,
+    parameter integer CB = 3,
+    parameter integer SW = 2
+) (
+    input  wire                     pop,
+    input  wire                     push,
+    input  wire [CB-1:0]            base,
+    output wire [KI+KO-2:0]         load,
+    output wire [(KI+KO-1)*SW-1:0]  sel
+);
+    localparam integer CAPU = KI + KO - 1;
+    genvar u;
+    generate
+        for (u = 0; u < CAPU; u = u + 1) begin : g_unit
+            localparam integer KMIN = u - KI + 1 > 0 ? u - KI + 1 : 0;
+            localparam integer KMAX = u < KO - 1 ? u : KO - 1;
+            // the input word lands at base: unit u takes its input unit u - base when base is in [KMIN, KMAX]
+            localparam integer SH = u + KO < CAPU ? 1 : 0;
+            wire hit = push && base >= KMIN && base <= KMAX;
+            wire [CB-1:0] off = base - KMIN[CB-1:0];
+            assign load[u] = hit || (pop && SH);
+            assign sel[u*SW +: SW] = hit ? off[SW-1:0] + {{(SW-1){1'b0}}, SH == 1} : {SW{1'b0}};
+        end
+    endgenerate
 endmodule
 
 `default_nettype wire
