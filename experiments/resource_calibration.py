@@ -489,13 +489,6 @@ CAUSES = {
                       "has 13 rows and as many features as its fit can spare: adding the three configurations of "
                       "non-power-of-two sizes (whose read address is counted) moved the split and the fit, and a "
                       "row that was fitted before is now held out; the three are within 12%.",
-    "StreamingDataWidthConverter": "ABC maps each multiplexed buffer bit with its select decoding folded in, at a "
-                                   "cost set by the unit counts KI, KO alone (the same at every unit width: 2 -> 3, "
-                                   "4 -> 6 and 6 -> 9 all take 8.1-8.4 LUTs a multiplexed bit, 3 -> 2, 6 -> 4 and "
-                                   "9 -> 6 5.4-5.7) but without a pattern the units' sources explain: 2.0 LUTs a "
-                                   "bit for 3 -> 5, 4.0 for 4 -> 3, 6.5 for 5 -> 2 and 3 -> 4. Nine new unit "
-                                   "counts (session 18) confirmed it; the fit, one coefficient a multiplexed bit, "
-                                   "misses four of ten held-out rows.",
 }
 
 
@@ -582,6 +575,11 @@ def readme(data: dict) -> None:
               "(`ecp5.requant_lut`: output bits, saturation compares over the floor's bits, rounding increment "
               "and sticky bits with one shift a lane; the barrel shifter's varying stages with several), and "
               "LutActivation's table at its own coefficient.",
+              "- Structure over fitting (session 22): StreamingDataWidthConverter missed by up to 140% because, flattened, "
+              "ABC folded the decoding of the fill count into every multiplexed buffer bit, with wide LUTs, at costs "
+              "no feature of the units' sources explained. rtl/dwc now decodes its units' loads and selects once, in "
+              "a module kept apart (`keep_hierarchy`): 2 to 5 times fewer LUTs on non-multiple conversions "
+              "(rtl/dwc/README.md), and a cost that its multiplexer inputs and the decoder's size explain.",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "

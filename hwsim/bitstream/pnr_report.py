@@ -52,9 +52,11 @@ def critical_path(report: dict) -> dict | None:
 
 
 def cells(stat: dict) -> dict[str, int]:
-    """Yosys ``stat -json``: cell counts of the whole (flattened) design."""
+    """Yosys ``stat -json``: cell counts of the whole design, summed over a kept hierarchy (the
+    instances of kept submodules, ``$paramod...`` or ``\\name``, are not cells and are left out)."""
     design = stat.get("design") or next(iter(stat.get("modules", {}).values()), {})
-    return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items() if not k.startswith("$scopeinfo")}
+    return {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()
+            if not k.startswith(("$scopeinfo", "$paramod", "\\"))}
 
 
 def yosys_luts_ffs(counts: dict[str, int], device: Device) -> tuple[int, int]:

@@ -188,10 +188,12 @@ def dwc_mux(i: int, o: int, bits: int) -> dict[str, float]:
     """rtl/dwc's buffer of KI + KO - 1 units (G = gcd(IN, OUT) elements each): a unit is loaded from
     the input word at each offset k < KO that covers it, or shifted down by KO on a pop, or held.
     A unit with one source besides holding is a flip-flop enable (no LUT); with s > 1 it needs a
-    multiplexer: ``mux`` counts those unit bits, ``inputs`` their inputs past the first."""
+    multiplexer under the unit's select (decoded once, rtl/dwc's dwc_select): ``mux`` counts those
+    unit bits, ``inputs`` their inputs past the first; ``decode`` = units x count bits, the selects'
+    decoding of the landing place."""
     g = math.gcd(i, o)
     ki, ko, width = i // g, o // g, g * bits
-    out = {"mux": 0.0, "inputs": 0.0}
+    out = {"mux": 0.0, "inputs": 0.0, "decode": float((ki + ko - 1) * _clog2(ki + ko))}
     for u in range(ki + ko - 1):
         sources = sum(1 for k in range(ko) if k <= u < k + ki) + (u + ko < ki + ko - 1)
         if sources > 1:
@@ -616,4 +618,4 @@ LUT_FEATURES = {"MVAU": ("acc", "act_out", "act_stages", "mult", "tree"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),
                 "GroupNorm": ("group_count", "lane_reach", "logn", "table"),
                 "StreamReorder": ("base", "slots"),
-                "StreamingDataWidthConverter": ("base", "mux")}
+                "StreamingDataWidthConverter": ("decode", "inputs")}
