@@ -30,6 +30,7 @@ import numpy as np
 from hwsim.bitstream import pnr_report, tools
 from hwsim.bitstream.devices import get_device
 from hwsim.dataflow.nodes import DataflowNode, make_node
+from hwsim.rtlgen.memfiles import shift_params
 from hwsim.rtlgen.simulate import RTL
 
 SPLIT_SALT = "hwsim-resource-calibration-1"
@@ -345,7 +346,7 @@ def requant_block(cfg: dict, rng: np.random.Generator) -> Block:
                                             "inputDataType": f"INT{ib}", "outputDataType": f"INT{ob}",
                                             "shifts": [int(v) for v in shifts]})
     params = dict(CHANNELS=c, PE=pe, IBITS=ib, OBITS=ob, SHBITS=8, QMIN=-(1 << (ob - 1)), QMAX=(1 << (ob - 1)) - 1,
-                  SHIFT_FILE="shift.mem", **({"SHIFT_CONST": 1, "SHIFT": int(shifts[0])} if k == 1 else {}))
+                  SHIFT_FILE="shift.mem", **shift_params(shifts))
     return Block("Requant (const)" if k == 1 else "Requant", "requant", "requant/requant.v", params, node,
                  {"shift.mem": (shifts.reshape(c, 1), 8, True)})
 

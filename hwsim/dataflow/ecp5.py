@@ -223,7 +223,8 @@ def _varying_bits(values: list[int], bits: int = 8) -> int:
     return sum(1 for b in range(bits) if len({(w >> b) & 1 for w in words}) > 1)
 
 
-def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None = None) -> dict[str, float]:
+def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None = None,
+                choice: bool = False) -> dict[str, float]:
     """LUT features of round_shift.vh's requantize (on a 64-bit value) in rtl/requant, or in rtl/mvau's
     fused requant (``lanes`` PE, ``width`` the accumulator's), from the shifts the node carries.
     Every lane: its input word (``word``: lane width) and the output's saturation select (``out``:
@@ -231,20 +232,24 @@ def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None 
     the floor has width - v bits; its two saturation compares are carry chains over them, built only
     when the floor can leave the output range (``sat``); for v > 0 the rounding increment over the
     bits above the rounding position (``round``: width - v) and the test of the v - 1 bits below it
-    (``sticky``). A lane with several shifts, the table folded into its datapath: a barrel shifter
-    whose stages are the shift bits that vary among the lane's shifts (``stages``: lane width x
-    varying bits) and, with a negative shift among them, the left shift's branch (``left``: lane width)."""
+    (``sticky``). A lane with several shifts, the table folded into its datapath: in rtl/requant
+    (``choice``) one constant-shift requantizer per shift the lane takes, priced as above, and the
+    choice among them (``select``: output bits x (shifts - 1)); in rtl/mvau a barrel shifter whose
+    stages are the shift bits that vary among the lane's shifts (``stages``: lane width x varying
+    bits) and, with a negative shift among them, the left shift's branch (``left``: lane width)."""
     if lanes is None:
         lanes, width = stream_word(node)
     ob = node.dt("outputDataType")
     out = {"word": float(lanes * width), "out": float(lanes * ob), "sat": 0.0, "round": 0.0, "sticky": 0.0,
-           "stages": 0.0, "left": 0.0}
+           "stages": 0.0, "left": 0.0, **({"select": 0.0} if choice else {})}
     for vs in requant_shift_values(node):
-        if len(vs) == 1:
-            v = vs[0]
-            out["sat"] += width - max(v, 0) if width - v >= ob else 0
-            out["round"] += width - v if v > 0 else 0
-            out["sticky"] += max(0, v - 1)
+        if len(vs) == 1 or choice:
+            for v in vs:
+                out["sat"] += width - max(v, 0) if width - v >= ob else 0
+                out["round"] += width - v if v > 0 else 0
+                out["sticky"] += max(0, v - 1)
+            if choice:
+                out["select"] += ob * (len(vs) - 1)
         else:
             out["stages"] += width * _varying_bits(vs)
             out["left"] += width if min(vs) < 0 else 0
@@ -379,7 +384,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         ob = node.dt("outputDataType")
         single = single_shift(node)
         mems = [] if single else [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
-        lut = {**one, **requant_lut(node)}
+        lut = {**one, **requant_lut(node, choice=True)}
         return 0, mems, lut, {**one, "word": word, "out": lanes * ob}
     if t == "Thresholding":
         stages, tbits = node.stages(), node.threshold_bits()

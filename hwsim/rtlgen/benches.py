@@ -21,8 +21,8 @@ from hwsim.dataflow.nodes import make_node
 from hwsim.export.ops import IntLinear, Requant
 from hwsim.intsim.ops.norm import modulate_ref, normalize_last_axis_ref
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
-from hwsim.rtlgen.memfiles import (mvau_memories, nm_compress, operand_loops, pack, threshold_table, unpack, write_banks,
-                                    write_mem)
+from hwsim.rtlgen.memfiles import (mvau_memories, nm_compress, operand_loops, pack, shift_params, threshold_table, unpack,
+                                    write_banks, write_mem)
 from hwsim.rtlgen.simulate import RTL, run_stream
 
 
@@ -215,9 +215,11 @@ def _bench(toplevel: str, source: str, params: dict, inputs: dict[str, tuple[np.
 
 
 def bench_requant(channels: int, pe: int, vectors: int, build_dir, sim="icarus", backpressure=True, seed=0,
-                  shift: int | None = None) -> dict:
+                  shift: int | None = None, shift_range: tuple[int, int] | None = None) -> dict:
     """Random shifts per channel, or (``shift``) that one for every channel with SHIFT_CONST, the
-    inputs then led by that shift's rounding ties and saturation edges."""
+    inputs then led by that shift's rounding ties and saturation edges. ``shift_range``: the
+    SHIFT_MIN, SHIFT_MAX declared to the block (default the table's own; a narrower one must stop the
+    simulation)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(-(1 << 15), 1 << 15, size=(vectors, channels))
     shifts = rng.integers(-1, 9, size=channels)
@@ -230,8 +232,9 @@ def bench_requant(channels: int, pe: int, vectors: int, build_dir, sim="icarus",
     node = make_node("Requant", "requant", {"NumChannels": channels, "PE": pe, "numInputVectors": [vectors],
                                             "inputDataType": "INT17", "outputDataType": "INT8",
                                             "shifts": shifts.tolist()})
-    params = dict(CHANNELS=channels, PE=pe, IBITS=17, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127,
-                  **({"SHIFT_CONST": 1, "SHIFT": shift} if shift is not None else {}))
+    params = dict(CHANNELS=channels, PE=pe, IBITS=17, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127, **shift_params(shifts))
+    if shift_range:
+        params.update(SHIFT_MIN=shift_range[0], SHIFT_MAX=shift_range[1])
     return _bench("requant", "requant/requant.v", params, {"in": (_words(x, pe), 17, True)},
                   {"out": (_words(y, pe), 8, True)}, node, build_dir, sim, backpressure, seed,
                   {"shift.mem": (shifts.reshape(-1, 1), 8)})
@@ -255,7 +258,7 @@ def bench_requant_edges(build_dir, sim="icarus", pe: int = 2) -> dict:
     vectors = max(len(c) for c in columns)
     x = np.array([[c[i % len(c)] for c in columns] for i in range(vectors)])
     y = Requant.compute([x], {"shifts": shifts.tolist(), "axis": 1, "qmin": -128, "qmax": 127})
-    params = dict(CHANNELS=len(shifts), PE=pe, IBITS=18, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127)
+    params = dict(CHANNELS=len(shifts), PE=pe, IBITS=18, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127, **shift_params(shifts))
     return _bench("requant", "requant/requant.v", params, {"in": (_words(x, pe), 18, True)},
                   {"out": (_words(y, pe), 8, True)}, None, build_dir, sim, False, 0,
                   {"shift.mem": (shifts.reshape(-1, 1), 8)})
@@ -271,7 +274,7 @@ def bench_grouped_requant(channels: int, pe: int, vectors: int, groups: int, eva
     y = np.stack([Requant.compute([x[e]], {"shifts": shifts[g].tolist(), "axis": 1, "qmin": -128, "qmax": 127})
                   for e, g in enumerate(chosen)])
     params = dict(CHANNELS=channels, PE=pe, IBITS=17, OBITS=8, SHBITS=8, QMIN=-128, QMAX=127, GROUPS=groups,
-                  VECTORS=vectors, GBITS=8)
+                  VECTORS=vectors, GBITS=8, **shift_params(shifts))
     return _bench("requant", "requant/requant.v", params, {"in": (_words(x, pe), 17, True)},
                   {"out": (_words(y, pe), 8, True)}, None, build_dir, sim, backpressure, seed,
                   {"shift.mem": (shifts.reshape(-1, 1), 8)}, groups=chosen)

@@ -67,10 +67,15 @@ def run_stream(sources: list[Path], toplevel: str, parameters: dict, inputs: dic
                  log_file=str(build_dir / "build.log"))
     env = {"HWSIM_TB": str(cfg), "HWSIM_TB_OUT": str(out),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    results = runner.test(hdl_toplevel=toplevel, test_module="hwsim.rtlgen.stream_tb", build_dir=str(build_dir),
-                          test_dir=str(build_dir), extra_env=env, log_file=str(build_dir / "sim.log"))
+    def sim_log() -> str:
+        return (build_dir / "sim.log").read_text()[-2000:] if (build_dir / "sim.log").is_file() else ""
+
+    try:
+        results = runner.test(hdl_toplevel=toplevel, test_module="hwsim.rtlgen.stream_tb", build_dir=str(build_dir),
+                              test_dir=str(build_dir), extra_env=env, log_file=str(build_dir / "sim.log"))
+    except SystemExit:  # the simulator stopped before the bench ran (a block's own check, e.g. rtl/requant's table)
+        raise RuntimeError(f"{toplevel} on {sim}: the simulation stopped before the bench ran\n{sim_log()}") from None
     tests, failed = get_results(results)
     if failed or not out.is_file():
-        log = (build_dir / "sim.log").read_text()[-2000:] if (build_dir / "sim.log").is_file() else ""
-        raise RuntimeError(f"{toplevel} on {sim}: the bench failed ({failed} of {tests})\n{log}")
+        raise RuntimeError(f"{toplevel} on {sim}: the bench failed ({failed} of {tests})\n{sim_log()}")
     return json.loads(out.read_text())

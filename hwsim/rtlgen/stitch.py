@@ -33,7 +33,7 @@ from hwsim.dataflow.nodes.base import bits
 from hwsim.dataflow.schedule import schedule
 from hwsim.intsim.executor import Simulator
 from hwsim.quant.group_index import group_of
-from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, write_banks, write_mem
+from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, shift_params, write_banks, write_mem
 from hwsim.rtlgen.simulate import RTL
 
 SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "groupnorm/groupnorm.v",
@@ -198,10 +198,9 @@ def _requant_of(node: DataflowNode, ctx: _Context) -> tuple[np.ndarray, int, int
 
 
 def _const_shift(shifts: np.ndarray, activation: bool = True) -> dict:
-    """SHIFT_CONST and SHIFT of rtl/requant and rtl/mvau when one shift serves every channel of
-    every timestep group (per-tensor scales): the block builds no table (far fewer LUTs)."""
-    values = np.unique(shifts)
-    return dict(SHIFT_CONST=1, SHIFT=int(values[0])) if activation and values.size == 1 else {}
+    """SHIFT_CONST and SHIFT of rtl/mvau when one shift serves every channel of every timestep group
+    (per-tensor scales): the block builds no table (far fewer LUTs)."""
+    return shift_params(shifts, table_range=False) if activation else {}
 
 
 def _grouping(module: str, ctx: _Context, **per_evaluation) -> dict:
@@ -315,7 +314,7 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         shifts, qmin, qmax = _shifts(node, ctx, ctx.source_names(node)[0], a["NumChannels"])
         return "requant", dict(CHANNELS=a["NumChannels"], PE=a["PE"], IBITS=node.dt("inputDataType"),
                                OBITS=node.dt("outputDataType"), SHBITS=8, QMIN=qmin, QMAX=qmax,
-                               SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8), **_const_shift(shifts),
+                               SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8), **shift_params(shifts),
                                **_grouping("requant", ctx, VECTORS=node.n_vectors()))
     if t == "GroupNorm":
         (_, ins, _, _), = ctx.sources(node)

@@ -9,6 +9,11 @@
 // them) and no table is built. A table of equal entries computes the same, but synthesis folds the
 // table into the shift only after the 64-bit saturation compares have become carry chains: about
 // 150 LUTs a lane against about 40 (Yosys synth_ecp5, 17-bit input).
+// With a table, SHIFT_MIN and SHIFT_MAX bound its entries (the stitcher sets them from the table; a
+// simulation stops on an entry outside them): the lane selects among the constant-shift requantizers
+// of that range by the entry, so synthesis builds one constant-shift datapath per shift a lane's
+// entries take, never a barrel shifter over SHBITS-bit shifts (which took 400-700 LUTs a lane, and a
+// number that depended on the table's values in ways no model of the block could follow).
 `default_nettype none
 `include "group_hold.vh"
 
@@ -25,7 +30,9 @@ module requant #(
     parameter integer GBITS = 8,
     parameter SHIFT_FILE = "shift.mem",
     parameter integer SHIFT_CONST = 0,
-    parameter integer SHIFT = 0
+    parameter integer SHIFT = 0,
+    parameter integer SHIFT_MIN = 0,   // the table's entries lie in [SHIFT_MIN, SHIFT_MAX]
+    parameter integer SHIFT_MAX = 0
 ) (
     input  wire                clk,
     input  wire                rst,
@@ -42,7 +49,19 @@ module requant #(
     localparam integer FOLDS = CHANNELS / PE;
     localparam integer FB = (FOLDS <= 1) ? 1 : $clog2(FOLDS);
     reg signed [SHBITS-1:0] smem [0:GROUPS*CHANNELS-1];
-    initial $readmemh(SHIFT_FILE, smem);
+    initial begin : load
+        integer i;
+        $readmemh(SHIFT_FILE, smem);
+`ifndef SYNTHESIS
+        if (!SHIFT_CONST)
+            for (i = 0; i < GROUPS * CHANNELS; i = i + 1)
+                if ($signed(smem[i]) < SHIFT_MIN || $signed(smem[i]) > SHIFT_MAX) begin
+                    $display("requant: %s entry %0d is %0d, outside SHIFT_MIN..SHIFT_MAX = %0d..%0d",
+                             SHIFT_FILE, i, $signed(smem[i]), SHIFT_MIN, SHIFT_MAX);
+                    $finish;
+                end
+`endif
+    end
     reg [FB-1:0] fold;
     wire free = !out_valid || out_ready;
     wire have_g;
@@ -61,14 +80,24 @@ module requant #(
             if (free) out_valid <= take;
             if (take) begin
                 for (p = 0; p < PE; p = p + 1)
-                    out_data[p * OBITS +: OBITS] <= requantize($signed(in_data[p * IBITS +: IBITS]),
-                                                               SHIFT_CONST ? SHIFT : smem[group * CHANNELS + fold * PE + p]);
+                    out_data[p * OBITS +: OBITS] <= SHIFT_CONST ? requantize($signed(in_data[p * IBITS +: IBITS]), SHIFT)
+                        : requantize_table($signed(in_data[p * IBITS +: IBITS]), smem[group * CHANNELS + fold * PE + p]);
                 fold <= (fold == FOLDS - 1) ? 0 : fold + 1;
             end
         end
     end
 
     `include "round_shift.vh"
+
+    // requantize(v, s) for an entry s in [SHIFT_MIN, SHIFT_MAX]: a choice among constant shifts
+    function [OBITS-1:0] requantize_table(input signed [63:0] v, input signed [SHBITS-1:0] s);
+        integer k;
+        begin
+            requantize_table = requantize(v, SHIFT_MIN);
+            for (k = SHIFT_MIN + 1; k <= SHIFT_MAX; k = k + 1)
+                if (s == k) requantize_table = requantize(v, k);
+        end
+    endfunction
 
 endmodule
 

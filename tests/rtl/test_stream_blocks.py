@@ -137,6 +137,14 @@ def test_requant_at_every_rounding_tie_and_saturation_edge(sim, tmp_path):
 
 
 @pytest.mark.parametrize("sim", SIMS)
+def test_requant_table_outside_its_declared_range_stops_the_simulation(sim, tmp_path):
+    """The table path builds requantizers for SHIFT_MIN..SHIFT_MAX only: an entry outside them would
+    be computed with the wrong shift, so the block refuses it, naming the file and the entry."""
+    with pytest.raises(RuntimeError, match=r"shift.mem entry \d+ is -?\d+, outside SHIFT_MIN..SHIFT_MAX = 0..5"):
+        benches.bench_requant(8, 2, 2, tmp_path, sim=sim, seed=3, shift_range=(0, 5))
+
+
+@pytest.mark.parametrize("sim", SIMS)
 def test_per_timestep_group_shift_tables(sim, tmp_path):
     """TDQ-style timestep-dependent precision in hardware: the table is chosen per evaluation."""
     assert benches.bench_grouped_requant(6, 2, 3, 4, 5, tmp_path, sim=sim, seed=7)["bit_exact"]
