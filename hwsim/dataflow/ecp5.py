@@ -618,7 +618,7 @@ FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0, "bbank": 1.
 # point of the lowest (experiments/resource_calibration.py --select; its README lists the choices).
 LUT_FEATURES = {"MVAU": ("acc", "act_out", "act_stages", "mult", "tree"),
                 "MVAU (sparse)": ("act_out", "ctrl", "mult", "vector_rd"),
-                "Requant": ("base", "word", "stages"),
+                "Requant": ("round", "sat", "select"),
                 "LutActivation": ("base", "table"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),
                 "GroupNorm": ("group_count", "lane_reach", "logn", "table"),
