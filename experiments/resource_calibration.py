@@ -445,15 +445,17 @@ def report(data: dict) -> None:
 
 # What the measurements show about the types the model misses (written from the rows in table.md).
 CAUSES = {
-    "Requant": "the shift table is folded into each lane's datapath, so the logic depends on the shift values, "
-               "which the node carries. Session 18 priced it from them (the barrel shifter's stages: lane width x "
-               "the shift bits that vary among the lane's shifts) with the block's base and input word, the "
-               "features leave-one-out cross-validation on the fit rows chose (RMS 17%, every candidate 22%); "
-               "three held-out tables still miss: random ones (up to 9 values a lane, negative ones included: "
-               "C=64, PE=8, 24 bits +23%) and a few values a lane (C=128, PE=16, 2 values -17%; C=32, PE=1, 3 "
-               "values -17%): with one lane the block's fixed part weighs more than the fit, whose rows are "
-               "mostly wide, gives it. Exports have one shift per tensor (45 of unet-digits' 47 Requants; the "
-               "other two, 2 values), which rtl/requant builds without a table, priced by `Requant (const)`.",
+    "Requant": "session 22 rebuilt rtl/requant's table path: a lane chooses, by its entry, among the "
+               "constant-shift requantizers of the table's range (SHIFT_MIN..SHIFT_MAX), which synthesis keeps only "
+               "for the shifts the lane's entries take, in place of a barrel shifter folded with the table (2 to 4 "
+               "times fewer LUTs on tables of a few shifts, rtl/requant/README.md). Cross-validation on the fit rows "
+               "chose the requantizers' saturation and rounding bits and the choice's output bits (RMS 11.9%, the "
+               "barrel-shifter features 72% on the new rows); two held-out rows miss: C=32, PE=1 with shifts "
+               "{0, 4, 6} (308 LUTs against 180: the three requantizers' compares are carry chains of 70 CCU2C, 140 "
+               "LUTs, near two a saturation bit where the fit, led by the random tables' rows, gives 1.8 with the "
+               "rounding and choice logic priced low) and C=128, PE=16 with two shifts (1,272 against 1,550, +22%). "
+               "Exports have one shift per tensor (45 of unet-digits' 47 Requants; the other two, 2 values), which "
+               "rtl/requant builds without a table, priced by `Requant (const)`.",
     "LutActivation": "the table's content decides the logic and the node does not carry it; session 18 priced the "
                      "table by the type's own coefficient (activation tables are smooth and take fewer LUTs than "
                      "the random ROMs the shared coefficient is fitted on) and added GELU and 7-bit tables to the "
