@@ -580,7 +580,7 @@ def readme(data: dict) -> None:
               "- Structure over fitting (session 22): StreamingDataWidthConverter missed by up to 140% because, flattened, "
               "ABC folded the decoding of the fill count into every multiplexed buffer bit, with wide LUTs, at costs "
               "no feature of the units' sources explained. rtl/dwc now decodes its units' loads and selects once, in "
-              "a module kept apart (`keep_hierarchy`): 2 to 5 times fewer LUTs on non-multiple conversions "
+              "a module kept apart (`keep_hierarchy`): up to six times fewer LUTs on non-multiple conversions "
               "(rtl/dwc/README.md), and a cost that its multiplexer inputs and the decoder's size explain.",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",

@@ -100,7 +100,7 @@ endmodule
 
 // The units' loads and selects, a module apart (keep_hierarchy): synthesis then maps each buffer bit as
 // a multiplexer of its few sources under the unit's select, instead of folding the decoding of the
-// count into every bit (on ECP5 that took 2 to 5 times the LUTs: 2 -> 3 lanes 208 against 44).
+// count into every bit (on ECP5 that took up to six times the LUTs: 2 -> 3 lanes 208 against 44).
 (* keep_hierarchy *)
 module dwc_select #(
     parameter integer KI = 2,
