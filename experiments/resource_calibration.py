@@ -448,7 +448,7 @@ CAUSES = {
     "Requant": "session 22 rebuilt rtl/requant's table path: a lane chooses, by its entry, among the "
                "constant-shift requantizers of the table's range (SHIFT_MIN..SHIFT_MAX), which synthesis keeps only "
                "for the shifts the lane's entries take, in place of a barrel shifter folded with the table (2 to 4 "
-               "times fewer LUTs on tables of a few shifts, rtl/requant/README.md). Cross-validation on the fit rows "
+               "times fewer LUTs on tables of two shifts, 1.7 on three, rtl/requant/README.md). Cross-validation on the fit rows "
                "chose the requantizers' saturation and rounding bits and the choice's output bits (RMS 11.9%, the "
                "barrel-shifter features 72% on the new rows); two held-out rows miss: C=32, PE=1 with shifts "
                "{0, 4, 6} (308 LUTs against 180: the three requantizers' compares are carry chains of 70 CCU2C, 140 "
