@@ -153,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="ecp5-85f")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="the first nextpnr seed (per row: the row's fmax_mhz.per_seed names its seeds)")
     parser.add_argument("--freq", type=float, default=100.0, help="nextpnr's clock target (MHz)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--only", nargs="*", help="design names to build (default: all)")
@@ -200,7 +202,7 @@ def main() -> None:
         row["nodes"] = sum(p["op_type"] != "FIFO" for p in parts)
         row["fifos"] = len(parts) - row["nodes"]
         row.update(table_row(work / "design", args.device, work / args.device, args.freq, args.seeds, REPORT_KEYS,
-                             tuple(args.pnr_arg)))
+                             tuple(args.pnr_arg), args.first_seed))
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("critical_path", "provenance")}), flush=True)
         atomic_write_json(path, {**meta, "rows": rows})

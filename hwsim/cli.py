@@ -435,6 +435,7 @@ def bitstream(
     out: Path = typer.Option(..., "--out", help="directory for the bitstream, logs and report.json"),
     freq: float = typer.Option(None, "--freq", help="clock target in MHz (default: 100 on ECP5, 50 on iCE40)"),
     seeds: int = typer.Option(3, help="nextpnr seeds (Fmax median and best over them)"),
+    first_seed: int = typer.Option(1, help="the first nextpnr seed (seeds run first-seed, first-seed + 1, ...)"),
     allow_timing_fail: bool = typer.Option(False, "--allow-timing-fail", help="exit 0 even if no seed meets --freq"),
     pnr_arg: list[str] = typer.Option([], "--pnr-arg", help="extra nextpnr argument, repeatable "
                                       "(e.g. --pnr-arg=--router --pnr-arg=router2)"),
@@ -444,7 +445,8 @@ def bitstream(
     from hwsim.bitstream import BitstreamError, build
 
     try:
-        r = build(design, device, out, freq, seeds, allow_timing_fail=allow_timing_fail, pnr_extra=tuple(pnr_arg))
+        r = build(design, device, out, freq, seeds, allow_timing_fail=allow_timing_fail, pnr_extra=tuple(pnr_arg),
+                  first_seed=first_seed)
     except BitstreamError as err:  # user_errors prints the first line; the quoted log lines go before it
         typer.echo("\n".join(str(err).splitlines()[1:]), err=True)
         raise

@@ -92,10 +92,10 @@ def _check_inputs(manifest: dict, design_dir: Path) -> None:
 
 def build(design_dir: str | Path, device: str | Device = "ecp5-85f", out: str | Path | None = None,
           freq_mhz: float | None = None, seeds: int = 3, allow_timing_fail: bool = False,
-          progress: bool = True, pins: int = PINS, pnr_extra: tuple[str, ...] = ()) -> dict:
+          progress: bool = True, pins: int = PINS, pnr_extra: tuple[str, ...] = (), first_seed: int = 1) -> dict:
     """Build the bitstream of the generated design in ``design_dir`` for ``device``; return the report
     (also written to OUT/report.json). ``freq_mhz``: the clock target (the device's default if None);
-    ``seeds``: nextpnr seeds 1..seeds; ``pnr_extra``: more nextpnr arguments (e.g. ``--router router2``).
+    ``seeds``: how many nextpnr seeds, from ``first_seed`` on; ``pnr_extra``: more nextpnr arguments (e.g. ``--router router2``).
     A step whose command and inputs are unchanged since it last finished in OUT is not rerun."""
     from hwsim.provenance import provenance
     from hwsim.rtlgen.stitch import load_manifest
@@ -105,6 +105,8 @@ def build(design_dir: str | Path, device: str | Device = "ecp5-85f", out: str | 
     dev = device if isinstance(device, Device) else get_device(device)
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, not {seeds}")
+    if first_seed < 1:
+        raise ValueError(f"the first seed must be at least 1, not {first_seed}")
     target = float(freq_mhz or dev.default_mhz)
     if target <= 0:
         raise ValueError(f"the clock target must be positive, not {target} MHz")
@@ -144,7 +146,7 @@ def build(design_dir: str | Path, device: str | Device = "ecp5-85f", out: str | 
              ["wrapper.ys", "wrapper_blackbox.v", "wrapper.v"], ["wrapper_stat.json"])
         per_seed: dict[int, float] = {}
         reports: dict[int, dict] = {}
-        for seed in range(1, seeds + 1):
+        for seed in range(first_seed, first_seed + seeds):
             config, seed_report = f"seed{seed}{dev.pnr_suffix}", f"seed{seed}.json"
             step(f"place and route (seed {seed})",
                  dev.pnr_args("synth.json", config, seed_report, target, seed, pnr_extra),
@@ -178,7 +180,7 @@ def build(design_dir: str | Path, device: str | Device = "ecp5-85f", out: str | 
 
 
 def table_row(design_dir: str | Path, device: str, out: str | Path, freq_mhz: float, seeds: int,
-              keys: tuple[str, ...], pnr_extra: tuple[str, ...] = ()) -> dict:
+              keys: tuple[str, ...], pnr_extra: tuple[str, ...] = (), first_seed: int = 1) -> dict:
     """One row of an experiment's bitstream table: the report's ``keys`` of a build with timing
     failures allowed, its multipliers as ``mult18`` (iCE40: SB_MAC16), wall seconds and provenance
     (per row: a resumed table may span commits); a failed build gives its error instead."""
@@ -186,7 +188,8 @@ def table_row(design_dir: str | Path, device: str, out: str | Path, freq_mhz: fl
 
     started = time.time()
     try:
-        report = build(design_dir, device, out, freq_mhz, seeds, allow_timing_fail=True, pnr_extra=pnr_extra)
+        report = build(design_dir, device, out, freq_mhz, seeds, allow_timing_fail=True, pnr_extra=pnr_extra,
+                       first_seed=first_seed)
         row = {k: report[k] for k in keys if k in report}
         row["mult18"] = report.get("mult18", report.get("dsps", 0))
     except BitstreamError as err:

@@ -88,6 +88,12 @@ def test_rebuild_reuses_finished_steps_and_reruns_what_changed(adder_design, tmp
     top.write_text(top.read_text().replace("in0_data[7:0] + in0_data[15:8]", "in0_data[7:0] - in0_data[15:8]"))
     changed = build(adder_design, "ice40-hx8k", out, freq_mhz=10, seeds=1, progress=False)
     assert changed["reused_steps"] == ["wrapper synthesis"]
+    other_seed = build(adder_design, "ice40-hx8k", out, freq_mhz=10, seeds=1, first_seed=3, progress=False)
+    assert other_seed["reused_steps"] == ["synthesis", "wrapper synthesis"]
+    assert set(other_seed["fmax_mhz"]["per_seed"]) == {"3"} and other_seed["best_seed"] == 3
+    assert "--seed 3" in (out / "pnr_seed3.log").read_text().splitlines()[0]
+    with pytest.raises(ValueError, match="first seed must be at least 1, not 0"):
+        build(adder_design, "ice40-hx8k", out, seeds=1, first_seed=0, progress=False)
 
 
 def test_syntax_error_names_synthesis_and_quotes_the_line(tmp_path):
