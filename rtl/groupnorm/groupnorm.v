@@ -6,8 +6,8 @@
 // Banked buffer (BBANK > 0, a map deeper than BBANK words): rtl/common/banked_memory.vh, as rtl/mvau's
 // WBANK; EMIT one stage longer.
 // Three phases, single-buffered: LOAD takes the map (PIXELS x CHANNELS/PE words) into a buffer while
-// S and Q accumulate per group; SOLVE computes r and k group by group (a six-cycle set-up: S
-// and Q, the partial products of N*Q and S*S, their sums, D, k, m) with a restoring divider (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
+// S and Q accumulate per group; SOLVE computes r and k group by group (a seven-cycle set-up: S
+// and Q, the partial products of N*Q and S*S, their sums, D, D's bit length, k, m) with a restoring divider (63 cycles) and a bit-serial square root (32 cycles); EMIT reads the buffer back, one word per
 // cycle, normalized in eight pipeline stages (the word and its group's statistics registered, then a subtraction, a multiply, an add or a rounding shift each). round_shift
 // rounds half to even. Every register is as wide as the numerics
 // bound it (below), so synthesis infers narrow multipliers: per lane x*x (IBITS x IBITS),
@@ -157,9 +157,9 @@ module groupnorm #(
 
     // --- SOLVE: r = isqrt(2^62 / m), k, per group -------------------------------------------------
     reg [GW-1:0] sg;        // group being solved
-    reg [7:0]  step;        // 0: set up (six cycles, setup 0..5); 1..63: divide; 64..95: square root; 96: store
+    reg [7:0]  step;        // 0: set up (seven cycles, setup 0..6); 1..63: divide; 64..95: square root; 96: store
     reg [2:0]  setup;       // set-up: the group's S and Q, then the partial products of N*Q and S*S (over
-                            // 17-bit halves, a multiplier block each), then their sums, then D, then k, then
+                            // 17-bit halves, a multiplier block each), then their sums, then D, then its bit length, then k, then
                             // m = D >> 2k: one wide operation a cycle (the products apart from their
                             // difference: 12 ns in the share; a wide product's blocks and the adders that
                             // join them in one cycle: 11.9 ns, 83.8 MHz)
@@ -175,7 +175,8 @@ module groupnorm #(
     reg [63:0] quo, num, res, bitv;
     reg [DB-1:0] d_r, nq_r, ss_r;  // D = N*Q - S*S >= 0 fits DB bits: the products are kept modulo 2^DB
     reg [DB-1:0] ss_ll, ss_lh, ss_hh, nq_lo, nq_hi;  // their partial products (modulo 2^DB too)
-    reg [7:0]  kk_r;
+    reg [7:0]  kk_r, len_r;  // D's bit length, then k: a cycle each (the leading-one search over DB bits and
+                             // k's arithmetic in one cycle was the unet-fashion share's path at 95.4 MHz)
     integer b, len;
     wire [33:0] div_shifted = {rem, step == 8'd1};            // (rem << 1) | the dividend's next bit
     wire [34:0] div_trial = {1'b0, div_shifted} - {3'b0, m};
@@ -221,8 +222,11 @@ module groupnorm #(
                         len = 0;
                         for (b = 0; b < DB; b = b + 1)
                             if (d_r[b]) len = b + 1;
-                        kk_r <= (KMAX > 0 && len > 32) ? (len - 31) / 2 : 0;
+                        len_r <= len;
                         setup <= 5;
+                    end else if (step == 0 && setup == 5) begin
+                        kk_r <= (KMAX > 0 && len_r > 32) ? (len_r - 31) / 2 : 0;
+                        setup <= 6;
                     end else if (step == 0) begin
                         m <= (KMAX > 0) ? d_r >> (2 * kk_r) : d_r;
                         k_of[sg] <= (d_r == 0 || KMAX == 0) ? 0 : kk_r;

@@ -39,13 +39,13 @@ def _residual() -> DataflowGraph:
 
 def test_residual_schedule_and_skip_fifo():
     sched = schedule(_residual())
-    # GroupNorm's first output comes after the whole map (64), two groups' square roots (102 each, + 4)
+    # GroupNorm's first output comes after the whole map (64), two groups' square roots (103 each, + 4)
     # and its EMIT pipeline (7 stages after the buffer read, hwsim_types.EMIT_STAGES - 1)
-    assert sched.first["n"] - sched.first["x0"] == 64 + 2 * 102 + 4 + 7
+    assert sched.first["n"] - sched.first["x0"] == 64 + 2 * 103 + 4 + 7
     # so the skip branch must hold the whole map; GroupNorm's own input (x0) needs no FIFO
     fifos = {f.stream: f for f in sched.fifos}
     assert set(fifos) == {"x1"} and fifos["x1"].depth == 64 and fifos["x1"].bits == 64 * 8
-    assert sched.ii == 128 + 2 * 102 + 4 and sched.bottleneck == "gn"  # single-buffered: two passes and the solve
+    assert sched.ii == 128 + 2 * 103 + 4 and sched.bottleneck == "gn"  # single-buffered: two passes and the solve
     assert deadlocks(sched, 63) == [fifos["x1"]] and deadlocks(sched, 64) == []
 
 

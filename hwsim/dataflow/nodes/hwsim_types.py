@@ -16,11 +16,12 @@ from hwsim.dataflow.nodes.base import HWSIM_DOMAIN, DataflowNode, Op
 
 RSQRT_ADDS = 32  # a 32-bit integer square root, one add per result bit (docs/numerics.md, GroupNorm)
 RSQRT_BITS = 31  # r = isqrt(2^62 // m) has up to 31 significant bits
-# rtl/groupnorm solves each group serially: a six-cycle set-up (S and Q, N*Q's and S*S's partial products,
-# their sums, D, k, m), a 63-step
+# rtl/groupnorm solves each group serially: a seven-cycle set-up (S and Q, N*Q's and S*S's partial products,
+# their sums, D, D's bit length, k, m), a 63-step
 # restoring division of 2^62 by m, a 32-step square root, store; and 4 cycles pass between its phases
 # (measured; two of them: the map's last word is squared, then accumulated, in SOLVE's first cycles)
-SOLVE_CYCLES = 6 + 63 + 32 + 1
+DIVIDE_STEPS = 63
+SOLVE_CYCLES = 7 + DIVIDE_STEPS + RSQRT_ADDS + 1
 PHASE_CYCLES = 4
 EMIT_STAGES = 8  # rtl/groupnorm normalizes in eight pipeline stages: the first output waits seven more cycles, the II does not
 
@@ -113,7 +114,8 @@ class GroupNorm(_Stream):
         word, mem = self.word(), self.buffer_bits()
         return [Op("add", n, sums), Op("mult", n, x, x), Op("add", n, sums),  # S and Q
                 Op("mem_write", n // self.attrs["PE"], word, mem), Op("mem_read", n // self.attrs["PE"], word, mem),
-                Op("add", groups * (SOLVE_CYCLES - 2), 64),  # D's division and square root, per group
+                # per group: the division, the square root, the set-up's sums, D and k
+                Op("add", groups * (DIVIDE_STEPS + RSQRT_ADDS + 5), 64),
                 Op("add", n, centered), Op("mult", n, centered, RSQRT_BITS), Op("add", n, centered + RSQRT_BITS),
                 Op("mult", n, t, self.attrs["gammaBits"]), Op("add", n, self.attrs["betaBits"]),
                 Op("add", n, self.attrs["betaBits"])]  # round-half-even shift and clamp
