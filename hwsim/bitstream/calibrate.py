@@ -245,8 +245,8 @@ def _clog2(n: int) -> int:
 
 def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
     """Dense (M = 1) or N:M sparse MVAU with fused requant (ACTIVATION) or the accumulator out; the
-    requant's shifts drawn per channel from [-1, 6], or (``DISTINCT``: 1) one shift for every channel,
-    as exports have it."""
+    requant's shifts drawn per channel from [-1, 6], or (``DISTINCT``: k) k distinct shifts from it
+    spread over the channels (k = 1: one for every channel, as exports have it)."""
     from hwsim.rtlgen.memfiles import bank_rows, mvau_memories, nm_compress
 
     mw, mh, pe, simd, wb, ab = cfg["MW"], cfg["MH"], cfg["PE"], cfg["SIMD"], cfg["WBITS"], cfg["ABITS"]
@@ -262,9 +262,10 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
                   SIGNED_IN=1, ACTIVATION=act, QMIN=-128 if act else 0, QMAX=127 if act else 0, LUT_MULT=lut,
                   WEIGHT_FILE="weights.mem", BIAS_FILE="bias.mem", SHIFT_FILE="shift.mem")
     b, s = rng.integers(-200, 200, size=mh), rng.integers(-1, 7, size=mh)
-    if cfg.get("DISTINCT") == 1:  # as hwsim.rtlgen.stitch makes the block: no shift table
-        s = np.full(mh, s[0])
-        params.update(SHIFT_CONST=1, SHIFT=int(s[0]))
+    if cfg.get("DISTINCT"):  # k distinct shifts spread over the channels (1: as per-tensor exports, no table)
+        s = _distinct_shifts(rng, mh, cfg["DISTINCT"], -1, 6)
+    if act:
+        params.update(shift_params(s))
     memories = {}
     if m > 1:
         values, positions = nm_compress(w, n, m)
@@ -299,19 +300,20 @@ def dynamic_mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
     lut = cfg.get("LUT_MULT", 1)
     act = cfg.get("ACTIVATION", 1)  # 0: the accumulator out, no requantization
     tokens = m  # QK^T: the operand's M is the token count
+    shift = int(rng.integers(2, 8))  # one for the tensor, as exports have it: no table
     acc = ab + wb + _clog2(k) + 1
     params = dict(MW=k, MH=m, PE=pe, SIMD=simd, ABITS=ab, WBITS=wb, BBITS=8, ACCBITS=acc, OBITS=8 if act else acc,
                   SHBITS=8, SIGNED_IN=1, ACTIVATION=act, QMIN=-128, QMAX=127, DYNAMIC=1, HEADS=h, VECTORS=tokens * h,
-                  OLANES=simd, LUT_MULT=lut, SHIFT_FILE="shift.mem",
+                  OLANES=simd, LUT_MULT=lut, SHIFT_FILE="shift.mem", **(shift_params([shift]) if act else {}),
                   **operand_loops((0, 3, 1, 2), (1, h, k, m), simd))
     node = make_node("MVAU", "mvau", {"MW": k, "MH": m, "PE": pe, "SIMD": simd, "mem_mode": "dynamic", "heads": h,
                                       "operandOrder": [0, 3, 1, 2],
                                       "numInputVectors": [tokens, h], "inputDataType": f"INT{ab}",
                                       "weightDataType": f"INT{wb}", "accDataType": f"INT{acc}",
                                       "outputDataType": "INT8" if act else f"INT{acc}", "noActivation": 1 - act,
-                                      "resType": "lut" if lut else "dsp"})
+                                      "resType": "lut" if lut else "dsp", **({"shifts": [shift]} if act else {})})
     return Block("MVAU (dynamic)", "mvau", "mvau/mvau.v", params, node,
-                 {"shift.mem": (rng.integers(2, 8, size=(m, 1)), 8, True)})
+                 {"shift.mem": (np.full((m, 1), shift), 8, True)})
 
 
 def swg_block(cfg: dict, rng: np.random.Generator) -> Block:
@@ -332,16 +334,18 @@ def fmpad_block(cfg: dict, rng: np.random.Generator) -> Block:
     return Block("FMPadding", "fmpad", "fmpad/fmpad.v", params, node)
 
 
+def _distinct_shifts(rng: np.random.Generator, channels: int, k: int, lo: int, hi: int) -> np.ndarray:
+    """``k`` distinct shifts from [lo, hi], every one used, spread over the channels at random."""
+    pick = rng.integers(0, k, size=channels)
+    pick[:k] = np.arange(k)
+    return (rng.permutation(hi - lo + 1)[:k] + lo)[pick]
+
+
 def requant_block(cfg: dict, rng: np.random.Generator) -> Block:
     """Shifts drawn from [-1, 8] per channel, or (``DISTINCT``: k) k distinct shifts from [0, 8] spread
     over the channels, as per-tensor (k = 1) and mixed-precision exports have them."""
     c, pe, ib, ob, k = cfg["C"], cfg["PE"], cfg["IBITS"], cfg.get("OBITS", 8), cfg.get("DISTINCT")
-    if k:
-        pick = rng.integers(0, k, size=c)
-        pick[:k] = np.arange(k)  # every one of the k used
-        shifts = rng.permutation(9)[:k][pick]
-    else:
-        shifts = rng.integers(-1, 9, size=c)
+    shifts = _distinct_shifts(rng, c, k, 0, 8) if k else rng.integers(-1, 9, size=c)
     node = make_node("Requant", "requant", {"NumChannels": c, "PE": pe, "numInputVectors": [4],
                                             "inputDataType": f"INT{ib}", "outputDataType": f"INT{ob}",
                                             "shifts": [int(v) for v in shifts]})

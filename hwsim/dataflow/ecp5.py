@@ -217,42 +217,27 @@ def requant_shift_values(node: DataflowNode) -> list[list[int]]:
     return [sorted({int(g[ch]) for g in table for ch in range(p, c, lanes)}) for p in range(lanes)]
 
 
-def _varying_bits(values: list[int], bits: int = 8) -> int:
-    """Bits of the SHBITS-wide two's-complement shift that differ among ``values``."""
-    words = [v & ((1 << bits) - 1) for v in values]
-    return sum(1 for b in range(bits) if len({(w >> b) & 1 for w in words}) > 1)
-
-
-def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None = None,
-                choice: bool = False) -> dict[str, float]:
-    """LUT features of round_shift.vh's requantize (on a 64-bit value) in rtl/requant, or in rtl/mvau's
-    fused requant (``lanes`` PE, ``width`` the accumulator's), from the shifts the node carries.
-    Every lane: its input word (``word``: lane width) and the output's saturation select (``out``:
-    output bits). A lane with one shift v (SHIFT_CONST, or a table whose entries for the lane agree):
-    the floor has width - v bits; its two saturation compares are carry chains over them, built only
-    when the floor can leave the output range (``sat``); for v > 0 the rounding increment over the
-    bits above the rounding position (``round``: width - v) and the test of the v - 1 bits below it
-    (``sticky``). A lane with several shifts, the table folded into its datapath: in rtl/requant
-    (``choice``) one constant-shift requantizer per shift the lane takes, priced as above, and the
-    choice among them (``select``: output bits x (shifts - 1)); in rtl/mvau a barrel shifter whose
-    stages are the shift bits that vary among the lane's shifts (``stages``: lane width x varying
-    bits) and, with a negative shift among them, the left shift's branch (``left``: lane width)."""
+def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None = None) -> dict[str, float]:
+    """LUT features of rtl/requant, or of rtl/mvau's fused requant (``lanes`` PE, ``width`` the
+    accumulator's), from the shifts the node carries. Every lane: its input word (``word``: lane width)
+    and the output's saturation select (``out``: output bits). Both blocks build one constant-shift
+    requantizer (round_shift.vh's requantize) per shift a lane takes (rtl/common/shift_table.vh), each
+    priced by its shift v: the floor has width - v bits, its two saturation compares are carry chains
+    over them, built only when the floor can leave the output range (``sat``); for v > 0 the rounding
+    increment over the bits above the rounding position (``round``: width - v) and the test of the
+    v - 1 bits below it (``sticky``); and a lane with several shifts chooses among them (``select``:
+    output bits x (shifts - 1))."""
     if lanes is None:
         lanes, width = stream_word(node)
     ob = node.dt("outputDataType")
     out = {"word": float(lanes * width), "out": float(lanes * ob), "sat": 0.0, "round": 0.0, "sticky": 0.0,
-           "stages": 0.0, "left": 0.0, **({"select": 0.0} if choice else {})}
+           "select": 0.0}
     for vs in requant_shift_values(node):
-        if len(vs) == 1 or choice:
-            for v in vs:
-                out["sat"] += width - max(v, 0) if width - v >= ob else 0
-                out["round"] += width - v if v > 0 else 0
-                out["sticky"] += max(0, v - 1)
-            if choice:
-                out["select"] += ob * (len(vs) - 1)
-        else:
-            out["stages"] += width * _varying_bits(vs)
-            out["left"] += width if min(vs) < 0 else 0
+        for v in vs:
+            out["sat"] += width - max(v, 0) if width - v >= ob else 0
+            out["round"] += width - v if v > 0 else 0
+            out["sticky"] += max(0, v - 1)
+        out["select"] += ob * (len(vs) - 1)
     return out
 
 
@@ -345,10 +330,10 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         # (``psum``); a multiplier block takes the whole product at once and leaves no sum
         half = (w + 2) // 2
         # the fused requant: one shift for the whole tensor (as exports have it) is a fixed rounding and
-        # saturation per lane (``act_fixed``), a shift table a barrel shifter per lane (``act``)
+        # saturation per lane (``act_fixed``); the dynamic MVAU's by its accumulator (``act``)
         lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
                "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
-               "acc": p * acc, "act": p * acc * _clog2(acc) if act and not fixed else 0, "act_fixed": p * acc if fixed else 0,
+               "acc": p * acc, "act": p * acc * _clog2(acc) if act and dyn and not fixed else 0, "act_fixed": p * acc if fixed else 0,
                "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
                "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}),
                # the fused requant's parts (requant_lut): its output bits (``act_out``), and the rest
@@ -384,7 +369,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         ob = node.dt("outputDataType")
         single = single_shift(node)
         mems = [] if single else [Memory(8, a["NumChannels"] * a.get("timestepGroups", 1), lanes, sync=False)]
-        lut = {**one, **requant_lut(node, choice=True)}
+        lut = {**one, **requant_lut(node)}
         return 0, mems, lut, {**one, "word": word, "out": lanes * ob}
     if t == "Thresholding":
         stages, tbits = node.stages(), node.threshold_bits()

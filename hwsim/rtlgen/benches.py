@@ -54,7 +54,9 @@ def mvau_node(cfg: MvauConfig):
 
 
 def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", backpressure: bool = True,
-               seed: int = 0) -> dict:
+               seed: int = 0, shift_range: tuple[int, int] | None = None) -> dict:
+    """Random weights, inputs, biases and shifts per channel; ``shift_range``: the SHIFT_MIN, SHIFT_MAX
+    declared to the block (default the table's own; a narrower one must stop the simulation)."""
     rng = np.random.default_rng(seed)
     evaluations = 1 if backpressure else 2
     vectors = cfg.NIV * evaluations
@@ -75,8 +77,10 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
     params = dict(MW=cfg.MW, MH=cfg.MH, PE=cfg.PE, SIMD=cfg.SIMD, ABITS=cfg.ABITS, WBITS=cfg.WBITS, BBITS=10,
                   ACCBITS=accbits, OBITS=8 if cfg.ACTIVATION else accbits, SHBITS=8, SIGNED_IN=int(cfg.SIGNED_IN),
                   ACTIVATION=int(cfg.ACTIVATION), QMIN=qmin, QMAX=qmax, LUT_MULT=int(cfg.LUT_MULT),
-                  **({"SHIFT_CONST": 1, "SHIFT": int(shifts[0])} if cfg.SHIFT_CONST else {}),
+                  **(shift_params(shifts) if cfg.ACTIVATION else {}),
                   **({"WBANK": cfg.WBANK} if cfg.WBANK else {}))
+    if shift_range:
+        params.update(SHIFT_MIN=shift_range[0], SHIFT_MAX=shift_range[1])
     build = Path(build_dir)
     build.mkdir(parents=True, exist_ok=True)
     if cfg.M > 1:
@@ -161,7 +165,7 @@ def bench_dynamic_mvau(cfg: DynamicMvauConfig, build_dir, sim="icarus", backpres
     params = dict(MW=cfg.K, MH=cfg.M, PE=cfg.PE, SIMD=cfg.SIMD, ABITS=cfg.ABITS, WBITS=cfg.WBITS, BBITS=8,
                   ACCBITS=accbits, OBITS=obits, SHBITS=8, SIGNED_IN=int(cfg.SIGNED_IN), ACTIVATION=int(cfg.ACTIVATION),
                   QMIN=-128, QMAX=127, DYNAMIC=1, HEADS=h, VECTORS=n_tok * h, OLANES=cfg.SIMD,
-                  **operand_loops(order, b.shape, cfg.SIMD))
+                  **(shift_params([shift]) if cfg.ACTIVATION else {}), **operand_loops(order, b.shape, cfg.SIMD))
     report = _bench("mvau", "mvau/mvau.v", params,
                     {"in": (_words(a.transpose(0, 2, 1, 3).reshape(-1), cfg.SIMD), cfg.ABITS, cfg.SIGNED_IN),
                      "op": (_words(operand, cfg.SIMD), cfg.WBITS, True)},

@@ -197,12 +197,6 @@ def _requant_of(node: DataflowNode, ctx: _Context) -> tuple[np.ndarray, int, int
     return _shifts(node, ctx, ctx.source_names(node)[1], node.attrs["MH"])
 
 
-def _const_shift(shifts: np.ndarray, activation: bool = True) -> dict:
-    """SHIFT_CONST and SHIFT of rtl/mvau when one shift serves every channel of every timestep group
-    (per-tensor scales): the block builds no table (far fewer LUTs)."""
-    return shift_params(shifts, table_range=False) if activation else {}
-
-
 def _grouping(module: str, ctx: _Context, **per_evaluation) -> dict:
     """A grouped block's parameters: its table count, the g port's width and how much one
     evaluation is (nothing for an ungrouped graph: the blocks' defaults)."""
@@ -230,7 +224,7 @@ def _dynamic_mvau(node: DataflowNode, uid: str, ctx: _Context) -> dict:
                 SIGNED_IN=int(DataType[a["inputDataType"]].signed()), SIGNED_W=int(DataType[a["weightDataType"]].signed()),
                 ACTIVATION=int(activation), QMIN=qmin, QMAX=qmax, DYNAMIC=1, HEADS=a["heads"],
                 VECTORS=node.n_vectors(), OLANES=a["SIMD"], **loops, LUT_MULT=_lut_mult(node),
-                SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8), **_const_shift(shifts, activation),
+                SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", shifts.reshape(-1, 1), 8), **(shift_params(shifts) if activation else {}),
                 **_grouping("mvau", ctx))
 
 
@@ -308,7 +302,7 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                             WEIGHT_FILE=weights,
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
                             SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), LUT_MULT=_lut_mult(node),
-                            **_const_shift(shifts, activation), **_bank(bank, "WBANK"),
+                            **(shift_params(shifts) if activation else {}), **_bank(bank, "WBANK"),
                             **sparse, **_grouping("mvau", ctx, VECTORS=node.n_vectors()))
     if t == "Requant":
         shifts, qmin, qmax = _shifts(node, ctx, ctx.source_names(node)[0], a["NumChannels"])

@@ -2,7 +2,9 @@
 // folded FINN-style: SIMD inputs and PE output channels per cycle, MH/PE x MW/SIMD cycles per vector.
 // Requantization (ACTIVATION = 1) is hwsim's: shift right by shift[c] rounding half to even (or shift
 // left when shift[c] < 0), then saturate to [QMIN, QMAX] (docs/numerics.md). With ACTIVATION = 0 the
-// exact accumulator (with bias) is the output and OBITS must equal ACCBITS.
+// exact accumulator (with bias) is the output and OBITS must equal ACCBITS. One shift for every channel
+// (SHIFT_CONST) builds no table; a table's entries lie in [SHIFT_MIN, SHIFT_MAX], a lane choosing among
+// the constant-shift requantizers of that range (rtl/common/shift_table.vh, as rtl/requant).
 //
 // Stream protocol: valid/ready on both sides; a beat moves when valid and ready are both high.
 // Input beat: SIMD lanes of ABITS, lane i in in_data[i*ABITS +: ABITS]. Output beat: PE lanes of OBITS.
@@ -73,6 +75,8 @@ module mvau #(
     parameter SHIFT_FILE = "shift.mem",
     parameter integer SHIFT_CONST = 0,  // 1: every output channel requantizes by SHIFT, no shift table (rtl/requant)
     parameter integer SHIFT = 0,
+    parameter integer SHIFT_MIN = 0,   // a shift table's entries lie in [SHIFT_MIN, SHIFT_MAX] (rtl/common/shift_table.vh)
+    parameter integer SHIFT_MAX = 0,
     parameter integer WBANK = 0  // > 0 (a power of two): weights in banks of WBANK words, read registered twice
 ) (
     input  wire                  clk,
@@ -119,6 +123,9 @@ module mvau #(
         if (SPARSE) $readmemh(INDEX_FILE, imem);
         if (!DYNAMIC) $readmemh(BIAS_FILE, bmem);
         $readmemh(SHIFT_FILE, smem);
+`ifndef SYNTHESIS
+        if (ACTIVATION && !SHIFT_CONST) check_shift_table(GROUPS * MH);
+`endif
     end
 
     // --- dynamic operand: taken whole, held for VECTORS vectors ------------------------------------
@@ -403,7 +410,7 @@ module mvau #(
             if (va)
                 for (p = 0; p < PE; p = p + 1)
                     out_data[p * OBITS +: OBITS] <= activate($signed(biased[p * ACCBITS +: ACCBITS]),
-                                                           SHIFT_CONST ? SHIFT : $signed(shift_a[p * SHBITS +: SHBITS]));
+                                                           $signed(shift_a[p * SHBITS +: SHBITS]));
         end
     end
 
@@ -424,10 +431,11 @@ module mvau #(
     `include "multiply.vh"
 
     `include "round_shift.vh"
+    `include "shift_table.vh"
 
     // requantize (shift, round half to even, saturate) or pass the accumulator through
     function [OBITS-1:0] activate(input signed [ACCBITS-1:0] x, input signed [SHBITS-1:0] shift);
-        activate = (ACTIVATION != 0) ? requantize(x, shift) : x[OBITS-1:0];
+        activate = (ACTIVATION == 0) ? x[OBITS-1:0] : SHIFT_CONST ? requantize(x, SHIFT) : requantize_table(x, shift);
     endfunction
 endmodule
 

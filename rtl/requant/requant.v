@@ -10,10 +10,8 @@
 // table into the shift only after the 64-bit saturation compares have become carry chains: about
 // 150 LUTs a lane against about 40 (Yosys synth_ecp5, 17-bit input).
 // With a table, SHIFT_MIN and SHIFT_MAX bound its entries (the stitcher sets them from the table; a
-// simulation stops on an entry outside them): the lane selects among the constant-shift requantizers
-// of that range by the entry, so synthesis builds one constant-shift datapath per shift a lane's
-// entries take, never a barrel shifter over SHBITS-bit shifts (which took 400-700 LUTs a lane, and a
-// number that depended on the table's values in ways no model of the block could follow).
+// simulation stops on an entry outside them): a lane chooses among the constant-shift requantizers
+// of that range by its entry (rtl/common/shift_table.vh).
 `default_nettype none
 `include "group_hold.vh"
 
@@ -49,17 +47,10 @@ module requant #(
     localparam integer FOLDS = CHANNELS / PE;
     localparam integer FB = (FOLDS <= 1) ? 1 : $clog2(FOLDS);
     reg signed [SHBITS-1:0] smem [0:GROUPS*CHANNELS-1];
-    initial begin : load
-        integer i;
+    initial begin
         $readmemh(SHIFT_FILE, smem);
 `ifndef SYNTHESIS
-        if (!SHIFT_CONST)
-            for (i = 0; i < GROUPS * CHANNELS; i = i + 1)
-                if ($signed(smem[i]) < SHIFT_MIN || $signed(smem[i]) > SHIFT_MAX) begin
-                    $display("requant: %s entry %0d is %0d, outside SHIFT_MIN..SHIFT_MAX = %0d..%0d",
-                             SHIFT_FILE, i, $signed(smem[i]), SHIFT_MIN, SHIFT_MAX);
-                    $finish;
-                end
+        if (!SHIFT_CONST) check_shift_table(GROUPS * CHANNELS);
 `endif
     end
     reg [FB-1:0] fold;
@@ -88,16 +79,7 @@ module requant #(
     end
 
     `include "round_shift.vh"
-
-    // requantize(v, s) for an entry s in [SHIFT_MIN, SHIFT_MAX]: a choice among constant shifts
-    function [OBITS-1:0] requantize_table(input signed [63:0] v, input signed [SHBITS-1:0] s);
-        integer k;
-        begin
-            requantize_table = requantize(v, SHIFT_MIN);
-            for (k = SHIFT_MIN + 1; k <= SHIFT_MAX; k = k + 1)
-                if (s == k) requantize_table = requantize(v, k);
-        end
-    endfunction
+    `include "shift_table.vh"
 
 endmodule
 

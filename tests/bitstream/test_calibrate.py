@@ -132,16 +132,14 @@ def test_requant_features_follow_the_shifts_the_node_carries():
                                            "outputDataType": "INT8", "shifts": shifts})
 
     one = requant_lut(node([3] * 4))  # 17-bit floors: saturated; round over 17 bits, sticky over 2
-    assert (one["sat"], one["round"], one["sticky"], one["stages"], one["out"]) == (34, 34, 4, 0, 16)
+    assert (one["sat"], one["round"], one["sticky"], one["select"], one["out"]) == (34, 34, 4, 0, 16)
     assert requant_lut(node([3] * 4, ib=10))["sat"] == 0  # a 7-bit floor cannot leave the 8-bit range
-    # lane 0 serves channels 0 and 2 (shifts 1 and 4: two bits differ), lane 1 channels 1 and 3 (-1 and 0: all eight)
-    # rtl/mvau's fused requant: a barrel shifter over the varying bits, the left branch for -1
-    table = requant_lut(node([1, -1, 4, 0]))
-    assert (table["stages"], table["left"], table["sat"]) == (20 * 2 + 20 * 8, 20, 0)
-    # rtl/requant: a constant-shift requantizer per shift a lane takes (floors of 19, 16 | 20, 20 bits;
+    # lane 0 serves channels 0 and 2 (shifts 1 and 4), lane 1 channels 1 and 3 (-1 and 0): rtl/requant and
+    # rtl/mvau build a constant-shift requantizer per shift a lane takes (floors of 19, 16 | 20, 20 bits;
     # rounding over 19 and 16; sticky 0 and 3 bits) and a choice of two on each lane's 8 output bits
-    choice = requant_lut(node([1, -1, 4, 0]), choice=True)
-    assert (choice["sat"], choice["round"], choice["sticky"], choice["select"], choice["stages"]) == (75, 35, 3, 16, 0)
+    table = requant_lut(node([1, -1, 4, 0]))
+    assert (table["sat"], table["round"], table["sticky"], table["select"]) == (75, 35, 3, 16)
+    assert requant_lut(node([1, -1, 4, 0]), lanes=2, width=24)["sat"] == 23 + 20 + 24 + 24  # an MVAU's accumulator
     # the fit sees only the features ecp5.LUT_FEATURES chooses for the table; every=True gives all
     assert set(features(node([1, -1, 4, 0]))["lut"]) == {"round", "sat", "select"}
     assert {"out", "sticky", "word"} <= set(features(node([1, -1, 4, 0]), every=True)["lut"])

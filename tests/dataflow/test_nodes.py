@@ -171,12 +171,13 @@ def test_unknown_device():
 
 def test_requant_logic_follows_its_shifts():
     """One shift for the whole tensor (per-tensor scales) is a fixed rounding position with its own
-    coefficient table (rtl's SHIFT_CONST); a table of shifts is a shifter, on a Requant and an MVAU alike."""
+    coefficient table (rtl's SHIFT_CONST); a table of shifts a choice among constant-shift requantizers,
+    on a Requant and an MVAU alike."""
     attrs = dict(NumChannels=16, PE=2, numInputVectors=[4], inputDataType="INT20", outputDataType="INT8")
     assert ecp5_table(node("Requant", **attrs, shifts=[3])) == "Requant (const)"
     assert ecp5_table(node("Requant", **attrs, shifts=[3] * 16)) == "Requant (const)"
     assert ecp5_table(node("Requant", **attrs, shifts=[3, 4] * 8)) == "Requant"
-    assert ecp5_table(node("Requant", **attrs)) == "Requant"  # no shifts known: a shifter
+    assert ecp5_table(node("Requant", **attrs)) == "Requant"  # no shifts known: a table
     # timestep groups: one group's shifts say nothing of the others'; per-group shifts do
     assert ecp5_table(node("Requant", **attrs, shifts=[3], timestepGroups=4)) == "Requant"
     assert ecp5_table(node("Requant", **attrs, shifts=[[3]] * 4, timestepGroups=4)) == "Requant (const)"
@@ -185,14 +186,13 @@ def test_requant_logic_follows_its_shifts():
                 accDataType="INT20", outputDataType="INT8", noActivation=0)
     fixed = features(node("MVAU", **mvau, shifts=[5]), every=True)["lut"]
     table = features(node("MVAU", **mvau), every=True)["lut"]
-    assert (fixed["act"], fixed["act_fixed"]) == (0, 2 * 20)
-    assert (table["act"], table["act_fixed"]) == (2 * 20 * 5, 0)
+    assert (fixed["act_fixed"], table["act_fixed"]) == (2 * 20, 0)
     # ecp5.requant_lut's parts: the output bits either way; one shift: saturation over the 15-bit floor,
-    # rounding above bit 5, sticky bits below it; no shifts known: each lane's four shifts -1..2 vary in
-    # all eight bits, a negative one among them
+    # rounding above bit 5, sticky bits below it; no shifts known: each lane's four shifts -1..2, a
+    # constant-shift requantizer each (floors of 20, 20, 19, 18 bits) and a choice among them
     assert fixed["act_out"] == table["act_out"] == 2 * 8
     assert (fixed["actc_sat"], fixed["actc_round"], fixed["actc_sticky"]) == (2 * 15, 2 * 15, 2 * 4)
-    assert (table["act_stages"], table["act_left"]) == (2 * 20 * 8, 2 * 20)
+    assert (table["act_sat"], table["act_select"]) == (2 * (20 + 20 + 19 + 18), 2 * 8 * 3)
 
 
 def test_requant_stores_a_shift_table_per_timestep_group():

@@ -26,6 +26,14 @@ def test_mvau_bit_exact_under_backpressure(cfg, sim, tmp_path):
     assert bench_mvau(cfg, tmp_path, sim, backpressure=True, seed=1)["bit_exact"]
 
 
+@pytest.mark.parametrize("sim", SIMS)
+def test_shift_table_outside_its_declared_range_stops_the_simulation(sim, tmp_path):
+    """The fused requant builds requantizers for SHIFT_MIN..SHIFT_MAX only (rtl/common/shift_table.vh):
+    an entry outside them would take the wrong shift, so the block refuses it, naming file and entry."""
+    with pytest.raises(RuntimeError, match=r"shift.mem entry \d+ is -?\d+, outside SHIFT_MIN..SHIFT_MAX = 0..3"):
+        bench_mvau(CONFIGS[0], tmp_path, sim, seed=1, shift_range=(0, 3))
+
+
 @pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[-1]], ids=str)
 def test_mvau_bit_exact_verilator(cfg, tmp_path):
     assert bench_mvau(cfg, tmp_path, "verilator", backpressure=True, seed=2)["bit_exact"]
