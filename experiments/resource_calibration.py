@@ -84,6 +84,12 @@ GRID: dict[str, list[dict]] = {
         dict(MW=64, MH=16, PE=4, SIMD=2, WBITS=4, ABITS=8, N=1, M=4, ACTIVATION=0),
         dict(MW=32, MH=8, PE=2, SIMD=4, WBITS=8, ABITS=8, N=2, M=4, ACTIVATION=0),
         dict(MW=128, MH=16, PE=2, SIMD=4, WBITS=4, ABITS=4, N=1, M=2, ACTIVATION=0),
+        # shift tables of a few values, as mixed precision and timestep groups make them (session 23: rtl/mvau
+        # chooses among constant-shift requantizers, as rtl/requant)
+        dict(MW=64, MH=32, PE=2, SIMD=4, WBITS=8, ABITS=8, DISTINCT=2),
+        dict(MW=32, MH=16, PE=1, SIMD=2, WBITS=4, ABITS=8, DISTINCT=2),
+        dict(MW=128, MH=32, PE=4, SIMD=2, WBITS=8, ABITS=8, LUT_MULT=0, DISTINCT=4),
+        dict(MW=48, MH=24, PE=3, SIMD=2, WBITS=8, ABITS=8, DISTINCT=3),
     ],
     "dynamic_mvau": [dict(K=8, M=8, PE=1, SIMD=1, HEADS=2), dict(K=16, M=16, PE=2, SIMD=2, HEADS=2),
                      # without the fused requantization: otherwise the fit cannot tell its cost ("act_base")
