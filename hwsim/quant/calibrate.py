@@ -141,9 +141,14 @@ def collect_stats(net: nn.Module, inputs: list[tuple[torch.Tensor, torch.Tensor]
     return stats
 
 
-def _quant_mse(values: np.ndarray, scale: float, bits: int) -> float:
-    q = np.clip(np.round(values / scale), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+def _grid_mse(values: np.ndarray, scale: float, qmin: int, qmax: int) -> float:
+    """Mean squared error of rounding ``values`` to the codes [qmin, qmax] times ``scale``."""
+    q = np.clip(np.round(values / scale), qmin, qmax)
     return float(np.mean((q * scale - values) ** 2))
+
+
+def _quant_mse(values: np.ndarray, scale: float, bits: int) -> float:
+    return _grid_mse(values, scale, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
 
 
 def _mse_range(values: np.ndarray, peak: float, bits: int, po2: bool = True) -> float:
@@ -173,8 +178,7 @@ def zero_point_grid(lo: float, hi: float, bits: int, po2: bool = True) -> tuple[
 
 def _zero_point_mse(values: np.ndarray, lo: float, hi: float, bits: int, po2: bool) -> float:
     scale, z = zero_point_grid(lo, hi, bits, po2)
-    q = np.clip(np.round(values / scale), -z, 2**bits - 1 - z)
-    return float(np.mean((q * scale - values) ** 2))
+    return _grid_mse(values, scale, -z, 2**bits - 1 - z)
 
 
 def _observe_zero_point(stats: _Stats, name: str, key: str, cfg: CalibrationConfig, bits: int,
