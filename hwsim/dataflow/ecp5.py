@@ -601,8 +601,8 @@ FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0, "bbank": 1.
 # leave-one-out cross-validation over the table's fit rows only (the held-out rows play no part): of
 # every subset of the candidates, the smallest whose RMS error (LUTs over max(LUTs, 50)) is within a
 # point of the lowest (experiments/resource_calibration.py --select; its README lists the choices).
-LUT_FEATURES = {"MVAU": ("acc", "act_out", "act_stages", "mult", "tree"),
-                "MVAU (sparse)": ("act_out", "ctrl", "mult", "vector_rd"),
+LUT_FEATURES = {"MVAU": ("acc", "act_base", "act_select", "mult", "tree"),
+                "MVAU (sparse)": ("act_sat", "psum", "vector_rd"),
                 "Requant": ("round", "sat", "select"),
                 "LutActivation": ("base", "table"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),
