@@ -289,7 +289,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
             mults += _operand_address_mult18(node)
         # the weight address nf * SF + sf: wiring when SF is a power of two, else counted (``wcount``)
         wcount = _clog2(nf * sf + 1) if not dyn and nf > 1 and not _pow2(sf) else 0
-        if not dyn or act:  # the bias and shift address nf * PE + lane
+        fixed = act and single_shift(node)
+        if not dyn or (act and not fixed):  # the bias and shift address nf * PE + lane (no shift table: SHIFT_CONST)
             mults += const_mult18(_clog2(nf), p) if nf > 1 else 0
         mems = []
         ocount, bank_mux, bank_ff = 0, 0.0, 0.0
@@ -308,7 +309,6 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
                 if sparse:
                     mems.append(Memory(p * q * node.index_bits(), nf * sf))
             mems.append(Memory(a.get("biasBits", 16), mh, p, sync=False))
-        fixed = act and single_shift(node)
         if act and not fixed:
             mems.append(Memory(8, mh, p, sync=False))  # shifts (none with SHIFT_CONST)
         if sparse:
