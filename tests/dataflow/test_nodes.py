@@ -48,7 +48,7 @@ def test_mvau():
                                               "act": 0, "act_fixed": 0, "sparse": 0, "ctrl": 2, "rom": 64.0, "lutram": 8.0}
     # the fit prices the features ecp5.LUT_FEATURES chose for the MVAU (no fused requant here) and the memories
     lut = features(n)["lut"]
-    assert lut == {"mult": 256, "tree": 84, "acc": 32, "rom": 64.0, "lutram": 8.0}
+    assert lut == {"act_base": 0.0, "mult": 256, "tree": 84, "acc": 32, "rom": 64.0, "lutram": 8.0}
     got = estimate(n, dev)
     assert (got.lut, got.mult, got.bram) == (pytest.approx(calibrated_lut(dev, "MVAU", lut), abs=0.05), 0, 0)
     assert got.lut > 8 * 6  # the DPR16X4 alone: 6 TRELLIS_COMB each as nextpnr packs them
