@@ -582,14 +582,17 @@ def readme(data: dict) -> None:
               "experiments/resource_calibration.py --select TABLE ...` prints the choice, its error and that of "
               "every candidate. Chosen: " + "; ".join(f"{t}: {', '.join(f)}" for t, f in sorted(LUT_FEATURES.items()))
               + ". New features from what the nodes carry: Requant's and the MVAU's fused requant from the shifts "
-              "(`ecp5.requant_lut`: output bits, saturation compares over the floor's bits, rounding increment "
-              "and sticky bits with one shift a lane; the barrel shifter's varying stages with several), and "
-              "LutActivation's table at its own coefficient.",
+              "(`ecp5.requant_lut`: output bits, and per constant-shift requantizer a lane builds its saturation "
+              "compares over the floor's bits, rounding increment and sticky bits; with several, the choice "
+              "among them), and LutActivation's table at its own coefficient.",
               "- Structure over fitting (session 22): StreamingDataWidthConverter missed by up to 140% because, flattened, "
               "ABC folded the decoding of the fill count into every multiplexed buffer bit, with wide LUTs, at costs "
               "no feature of the units' sources explained. rtl/dwc now decodes its units' loads and selects once, in "
               "a module kept apart (`keep_hierarchy`): up to six times fewer LUTs on non-multiple conversions "
-              "(rtl/dwc/README.md), and a cost that its multiplexer inputs and the decoder's size explain.",
+              "(rtl/dwc/README.md), and a cost that its multiplexer inputs and the decoder's size explain. The same "
+              "for shift tables (sessions 22-23): rtl/requant and rtl/mvau's fused requant choose, by a lane's "
+              "entry, among the constant-shift requantizers of the table's range (rtl/common/shift_table.vh), "
+              "where a barrel shifter folded with the table cost what the table's values made it.",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "
