@@ -219,8 +219,9 @@ module groupnorm #(
                         d_r <= nq_r - ss_r;
                         setup <= 4;
                     end else if (step == 0 && setup == 4) begin
+                        // only a length above 32 gives k > 0: the search need not look below bit 32
                         len = 0;
-                        for (b = 0; b < DB; b = b + 1)
+                        for (b = 32; b < DB; b = b + 1)
                             if (d_r[b]) len = b + 1;
                         len_r <= len;
                         setup <= 5;
