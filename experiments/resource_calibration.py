@@ -483,14 +483,14 @@ CAUSES = {
                      "(non-constant 16-entry chunks per ROM bit; the ROM bits' multiplexer trees) separates them "
                      "as a physical cost, and the smallest block (R=4, C=4, PE=1, 247 LUTs) sits 80 LUTs under "
                      "the fit's base and slot cost.",
-    "GroupNorm": "five of ten held-out configurations miss, by 20% to 32% either way (C=24, G=4, PE=1: 1,443 "
-                 "LUTs against 1,900; C=16, G=4, PE=1, 64 pixels: 2,163 against 1,712). Before session 23 two "
-                 "missed. Session 23 gave the solver one more set-up cycle (D's bit length, then k, for the share's "
-                 "critical path) and one 8-bit register, and the same 29 configurations moved by -6% to +23% in "
-                 "LUTs (median +1%; C=32, G=2, PE=2: 2,046 -> 2,508): ABC's mapping of this block scatters by more "
-                 "than the criterion under a change that adds a handful of LUTs. Cross-validation on the fit rows "
+    "GroupNorm": "two held-out configurations miss: C=64, G=8, PE=4 (3,207 LUTs against 3,950) and C=24, G=4, "
+                 "PE=1 (1,442 against 1,771); the other eight are within 15%. Cross-validation on the fit rows "
                  "chose four of the nine features (the lanes' group counters and reach into the groups' "
-                 "statistics, log2 N, the gamma and beta tables' reach; RMS 12.8%).",
+                 "statistics, log2 N, the gamma and beta tables' reach; RMS 13.4%). Session 23 gave the solver "
+                 "one more set-up cycle (D's bit length, then k: the share's critical path), which alone grew the "
+                 "blocks whose variance can exceed 32 bits by up to 23% (C=16, G=4, PE=1, 64 pixels: 1,774 -> "
+                 "2,163 LUTs); searching the bit length above bit 32 only (below it k is 0 anyway) took them below "
+                 "where they were (1,633), the others within 1%.",
     "MVAU (sparse)": ("one held-out configuration misses: 1:4 sparse, 4-bit weights, PE=2, SIMD=8 with the fused "
                       "requant's random table (5,482 LUTs against 6,359, +16%). Session 23's cross-validation, after "
                       "rtl/mvau's constant-shift choice, chose the requantizers' saturation bits, the partial "
