@@ -61,14 +61,14 @@ def write_banks(path: str | Path, words: np.ndarray, bits: int, bank: int, signe
     return [write_mem(f"{path}.b{k:02d}", rows, bits, signed) for k, rows in enumerate(bank_rows(words, bank))]
 
 
-def shift_params(shifts, table_range: bool = True) -> dict:
-    """A shift table's block parameters: one value for every entry gives SHIFT_CONST and SHIFT (no
-    table is built); otherwise, with ``table_range``, SHIFT_MIN and SHIFT_MAX, the range rtl/requant
-    builds its constant-shift requantizers over."""
+def shift_params(shifts) -> dict:
+    """A shift table's block parameters (rtl/requant, rtl/mvau): one value for every entry gives
+    SHIFT_CONST and SHIFT (no table is built); otherwise SHIFT_MIN and SHIFT_MAX, the range the block
+    builds its constant-shift requantizers over (rtl/common/shift_table.vh)."""
     values = np.unique(np.asarray(shifts))
     if values.size == 1:
         return dict(SHIFT_CONST=1, SHIFT=int(values[0]))
-    return dict(SHIFT_MIN=int(values[0]), SHIFT_MAX=int(values[-1])) if table_range else {}
+    return dict(SHIFT_MIN=int(values[0]), SHIFT_MAX=int(values[-1]))
 
 
 def mvau_memories(weights: np.ndarray, bias: np.ndarray, shifts: np.ndarray, pe: int, simd: int) -> dict[str, np.ndarray]:
