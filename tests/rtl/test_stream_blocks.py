@@ -15,6 +15,7 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_requant(4, 4, 2, d, shift=8, **k),
     lambda d, **k: benches.bench_lut(8, 4, 5, d, **k),
     lambda d, **k: benches.bench_lut(3, 1, 4, d, **k),
+    lambda d, **k: benches.bench_lut(6, 3, 4, d, **k),  # an odd lane count: the last ROM has one port
     lambda d, **k: benches.bench_elementwise("add", 8, 2, 5, d, **k),
     lambda d, **k: benches.bench_elementwise("mul", 6, 3, 4, d, **k),
     lambda d, **k: benches.bench_duplicate(4, 2, 6, d, **k),
@@ -39,7 +40,7 @@ from tests.rtl import SIMS
     lambda d, **k: benches.bench_thresholding(8, 2, 5, d, **k),
     lambda d, **k: benches.bench_thresholding(6, 3, 4, d, per_channel=False, steps=7, obits=3, **k),
     lambda d, **k: benches.bench_thresholding(4, 2, 3, d, groups=3, evaluations=4, **k),
-], ids=["requant", "requant-pe6", "requant-const3", "requant-const-1", "requant-const8", "lut", "lut-pe1", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "fifo-outreg", "fifo-outreg-depth1",
+], ids=["requant", "requant-pe6", "requant-const3", "requant-const-1", "requant-const8", "lut", "lut-pe1", "lut-pe3", "add", "mul", "duplicate", "pad", "pad-asym", "fifo", "fifo-outreg", "fifo-outreg-depth1",
         "fifo-inreg-outreg", "fifo-inreg-outreg-depth1", "fifo-inreg", "swg",
         "swg-stride2", "swg-patchify", "swg-unequal", "upsample", "concat", "split", "concat-widths",
         "add-const", "mul-const-row", "thresholds", "thresholds-shared", "thresholds-grouped"])
