@@ -395,11 +395,19 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
             {**one, "pipe": lanes * stages * (width + 1 + stages)}
     if t == "LutActivation":
         ob = node.dt("outputDataType")
-        mems = [Memory(ob, 2 ** width, lanes)]
+        # one two-port ROM per pair of lanes (rtl/lut), the last one-port for an odd lane count
+        depth = 2 ** width * a.get("timestepGroups", 1)
+        mems = [Memory(ob, depth, 2)] * (lanes // 2) + [Memory(ob, depth, 1)] * (lanes % 2)
         bram, ml, mf = _memory_parts(mems)
-        # the table in LUT ROM priced by the type's own coefficient (``table``: ROM bits / 16 per lane),
-        # not the shared one of random ROMs: a SiLU or GELU table is smooth and maps to fewer LUTs
-        lut = {**one, "out": lanes * ob, **({"table": ml.pop("rom")} if "rom" in ml else {}), **ml}
+        # the table in LUT ROM priced by the type's own coefficients, not the shared one of random ROMs:
+        # a SiLU or GELU table is smooth and maps to fewer LUTs. ``table``: ROM bits / 16 per lane;
+        # ``table_sqrt``: output bits x sqrt(entries) per lane, as measured (6- to 8-bit inputs, rtl/lut's
+        # pairs kept apart: 31, 47-57 and 74-81 LUTs a lane of 8 output bits), the smooth tables' upper
+        # bits changing ever more rarely as the input widens
+        if "rom" in ml:
+            ml["table"] = ml.pop("rom")
+            ml["table_sqrt"] = lanes * ob * math.sqrt(depth)
+        lut = {**one, "out": lanes * ob, **ml}
         return 0, mems, lut, {**one, "out": lanes * ob, **mf}
     if t in ("ElementwiseAdd", "ElementwiseMul"):
         ob = node.dt("out_dtype")
@@ -604,7 +612,7 @@ FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0, "bbank": 1.
 LUT_FEATURES = {"MVAU": ("acc", "act_base", "act_select", "mult", "tree"),
                 "MVAU (sparse)": ("act_sat", "psum", "vector_rd"),
                 "Requant": ("round", "sat", "select"),
-                "LutActivation": ("base", "table"),
+                "LutActivation": ("table_sqrt",),
                 "Requant (const)": ("out", "round", "sticky", "sat"),
                 "GroupNorm": ("group_count", "lane_reach", "logn", "table"),
                 "StreamReorder": ("base", "slots"),

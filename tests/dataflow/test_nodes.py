@@ -98,10 +98,15 @@ def test_tables_and_lookups():
     assert estimate(lut, generic(dev)) == Resources(lut=20, ff=20 + 2 * 8, bram=2)
     # calibrated: rtl/lut's table is one ROM read by both lanes; memory_libmap prices it at 2048 / 16 =
     # 128 in logic against 128 + 2 x 2 (one DP16KD, both ports, two emulation points): LUT ROM, no block
-    # RAM, priced at the type's own coefficient (``table``: an activation table is not a random ROM)
-    assert features(lut, every=True)["lut"] == {"base": 1.0, "out": 16, "table": 2 * 8 * 256 / 16}
+    # RAM, priced at the type's own coefficients (an activation table is not a random ROM): ROM bits / 16
+    # and output bits x sqrt(entries), per lane
+    assert features(lut, every=True)["lut"] == {"base": 1.0, "out": 16, "table": 2 * 8 * 256 / 16,
+                                                "table_sqrt": 2 * 8 * 16}
+    # three lanes: a two-port ROM and a one-port one
+    lut3 = node("LutActivation", NumChannels=6, numInputVectors=[5], PE=3, inputDataType="INT8", outputDataType="INT8")
+    assert features(lut3, every=True)["lut"]["table"] == 3 * 8 * 256 / 16
     f = features(lut)["lut"]
-    assert f == {"base": 1.0, "table": 2 * 8 * 256 / 16}
+    assert f == {"table_sqrt": 2 * 8 * 16}  # the features ecp5.LUT_FEATURES keeps
     got = estimate(lut, dev)
     assert (got.lut, got.bram) == (pytest.approx(calibrated_lut(dev, "LutActivation", f), abs=0.05), 0)
     table = node("TimestepTable", EmbeddingDim=16, PE=4, NumSteps=50, EmbeddingType="INT12")
