@@ -463,13 +463,9 @@ CAUSES = {
                "moved the choice, unchanged, into rtl/common/shift_table.vh: ABC maps the same logic 13% apart. "
                "Exports have one shift per tensor (45 of unet-digits' 47 Requants; the other two, 2 values), which "
                "rtl/requant builds without a table, priced by `Requant (const)`.",
-    "LutActivation": "the table's content decides the logic and the node does not carry it; session 18 priced the "
-                     "table by the type's own coefficient (activation tables are smooth and take fewer LUTs than "
-                     "the random ROMs the shared coefficient is fitted on) and added GELU and 7-bit tables to the "
-                     "grid, but ABC's mapping of one table scatters by more than 15% between lane counts: GELU "
-                     "takes 83 LUTs on one lane, 60 a lane on four and 55 a lane on eight, so 8 lanes of GELU "
-                     "(held out) take 443 LUTs against 575. A content feature (the LUT-ROM leaves and multiplexers "
-                     "of each output bit's table) did no better in cross-validation (RMS 19% against 18.5%).",
+    "LutActivation": "the tables' content: with rtl/lut's ROM pairs kept apart (session 24) a table's LUTs grow "
+                     "with its lanes, but a 7-bit GELU table takes 57 LUTs a lane and a 7-bit SiLU one 47, which "
+                     "the node, carrying its input and output widths but not its function, does not tell apart.",
     "MVAU (MULT18)": "one held-out row misses: W8A8 with multiplier blocks, PE=2, SIMD=8, a random table of "
                      "eight shifts (1,943 LUTs against 1,510). Session 23 made rtl/mvau's fused requant with a table "
                      "choose among constant-shift requantizers as rtl/requant does (rtl/common/shift_table.vh), in "
@@ -584,7 +580,7 @@ def readme(data: dict) -> None:
               + ". New features from what the nodes carry: Requant's and the MVAU's fused requant from the shifts "
               "(`ecp5.requant_lut`: output bits, and per constant-shift requantizer a lane builds its saturation "
               "compares over the floor's bits, rounding increment and sticky bits; with several, the choice "
-              "among them), and LutActivation's table at its own coefficient.",
+              "among them), and LutActivation's table at its own coefficients.",
               "- Structure over fitting (session 22): StreamingDataWidthConverter missed by up to 140% because, flattened, "
               "ABC folded the decoding of the fill count into every multiplexed buffer bit, with wide LUTs, at costs "
               "no feature of the units' sources explained. rtl/dwc now decodes its units' loads and selects once, in "
@@ -592,7 +588,12 @@ def readme(data: dict) -> None:
               "(rtl/dwc/README.md), and a cost that its multiplexer inputs and the decoder's size explain. The same "
               "for shift tables (sessions 22-23): rtl/requant and rtl/mvau's fused requant choose, by a lane's "
               "entry, among the constant-shift requantizers of the table's range (rtl/common/shift_table.vh), "
-              "where a barrel shifter folded with the table cost what the table's values made it.",
+              "where a barrel shifter folded with the table cost what the table's values made it. And for "
+              "activation tables (session 24): flattened, ABC mapped one SiLU or GELU table to 55 to 83 LUTs a lane "
+              "depending on the lane count (8 lanes of GELU 443 LUTs, one lane 83), more than any feature could "
+              "follow; rtl/lut now reads each pair of lanes from a two-port ROM module kept apart, and a table of "
+              "8-bit inputs takes 74 to 81 LUTs a lane at every lane count (priced by `table_sqrt`: output bits x "
+              "sqrt(entries) a lane, as 6-, 7- and 8-bit inputs measure).",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "
