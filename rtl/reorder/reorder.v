@@ -31,7 +31,7 @@ module reorder #(
     reg [PE*BITS-1:0] mem [0:S-1];
     reg [SB-1:0] seq_rom [0:N-1];
     initial $readmemh(SEQ_FILE, seq_rom);
-    reg [S-1:0] full;                // the slots' valid bits
+    wire full_w, full_r;             // the slots' valid bits at the write pointer and the read address
     reg [SB-1:0] wptr;               // slot of the next input word
     reg [KB-1:0] kn;                 // the next ROM entry to fetch
     reg [SB-1:0] base_f;             // (evaluation of entry kn) * N mod S
@@ -40,11 +40,13 @@ module reorder #(
     wire [SB:0] sum = base + off;
     wire [SB-1:0] raddr = (sum >= S) ? sum - S : sum;
     wire en = !out_valid || out_ready;
-    wire fire = fetched && en && full[raddr];
-    assign in_ready = !full[wptr];
+    wire fire = fetched && en && full_r;
+    assign in_ready = !full_w;
     wire push = in_valid && in_ready;
     wire fetch = !fetched || fire;
     wire [SB:0] base_next = base_f + NMOD;
+    reorder_flags #(.S(S), .SB(SB)) flags (
+        .clk(clk), .rst(rst), .set(push), .wptr(wptr), .clear(fire), .raddr(raddr), .full_w(full_w), .full_r(full_r));
     always @(posedge clk) begin
         if (push) mem[wptr] <= in_data;
         if (fire) out_data <= mem[raddr];
@@ -53,7 +55,6 @@ module reorder #(
             base <= base_f;
         end
         if (rst) begin
-            full <= 0;
             wptr <= 0;
             kn <= 0;
             base_f <= 0;
@@ -61,10 +62,8 @@ module reorder #(
             out_valid <= 1'b0;
         end else begin
             if (push) begin
-                full[wptr] <= 1'b1;
                 wptr <= (wptr == S - 1) ? 0 : wptr + 1;
             end
-            if (fire) full[raddr] <= 1'b0;  // never the slot being written (that one is free)
             if (fetch) begin
                 fetched <= 1'b1;
                 if (kn == N - 1) begin
@@ -73,6 +72,36 @@ module reorder #(
                 end else kn <= kn + 1;
             end
             if (en) out_valid <= fire;
+        end
+    end
+endmodule
+
+// The slots' valid bits: set at the write pointer, cleared at the read address, read at both. A module
+// kept apart (keep_hierarchy): flattened, ABC folded the flags' decoders with the sequence's arithmetic
+// and mapped them to a cost that depended on the sequence (a 16 x 8 and an 8 x 16 transpose with the
+// same 212 slots: 1,437 and 1,902 LUTs); apart, the flags cost what their slot count makes them.
+(* keep_hierarchy *)
+module reorder_flags #(
+    parameter integer S = 4,
+    parameter integer SB = 2
+) (
+    input  wire          clk,
+    input  wire          rst,
+    input  wire          set,
+    input  wire [SB-1:0] wptr,
+    input  wire          clear,
+    input  wire [SB-1:0] raddr,
+    output wire          full_w,
+    output wire          full_r
+);
+    reg [S-1:0] full;
+    assign full_w = full[wptr];
+    assign full_r = full[raddr];
+    always @(posedge clk) begin
+        if (rst) full <= 0;
+        else begin
+            if (set) full[wptr] <= 1'b1;
+            if (clear) full[raddr] <= 1'b0;  // never the slot being written (that one is free)
         end
     end
 endmodule
