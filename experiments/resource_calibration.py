@@ -474,11 +474,9 @@ CAUSES = {
                      "tree (RMS 11%), and the LUT-product MVAU came within the criterion (it missed on one row). "
                      "Random tables of eight shifts per lane are the choice's worst case (eight requantizers a lane): "
                      "this row took 1,879 LUTs with the barrel shifter. Exports have one shift per tensor, or a few.",
-    "StreamReorder": "the sequence ROM's content: transposing 16 x 8 and 8 x 16 words of 64 bits needs the same 212 "
-                     "slots, 128-entry ROM and block RAM, yet 1437 against 1902 LUTs; no content feature tried "
-                     "(non-constant 16-entry chunks per ROM bit; the ROM bits' multiplexer trees) separates them "
-                     "as a physical cost, and the smallest block (R=4, C=4, PE=1, 247 LUTs) sits 80 LUTs under "
-                     "the fit's base and slot cost.",
+    "StreamReorder": "the buffer in LUT RAM at wide words: 20 slots of 128 bits (R=4, C=4, PE=16, a fit row) take "
+                     "1,596 LUTs against 747, the shared memory coefficients pricing 64 DPR16X4 and their read "
+                     "multiplexer as other blocks' LUT RAMs cost.",
     "GroupNorm": "two held-out configurations miss: C=64, G=8, PE=4 (3,207 LUTs against 3,950) and C=24, G=4, "
                  "PE=1 (1,442 against 1,771); the other eight are within 15%. Cross-validation on the fit rows "
                  "chose four of the nine features (the lanes' group counters and reach into the groups' "
@@ -593,7 +591,10 @@ def readme(data: dict) -> None:
               "depending on the lane count (8 lanes of GELU 443 LUTs, one lane 83), more than any feature could "
               "follow; rtl/lut now reads each pair of lanes from a two-port ROM module kept apart, and a table of "
               "8-bit inputs takes 74 to 81 LUTs a lane at every lane count (priced by `table_sqrt`: output bits x "
-              "sqrt(entries) a lane, as 6-, 7- and 8-bit inputs measure).",
+              "sqrt(entries) a lane, as 6-, 7- and 8-bit inputs measure). And for rtl/reorder's slot flags (session "
+              "24): flattened, their set, clear and test decoders were folded with the sequence's arithmetic at a "
+              "cost the sequence decided (16 x 8 and 8 x 16 transposes, the same 212 slots: 1,437 and 1,902 LUTs); "
+              "kept apart, both take 1,290.",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "
