@@ -13,6 +13,12 @@
 // a pop or an input unit, by a per-unit select that dwc_select decodes once for all the unit's bits.
 `default_nettype none
 
+// Unit u's sources, shared by dwc and dwc_select: the input word's units when the word lands at a base
+// in [DWC_KMIN(u), DWC_KMAX(u)], and (DWC_SHIFTED(u) = 1) the unit KO above it after a pop.
+`define DWC_KMIN(u) ((u) - KI + 1 > 0 ? (u) - KI + 1 : 0)
+`define DWC_KMAX(u) ((u) < KO - 1 ? (u) : KO - 1)
+`define DWC_SHIFTED(u) ((u) + KO < KI + KO - 1 ? 1 : 0)
+
 module dwc #(
     parameter integer IN = 2,
     parameter integer OUT = 3,
@@ -66,9 +72,9 @@ module dwc #(
     generate
         for (u = 0; u < CAPU; u = u + 1) begin : g_unit
             // sources: the unit KO above (after a pop) if there is one, then input units u - KMIN - i
-            localparam integer KMIN = u - KI + 1 > 0 ? u - KI + 1 : 0;
-            localparam integer KMAX = u < KO - 1 ? u : KO - 1;
-            localparam integer SH = u + KO < CAPU ? 1 : 0;
+            localparam integer KMIN = `DWC_KMIN(u);
+            localparam integer KMAX = `DWC_KMAX(u);
+            localparam integer SH = `DWC_SHIFTED(u);
             localparam integer NS = KMAX - KMIN + 1 + SH;
             wire [NS*UW-1:0] src;
             if (SH) begin : g_shift
@@ -118,10 +124,10 @@ module dwc_select #(
     genvar u;
     generate
         for (u = 0; u < CAPU; u = u + 1) begin : g_unit
-            localparam integer KMIN = u - KI + 1 > 0 ? u - KI + 1 : 0;
-            localparam integer KMAX = u < KO - 1 ? u : KO - 1;
             // the input word lands at base: unit u takes its input unit u - base when base is in [KMIN, KMAX]
-            localparam integer SH = u + KO < CAPU ? 1 : 0;
+            localparam integer KMIN = `DWC_KMIN(u);
+            localparam integer KMAX = `DWC_KMAX(u);
+            localparam integer SH = `DWC_SHIFTED(u);
             wire hit = push && base >= KMIN && base <= KMAX;
             wire [CB-1:0] off = base - KMIN[CB-1:0];
             assign load[u] = hit || (pop && SH);
@@ -130,4 +136,7 @@ module dwc_select #(
     endgenerate
 endmodule
 
+`undef DWC_KMIN
+`undef DWC_KMAX
+`undef DWC_SHIFTED
 `default_nettype wire
