@@ -184,6 +184,17 @@ def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def dwc_data_inputs(in_lanes: int, out_lanes: int) -> list[int]:
+    """Data inputs of each buffer unit's next-value multiplexer (a unit is G = gcd(IN, OUT) elements;
+    holding excluded, a flip-flop enable): unit u takes input unit u - k for every landing place
+    k < OUT/G with 0 <= u - k < IN/G, and, for u < IN/G - 1, the unit OUT/G above it (the shift
+    after an output word leaves)."""
+    g = math.gcd(in_lanes, out_lanes)
+    ki, ko = in_lanes // g, out_lanes // g
+    cap = ki + ko - 1
+    return [sum(1 for k in range(ko) if 0 <= u - k < ki) + (u + ko < cap) for u in range(cap)]
+
+
 def dwc_mux(i: int, o: int, bits: int) -> dict[str, float]:
     """rtl/dwc's buffer of KI + KO - 1 units (G = gcd(IN, OUT) elements each): a unit is loaded from
     the input word at each offset k < KO that covers it, or shifted down by KO on a pop, or held.
@@ -194,8 +205,7 @@ def dwc_mux(i: int, o: int, bits: int) -> dict[str, float]:
     g = math.gcd(i, o)
     ki, ko, width = i // g, o // g, g * bits
     out = {"mux": 0.0, "inputs": 0.0, "decode": float((ki + ko - 1) * _clog2(ki + ko))}
-    for u in range(ki + ko - 1):
-        sources = sum(1 for k in range(ko) if k <= u < k + ki) + (u + ko < ki + ko - 1)
+    for sources in dwc_data_inputs(i, o):
         if sources > 1:
             out["mux"] += width
             out["inputs"] += width * (sources - 1)

@@ -705,17 +705,6 @@ def _check(in_lanes: int, out_lanes: int, elements: int | None = None) -> None:
         raise ValueError(f"IN={in_lanes} and OUT={out_lanes} must both divide the {elements} elements of an evaluation")
 
 
-def dwc_data_inputs(in_lanes: int, out_lanes: int) -> list[int]:
-    """Data inputs of each buffer unit's next-value multiplexer (a unit is G = gcd(IN, OUT) elements;
-    holding excluded, a flip-flop enable): unit u takes input unit u - k for every landing place
-    k < OUT/G with 0 <= u - k < IN/G, and, for u < IN/G - 1, the unit OUT/G above it (the shift
-    after an output word leaves)."""
-    g = math.gcd(in_lanes, out_lanes)
-    ki, ko = in_lanes // g, out_lanes // g
-    cap = ki + ko - 1
-    return [sum(1 for k in range(ko) if 0 <= u - k < ki) + (u + ko < cap) for u in range(cap)]
-
-
 def dwc_size(in_lanes: int, out_lanes: int, bits: int) -> dict:
     """rtl/dwc's storage and data multiplexing for IN -> OUT lanes of ``bits`` bits, G = gcd(IN, OUT):
 
@@ -723,7 +712,7 @@ def dwc_size(in_lanes: int, out_lanes: int, bits: int) -> dict:
     - ``count_bits`` = ceil(log2((IN + OUT) / G)) (the fill counter, in units of G elements);
     - ``ff_bits`` = buffer_bits + count_bits: every flip-flop of the block (Yosys agrees);
     - ``mux_input_bits`` = BITS x (IN x OUT / G + IN - G): the buffer's multiplexer data inputs
-      (:func:`dwc_data_inputs`) summed over its bits.
+      (:func:`hwsim.dataflow.ecp5.dwc_data_inputs`) summed over its bits.
     The block's cycles are the StreamingDataWidthConverter node's (hwsim.dataflow.nodes)."""
     _check(in_lanes, out_lanes)
     g = math.gcd(in_lanes, out_lanes)

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from hwsim.rtlgen.benches import bench_dwc, dwc_data_inputs, dwc_node, dwc_size
+from hwsim.dataflow.ecp5 import dwc_data_inputs
+from hwsim.rtlgen.benches import bench_dwc, dwc_node, dwc_size
 from tests.rtl import SIMS
 
 CONVERSIONS = {  # (IN, OUT, ELEMENTS, BITS)
