@@ -622,7 +622,7 @@ FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0, "bbank": 1.
 LUT_FEATURES = {"MVAU": ("acc", "act_base", "act_select", "mult", "tree"),
                 "MVAU (sparse)": ("act_sat", "psum", "vector_rd"),
                 "Requant": ("round", "sat", "select"),
-                "LutActivation": ("table_sqrt",),
+                "LutActivation": ("table", "table_sqrt"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),
                 "GroupNorm": ("group_count", "lane_reach", "logn", "table"),
                 "StreamReorder": ("base", "slots"),

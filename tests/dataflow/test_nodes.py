@@ -106,7 +106,7 @@ def test_tables_and_lookups():
     lut3 = node("LutActivation", NumChannels=6, numInputVectors=[5], PE=3, inputDataType="INT8", outputDataType="INT8")
     assert features(lut3, every=True)["lut"]["table"] == 3 * 8 * 256 / 16
     f = features(lut)["lut"]
-    assert f == {"table_sqrt": 2 * 8 * 16}  # the features ecp5.LUT_FEATURES keeps
+    assert f == {"table": 2 * 8 * 256 / 16, "table_sqrt": 2 * 8 * 16}  # the features ecp5.LUT_FEATURES keeps
     got = estimate(lut, dev)
     assert (got.lut, got.bram) == (pytest.approx(calibrated_lut(dev, "LutActivation", f), abs=0.05), 0)
     table = node("TimestepTable", EmbeddingDim=16, PE=4, NumSteps=50, EmbeddingType="INT12")
