@@ -592,8 +592,8 @@ def readme(data: dict) -> None:
               "activation tables (session 24): flattened, ABC mapped one SiLU or GELU table to 55 to 83 LUTs a lane "
               "depending on the lane count (8 lanes of GELU 443 LUTs, one lane 83), more than any feature could "
               "follow; rtl/lut now reads each pair of lanes from a two-port ROM module kept apart, and a table of "
-              "8-bit inputs takes 74 to 81 LUTs a lane at every lane count (priced by `table_sqrt`: output bits x "
-              "sqrt(entries) a lane, as 6-, 7- and 8-bit inputs measure). And for rtl/reorder's slot flags (session "
+              "8-bit inputs takes 74 to 81 LUTs a lane at every lane count (priced by its ROM bits and `table_sqrt`, "
+              "output bits x sqrt(entries) a lane: 6-, 7- and 8-bit inputs take 27-31, 47-57 and 74-81 LUTs a lane). And for rtl/reorder's slot flags (session "
               "24): flattened, their set, clear and test decoders were folded with the sequence's arithmetic at a "
               "cost the sequence decided (16 x 8 and 8 x 16 transposes, the same 212 slots: 1,437 and 1,902 LUTs); "
               "kept apart, both take 1,290.",

@@ -412,8 +412,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         # the table in LUT ROM priced by the type's own coefficients, not the shared one of random ROMs:
         # a SiLU or GELU table is smooth and maps to fewer LUTs. ``table``: ROM bits / 16 per lane;
         # ``table_sqrt``: output bits x sqrt(entries) per lane, as measured (6- to 8-bit inputs, rtl/lut's
-        # pairs kept apart: 31, 47-57 and 74-81 LUTs a lane of 8 output bits), the smooth tables' upper
-        # bits changing ever more rarely as the input widens
+        # pairs kept apart: 27-31, 47-57 and 74-81 LUTs a lane of 8 output bits, far from proportional to
+        # the entries), the smooth tables' upper bits changing ever more rarely as the input widens
         if "rom" in ml:
             ml["table"] = ml.pop("rom")
             ml["table_sqrt"] = lanes * ob * math.sqrt(depth)
