@@ -77,6 +77,22 @@ def test_one_block_synthesizes_and_packs_to_the_models_blocks(tmp_path):
     assert counts["lut"] > 0 and counts["ff"] > 0
 
 
+def test_activation_tables_cost_the_same_per_lane_pair(tmp_path):
+    """rtl/lut keeps each pair of lanes' ROM apart (keep_hierarchy), so four lanes cost twice what two
+    do; flattened, ABC mapped the same SiLU table to 163 LUTs on two lanes and 282 on four."""
+    two, four = (synth_pack(make_block("lut", dict(PE=pe, IBITS=8, OBITS=8)), tmp_path / f"pe{pe}")["lut"]
+                 for pe in (2, 4))
+    assert abs(four - 2 * two) <= 0.03 * four, (two, four)
+
+
+def test_reorder_cost_follows_its_slots_not_its_sequence(tmp_path):
+    """Transposing 16 x 8 and 8 x 16 words needs the same 212 slots and ROM; with rtl/reorder's slot
+    flags kept apart (keep_hierarchy) both take the same LUTs (flattened: 1,437 and 1,902)."""
+    luts = [synth_pack(make_block("reorder", dict(R=r, C=c, PE=8)), tmp_path / f"{r}x{c}")["lut"]
+            for r, c in ((16, 8), (8, 16))]
+    assert abs(luts[0] - luts[1]) <= 0.02 * max(luts), luts
+
+
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no calibration results yet")
 def test_stored_results_are_what_the_model_gives_now():
     """results.json's model numbers, errors and per-type summary recomputed from its stored nextpnr
