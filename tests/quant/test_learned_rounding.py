@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hwsim.quant.methods.adaround import Rounding, commit, layer_grid, twin_integers
+from hwsim.quant.methods.adaround import LayerGrid, Rounding, commit, float_grid_weights, layer_grid, twin_integers
 from hwsim.quant.plan import LayerPrecision
 from hwsim.quant.quantize import layer_for
 
@@ -63,7 +63,8 @@ def test_learned_integers_survive_requantization(grid_kind):
     moves = torch.randint(-1, 2, nearest.shape, generator=torch.Generator().manual_seed(2))
     learned = torch.clamp(nearest + moves, -grid.qmax, grid.qmax)
     learned[0] = torch.clamp(nearest[0], -grid.qmax + 1, grid.qmax - 1)  # channel 0 no longer reaches the end
-    changed = commit("conv", layer, learned, prec, RANGE)
+    changed, kept = commit("conv", layer, learned, prec, RANGE)
+    assert kept == 0  # every group reaches the grid's end to nearest
     got = twin_integers(layer, prec, RANGE)
     differ = got != learned
     if grid.float_scale:  # channel 0's peak pinned at nearest; per tensor, only if it held the tensor's peak
@@ -87,4 +88,18 @@ def test_every_weight_rounded_one_way(grid_kind, direction):
         rounding.v.fill_(-1e4 if direction == "down" else 1e4)
     learned = rounding.integers()
     assert learned.abs().max() <= rounding.qmax
-    assert commit("conv", layer, learned, prec, RANGE) > 0  # raises if the twin computes with other integers
+    assert commit("conv", layer, learned, prec, RANGE)[0] > 0  # raises if the twin computes with other integers
+
+
+def test_a_float_grid_group_that_never_reaches_its_end_keeps_its_float_weights():
+    """Row 0's learned integers fall short of qmax, so its nearest peak is pinned back; row 1 does
+    not reach qmax even to nearest (its float scale came from elsewhere), so it keeps its float
+    weights and nearest integers, and is counted."""
+    grid = LayerGrid(scale=torch.tensor([[0.1], [0.1]]), qmax=7, in_gain=1.0, in_low=-128, in_high=127,
+                     float_scale=True)
+    weight = torch.tensor([[0.7, 0.2], [0.31, 0.12]])
+    nearest, learned = torch.tensor([[7, 2], [3, 1]]), torch.tensor([[6, 2], [3, 2]])
+    w, ints, kept = float_grid_weights(learned, nearest, weight, grid, per_tensor=False)
+    assert kept == 1
+    assert ints.tolist() == [[7, 2], [3, 1]]
+    assert torch.equal(w[1], weight[1].double())

@@ -95,6 +95,8 @@ def test_brecq_on_float_scales_and_zero_points(digits):
     blockwise, q = _mse(model, inputs, plan, ("brecq",))
     assert blockwise < 0.7 * naive  # measured: 0.40 of it (AdaRound alone: 0.49)
     assert 0 < max(q.meta["brecq"]["changed_from_nearest"].values()) < 0.5
+    kept = q.meta["brecq"]["groups_kept_float"]  # float rows left at float weights, by layer (none expected)
+    assert set(kept) <= set(q.meta["brecq"]["changed_from_nearest"]) and all(n > 0 for n in kept.values())
 
 
 def test_bias_correction_beats_naive(digits):

@@ -182,8 +182,9 @@ FLOAT_SHRINK = 1 - 2.0**-20  # above float32's rounding, below a mantissa step o
 
 
 def float_grid_weights(w_int: torch.Tensor, nearest: torch.Tensor, weight: torch.Tensor, grid: LayerGrid,
-                       per_tensor: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float weights whose float scale re-derives unchanged, and the integers they quantize to.
+                       per_tensor: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Float weights whose float scale re-derives unchanged, the integers they quantize to, and how
+    many scale groups kept their float weights.
 
     A float scale is the weights' peak over ``qmax`` (rounded up to its mantissa): the peak of a
     scale group must stay at +-``qmax``. Where no learned integer of a group reaches it, the
@@ -202,7 +203,7 @@ def float_grid_weights(w_int: torch.Tensor, nearest: torch.Tensor, weight: torch
     flat[keep] = near_flat[keep]
     w = (ints.double() * grid.scale.double() * FLOAT_SHRINK).reshape(flat.shape)
     w[keep] = weight.detach().double().reshape(flat.shape)[keep]
-    return w.reshape(ints.shape), ints
+    return w.reshape(ints.shape), ints, int(keep.sum())
 
 
 @torch.no_grad()
@@ -247,14 +248,16 @@ def quantized_layers(ctx) -> tuple[dict[str, LayerPrecision], list[str]]:
 
 
 @torch.no_grad()
-def commit(name: str, layer: nn.Module, w_int: torch.Tensor, prec: LayerPrecision, r: dict) -> float:
+def commit(name: str, layer: nn.Module, w_int: torch.Tensor, prec: LayerPrecision, r: dict) -> tuple[float, int]:
     """Write ``w_int`` into ``layer`` as grid weights, checked: the layer's quantized twin must
     compute with exactly these integers (a float grid may keep a few at nearest, see
     :func:`float_grid_weights`). Returns the fraction of weights whose integer differs from
-    rounding to nearest."""
+    rounding to nearest, and the number of scale groups left at their float weights."""
     grid, nearest = layer_grid(layer, prec, r), twin_integers(layer, prec, r)
+    kept = 0
     if grid.float_scale:
-        weights, w_int = float_grid_weights(w_int, nearest, layer.weight, grid, prec.weight_granularity == "per_tensor")
+        weights, w_int, kept = float_grid_weights(w_int, nearest, layer.weight, grid,
+                                                  prec.weight_granularity == "per_tensor")
     else:
         weights = po2_grid_weights(w_int, grid.scale)
     layer.weight.copy_(weights)
@@ -262,7 +265,7 @@ def commit(name: str, layer: nn.Module, w_int: torch.Tensor, prec: LayerPrecisio
     if not torch.equal(got, w_int):
         raise RuntimeError(f"{name}: the learned rounding did not survive re-quantization ({int((got != w_int).sum())} of "
                            f"{w_int.numel()} integers differ); its weight grid was re-derived differently")
-    return float((w_int != nearest).double().mean())
+    return float((w_int != nearest).double().mean()), kept
 
 
 def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
@@ -271,9 +274,14 @@ def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     precision, names = quantized_layers(ctx)
     inputs = layer_inputs(ctx.model.net, names, ctx.inputs, cfg.images, seed=ctx.calib.seed)
     modules = dict(ctx.model.net.named_modules())
-    changed = {}
+    changed, kept = {}, {}
     for i, name in enumerate(names):
         layer, prec, r = modules[name], precision[name], ctx.ranges[name]
         w_int = adaround_layer(layer, layer_grid(layer, prec, r), inputs[name], cfg, seed=ctx.calib.seed + i)
-        changed[name] = commit(name, layer, w_int, prec, r)
-    ctx.meta["adaround"] = {"config": vars(cfg), "changed_from_nearest": changed}
+        changed[name], kept[name] = commit(name, layer, w_int, prec, r)
+    ctx.meta["adaround"] = {"config": vars(cfg), "changed_from_nearest": changed, "groups_kept_float": kept_float(kept)}
+
+
+def kept_float(kept: dict[str, int]) -> dict[str, int]:
+    """The layers with scale groups a float grid left at their float weights, and how many."""
+    return {name: n for name, n in kept.items() if n}

@@ -23,8 +23,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from hwsim.quant.methods.adaround import (DEFAULT, AdaRoundConfig, LayerGrid, Rounding, adaround_layer, commit, layer_grid,
-                                          module_io, optimize, quantized_layers)
+from hwsim.quant.methods.adaround import (DEFAULT, AdaRoundConfig, LayerGrid, Rounding, adaround_layer, commit, kept_float,
+                                          layer_grid, module_io, optimize, quantized_layers)
 
 
 def block_types() -> tuple[type, ...]:
@@ -77,15 +77,16 @@ def apply(ctx, cfg: AdaRoundConfig | None = None) -> None:
     alone = [n for n in names if n not in in_blocks]
     modules = dict(net.named_modules())
     io = module_io(net, list(blocks) + alone, ctx.inputs, cfg.images, seed=ctx.calib.seed, outputs=True)
-    changed = {}
+    changed, kept = {}, {}
     for i, (block_name, inside) in enumerate(blocks.items()):
         args, target = io[block_name]
         rel = {n[len(block_name) + 1:]: layer_grid(modules[n], precision[n], ctx.ranges[n]) for n in inside}
         learned = reconstruct_block(modules[block_name], rel, args, target, cfg, seed=ctx.calib.seed + i)
         for n in inside:
-            changed[n] = commit(n, modules[n], learned[n[len(block_name) + 1:]], precision[n], ctx.ranges[n])
+            changed[n], kept[n] = commit(n, modules[n], learned[n[len(block_name) + 1:]], precision[n], ctx.ranges[n])
     for i, n in enumerate(alone):
         grid = layer_grid(modules[n], precision[n], ctx.ranges[n])
         w_int = adaround_layer(modules[n], grid, io[n][0][0], cfg, seed=ctx.calib.seed + len(blocks) + i)
-        changed[n] = commit(n, modules[n], w_int, precision[n], ctx.ranges[n])
-    ctx.meta["brecq"] = {"config": vars(cfg), "blocks": blocks, "layer_by_layer": alone, "changed_from_nearest": changed}
+        changed[n], kept[n] = commit(n, modules[n], w_int, precision[n], ctx.ranges[n])
+    ctx.meta["brecq"] = {"config": vars(cfg), "blocks": blocks, "layer_by_layer": alone, "changed_from_nearest": changed,
+                         "groups_kept_float": kept_float(kept)}
