@@ -90,6 +90,11 @@ GRID: dict[str, list[dict]] = {
         dict(MW=32, MH=16, PE=1, SIMD=2, WBITS=4, ABITS=8, DISTINCT=2),
         dict(MW=128, MH=32, PE=4, SIMD=2, WBITS=8, ABITS=8, LUT_MULT=0, DISTINCT=4),
         dict(MW=48, MH=24, PE=3, SIMD=2, WBITS=8, ABITS=8, DISTINCT=3),
+        # group-shifted weights (session 25, rtl/mvau WGROUP): 4-bit integers and a shift per group of inputs
+        dict(MW=64, MH=16, PE=2, SIMD=8, WBITS=4, ABITS=8, WGROUP=8, GSBITS=3),
+        dict(MW=128, MH=16, PE=1, SIMD=4, WBITS=4, ABITS=8, WGROUP=16, GSBITS=3, DISTINCT=1),
+        dict(MW=64, MH=32, PE=4, SIMD=16, WBITS=4, ABITS=8, WGROUP=4, GSBITS=2, LUT_MULT=0),
+        dict(MW=288, MH=32, PE=1, SIMD=1, WBITS=4, ABITS=8, WGROUP=8, GSBITS=3, DISTINCT=1),
     ],
     "dynamic_mvau": [dict(K=8, M=8, PE=1, SIMD=1, HEADS=2), dict(K=16, M=16, PE=2, SIMD=2, HEADS=2),
                      # without the fused requantization: otherwise the fit cannot tell its cost ("act_base")

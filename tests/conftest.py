@@ -11,7 +11,7 @@ from hwsim.modeldir import ModelSpec, save_model
 from hwsim.diffusion.schedule import NoiseSchedule
 from hwsim.export.intgraph import to_integer_graph
 from hwsim.quant.calibrate import calibration_inputs
-from hwsim.quant.plan import PrecisionPlan
+from hwsim.quant.plan import LayerPrecision, Override, PrecisionPlan
 from hwsim.quant.quantize import quantize_calibrated
 from hwsim.nets import build_net
 
@@ -53,14 +53,15 @@ def tiny_model_dir(tmp_path_factory):
 TINY_DIT = {"image_size": 8, "patch_size": 2, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2}
 
 
-def _graph(kind: str, config: dict, bits: tuple[int, int], path, scale: str = "po2", zero_point: bool = False):
+def _graph(kind: str, config: dict, bits: tuple[int, int], path, scale: str = "po2", zero_point: bool = False,
+           plan: PrecisionPlan | None = None):
     torch.manual_seed(0)
     net = build_net(kind, config).eval()
     if kind == "dit":  # adaLN-Zero starts at zero: randomize so every path carries signal
         for p in net.parameters():
             torch.nn.init.normal_(p, std=0.2)
     calib = calibration_inputs(net, NoiseSchedule(), (1, 8, 8), num_samples=4, steps=5)
-    plan = PrecisionPlan.uniform(*bits, weight_granularity="per_channel", scale=scale, act_zero_point=zero_point)
+    plan = plan or PrecisionPlan.uniform(*bits, weight_granularity="per_channel", scale=scale, act_zero_point=zero_point)
     return to_integer_graph(quantize_calibrated(net, plan, calib, 1000), calib[0], path)
 
 
@@ -84,3 +85,12 @@ def unet_zero_point_graph(tmp_path_factory):
 @pytest.fixture(scope="session")
 def dit_graph(tmp_path_factory):
     return _graph("dit", TINY_DIT, (8, 8), tmp_path_factory.mktemp("df") / "dit.onnx")
+
+
+@pytest.fixture(scope="session")
+def dit_group_graph(tmp_path_factory):
+    """The tiny DiT at W4A8 with Q-DiT's group-wise weights (groups of 8 inputs; the one-channel
+    patchify per channel): the integer graph carries each group's 4-bit integers shifted left."""
+    plan = PrecisionPlan(default=LayerPrecision(4, 8, weight_granularity="per_group", group_size=8),
+                         first=Override(weight_granularity="per_channel"))
+    return _graph("dit", TINY_DIT, (4, 8), tmp_path_factory.mktemp("df") / "dit-g8.onnx", plan=plan)

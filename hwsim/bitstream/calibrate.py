@@ -247,7 +247,8 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
     """Dense (M = 1) or N:M sparse MVAU with fused requant (ACTIVATION) or the accumulator out; the
     requant's shifts drawn per channel from [-1, 6], or (``DISTINCT``: k) k distinct shifts from it
     spread over the channels (k = 1: one for every channel, as exports have it)."""
-    from hwsim.rtlgen.memfiles import bank_rows, mvau_memories, nm_compress
+    from hwsim.dataflow.nodes.finn_types import group_attrs
+    from hwsim.rtlgen.memfiles import bank_rows, group_shift_words, mvau_memories, nm_compress
 
     mw, mh, pe, simd, wb, ab = cfg["MW"], cfg["MH"], cfg["PE"], cfg["SIMD"], cfg["WBITS"], cfg["ABITS"]
     n, m, act, lut = cfg.get("N", 1), cfg.get("M", 1), cfg.get("ACTIVATION", 1), cfg.get("LUT_MULT", 1)
@@ -256,7 +257,8 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
     if m > 1:
         keep = np.argsort(rng.random((mh, mw // m, m)), axis=-1) < n
         w = w * keep.reshape(w.shape)
-    acc = ab + wb + _clog2(mw) + 1
+    group, gsbits = cfg.get("WGROUP", 0), cfg.get("GSBITS", 3)
+    acc = ab + wb + _clog2(mw) + 1 + ((1 << gsbits) - 1 if group else 0)
     obits = 8 if act else acc
     params = dict(MW=mw, MH=mh, PE=pe, SIMD=simd, ABITS=ab, WBITS=wb, BBITS=bbits, ACCBITS=acc, OBITS=obits, SHBITS=8,
                   SIGNED_IN=1, ACTIVATION=act, QMIN=-128 if act else 0, QMAX=127 if act else 0, LUT_MULT=lut,
@@ -277,12 +279,17 @@ def mvau_block(cfg: dict, rng: np.random.Generator) -> Block:
         mem = mvau_memories(w, b, s, pe, simd)
     memories.update({"weights.mem": (mem["weights"], wb, True), "bias.mem": (mem["bias"], bbits, True),
                      "shift.mem": (mem["shift"], 8, True)})
+    if group:  # group-shifted weights: the q above, a random shift per group of inputs
+        shifts = rng.integers(0, 1 << gsbits, size=(mh, mw // group))
+        memories["gshift.mem"] = (group_shift_words(shifts, pe, simd, group), gsbits, False)
+        params.update(WGROUP=group, GSBITS=gsbits, GSHIFT_FILE="gshift.mem")
     node = make_node("MVAU", "mvau", {"MW": mw, "MH": mh, "PE": pe, "SIMD": simd, "numInputVectors": [4],
                                       "inputDataType": f"INT{ab}", "weightDataType": f"INT{wb}",
                                       "accDataType": f"INT{acc}", "outputDataType": f"INT{obits}",
                                       "noActivation": int(not act), "biasBits": bbits, "sparsityN": n, "sparsityM": m,
                                       **({"shifts": [int(v) for v in s]} if act else {}),
-                                      "resType": "lut" if lut else "dsp"})
+                                      "resType": "lut" if lut else "dsp",
+                                      **(group_attrs(group, wb, gsbits) if group else {})})
     bank = node.weight_bank_words()
     if bank:  # as hwsim.rtlgen.stitch makes the block: weights deeper than a block-RAM chunk in banks
         params["WBANK"] = bank

@@ -281,13 +281,34 @@ def _operand_address_mult18(node: DataflowNode) -> int:
     return write
 
 
+def _group_shift_parts(node: DataflowNode, levels: int) -> dict:
+    """rtl/mvau's group-shifted weights (WGROUP): the shifts' memory (PE x groups-per-word shifts a
+    word, one word per group of words), a left shifter per PE and group at the tree level where the
+    group's sum is complete (``gshift``: its bits x shift stages), the adders above that level wider
+    by the largest shift, and the shifts' pipeline registers (the read, operand and product registers
+    and one per tree level below the shifter)."""
+    if not node.group_shift():
+        return {}
+    a = node.attrs
+    g, wq, sb = node.group_shift()
+    p, q, x = a["PE"], a["SIMD"], node.dt("inputDataType")
+    per_word, words_per_group = max(1, q // g), max(1, g // q)
+    group_level = int(math.log2(g)) if g < q else levels
+    width = p * per_word * sb
+    words = a["MH"] // p * (a["MW"] // q) // words_per_group
+    return {"memory": Memory(width, words),
+            "lut": {"gshift": p * per_word * (wq + x + group_level) * sb,
+                    "tree_wide": p * (per_word - 1) * ((1 << sb) - 1), "ctrl_gaddr": _clog2(words)},
+            "ff": {"gshift": width * (3 + group_level)}}
+
+
 def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
     """(MULT18X18D, memories, LUT features, FF features) of the node's rtl/ block (see each block's
     Verilog for the multiplies and memories named here)."""
     t, a = node.op_type, node.attrs
     one = {"base": 1.0}
     if t == "MVAU":
-        p, q, w, x, acc = a["PE"], a["SIMD"], node.dt("weightDataType"), node.dt("inputDataType"), node.dt("accDataType")
+        p, q, w, x, acc = a["PE"], a["SIMD"], node.weight_width(), node.dt("inputDataType"), node.dt("accDataType")
         lut_mult = a.get("resType", "lut") == "lut"
         mw, mh = a["MW"], a["MH"]
         nf = mh // p
@@ -331,10 +352,13 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         elif nf > 1:
             # the input buffer replayed for nf > 0, read in the cycle its word is written (transparent)
             mems.append(Memory(q * x, mw // q, 1, 1, new_data=True))
+        levels = math.ceil(math.log2(q)) if q > 1 else 0
+        group = _group_shift_parts(node, levels)
+        if group:
+            mems.append(group.pop("memory"))
         bram, ml, mf = _memory_parts(mems)
         if bank_mux:
             ml["bram_mux"] = ml.get("bram_mux", 0.0) + bank_mux
-        levels = math.ceil(math.log2(q)) if q > 1 else 0
         # the multipliers run in two stages (rtl/mvau): with LUT products, the partial products of the
         # weight's low and high rows are registered apart (``partial``) and summed in the next stage
         # (``psum``); a multiplier block takes the whole product at once and leaves no sum
@@ -344,6 +368,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         lut = {**one, "act_base": 1.0 if act else 0.0, "mult": p * q * w * x if lut_mult else 0,
                "psum": p * q * (w + x) if lut_mult else 0, "tree": p * (q - 1) * (w + x + levels),
                "acc": p * acc, "act": p * acc * _clog2(acc) if act and dyn and not fixed else 0, "act_fixed": p * acc if fixed else 0,
+               **group.get("lut", {}),
                "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
                "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}),
                # the fused requant's parts (requant_lut): its output bits (``act_out``), and the rest
@@ -355,7 +380,10 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
               "tree": p * (2 * q - 1) * (w + x + levels) if q > 1 else p * (w + x),
               "acc": p * acc, "out": p * (node.dt("outputDataType") if act else acc),
-              **({"wbank": bank_ff} if bank_ff else {}), **mf}
+              **({"wbank": bank_ff} if bank_ff else {}), **group.get("ff", {}), **mf}
+        if group:  # the adders above the groups' level are wider by the largest shift; the shifts' address counter
+            lut["tree"] += lut.pop("tree_wide")
+            lut["ctrl"] += lut.pop("ctrl_gaddr")
         return mults, mems, lut, ff
     if t == "StreamingDataWidthConverter":
         i, o = node.lanes()
@@ -611,8 +639,11 @@ SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux")
 # adder it replaced being about one more; fitted freely, the coefficient (51) absorbed other misfit and
 # took the residual block from +20% to +42%. An MVAU's banked weights (``wbank``): one flip-flop per
 # bit of every bank's second register (rtl/mvau WBANK), by construction; GroupNorm's banked buffer
-# (``bbank``, rtl/groupnorm BBANK) the same.
-FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0}, "ff": {"wbank": 1.0, "bbank": 1.0}}
+# (``bbank``, rtl/groupnorm BBANK) the same. An MVAU's group shifters (``gshift``, rtl/mvau WGROUP, per bit
+# and shift stage): four grouped MVAUs against the same blocks with the same memories and accumulator and
+# no shifts (session 25) took 1.27 to 1.75 LUTs more per unit, median 1.53, after the other features'
+# difference; their registers (``gshift`` FF) one flip-flop per bit by construction (measured 1.03-1.17).
+FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.5}, "ff": {"wbank": 1.0, "bbank": 1.0, "gshift": 1.0}}
 
 # The own LUT features a coefficient table's fit uses where not all that ecp5_parts gives (the others
 # get no coefficient, so they price at zero; the shared memory features always count), chosen by

@@ -40,9 +40,11 @@ from hwsim.dataflow import layout
 from hwsim.dataflow.graph import META_KEY, DataflowGraph
 from hwsim.dataflow.nodes import make_node
 from hwsim.dataflow.nodes.base import bits
+from hwsim.dataflow.nodes.finn_types import group_attrs
 from hwsim.export.intgraph import group_files
 from hwsim.export.pipeline import GRAPH_FILE, export_model
 from hwsim.intsim.executor import Simulator
+from hwsim.rtlgen.memfiles import group_split, signed_bits
 
 LAYOUT_OPS = {"Reshape", "Transpose", "Take", "Slice"}
 GEMMS = {"IntConv", "IntLinear", "IntMatMul"}
@@ -347,6 +349,23 @@ def nm_pattern(rows: np.ndarray, ms: tuple[int, ...] = (4, 8)) -> dict[str, int]
     return best
 
 
+def group_pattern(rows: np.ndarray, weight_bits: int, channels: int) -> dict[str, int]:
+    """The group-shifted form of integer weights that stores the fewest bits (rtl/mvau's WGROUP): the
+    weights of a group of g consecutive inputs (g a power of two dividing ``channels``, a convolution's
+    input channels at one tap) as q << shift, when q is narrower than ``weight_bits``; none otherwise.
+    Group-wise weights (Q-DiT) are exported as one integer per weight at the row's finest scale, a
+    coarser group's integers shifted left: this recovers their 4-bit q and a shift per group."""
+    best, cost = {}, float(weight_bits)
+    g = 2
+    while g <= channels and channels % g == 0:
+        q, shifts = group_split(rows, g)
+        q_bits, shift_bits = signed_bits(q), max(1, int(shifts.max(initial=0)).bit_length())
+        if q_bits < weight_bits and q_bits + shift_bits / g <= cost:
+            best, cost = group_attrs(g, q_bits, shift_bits), q_bits + shift_bits / g
+        g *= 2
+    return best
+
+
 def _map_gemm(n: _Node, st: _State, resolve, add, consumers, fused, shapes, dtypes) -> tuple[str, tuple]:
     out = n.output
     x, w = n.inputs[0], n.inputs[1]
@@ -399,7 +418,8 @@ def _map_gemm(n: _Node, st: _State, resolve, add, consumers, fused, shapes, dtyp
     attrs.update(act, PE=1, SIMD=1, inputDataType=dtypes[x], weightDataType=dtypes[w], resType="lut")
     if n.op_type != "IntMatMul":
         attrs["biasBits"] = bits(dtypes[n.inputs[2]])
-        attrs.update(nm_pattern(mvau_rows(st.consts[w])))
+        rows = mvau_rows(st.consts[w])
+        attrs.update(nm_pattern(rows) or group_pattern(rows, bits(dtypes[w]), attrs.get("SIMDLimit", attrs["MW"])))
     add("MVAU", n.name, attrs, ins, [final], n.name + (f"+{requant.name}" if requant else ""))
     if n.op_type == "IntConv":
         return final, layout.CHANNELS_LAST

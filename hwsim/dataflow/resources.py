@@ -119,23 +119,39 @@ def _mvau_xilinx(node: DataflowNode, dev: Device) -> Resources:
     """FINN-R, as finn-plus's MVAU_hls implements it (internal_decoupled weights, thresholds in BRAM)."""
     a = node.attrs
     p, q, mw = a["PE"], a["SIMD"], a["MW"]
-    w, x = node.dt("weightDataType"), node.dt("inputDataType")
+    w, x = node.weight_width(), node.dt("inputDataType")
     mult = 0 if a.get("resType") == "dsp" else q * (2 * math.ceil((w + x) / 6) - 1) * (w + x)
     adder_tree = (w + x) * (2 * q - 1)
     alpha = math.log(mw, 2) + w + x - 1 - int(a["inputDataType"].startswith("INT"))
     acc = min(node.dt("accDataType"), math.ceil(alpha + math.log(1 + 2 ** -alpha, 2) + 1))
     lut = int(300 + 1.1 * (p * (mult + adder_tree + acc)))
     dsp = int(p * q * math.ceil((w + x) / 48)) if a.get("resType") == "dsp" else 0
-    return Resources(lut=lut, mult=dsp) + weight_memory(node, dev)
+    return Resources(lut=lut, mult=dsp) + weight_memory(node, dev) + group_shifters(node, dev)
 
 
 def weight_memory(node: DataflowNode, dev: Device) -> Resources:
-    """An MVAU's weight memory: PE*SIMD weights per word, MW*MH/(PE*SIMD) words (FINN-R's layout)."""
+    """An MVAU's weight memory: PE*SIMD weights per word, MW*MH/(PE*SIMD) words (FINN-R's layout);
+    group-shifted weights add their shifts' memory (rtl/mvau WGROUP)."""
     a = node.attrs
-    width, words = a["PE"] * a["SIMD"] * node.dt("weightDataType"), a["MW"] * a["MH"] // (a["PE"] * a["SIMD"])
+    width, words = a["PE"] * a["SIMD"] * node.weight_width(), a["MW"] * a["MH"] // (a["PE"] * a["SIMD"])
+    store = [(width, words)]
+    if node.group_shift():
+        g, _, sb = node.group_shift()
+        store.append((a["PE"] * max(1, a["SIMD"] // g) * sb, a["MW"] * a["MH"] // (a["PE"] * max(a["SIMD"], g))))
     if dev.family == "xilinx7":
-        return Resources(bram=_finn_bram(width, words))
-    return memory(width, words, dev)
+        return Resources(bram=sum(_finn_bram(w, d) for w, d in store))
+    return sum((memory(w, d, dev) for w, d in store), Resources())
+
+
+def group_shifters(node: DataflowNode, dev: Device) -> Resources:
+    """rtl/mvau's left shift of each group's sum (WGROUP): shift-bits stages of 2:1 multiplexers over
+    the sum's bits, priced as that many adders of the sum's width (a LUT per bit and stage either way)."""
+    if not node.group_shift():
+        return Resources()
+    a = node.attrs
+    g, wq, sb = node.group_shift()
+    width = wq + node.dt("inputDataType") + _log2(min(g, a["SIMD"]))
+    return adder(width, dev, a["PE"] * max(1, a["SIMD"] // g) * sb) + registers(a["PE"] * max(1, a["SIMD"] // g) * sb * 3)
 
 
 def _finn_bram(width: int, depth: float) -> int:
@@ -156,7 +172,7 @@ def _finn_bram(width: int, depth: float) -> int:
 def _mvau(node: DataflowNode, dev: Device) -> Resources:
     a = node.attrs
     p, q = a["PE"], a["SIMD"]
-    w, x, acc = node.dt("weightDataType"), node.dt("inputDataType"), node.dt("accDataType")
+    w, x, acc = node.weight_width(), node.dt("inputDataType"), node.dt("accDataType")
     c = dev.coefficients
     lanes = (multipliers(p * q, w, x, a.get("resType", "lut"), dev)
              + adder(w + x + _log2(q), dev, p * (q - 1)) + adder(acc, dev, p) + registers(p * (q * (w + x) + 2 * acc)))
@@ -167,7 +183,7 @@ def _mvau(node: DataflowNode, dev: Device) -> Resources:
     if node.dynamic():  # the operand buffer, written SIMD wide and read PE*SIMD wide
         store = memory(p * q * w, a["MW"] * a["MH"] // (p * q) * a.get("heads", 1), dev)
     else:
-        store = weight_memory(node, dev)
+        store = weight_memory(node, dev) + group_shifters(node, dev)
     return Resources(lut=c["mvau_base_luts"], ff=c["mvau_base_ffs"]) + lanes + store
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from hwsim.dataflow.nodes import make_node
+from hwsim.dataflow.nodes.finn_types import group_attrs
 from hwsim.export.ops import IntLinear, Requant
 from hwsim.intsim.ops.norm import modulate_ref, normalize_last_axis_ref
 from hwsim.intsim.ops.softmax import build_exp_table, softmax_ref
-from hwsim.rtlgen.memfiles import (mvau_memories, nm_compress, operand_loops, pack, shift_params, threshold_table, unpack,
+from hwsim.rtlgen.memfiles import (group_shift_words, mvau_memories, nm_compress, operand_loops, pack, shift_params, threshold_table, unpack,
                                     write_banks, write_mem)
 from hwsim.rtlgen.simulate import RTL, run_stream
 
@@ -42,6 +43,8 @@ class MvauConfig:
     LUT_MULT: bool = False  # products in LUTs (resType "lut") instead of inferred multiplier blocks
     SHIFT_CONST: bool = False  # one requantizing shift for every channel, no table (as exports have it)
     WBANK: int = 0  # weights in banks of WBANK words (a power of two), each word registered twice
+    WGROUP: int = 0  # group-shifted weights: WBITS-bit q << a GSBITS-bit shift per group of WGROUP inputs
+    GSBITS: int = 3
 
 
 def mvau_node(cfg: MvauConfig):
@@ -50,7 +53,8 @@ def mvau_node(cfg: MvauConfig):
                                       "numInputVectors": [cfg.NIV], "inputDataType": f"INT{cfg.ABITS}",
                                       "weightDataType": f"INT{cfg.WBITS}", "accDataType": "INT32",
                                       "noActivation": int(not cfg.ACTIVATION), "sparsityN": cfg.N, "sparsityM": cfg.M,
-                                      "weightBankWords": cfg.WBANK})
+                                      "weightBankWords": cfg.WBANK,
+                                      **(group_attrs(cfg.WGROUP, cfg.WBITS, cfg.GSBITS) if cfg.WGROUP else {})})
 
 
 def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", backpressure: bool = True,
@@ -61,6 +65,10 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
     evaluations = 1 if backpressure else 2
     vectors = cfg.NIV * evaluations
     w = rng.integers(-(1 << (cfg.WBITS - 1)), 1 << (cfg.WBITS - 1), size=(cfg.MH, cfg.MW))
+    q = w
+    if cfg.WGROUP:  # the weights the reference multiplies: q shifted by its group's shift
+        gshifts = rng.integers(0, 1 << cfg.GSBITS, size=(cfg.MH, cfg.MW // cfg.WGROUP))
+        w = q << np.repeat(gshifts, cfg.WGROUP, axis=1)
     if cfg.M > 1:  # keep N random weights of every group of M (some may be zero anyway)
         keep = np.argsort(rng.random((cfg.MH, cfg.MW // cfg.M, cfg.M)), axis=-1) < cfg.N
         w = w * keep.reshape(w.shape)
@@ -78,7 +86,8 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
                   ACCBITS=accbits, OBITS=8 if cfg.ACTIVATION else accbits, SHBITS=8, SIGNED_IN=int(cfg.SIGNED_IN),
                   ACTIVATION=int(cfg.ACTIVATION), QMIN=qmin, QMAX=qmax, LUT_MULT=int(cfg.LUT_MULT),
                   **(shift_params(shifts) if cfg.ACTIVATION else {}),
-                  **({"WBANK": cfg.WBANK} if cfg.WBANK else {}))
+                  **({"WBANK": cfg.WBANK} if cfg.WBANK else {}),
+                  **({"WGROUP": cfg.WGROUP, "GSBITS": cfg.GSBITS} if cfg.WGROUP else {}))
     if shift_range:
         params.update(SHIFT_MIN=shift_range[0], SHIFT_MAX=shift_range[1])
     build = Path(build_dir)
@@ -90,7 +99,9 @@ def bench_mvau(cfg: MvauConfig, build_dir: str | Path, sim: str = "icarus", back
                   max(1, (cfg.M - 1).bit_length()), signed=False)
         params.update(N=cfg.N, M=cfg.M)
     else:
-        mem = mvau_memories(w, b, shifts, cfg.PE, cfg.SIMD)
+        mem = mvau_memories(q, b, shifts, cfg.PE, cfg.SIMD)
+    if cfg.WGROUP:
+        write_mem(build / "gshift.mem", group_shift_words(gshifts, cfg.PE, cfg.SIMD, cfg.WGROUP), cfg.GSBITS, signed=False)
     write_mem(build / "weights.mem", mem["weights"], cfg.WBITS)
     if cfg.WBANK:
         write_banks(build / "weights.mem", mem["weights"], cfg.WBITS, cfg.WBANK)

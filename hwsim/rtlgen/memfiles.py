@@ -98,6 +98,39 @@ def nm_compress(weights: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.nda
     return values.reshape(mh, -1), positions.reshape(mh, -1)
 
 
+def group_split(weights: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer weights [MH, MW] -> (q [MH, MW], shifts [MH, MW/group]) with weights == q << shift per
+    group of ``group`` consecutive inputs (rtl/mvau's WGROUP): each group's shift is the trailing zero
+    bits its non-zero weights share (0 for an all-zero group), so q is as narrow as the group allows."""
+    mh, mw = weights.shape
+    if mw % group:
+        raise ValueError(f"group of {group} inputs does not divide MW={mw}")
+    groups = np.asarray(weights, dtype=np.int64).reshape(mh, mw // group, group)
+    shifts = np.full(groups.shape[:2], 63, dtype=np.int64)
+    for bit in range(62, -1, -1):  # the largest shift every non-zero weight of the group is divisible by
+        divisible = np.all(groups % (1 << bit) == 0, axis=2)
+        shifts = np.where(divisible & (shifts == 63), bit, shifts)
+    shifts = np.where(np.any(groups != 0, axis=2), shifts, 0)
+    return (groups >> shifts[..., None]).reshape(mh, mw), shifts
+
+
+def signed_bits(values: np.ndarray) -> int:
+    """Two's-complement bits that hold every value (at least 1)."""
+    lo, hi = int(np.min(values, initial=0)), int(np.max(values, initial=0))
+    return max(1, (-lo - 1).bit_length() + 1 if lo < 0 else 0, hi.bit_length() + 1)
+
+
+def group_shift_words(shifts: np.ndarray, pe: int, simd: int, group: int) -> np.ndarray:
+    """rtl/mvau's GSHIFT_FILE words from the shifts [MH, MW/group]: word nf * MW/max(SIMD, group) + f
+    holds PE x max(1, SIMD/group) shifts, lane pe * max(1, SIMD/group) + j = shift of row nf*PE+pe,
+    group f * max(1, SIMD/group) + j."""
+    mh, ngroups = shifts.shape
+    per_word = max(1, simd // group)
+    if mh % pe or ngroups % per_word:
+        raise ValueError(f"PE={pe} must divide MH={mh} and SIMD/group={per_word} the {ngroups} groups of a row")
+    return shifts.reshape(mh // pe, pe, ngroups // per_word, per_word).transpose(0, 2, 1, 3).reshape(-1, pe * per_word)
+
+
 def operand_loops(order: tuple[int, ...], shape: tuple[int, ...], lanes: int) -> dict[str, int]:
     """rtl/mvau's operand-stream loops (O_N0..2 outer to inner, strides O_S0..2) for the operand
     tensor ``shape`` ([N, (h,) K, M]) streamed in the axis ``order``, ``lanes`` elements a beat: RAM element W_h[m][k] sits at

@@ -33,7 +33,8 @@ from hwsim.dataflow.nodes.base import bits
 from hwsim.dataflow.schedule import schedule
 from hwsim.intsim.executor import Simulator
 from hwsim.quant.group_index import group_of
-from hwsim.rtlgen.memfiles import mvau_memories, nm_compress, operand_loops, shift_params, write_banks, write_mem
+from hwsim.rtlgen.memfiles import (group_shift_words, group_split, mvau_memories, nm_compress, operand_loops, shift_params,
+                                    signed_bits, write_banks, write_mem)
 from hwsim.rtlgen.simulate import RTL
 
 SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "groupnorm/groupnorm.v",
@@ -286,8 +287,18 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
             index = mvau_memories(positions, bias, shifts, a["PE"], a["SIMD"])["weights"]
             sparse = dict(N=a["sparsityN"], M=a["sparsityM"],
                           INDEX_FILE=ctx.mem(f"{uid}_index.mem", index, node.index_bits(), signed=False))
+        grouped = {}
+        if node.group_shift():  # q << shift per group of inputs (rtl/mvau with WGROUP > 0)
+            group, _, shift_bits = node.group_shift()
+            w, group_shifts = group_split(w, group)
+            if signed_bits(w) > node.weight_width() or int(group_shifts.max(initial=0)).bit_length() > shift_bits:
+                raise StitchError(f"{node.name}: its weights are not {node.weight_width()}-bit integers shifted by "
+                                  f"{shift_bits}-bit shifts per group of {group} inputs, as its attributes say")
+            words = group_shift_words(group_shifts, a["PE"], a["SIMD"], group)
+            grouped = dict(WGROUP=group, GSBITS=shift_bits,
+                           GSHIFT_FILE=ctx.mem(f"{uid}_gshift.mem", words, shift_bits, signed=False))
         mem = mvau_memories(w, bias, shifts, a["PE"], a["SIMD"])
-        wbits = node.dt("weightDataType")
+        wbits = node.weight_width()
         bank = node.weight_bank_words()
         weights = f"{uid}_weights.mem"
         if bank:  # the block reads only the banks, WEIGHT_FILE.bNN
@@ -303,7 +314,7 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
                             BIAS_FILE=ctx.mem(f"{uid}_bias.mem", mem["bias"], bbits),
                             SHIFT_FILE=ctx.mem(f"{uid}_shift.mem", mem["shift"], 8), LUT_MULT=_lut_mult(node),
                             **(shift_params(shifts) if activation else {}), **_bank(bank, "WBANK"),
-                            **sparse, **_grouping("mvau", ctx, VECTORS=node.n_vectors()))
+                            **sparse, **grouped, **_grouping("mvau", ctx, VECTORS=node.n_vectors()))
     if t == "Requant":
         shifts, qmin, qmax = _shifts(node, ctx, ctx.source_names(node)[0], a["NumChannels"])
         return "requant", dict(CHANNELS=a["NumChannels"], PE=a["PE"], IBITS=node.dt("inputDataType"),

@@ -33,6 +33,14 @@
 // Banked weights (WBANK > 0, dense static weights deeper than WBANK words): rtl/common/banked_memory.vh
 // with WBANK set to the block RAM's depth at this word width, each bank its own memory
 // (WEIGHT_FILE.bNN, NN = 00, 01, ...): one cycle more of latency, two registered words per bank.
+// Group-shifted weights (WGROUP > 0, static dense weights; Q-DiT's group-wise scales): the weight of
+// row c, input k is q << s, q the WBITS-bit WEIGHT_FILE lane and s the shift of its group of WGROUP
+// consecutive inputs (a convolution's input channels at one kernel tap). WGROUP is a power of two and
+// SIMD divides it or it divides SIMD; each group's products are summed in the adder tree, then shifted
+// left by s (GSBITS unsigned bits) at the tree level where the group's sum is complete. GSHIFT_FILE
+// holds MH/PE x MW/max(SIMD, WGROUP) words of PE x max(1, SIMD/WGROUP) shifts (shift (pe, j) at
+// (pe * max(1, SIMD/WGROUP) + j) * GSBITS): the multipliers stay WBITS wide, the memory adds GSBITS
+// bits per WGROUP weights.
 // Vendor-neutral: multipliers and memories are inferred by synthesis.
 `default_nettype none
 `include "group_hold.vh"
@@ -77,7 +85,10 @@ module mvau #(
     parameter integer SHIFT = 0,
     parameter integer SHIFT_MIN = 0,   // a shift table's entries lie in [SHIFT_MIN, SHIFT_MAX] (rtl/common/shift_table.vh)
     parameter integer SHIFT_MAX = 0,
-    parameter integer WBANK = 0  // > 0 (a power of two): weights in banks of WBANK words, read registered twice
+    parameter integer WBANK = 0,  // > 0 (a power of two): weights in banks of WBANK words, read registered twice
+    parameter integer WGROUP = 0,  // > 0: group-shifted weights, WGROUP inputs per shift (GSHIFT_FILE)
+    parameter integer GSBITS = 1,
+    parameter GSHIFT_FILE = "gshift.mem"
 ) (
     input  wire                  clk,
     input  wire                  rst,
@@ -109,6 +120,14 @@ module mvau #(
     localparam integer WAB = $clog2(NF * SF + 1);
     localparam integer BANKED = (WBANK > 0) && !DYNAMIC && !SPARSE && (NF * SF > WBANK);
     localparam integer WW = PE * SIMD * WBITS;                         // weight word
+    // group-shifted weights: NGW groups per PE in a word, or a group over GR words; the groups' sums
+    // are complete at tree level GL (the word's whole sum when a group spans words)
+    localparam integer GSH = (WGROUP > 0) && !DYNAMIC && !SPARSE;
+    localparam integer NGW = (GSH && WGROUP < SIMD) ? SIMD / WGROUP : 1;
+    localparam integer GR = (GSH && WGROUP > SIMD) ? WGROUP / SIMD : 1;
+    localparam integer GL = (GSH && WGROUP < SIMD) ? $clog2(WGROUP) : LEVELS;
+    localparam integer GWORDS = GSH ? NF * SF / GR : 1;
+    localparam integer GSW = PE * NGW * GSBITS;
 
     // --- memories -------------------------------------------------------------------------------
     reg [PE*SIMD*WBITS-1:0] wmem [0:NF*SF-1];
@@ -118,13 +137,21 @@ module mvau #(
     reg [PE*SIMD*IB-1:0]    imem [0:NF*SF-1];
     reg [ABITS-1:0]         xbuf [0:MW-1];  // the whole vector (sparse mode)
     reg [WBITS-1:0]         omem [0:(DYNAMIC ? HEADS * MH * MW : 1)-1];  // the dynamic operand
+    reg [GSW-1:0]           gmem [0:GWORDS-1];  // group shifts
     initial begin
+        if (GSH) $readmemh(GSHIFT_FILE, gmem);
         if (!DYNAMIC && !BANKED) $readmemh(WEIGHT_FILE, wmem);
         if (SPARSE) $readmemh(INDEX_FILE, imem);
         if (!DYNAMIC) $readmemh(BIAS_FILE, bmem);
         $readmemh(SHIFT_FILE, smem);
 `ifndef SYNTHESIS
         if (ACTIVATION && !SHIFT_CONST) check_shift_table(GROUPS * MH);
+        if (WGROUP > 0 && (DYNAMIC || SPARSE || (WGROUP & (WGROUP - 1)) != 0 || MW % WGROUP != 0
+                           || (SIMD % WGROUP != 0 && WGROUP % SIMD != 0))) begin
+            $display("%m: WGROUP=%0d needs static dense weights, a power of two dividing MW=%0d, and SIMD=%0d dividing it or a multiple of it",
+                     WGROUP, MW, SIMD);
+            $finish;
+        end
 `endif
     end
 
@@ -187,6 +214,7 @@ module mvau #(
     reg [SFB-1:0] sf;
     reg [NFB-1:0] nf;
     reg [WAB-1:0] waddr;  // nf * SF + sf, when WCOUNT
+    reg [$clog2(GWORDS + 1)-1:0] gaddr;  // (nf * SF + sf) / GR: the group shifts' word
     reg loading;          // sparse mode: taking the next vector into xbuf
     reg [$clog2(SFI + 1)-1:0] lcount;
     reg v1;
@@ -210,6 +238,7 @@ module mvau #(
             head <= 0;
             obase <= 0;
             waddr <= 0;
+            gaddr <= 0;
         end else begin
             if (vector_done) begin
                 vec <= (vec == VECTORS - 1) ? 0 : vec + 1;
@@ -222,6 +251,7 @@ module mvau #(
                 if (lcount == SFI - 1) loading <= 1'b0;
             end
             if (fire && WCOUNT) waddr <= vector_done ? 0 : waddr + 1;
+            if (GSH && fire && (GR == 1 || (sf + 1) % GR == 0)) gaddr <= vector_done ? 0 : gaddr + 1;
             if (fire && OCOUNT)
                 obase <= (sf != SF - 1) ? obase + SIMD : (vector_done && head == HEADS - 1) ? 0 : obase + OROW;
             if (fire) begin
@@ -244,6 +274,7 @@ module mvau #(
     reg [SIMD*ABITS-1:0]    x1;
     reg [PE*SIMD*WBITS-1:0] w1;
     reg [PE*SIMD*IB-1:0]    i1;
+    reg [GSW-1:0]           g1;
     always @(posedge clk) begin
         if (rst) v1 <= 1'b0;
         else if (en) begin
@@ -255,6 +286,7 @@ module mvau #(
             x1 <= reading ? in_data : ibuf[sf];
             if (!BANKED) w1 <= !DYNAMIC ? wmem[WCOUNT ? waddr : nf * SF + sf] : OCOUNT ? operand_at(obase) : operand_word(head, nf, sf);
             i1 <= imem[WCOUNT ? waddr : nf * SF + sf];
+            if (GSH) g1 <= gmem[gaddr];
         end
     end
 
@@ -265,12 +297,14 @@ module mvau #(
     wire [SIMD*ABITS-1:0]    x1o;
     wire [WW-1:0]            w1o;
     wire [PE*SIMD*IB-1:0]    i1o;
+    wire [GSW-1:0]           g1o;
     generate
         if (BANKED) begin : banked
             reg v1b, first1b, last1b;
             reg [NFB-1:0] nf1b;
             reg [SFB-1:0] sf1b;
             reg [SIMD*ABITS-1:0] x1b;
+            reg [GSW-1:0] g1b;
             banked_memory #(.WIDTH(WW), .WORDS(NF * SF), .BANK(WBANK), .ABITS(WAB), .INIT_FILE(WEIGHT_FILE)) weights (
                 .clk(clk), .en(en), .raddr(WCOUNT ? waddr : nf * SF + sf), .we(1'b0), .waddr({WAB{1'b0}}),
                 .wdata({WW{1'b0}}), .rdata(w1o));
@@ -283,11 +317,12 @@ module mvau #(
                     nf1b <= nf1;
                     sf1b <= sf1;
                     x1b <= x1;
+                    g1b <= g1;
                 end
             end
-            assign {v1o, first1o, last1o, nf1o, sf1o, x1o, i1o} = {v1b, first1b, last1b, nf1b, sf1b, x1b, {PE*SIMD*IB{1'b0}}};
+            assign {v1o, first1o, last1o, nf1o, sf1o, x1o, i1o, g1o} = {v1b, first1b, last1b, nf1b, sf1b, x1b, {PE*SIMD*IB{1'b0}}, g1b};
         end else begin : direct
-            assign {v1o, first1o, last1o, nf1o, sf1o, x1o, w1o, i1o} = {v1, first1, last1, nf1, sf1, x1, w1, i1};
+            assign {v1o, first1o, last1o, nf1o, sf1o, x1o, w1o, i1o, g1o} = {v1, first1, last1, nf1, sf1, x1, w1, i1, g1};
         end
     endgenerate
 
@@ -298,6 +333,7 @@ module mvau #(
     reg [SIMD*ABITS-1:0]    xr;
     reg [PE*SIMD*WBITS-1:0] wr;
     reg [PE*SIMD*IB-1:0]    ir;
+    reg [GSW-1:0]           gr;
     always @(posedge clk) begin
         if (rst) vr <= 1'b0;
         else if (en) begin
@@ -309,6 +345,7 @@ module mvau #(
             xr <= x1o;
             wr <= w1o;
             ir <= i1o;
+            if (GSH) gr <= g1o;
         end
     end
 
@@ -348,6 +385,8 @@ module mvau #(
     reg signed [ACCBITS-1:0] phi [0:LW-1];
     reg              vm, firstm, lastm;
     reg [NFB-1:0]    nfm;
+    reg [GSW-1:0]    gm;                 // the group shifts, beside the products and the tree levels
+    reg [GSW-1:0]    gst [0:LEVELS];
     reg signed [ACCBITS-1:0] tree [0:(LEVELS+1)*LW-1];
     reg [LEVELS:0]   vt, firstt, lastt;
     reg [NFB-1:0]    nft [0:LEVELS];
@@ -361,6 +400,7 @@ module mvau #(
             firstm <= firstr;
             lastm <= lastr;
             nfm <= nfr;
+            if (GSH) gm <= gr;
             for (p = 0; p < PE; p = p + 1)
                 for (s = 0; s < NP; s = s + 1) begin
                     plo[p * NP + s] <= (s < SIMD) ? product(operand(p, s), wr[(p * SIMD + s) * WBITS +: WBITS], 0, HALF) : 0;
@@ -370,17 +410,22 @@ module mvau #(
             firstt[0] <= firstm;
             lastt[0] <= lastm;
             nft[0] <= nfm;
+            if (GSH) gst[0] <= gm;
             for (p = 0; p < PE; p = p + 1)
                 for (s = 0; s < NP; s = s + 1)
-                    tree[p * NP + s] <= plo[p * NP + s] + phi[p * NP + s];
+                    tree[p * NP + s] <= (GSH && GL == 0) ? (plo[p * NP + s] + phi[p * NP + s]) <<< group_shift(gm, p, s)
+                                                         : plo[p * NP + s] + phi[p * NP + s];
             for (l = 0; l < LEVELS; l = l + 1) begin
                 vt[l + 1] <= vt[l];
                 firstt[l + 1] <= firstt[l];
                 lastt[l + 1] <= lastt[l];
                 nft[l + 1] <= nft[l];
+                if (GSH) gst[l + 1] <= gst[l];
                 for (p = 0; p < PE; p = p + 1)
                     for (j = 0; j < (NP >> (l + 1)); j = j + 1)
-                        tree[(l + 1) * LW + p * NP + j] <= tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1];
+                        tree[(l + 1) * LW + p * NP + j] <= (GSH && GL == l + 1)
+                            ? (tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1]) <<< group_shift(gst[l], p, j)
+                            : tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1];
             end
         end
     end
@@ -429,6 +474,11 @@ module mvau #(
     endfunction
 
     `include "multiply.vh"
+
+    // the shift of PE p's group j of a word (the padding lanes' groups, j >= NGW, are zero)
+    function [GSBITS-1:0] group_shift(input [GSW-1:0] word, input integer p, input integer j);
+        group_shift = (j < NGW) ? word[(p * NGW + j) * GSBITS +: GSBITS] : {GSBITS{1'b0}};
+    endfunction
 
     `include "round_shift.vh"
     `include "shift_table.vh"

@@ -17,6 +17,13 @@ CONFIGS = [
     MvauConfig(12, 6, 3, 2, WBITS=8, SHIFT_CONST=True),  # one shift, no table (exports' per-tensor scales)
     MvauConfig(16, 12, 1, 2, WBANK=16),  # banked weights: 96 words in 6 banks
     MvauConfig(12, 6, 2, 2, WBITS=8, WBANK=4),  # 18 words, the last of 5 banks partly filled; counted address
+    # group-shifted weights (q << shift per group of inputs): groups inside a word, a group over words,
+    # a word of 3 groups padded to 4 in the adder tree, one group per input, and with banked weights
+    MvauConfig(16, 4, 2, 8, WGROUP=4),
+    MvauConfig(24, 4, 2, 4, WGROUP=8, GSBITS=2, LUT_MULT=True),
+    MvauConfig(24, 4, 2, 24, WGROUP=8, ACTIVATION=False),
+    MvauConfig(16, 6, 3, 16, WGROUP=1),
+    MvauConfig(32, 8, 2, 2, WGROUP=8, WBANK=16),
 ]
 
 
@@ -34,13 +41,20 @@ def test_shift_table_outside_its_declared_range_stops_the_simulation(sim, tmp_pa
         bench_mvau(CONFIGS[0], tmp_path, sim, seed=1, shift_range=(0, 3))
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[-1]], ids=str)
+@pytest.mark.parametrize("sim", SIMS)
+def test_group_that_simd_neither_divides_nor_is_a_multiple_of_stops_the_simulation(sim, tmp_path):
+    with pytest.raises(RuntimeError, match=r"WGROUP=4 needs static dense weights, a power of two dividing MW=24, and SIMD=6"):
+        bench_mvau(MvauConfig(24, 4, 2, 6, WGROUP=4), tmp_path, sim, seed=1)
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[9], CONFIGS[-1]], ids=str)
 def test_mvau_bit_exact_verilator(cfg, tmp_path):
     assert bench_mvau(cfg, tmp_path, "verilator", backpressure=True, seed=2)["bit_exact"]
 
 
 @pytest.mark.parametrize("cfg", [MvauConfig(24, 12, 4, 6, NIV=2), MvauConfig(10, 10, 5, 2, ACTIVATION=False),
-                                 MvauConfig(12, 6, 2, 2, WBITS=8, NIV=2, WBANK=4)], ids=str)
+                                 MvauConfig(12, 6, 2, 2, WBITS=8, NIV=2, WBANK=4),
+                                 MvauConfig(32, 4, 1, 4, NIV=2, WGROUP=16), MvauConfig(16, 4, 2, 16, NIV=2, WGROUP=4)], ids=str)
 def test_mvau_cycles_equal_the_model(cfg, tmp_path):
     """Configurations not among those the MVAU's latency constants were read from."""
     report = bench_mvau(cfg, tmp_path, "icarus", backpressure=False)

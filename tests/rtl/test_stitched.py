@@ -65,6 +65,19 @@ def test_dit_block_bit_exact(dit_graph, tmp_path):
     assert set(report["activity"]) and all(0 <= a <= 1 for a in report["activity"].values())
 
 
+def test_group_shifted_dit_block_bit_exact(dit_group_graph, tmp_path):
+    """A DiT block at W4A8 with group-wise weights: its projections and MLP store 4-bit integers and a
+    shift per group of 8 inputs (rtl/mvau WGROUP) and still compute the integer graph's wider weights."""
+    graph = map_integer_graph(dit_group_graph, steps=len(TIMESTEPS))
+    names = block_nodes(graph, "blocks.0.")
+    grouped = [n for n in names if graph.node(n).op_type == "MVAU" and graph.node(n).group_shift()]
+    assert len(grouped) == 4  # qkv, proj, fc1, fc2
+    report = verify(graph, names, tmp_path, TIMESTEPS, samples=3, lanes=4)
+    assert report["bit_exact"] and report["words"]["out0"] > 0
+    top = "".join(p.read_text() for p in tmp_path.glob("*.v"))
+    assert top.count(".WGROUP(8)") == len(grouped)
+
+
 def test_patch_embedding_with_constant_position_embedding(dit_graph, tmp_path):
     """The DiT's front: patchify (a strided 2x2 convolution) plus the constant position embedding (a ROM)."""
     graph = map_integer_graph(dit_graph, steps=len(TIMESTEPS))

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import math
 
-from hwsim.dataflow.nodes.base import FINN_DOMAIN, DataflowNode, NoEstimate, Op, bits, divisors
+from hwsim.dataflow.nodes.base import FINN_DOMAIN, DataflowNode, FoldingError, NoEstimate, Op, bits, divisors
 
 
 def acc_bits(node: DataflowNode) -> int:
     return node.dt("accDataType")
+
+
+def group_attrs(group: int, q_bits: int, shift_bits: int) -> dict[str, int]:
+    """An MVAU's group-shifted weights (hwsim's attributes; rtl/mvau's WGROUP): every weight is a
+    ``q_bits``-bit integer shifted left by its group's ``shift_bits``-bit shift, one per ``group``
+    consecutive inputs of a row."""
+    return {"weightGroupSize": group, "groupWeightBits": q_bits, "groupShiftBits": shift_bits}
 
 
 class MVAU(DataflowNode):
@@ -50,6 +57,40 @@ class MVAU(DataflowNode):
             limit = math.gcd(limit, shape[order[-1]])  # along the operand stream's innermost loop
         return math.gcd(limit, self.stored_row()) if self.sparse() else limit
 
+    def fold_options(self) -> dict[str, list[int]]:
+        """Group-shifted weights: SIMD divides the group or is a multiple of it (rtl/mvau WGROUP)."""
+        options = super().fold_options()
+        if self.group_shift():
+            g = self.group_shift()[0]
+            options["SIMD"] = [d for d in options["SIMD"] if g % d == 0 or d % g == 0]
+        return options
+
+    def check_folding(self) -> None:
+        super().check_folding()
+        if self.group_shift():
+            g, simd = self.group_shift()[0], int(self.attrs["SIMD"])
+            if g % simd and simd % g:
+                raise FoldingError(f"{self.name} (MVAU): SIMD={simd} must divide its weight group of {g} inputs or be a multiple of it")
+
+    def group_shift(self) -> tuple[int, int, int] | None:
+        """(inputs per group, q bits, shift bits) of group-shifted weights (:func:`group_attrs`), else None."""
+        a = self.attrs
+        if not a.get("weightGroupSize"):
+            return None
+        return int(a["weightGroupSize"]), int(a["groupWeightBits"]), int(a["groupShiftBits"])
+
+    def weight_width(self) -> int:
+        """Bits of one stored weight and of the multipliers' weight operand: the group's q when the
+        weights are group-shifted, else the weight type's."""
+        return self.group_shift()[1] if self.group_shift() else self.dt("weightDataType")
+
+    def group_shift_bits(self) -> int:
+        """Bits of the group shifts' memory (MH x MW / group shifts)."""
+        if not self.group_shift():
+            return 0
+        g, _, sb = self.group_shift()
+        return self.attrs["MH"] * self.attrs["MW"] // g * sb
+
     def weight_bank_words(self) -> int:
         """rtl/mvau's WBANK: static dense weights in block RAM deeper than one address chunk are
         banked at the chunk's depth (one cycle more; ``weightBankWords`` overrides, 0 for none)."""
@@ -83,7 +124,7 @@ class MVAU(DataflowNode):
         stored weight against W per weight; in cycles, MW/SIMD + 1 (taking the vector first) +
         MH/PE * N/M * MW/SIMD against MH/PE * MW/SIMD. Index width taken at this node's M."""
         a = self.attrs
-        w, m = self.dt("weightDataType"), a.get("sparsityM", 4)
+        w, m = self.weight_width(), a.get("sparsityM", 4)
         nf, sfi = a["MH"] // a["PE"], a["MW"] // a["SIMD"]
         return {"storage": w / (w + max(1, (m - 1).bit_length())), "cycles": 1 - (sfi + 1) / (nf * sfi)}
 
@@ -130,7 +171,7 @@ class MVAU(DataflowNode):
         return self.stored_row() * self.attrs["MH"] * self.n_vectors()
 
     def mac_widths(self) -> tuple[int, int]:
-        return self.dt("inputDataType"), self.dt("weightDataType")
+        return self.dt("inputDataType"), self.weight_width()
 
     def external(self) -> bool:
         """Weights streamed from DRAM as they are used (FINN's ``external`` mem_mode)."""
@@ -140,7 +181,7 @@ class MVAU(DataflowNode):
         if self.dynamic() or self.external():
             return 0
         a = self.attrs
-        return (self.stored_row() * a["MH"] * (self.dt("weightDataType") + self.index_bits())
+        return (self.stored_row() * a["MH"] * (self.weight_width() + self.index_bits()) + self.group_shift_bits()
                 + self.groups() * a.get("biasBits", 0) * a["MH"])  # the bias is at the input's scale
 
     def buffer_bits(self) -> int:
@@ -149,13 +190,18 @@ class MVAU(DataflowNode):
         return a["MW"] * a["MH"] * a.get("heads", 1) * self.dt("weightDataType") if self.dynamic() else 0
 
     def op_counts(self) -> list[Op]:
-        a, w, x, acc = self.attrs, self.dt("weightDataType"), self.dt("inputDataType"), acc_bits(self)
+        a, w, x, acc = self.attrs, self.weight_width(), self.dt("inputDataType"), acc_bits(self)
         words = self.get_exp_cycles()  # one weight word of PE*SIMD weights per cycle
         mem = self.buffer_bits() or self.weight_bits()
         outputs = a["MH"] * self.n_vectors()
         word = a["PE"] * a["SIMD"] * (w + self.index_bits())
         ops = [Op("mult", self.macs(), x, w), Op("add", self.macs(), acc),
                Op("io", words, word) if self.external() else Op("mem_read", words, word, mem)]
+        if self.group_shift():  # a left shift of each group's sum (priced as an add of the accumulator's width)
+            g, _, sb = self.group_shift()
+            per_word = max(1, a["SIMD"] // g)
+            ops += [Op("add", self.macs() // min(g, a["SIMD"]), acc),
+                    Op("mem_read", words * a["SIMD"] // max(g, a["SIMD"]), a["PE"] * per_word * sb, self.group_shift_bits())]
         if self.dynamic():  # the operand is written once per head
             ops.append(Op("mem_write", a["MW"] * a["MH"] * a.get("heads", 1) // a["SIMD"], a["SIMD"] * w, mem))
         if a.get("biasBits"):
