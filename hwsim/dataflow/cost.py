@@ -107,6 +107,8 @@ def cost_report(graph: DataflowGraph, cfg: CostConfig, activity: dict[str, float
             "sparsity": ({"N": n.attrs.get("sparsityN", 1), "M": n.attrs.get("sparsityM", 1),
                           "break_even_density": n.break_even_density()}
                          if n.op_type == "MVAU" and not n.dynamic() else None),
+            "weight_groups": (dict(zip(("group", "q_bits", "shift_bits"), n.group_shift()))
+                              if n.op_type == "MVAU" and n.group_shift() else None),
             "energy_pj": {"asic45nm": asic.node_pj(n), "fpga": fpga.node_pj(n, activity.get(n.name))},
         })
     fifo_res = fifo_memory(sched.fifos, device)

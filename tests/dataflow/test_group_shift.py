@@ -82,3 +82,22 @@ def test_ecp5_prices_the_shifters_and_the_narrow_multipliers():
     lut_dense = make_node("MVAU", "l", {**attrs, "resType": "lut"})
     lut_grouped = make_node("MVAU", "lg", {**attrs, "resType": "lut", **group_attrs(8, 4, 3)})
     assert estimate(lut_grouped, dev).lut < estimate(lut_dense, dev).lut  # 4-bit LUT products
+
+
+def test_cost_report_names_the_groups_and_a_saved_graph_keeps_them(dit_group_graph, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from hwsim.cli import app
+    from hwsim.dataflow.graph import DataflowGraph
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["map", str(dit_group_graph), "--out", str(tmp_path / "df.onnx"), "--steps", "4"])
+    assert result.exit_code == 0, result.output
+    saved = DataflowGraph.load(tmp_path / "df.onnx")
+    assert sum(bool(n.op_type == "MVAU" and n.group_shift()) for n in saved.nodes) == 9  # 2 blocks x 4, the head
+    result = runner.invoke(app, ["cost", str(tmp_path / "df.onnx"), "--json", str(tmp_path / "c.json"), "--steps", "4"])
+    assert result.exit_code == 0, result.output
+    groups = [n["weight_groups"] for n in json.loads((tmp_path / "c.json").read_text())["nodes"] if n["weight_groups"]]
+    assert len(groups) == 9 and all(g["group"] == 8 and g["q_bits"] == 4 for g in groups)
