@@ -351,17 +351,21 @@ def nm_pattern(rows: np.ndarray, ms: tuple[int, ...] = (4, 8)) -> dict[str, int]
 
 def group_pattern(rows: np.ndarray, weight_bits: int, channels: int) -> dict[str, int]:
     """The group-shifted form of integer weights that stores the fewest bits (rtl/mvau's WGROUP): the
-    weights of a group of g consecutive inputs (g a power of two dividing ``channels``, a convolution's
-    input channels at one tap) as q << shift, when q is narrower than ``weight_bits``; none otherwise.
+    weights of a group of g consecutive inputs (g a power of two from 4 dividing ``channels``, a convolution's
+    input channels at one tap) as q << shift, when that stores fewer bits than ``weight_bits``; none otherwise.
     Group-wise weights (Q-DiT) are exported as one integer per weight at the row's finest scale, a
-    coarser group's integers shifted left: this recovers their 4-bit q and a shift per group."""
+    coarser group's integers shifted left: this recovers their 4-bit q and a shift per group. Groups
+    start at 4 inputs: a shifter for every two weights costs more logic than it saves, and pairs turn up
+    by chance (4-bit per-channel weights of a layer whose large values are all even split into 3-bit q
+    and a 1-bit shift per pair)."""
     best, cost = {}, float(weight_bits)
-    g = 2
+    g = 4
     while g <= channels and channels % g == 0:
-        q, shifts = group_split(rows, g)
-        q_bits, shift_bits = signed_bits(q), max(1, int(shifts.max(initial=0)).bit_length())
-        if q_bits < weight_bits and q_bits + shift_bits / g <= cost:
-            best, cost = group_attrs(g, q_bits, shift_bits), q_bits + shift_bits / g
+        q_bits = signed_bits(group_split(rows, g)[0])  # the narrowest q, then the smallest shifts that give it
+        shift_bits = max(1, int(group_split(rows, g, q_bits)[1].max(initial=0)).bit_length())
+        bits_per_weight = q_bits + shift_bits / g
+        if bits_per_weight < weight_bits and bits_per_weight <= cost:  # fewer than dense; ties: the larger group
+            best, cost = group_attrs(g, q_bits, shift_bits), bits_per_weight
         g *= 2
     return best
 

@@ -98,18 +98,27 @@ def nm_compress(weights: np.ndarray, n: int, m: int) -> tuple[np.ndarray, np.nda
     return values.reshape(mh, -1), positions.reshape(mh, -1)
 
 
-def group_split(weights: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+def group_split(weights: np.ndarray, group: int, bits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Integer weights [MH, MW] -> (q [MH, MW], shifts [MH, MW/group]) with weights == q << shift per
-    group of ``group`` consecutive inputs (rtl/mvau's WGROUP): each group's shift is the trailing zero
-    bits its non-zero weights share (0 for an all-zero group), so q is as narrow as the group allows."""
+    group of ``group`` consecutive inputs (rtl/mvau's WGROUP). Without ``bits`` each group's shift is
+    the trailing zero bits its non-zero weights share (0 for an all-zero group), so q is as narrow as
+    the group allows; with ``bits``, the smallest shift that fits the group's q in ``bits`` signed bits
+    (smaller shifts need fewer shift bits)."""
     mh, mw = weights.shape
     if mw % group:
         raise ValueError(f"group of {group} inputs does not divide MW={mw}")
     groups = np.asarray(weights, dtype=np.int64).reshape(mh, mw // group, group)
-    shifts = np.full(groups.shape[:2], 63, dtype=np.int64)
-    for bit in range(62, -1, -1):  # the largest shift every non-zero weight of the group is divisible by
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if bits else (0, 0)
+    shifts = np.full(groups.shape[:2], -1, dtype=np.int64)
+    for bit in range(63) if bits else range(62, -1, -1):
         divisible = np.all(groups % (1 << bit) == 0, axis=2)
-        shifts = np.where(divisible & (shifts == 63), bit, shifts)
+        if bits:  # the first (smallest) shift whose quotients fit
+            fit = divisible & np.all(((groups >> bit) >= lo) & ((groups >> bit) <= hi), axis=2)
+        else:  # the first (largest) shift every weight of the group is divisible by
+            fit = divisible
+        shifts = np.where(fit & (shifts < 0), bit, shifts)
+    if np.any(shifts < 0):
+        raise ValueError(f"weights do not split into {bits}-bit integers shifted per group of {group}")
     shifts = np.where(np.any(groups != 0, axis=2), shifts, 0)
     return (groups >> shifts[..., None]).reshape(mh, mw), shifts
 

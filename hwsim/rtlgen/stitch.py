@@ -34,7 +34,7 @@ from hwsim.dataflow.schedule import schedule
 from hwsim.intsim.executor import Simulator
 from hwsim.quant.group_index import group_of
 from hwsim.rtlgen.memfiles import (group_shift_words, group_split, mvau_memories, nm_compress, operand_loops, shift_params,
-                                    signed_bits, write_banks, write_mem)
+                                    write_banks, write_mem)
 from hwsim.rtlgen.simulate import RTL
 
 SOURCES = {"MVAU": "mvau/mvau.v", "Requant": "requant/requant.v", "GroupNorm": "groupnorm/groupnorm.v",
@@ -290,8 +290,11 @@ def _emit(node: DataflowNode, uid: str, ctx: _Context) -> tuple[str, dict]:
         grouped = {}
         if node.group_shift():  # q << shift per group of inputs (rtl/mvau with WGROUP > 0)
             group, _, shift_bits = node.group_shift()
-            w, group_shifts = group_split(w, group)
-            if signed_bits(w) > node.weight_width() or int(group_shifts.max(initial=0)).bit_length() > shift_bits:
+            try:
+                w, group_shifts = group_split(w, group, node.weight_width())
+            except ValueError:
+                group_shifts = None
+            if group_shifts is None or int(group_shifts.max(initial=0)).bit_length() > shift_bits:
                 raise StitchError(f"{node.name}: its weights are not {node.weight_width()}-bit integers shifted by "
                                   f"{shift_bits}-bit shifts per group of {group} inputs, as its attributes say")
             words = group_shift_words(group_shifts, a["PE"], a["SIMD"], group)

@@ -101,3 +101,14 @@ def test_cost_report_names_the_groups_and_a_saved_graph_keeps_them(dit_group_gra
     assert result.exit_code == 0, result.output
     groups = [n["weight_groups"] for n in json.loads((tmp_path / "c.json").read_text())["nodes"] if n["weight_groups"]]
     assert len(groups) == 9 and all(g["group"] == 8 and g["q_bits"] == 4 for g in groups)
+
+
+def test_pairs_are_not_groups():
+    # 4-bit weights whose large values are even and paired with even ones split into 3-bit q and a
+    # 1-bit shift per pair: groups of two are not taken (a shifter for every two weights)
+    w = np.array([[6, -4, 1, -2, 3, 0, 2, 2]])
+    assert group_pattern(w, 4, 8) == {}
+    q, shifts = group_split(w, 2, 3)  # the smallest shifts that fit 3 bits: (6, -4) by one, (2, 2) by none
+    assert shifts.tolist() == [[1, 0, 0, 0]] and q.tolist() == [[3, -2, 1, -2, 3, 0, 2, 2]]
+    with pytest.raises(ValueError, match="do not split into 2-bit integers"):
+        group_split(w, 2, 2)
