@@ -386,7 +386,8 @@ module mvau #(
     reg              vm, firstm, lastm;
     reg [NFB-1:0]    nfm;
     reg [GSW-1:0]    gm;                 // the group shifts, beside the products and the tree levels
-    reg [GSW-1:0]    gst [0:LEVELS];
+    reg [(LEVELS+1)*GSW-1:0] gst;       // level l's at [l*GSW +: GSW]: registers (an array here was a memory,
+                                         // which synthesis kept, read by nothing, in every block without groups)
     reg signed [ACCBITS-1:0] tree [0:(LEVELS+1)*LW-1];
     reg [LEVELS:0]   vt, firstt, lastt;
     reg [NFB-1:0]    nft [0:LEVELS];
@@ -410,7 +411,7 @@ module mvau #(
             firstt[0] <= firstm;
             lastt[0] <= lastm;
             nft[0] <= nfm;
-            if (GSH) gst[0] <= gm;
+            if (GSH) gst[0 +: GSW] <= gm;
             for (p = 0; p < PE; p = p + 1)
                 for (s = 0; s < NP; s = s + 1)
                     tree[p * NP + s] <= (GSH && GL == 0) ? (plo[p * NP + s] + phi[p * NP + s]) <<< group_shift(gm, p, s)
@@ -420,11 +421,11 @@ module mvau #(
                 firstt[l + 1] <= firstt[l];
                 lastt[l + 1] <= lastt[l];
                 nft[l + 1] <= nft[l];
-                if (GSH) gst[l + 1] <= gst[l];
+                if (GSH) gst[(l + 1) * GSW +: GSW] <= gst[l * GSW +: GSW];
                 for (p = 0; p < PE; p = p + 1)
                     for (j = 0; j < (NP >> (l + 1)); j = j + 1)
                         tree[(l + 1) * LW + p * NP + j] <= (GSH && GL == l + 1)
-                            ? (tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1]) <<< group_shift(gst[l], p, j)
+                            ? (tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1]) <<< group_shift(gst[l * GSW +: GSW], p, j)
                             : tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1];
             end
         end
