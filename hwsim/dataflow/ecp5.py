@@ -652,7 +652,6 @@ FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.5}, "ff": {"wbank": 1
 # point of the lowest (experiments/resource_calibration.py --select; its README lists the choices).
 LUT_FEATURES = {"MVAU": ("acc", "act_base", "act_select", "mult", "tree"),
                 "MVAU (sparse)": ("act_sat", "psum", "vector_rd"),
-                "MVAU (dynamic)": ("ctrl", "mult", "operand_wr"),
                 "Requant": ("round", "sat", "select"),
                 "LutActivation": ("table", "table_sqrt"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),
