@@ -414,8 +414,7 @@ module mvau #(
             if (GSH) gst[0 +: GSW] <= gm;
             for (p = 0; p < PE; p = p + 1)
                 for (s = 0; s < NP; s = s + 1)
-                    tree[p * NP + s] <= (GSH && GL == 0) ? (plo[p * NP + s] + phi[p * NP + s]) <<< group_shift(gm, p, s)
-                                                         : plo[p * NP + s] + phi[p * NP + s];
+                    tree[p * NP + s] <= (plo[p * NP + s] + phi[p * NP + s]) <<< group_shift(gm, p, s, 0);
             for (l = 0; l < LEVELS; l = l + 1) begin
                 vt[l + 1] <= vt[l];
                 firstt[l + 1] <= firstt[l];
@@ -424,9 +423,8 @@ module mvau #(
                 if (GSH) gst[(l + 1) * GSW +: GSW] <= gst[l * GSW +: GSW];
                 for (p = 0; p < PE; p = p + 1)
                     for (j = 0; j < (NP >> (l + 1)); j = j + 1)
-                        tree[(l + 1) * LW + p * NP + j] <= (GSH && GL == l + 1)
-                            ? (tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1]) <<< group_shift(gst[l * GSW +: GSW], p, j)
-                            : tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1];
+                        tree[(l + 1) * LW + p * NP + j] <= (tree[l * LW + p * NP + 2 * j] + tree[l * LW + p * NP + 2 * j + 1])
+                                                           <<< group_shift(gst[l * GSW +: GSW], p, j, l + 1);
             end
         end
     end
@@ -476,9 +474,10 @@ module mvau #(
 
     `include "multiply.vh"
 
-    // the shift of PE p's group j of a word (the padding lanes' groups, j >= NGW, are zero)
-    function [GSBITS-1:0] group_shift(input [GSW-1:0] word, input integer p, input integer j);
-        group_shift = (j < NGW) ? word[(p * NGW + j) * GSBITS +: GSBITS] : {GSBITS{1'b0}};
+    // the left shift of PE p's group j of a word into tree level ``level``: its group shift at level GL,
+    // where the groups' sums are complete, none elsewhere, nor for the padding lanes' groups (j >= NGW)
+    function [GSBITS-1:0] group_shift(input [GSW-1:0] word, input integer p, input integer j, input integer level);
+        group_shift = (GSH && level == GL && j < NGW) ? word[(p * NGW + j) * GSBITS +: GSBITS] : {GSBITS{1'b0}};
     endfunction
 
     `include "round_shift.vh"
