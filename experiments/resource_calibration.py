@@ -604,6 +604,10 @@ def readme(data: dict) -> None:
               "kept apart, both take 1,290.",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
+              "- Group-shifted weights (session 25, rtl/mvau `WGROUP`): the shifters (`gshift`, bits x shift stages) at a "
+              "coefficient fixed from four grouped MVAUs measured against the same blocks, memories and accumulators "
+              "without shifts (1.27 to 1.75 LUTs a unit, median 1.53: `ecp5.FIXED`), the shifts' memory at the shared "
+              "memory coefficients. Four grid rows have groups; adding them re-ranked the MVAU types' held-out split.",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "
               "operands under 2 bits in logic), including the multiplies by non-power-of-two constants in address "
               "arithmetic (rtl/swg's window position, rtl/mvau's weight address).",
