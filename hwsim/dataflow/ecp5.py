@@ -292,10 +292,9 @@ def _group_shift_parts(node: DataflowNode, levels: int) -> dict:
     a = node.attrs
     g, wq, sb = node.group_shift()
     p, q, x = a["PE"], a["SIMD"], node.dt("inputDataType")
-    per_word, words_per_group = max(1, q // g), max(1, g // q)
+    per_word = max(1, q // g)
     group_level = int(math.log2(g)) if g < q else levels
-    width = p * per_word * sb
-    words = a["MH"] // p * (a["MW"] // q) // words_per_group
+    width, words = node.group_shift_memory()
     return {"memory": Memory(width, words),
             "lut": {"gshift": p * per_word * (wq + x + group_level) * sb,
                     "tree_wide": p * (per_word - 1) * ((1 << sb) - 1), "ctrl_gaddr": _clog2(words)},

@@ -136,8 +136,7 @@ def weight_memory(node: DataflowNode, dev: Device) -> Resources:
     width, words = a["PE"] * a["SIMD"] * node.weight_width(), a["MW"] * a["MH"] // (a["PE"] * a["SIMD"])
     store = [(width, words)]
     if node.group_shift():
-        g, _, sb = node.group_shift()
-        store.append((a["PE"] * max(1, a["SIMD"] // g) * sb, a["MW"] * a["MH"] // (a["PE"] * max(a["SIMD"], g))))
+        store.append(node.group_shift_memory())
     if dev.family == "xilinx7":
         return Resources(bram=sum(_finn_bram(w, d) for w, d in store))
     return sum((memory(w, d, dev) for w, d in store), Resources())

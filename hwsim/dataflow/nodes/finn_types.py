@@ -84,6 +84,13 @@ class MVAU(DataflowNode):
         weights are group-shifted, else the weight type's."""
         return self.group_shift()[1] if self.group_shift() else self.dt("weightDataType")
 
+    def group_shift_memory(self) -> tuple[int, int]:
+        """(word bits, words) of rtl/mvau's group shifts: PE x max(1, SIMD/group) shifts a word, one word
+        per weight word or per group of words."""
+        a = self.attrs
+        g, _, sb = self.group_shift()
+        return a["PE"] * max(1, a["SIMD"] // g) * sb, a["MW"] * a["MH"] // (a["PE"] * max(a["SIMD"], g))
+
     def group_shift_bits(self) -> int:
         """Bits of the group shifts' memory (MH x MW / group shifts)."""
         if not self.group_shift():
@@ -198,10 +205,9 @@ class MVAU(DataflowNode):
         ops = [Op("mult", self.macs(), x, w), Op("add", self.macs(), acc),
                Op("io", words, word) if self.external() else Op("mem_read", words, word, mem)]
         if self.group_shift():  # a left shift of each group's sum (priced as an add of the accumulator's width)
-            g, _, sb = self.group_shift()
-            per_word = max(1, a["SIMD"] // g)
+            g = self.group_shift()[0]
             ops += [Op("add", self.macs() // min(g, a["SIMD"]), acc),
-                    Op("mem_read", words * a["SIMD"] // max(g, a["SIMD"]), a["PE"] * per_word * sb, self.group_shift_bits())]
+                    Op("mem_read", words * a["SIMD"] // max(g, a["SIMD"]), self.group_shift_memory()[0], self.group_shift_bits())]
         if self.dynamic():  # the operand is written once per head
             ops.append(Op("mem_write", a["MW"] * a["MH"] * a.get("heads", 1) // a["SIMD"], a["SIMD"] * w, mem))
         if a.get("biasBits"):
