@@ -504,17 +504,13 @@ CAUSES = {
 
 
 # What is known about the residual block's miss (the model sums its nodes' estimates).
-RESIDUAL_NOTE = ("The model's sum over its nodes exceeds the flattened block. A one-off synthesis of the block with "
-                 "`synth_ecp5 -noflatten` (not part of this script) put its modules' sum within 5% of the flattened "
-                 "block, so the miss is mostly per node at the block's configurations, not what flattening removes: "
-                 "the two MVAUs (PE = SIMD = 1, 21-bit accumulators and the block's own biases, where the grid's rows "
-                 "have worst-case accumulators and random biases) and the two GroupNorms (real gamma and beta) are "
-                 "the largest estimates. The margin to 15% is within the tools' own scatter: moving rtl/mvau's and "
-                 "rtl/groupnorm's bank logic into one shared module (session 15: the same registers and memories, "
-                 "FF, MULT18 and DP16KD counts unchanged) moved the LUTs of the six banked grid configurations by "
-                 "-15% to +13% (548 -> 467, 532 -> 604), and that remeasurement and refit took the block from "
-                 "+15.5% to +14.5%. So this block passes the 15% criterion narrowly, by an amount ABC's mapping "
-                 "alone can change.")
+RESIDUAL_NOTE = ("The flattened block's own count moves with how its RTL is written: at 1773271 it packed 5,529 LUTs, at "
+                 "the group-shift RTL (which adds no logic to blocks without groups) 5,949, with every module's count "
+                 "the same under `synth_ecp5 -noflatten`, and an equivalent rewrite of the MVAU's adder tree brings "
+                 "it back to 5,520 while moving single grid blocks by -6% to +15% (residual_scatter/README.md). "
+                 "Likewise moving rtl/mvau's and rtl/groupnorm's bank logic into one shared module (session 15: the "
+                 "same registers and memories) moved six banked grid configurations' LUTs by -15% to +13%. A model "
+                 "error of a few percent on this block is within ABC's own scatter.")
 
 
 def measured_at(rows: list[dict]) -> dict[str, int]:
