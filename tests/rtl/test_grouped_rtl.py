@@ -16,6 +16,7 @@ from hwsim.quant.plan import PrecisionPlan
 from hwsim.quant.qmodel import quantize_dir, save_quantized
 from hwsim.rtlgen.stitch import block_nodes, generate, varying_nodes, verify
 from tests.conftest import TINY_DIT, TINY_UNET
+from tests.rtl import STITCHED_SIMS
 
 TIMESTEPS = [0, 300, 600, 900]  # one sampler step in each of the four groups
 
@@ -47,24 +48,26 @@ def _varying_types(graph, names):
     return {graph.node(n).op_type for n in varying_nodes(graph, names)}
 
 
-def test_unet_tail_with_per_group_tables_bit_exact(grouped_unet, tmp_path):
+@pytest.mark.parametrize("sim", STITCHED_SIMS)
+def test_unet_tail_with_per_group_tables_bit_exact(grouped_unet, tmp_path, sim):
     """The U-Net from its last attention to the output: requantizers, QK^T's shift, softmax's table,
     GroupNorm's gamma, the SiLU table and the output convolution's bias differ between groups."""
     start = next(k for k, n in enumerate(grouped_unet.nodes) if n.name.startswith("up.0.attns.0"))
     names = [n.name for n in grouped_unet.nodes[start:] if not n.op_type.startswith("Host")]
     assert {"GroupNorm", "LutActivation", "MVAU", "IntSoftmax"} <= _varying_types(grouped_unet, names)
-    report = verify(grouped_unet, names, tmp_path, TIMESTEPS, samples=3, lanes=1, bench="file", seed=4)
+    report = verify(grouped_unet, names, tmp_path, TIMESTEPS, samples=3, lanes=1, bench="file", seed=4, sim=sim)
     assert len(set(report["groups"])) == 3  # the group changes between evaluations
     assert report["bit_exact"] and report["words"]["out0"] > 0
     top = (tmp_path / "stitched.v").read_text()
     assert "group_fanout" in top and "STEP_GROUPS(4)" in top and ".GROUPS(4)" in top
 
 
-def test_dit_block_with_per_group_output_exponents_bit_exact(grouped_dit, tmp_path):
+@pytest.mark.parametrize("sim", STITCHED_SIMS)
+def test_dit_block_with_per_group_output_exponents_bit_exact(grouped_dit, tmp_path, sim):
     """A DiT block: adaLN's output exponent, the linear layers' biases and requantizers per group."""
     names = block_nodes(grouped_dit, "blocks.1.")
     assert {"AdaLayerNorm", "MVAU"} <= _varying_types(grouped_dit, names)
-    report = verify(grouped_dit, names, tmp_path, TIMESTEPS, samples=3, lanes=2, bench="file", seed=4)
+    report = verify(grouped_dit, names, tmp_path, TIMESTEPS, samples=3, lanes=2, bench="file", seed=4, sim=sim)
     assert len(set(report["groups"])) == 3
     assert report["bit_exact"] and report["words"]["out0"] > 0
 
@@ -75,7 +78,7 @@ def test_group_selection_costs_no_cycle_per_evaluation(grouped_dit, tmp_path):
     register, the register slices of longer ready runs), never a cycle per evaluation."""
     flat = _grouped_graph("dit", TINY_DIT, tmp_path / "flat", groups=1)
     cycles = {(name, n): verify(g, block_nodes(g, "blocks.1."), tmp_path / f"{name}{n}", TIMESTEPS, samples=n, lanes=2,
-                                bench="file", seed=4, backpressure=False)["cycles"]
+                                bench="file", seed=4, backpressure=False, sim=STITCHED_SIMS[0])["cycles"]
               for name, g in (("flat", flat), ("grouped", grouped_dit)) for n in (2, 4)}
     per_two = {name: cycles[name, 4] - cycles[name, 2] for name in ("flat", "grouped")}
     assert per_two["grouped"] == per_two["flat"] > 0

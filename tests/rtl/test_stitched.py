@@ -13,7 +13,7 @@ from hwsim.cli import app
 from hwsim.dataflow.mapping import map_integer_graph
 from hwsim.rtlgen.stitch import READY_RUN, StitchError, _slices, binary_forks, block_nodes, generate, verify
 from hwsim.dataflow.schedule import schedule
-from tests.rtl import SIMS
+from tests.rtl import STITCHED_SIMS
 
 TIMESTEPS = list(range(0, 1000, 100))
 
@@ -86,7 +86,7 @@ def test_patch_embedding_with_constant_position_embedding(dit_graph, tmp_path):
     assert verify(graph, names, tmp_path, TIMESTEPS, samples=3, lanes=1)["bit_exact"]
 
 
-@pytest.mark.parametrize("sim", ["verilator"] + (["icarus"] if "icarus" in SIMS and len(SIMS) > 1 else []))
+@pytest.mark.parametrize("sim", STITCHED_SIMS)
 def test_whole_dit_bit_exact(dit_graph, tmp_path, sim):
     """The whole tiny DiT, every node but the host's: patchify, position embedding, two DiT blocks,
     final adaLN, head and the unpatchify reorder, through the Verilog-only bench under random
