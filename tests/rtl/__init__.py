@@ -4,6 +4,6 @@ import os
 FULL = bool(os.environ.get("HWSIM_RTL_FULL"))
 SIMS = ["icarus", "verilator"] if FULL else ["icarus"]
 # stitched designs through the Verilog-only bench: Verilator builds and runs them in about a minute where
-# Icarus takes tens of minutes (the tiny U-Net's grouped tail: 53 s against over 17), so the default run
+# Icarus takes up to 15 minutes (the tiny U-Net's grouped tail: 42 s against 884 s), so the default run
 # uses Verilator for them and `make test-rtl` both
 STITCHED_SIMS = ["verilator", "icarus"] if FULL else ["verilator"]
