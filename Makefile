@@ -40,7 +40,7 @@ demo: setup
 	$(VENV)/bin/hwsim demo --out $(DEMO_OUT)
 
 test: setup
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 test-rtl: setup
 	HWSIM_RTL_FULL=1 $(VENV)/bin/pytest -q tests/rtl

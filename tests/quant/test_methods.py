@@ -101,11 +101,13 @@ def test_brecq_on_float_scales_and_zero_points(digits):
 
 def test_bias_correction_beats_naive(digits):
     """Every quantized layer's bias corrected, in execution order: lower output MSE and a smaller
-    mean error of the output (the offset that adds up over the sampling steps)."""
+    mean error of the output (the offset that adds up over the sampling steps). A quarter of the
+    calibration set (each layer's correction rebuilds the net: 25 builds); measured 0.90 and 0.09 of
+    naive's, against 0.90 and 0.09 with all of it."""
     model, inputs = digits
-    plan = PrecisionPlan.uniform(8, 8)
-    naive, q0 = _mse(model, inputs, plan)
-    corrected, q = _mse(model, inputs, plan, ("bias-correction",))
+    plan, calib = PrecisionPlan.uniform(8, 8), CalibrationConfig(samples=4, steps=25)
+    naive, q0 = _mse(model, inputs, plan, calib=calib)
+    corrected, q = _mse(model, inputs, plan, ("bias-correction",), calib=calib)
     assert corrected < 0.95 * naive
     meta = q.meta["bias_correction"]
     assert meta["order"][0] == "conv_in" and meta["order"][-1] == "conv_out"
