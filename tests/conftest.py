@@ -33,7 +33,7 @@ TINY_UNET = {"image_size": 8, "base_channels": 8, "channel_mults": [1, 2], "atte
 def _threads():
     """Torch on one thread; under several pytest-xdist workers Numba and BLAS too, whose OpenMP
     threads otherwise spin on the cores the other worker needs (tests/intsim on two workers:
-    4.0 min with two threads a pool, 1.9 with one)."""
+    4.0 min with two threads a pool, 1.2 with one)."""
     torch.set_num_threads(1)
     if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
         numba.set_num_threads(1)

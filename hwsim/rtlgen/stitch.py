@@ -693,9 +693,10 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
     simulator computes at its boundary for ``samples`` random (x, t), compare with the simulator's.
     ``bench="cocotb"`` also measures each node's output toggle rate; ``bench="file"`` (a Verilog
     testbench, :mod:`hwsim.rtlgen.filebench`) is the one for whole denoisers, and reports the cycle
-    of the last output (``cycles``) and of each evaluation's last output word (``evaluation_ends``). ``modelled`` is the schedule of the whole mapped graph at this
-    folding (:func:`hwsim.dataflow.schedule.schedule`): comparable with ``cycles`` for a whole
-    denoiser run without back-pressure, ``samples`` evaluations back to back."""
+    of the last output (``cycles``) and of each evaluation's last output word (``evaluation_ends``).
+    ``modelled`` is the schedule of the whole mapped graph at this folding
+    (:func:`hwsim.dataflow.schedule.schedule`): comparable with ``cycles`` for a whole denoiser run
+    without back-pressure, ``samples`` evaluations back to back."""
     from hwsim.rtlgen.filebench import run_file_bench
     from hwsim.rtlgen.memfiles import pack, unpack
     from hwsim.rtlgen.simulate import run_stream
