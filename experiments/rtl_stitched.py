@@ -77,9 +77,6 @@ def main() -> None:
                       backpressure=backpressure, provenance=provenance(),
                       seconds=round(time.time() - started, 1), node_types=sorted({graph.node(n).op_type for n in names}))
         report.pop("top")
-        if "evaluation_ends" in report and not backpressure:  # measured as the schedule models them
-            ends = report["evaluation_ends"]
-            report["measured"] = {"latency": ends[0], "ii_sustained": round((ends[-1] - ends[0]) / (len(ends) - 1))}
         rows.append(report)
         print(json.dumps({k: v for k, v in report.items() if k != "activity"}), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)

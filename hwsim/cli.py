@@ -396,6 +396,8 @@ def rtl(
     sim: str = typer.Option("icarus", help="icarus, verilator, or ecp5-netlist (Yosys' ECP5 netlist on Icarus: the post-synthesis check)"),
     bench: str = typer.Option("cocotb", help="cocotb (also measures each node's toggle rate) or file (a Verilog-only "
                                              "bench, for whole denoisers; Icarus or Verilator)"),
+    backpressure: bool = typer.Option(True, help="random input gaps and output stalls in --verify; without them the "
+                                                  "file bench measures latency and sustained II against the schedule's"),
 ):
     """Generate a stitched Verilog design of one block of a dataflow graph (and check it with --verify)."""
     import json
@@ -413,10 +415,15 @@ def rtl(
     names = [n.name for n in graph.nodes if not n.op_type.startswith("Host")] if block == "all" \
         else block_nodes(graph, block)
     if verify:
-        report = verify_block(graph, names, out, timesteps, samples, sim, lanes=lanes or None, bench=bench)
+        report = verify_block(graph, names, out, timesteps, samples, sim, lanes=lanes or None, bench=bench,
+                              backpressure=backpressure)
         (out / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
         typer.echo(f"{report['nodes']} nodes on {sim}, {samples} inputs: "
                    f"{'bit-exact' if report['bit_exact'] else 'MISMATCH ' + str(report['mismatched_words'])}")
+        if "measured" in report:  # the schedule is the whole graph's: a block's numbers stand alone
+            modelled = report["modelled"] if block == "all" else {}
+            typer.echo("measured " + ", ".join(f"{k} {v:,} cycles" + (f" (modelled {modelled[k]:,})" if modelled else "")
+                                               for k, v in report["measured"].items()))
         if not report["bit_exact"]:
             raise RuntimeError(f"{block}: the RTL differs from the simulator (report: {out / 'verify.json'})")
     else:

@@ -693,10 +693,11 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
     simulator computes at its boundary for ``samples`` random (x, t), compare with the simulator's.
     ``bench="cocotb"`` also measures each node's output toggle rate; ``bench="file"`` (a Verilog
     testbench, :mod:`hwsim.rtlgen.filebench`) is the one for whole denoisers, and reports the cycle
-    of the last output (``cycles``) and of each evaluation's last output word (``evaluation_ends``).
-    ``modelled`` is the schedule of the whole mapped graph at this folding
-    (:func:`hwsim.dataflow.schedule.schedule`): comparable with ``cycles`` for a whole denoiser run
-    without back-pressure, ``samples`` evaluations back to back."""
+    of the last output (``cycles``) and of each evaluation's last output word (``evaluation_ends``;
+    without back-pressure also ``measured``: the first evaluation's latency and the mean interval
+    between evaluations). ``modelled`` is the schedule of the whole mapped graph at this folding
+    (:func:`hwsim.dataflow.schedule.schedule`): comparable with ``cycles`` and ``measured`` for a whole
+    denoiser run without back-pressure, ``samples`` evaluations back to back."""
     from hwsim.rtlgen.filebench import run_file_bench
     from hwsim.rtlgen.memfiles import pack, unpack
     from hwsim.rtlgen.simulate import run_stream
@@ -735,8 +736,13 @@ def verify(graph: DataflowGraph, names: list[str], out_dir: str | Path, timestep
                                 out, sim, backpressure, seed, budget)
         report["cycles"] = result["cycles"]
         # the cycle of each evaluation's last output word: steady-state intervals from one run
-        report["evaluation_ends"] = [max(result["word_cycles"][p.name][(k + 1) * len(expect[p.name]) // samples - 1]
-                                         for p in design.outputs if expect[p.name]) for k in range(samples)]
+        ends = [max(result["word_cycles"][p.name][(k + 1) * len(expect[p.name]) // samples - 1]
+                    for p in design.outputs if expect[p.name]) for k in range(samples)]
+        report["evaluation_ends"] = ends
+        if not backpressure:  # as the schedule models them: comparable with ``modelled`` for a whole denoiser
+            report["measured"] = {"latency": ends[0]}
+            if samples > 1:
+                report["measured"]["ii_sustained"] = round((ends[-1] - ends[0]) / (samples - 1))
     else:
         internal = {n.name: _ident(n.outputs[0]) for n in graph.nodes if n.name in set(names) and n.outputs
                     and n.outputs[0] not in {p.stream for p in design.outputs}}

@@ -108,11 +108,18 @@ def test_unbuilt_node_types_are_refused(unet_graph, tmp_path):
 
 
 def test_rtl_command(unet_graph, tmp_path):
+    """The command's checks (the cocotb bench is verify's default, tested on blocks above; here the file
+    bench without back-pressure, which measures latency and II) and its errors."""
     runner = CliRunner()
-    done = runner.invoke(app, ["rtl", str(unet_graph), "--block", "mid.blocks.0", "--lanes", "4", "--steps", "10",
-                               "--out", str(tmp_path / "v"), "--verify", "--samples", "2"])
-    assert done.exit_code == 0, done.output
-    assert "bit-exact" in done.output and json.loads((tmp_path / "v" / "verify.json").read_text())["bit_exact"]
+    timed = runner.invoke(app, ["rtl", str(unet_graph), "--block", "mid.blocks.0", "--lanes", "4", "--steps", "10",
+                                "--out", str(tmp_path / "t"), "--verify", "--samples", "3", "--bench", "file",
+                                "--no-backpressure"])
+    assert timed.exit_code == 0, timed.output
+    report = json.loads((tmp_path / "t" / "verify.json").read_text())
+    ends = report["evaluation_ends"]
+    assert "bit-exact" in timed.output and report["bit_exact"] and 0 < ends[0] < ends[1] < ends[2] < report["cycles"]
+    assert report["measured"] == {"latency": ends[0], "ii_sustained": round((ends[2] - ends[0]) / 2)}
+    assert f"measured latency {ends[0]:,} cycles, ii_sustained" in timed.output and "modelled" not in timed.output
     bad = runner.invoke(app, ["rtl", str(unet_graph), "--block", "nowhere", "--out", str(tmp_path / "w")])
     assert bad.exit_code == 2 and "no dataflow node is named 'nowhere'" in bad.output
     bad = runner.invoke(app, ["rtl", str(unet_graph), "--block", "mid.blocks.0", "--lanes", "3", "--out", str(tmp_path / "x")])
