@@ -302,8 +302,9 @@ def write_report(results: dict) -> None:
         lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {method} | {_fmt(r['fid_classifier'])} "
                      f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {gap} | {to_fp} | {pixel} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
                      f"{_fmt(r['recall'], 3)} |")
-    lines += ["", f"† AdaRound/BRECQ made before {NARROW_RANGE_FIX}: a learned -2^(w-1) (outside Brevitas' narrow weight range) "
-              "doubled its channel's power-of-two scale; the row measures the model that was made, not AdaRound as meant."]
+    if any(" †" in line for line in lines):
+        lines += ["", f"† AdaRound/BRECQ made before {NARROW_RANGE_FIX}: a learned -2^(w-1) (outside Brevitas' narrow weight "
+                  "range) doubled its channel's power-of-two scale; the row measures the model that was made, not AdaRound as meant."]
     (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
