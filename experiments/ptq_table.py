@@ -289,6 +289,7 @@ def write_report(results: dict) -> None:
     lines = ["| model | W/A | sparsity | method | classifier-FID [95% CI] | vs FP | gap to FP [paired 95% CI] | "
              "to FP samples [95% CI] | mean pixel (FP's) | Inception-FID | precision | recall |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    stale = False  # a row with AdaRound/BRECQ from before the narrow-range fix
     for r in rows:
         bits = "fp32" if r["w_bits"] is None else r.get("bits", f"W{r['w_bits']}A{r['a_bits']}")
         rel = f"{100 * (r['fid_classifier'] / fp[r['model']] - 1):+.1f}%" if r["model"] in fp and r["method"] != "fp" else ""
@@ -298,11 +299,13 @@ def write_report(results: dict) -> None:
                if "fid_gap_to_fp" in r else "")
         pixel = f"{_fmt(r['mean_pixel'])}" + (f" ({_fmt(r['fp_mean_pixel'])})" if "fp_mean_pixel" in r else "") \
             if "mean_pixel" in r else ""
-        method = r["method"] + (" †" if learned_before_fix(r) else "")
+        dagger = learned_before_fix(r)
+        stale |= dagger
+        method = r["method"] + (" †" if dagger else "")
         lines.append(f"| {r['model']} | {bits} | {r['sparsity'] or ''} | {method} | {_fmt(r['fid_classifier'])} "
                      f"[{_fmt(lo)}, {_fmt(hi)}] | {rel} | {gap} | {to_fp} | {pixel} | {_fmt(r['fid_inception'])} | {_fmt(r['precision'], 3)} | "
                      f"{_fmt(r['recall'], 3)} |")
-    if any(" †" in line for line in lines):
+    if stale:
         lines += ["", f"† AdaRound/BRECQ made before {NARROW_RANGE_FIX}: a learned -2^(w-1) (outside Brevitas' narrow weight "
                   "range) doubled its channel's power-of-two scale; the row measures the model that was made, not AdaRound as meant."]
     (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
