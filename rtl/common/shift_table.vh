@@ -1,18 +1,21 @@
-// A shift table's requantizer, included after round_shift.vh inside rtl/requant and rtl/mvau (it uses
-// the module's SHIFT_MIN, SHIFT_MAX, SHBITS, SHIFT_FILE and its table smem). A lane chooses among the
-// constant-shift requantizers of [SHIFT_MIN, SHIFT_MAX] by its entry, so synthesis builds one
-// constant-shift datapath per shift the lane's entries take, never a barrel shifter over SHBITS-bit
-// shifts (400-700 LUTs a lane in rtl/requant, a number that depended on the table's values in ways no
-// model of the block could follow). An entry outside the range would take the wrong shift: a
-// simulation stops on one (check_shift_table), naming the file and the entry.
+// A shift table's choice, included inside rtl/requant and rtl/mvau (it uses the module's SHIFT_MIN,
+// SHIFT_MAX, SHBITS, OBITS, SHIFT_FILE and its table smem). A lane chooses among the constant-shift
+// requantizers of [SHIFT_MIN, SHIFT_MAX] (rtl/common/shift_requantizer.vh, each a module kept apart)
+// by its entry; synthesis removes the ones no entry of the lane takes. Never a barrel shifter over
+// SHBITS-bit shifts (400-700 LUTs a lane in rtl/requant, a number that depended on the table's values
+// in ways no model of the block could follow), nor the requantizers flattened into the table's
+// decoding (whose LUTs moved with the table's values: rtl/requant/README.md). An entry outside the
+// range would take the wrong shift: a simulation stops on one (check_shift_table), naming the file
+// and the entry.
 
-// requantize(v, s) for an entry s in [SHIFT_MIN, SHIFT_MAX]
-function [OBITS-1:0] requantize_table(input signed [63:0] v, input signed [SHBITS-1:0] s);
+// the output of the requantizer for entry s among q's SHIFT_MAX - SHIFT_MIN + 1 (shift SHIFT_MIN + k
+// at q[k * OBITS +: OBITS])
+function [OBITS-1:0] choose_shift(input [(SHIFT_MAX - SHIFT_MIN + 1)*OBITS-1:0] q, input signed [SHBITS-1:0] s);
     integer k;
     begin
-        requantize_table = requantize(v, SHIFT_MIN);
-        for (k = SHIFT_MIN + 1; k <= SHIFT_MAX; k = k + 1)
-            if (s == k) requantize_table = requantize(v, k);
+        choose_shift = q[0 +: OBITS];
+        for (k = 1; k <= SHIFT_MAX - SHIFT_MIN; k = k + 1)
+            if (s == SHIFT_MIN + k) choose_shift = q[k * OBITS +: OBITS];
     end
 endfunction
 

@@ -4,7 +4,8 @@
 // left when shift[c] < 0), then saturate to [QMIN, QMAX] (docs/numerics.md). With ACTIVATION = 0 the
 // exact accumulator (with bias) is the output and OBITS must equal ACCBITS. One shift for every channel
 // (SHIFT_CONST) builds no table; a table's entries lie in [SHIFT_MIN, SHIFT_MAX], a lane choosing among
-// the constant-shift requantizers of that range (rtl/common/shift_table.vh, as rtl/requant).
+// the constant-shift requantizers of that range, each a module kept apart (rtl/common/shift_table.vh
+// and shift_requantizer.vh, as rtl/requant).
 //
 // Stream protocol: valid/ready on both sides; a beat moves when valid and ready are both high.
 // Input beat: SIMD lanes of ABITS, lane i in in_data[i*ABITS +: ABITS]. Output beat: PE lanes of OBITS.
@@ -45,6 +46,7 @@
 `default_nettype none
 `include "group_hold.vh"
 `include "banked_memory.vh"
+`include "shift_requantizer.vh"
 
 module mvau #(
     parameter integer MW = 8,
@@ -435,6 +437,8 @@ module mvau #(
     reg                      va;                 // stage A holds a finished output word
     reg [PE*ACCBITS-1:0]     biased;             // its accumulators plus bias
     reg [PE*SHBITS-1:0]      shift_a;            // and their shifts
+    localparam integer TABLE = ACTIVATION && !SHIFT_CONST;
+    wire [PE*OBITS-1:0]      chosen;             // with a shift table: the lanes' requantized outputs
     assign requantizing = vt[LEVELS] && lastt[LEVELS];
     always @(posedge clk) begin
         if (rst) begin
@@ -453,10 +457,28 @@ module mvau #(
             out_valid <= va;
             if (va)
                 for (p = 0; p < PE; p = p + 1)
-                    out_data[p * OBITS +: OBITS] <= activate($signed(biased[p * ACCBITS +: ACCBITS]),
-                                                           $signed(shift_a[p * SHBITS +: SHBITS]));
+                    out_data[p * OBITS +: OBITS] <= TABLE ? chosen[p * OBITS +: OBITS]
+                                                  : activate($signed(biased[p * ACCBITS +: ACCBITS]));
         end
     end
+
+    // a shift table: per lane, the kept-apart requantizers of SHIFT_MIN..SHIFT_MAX (rtl/common/
+    // shift_requantizer.vh, as rtl/requant) and the choice among them by the lane's registered shift
+    genvar gp, gk;
+    generate
+        if (TABLE) begin : table_path
+            for (gp = 0; gp < PE; gp = gp + 1) begin : lane
+                wire [(SHIFT_MAX - SHIFT_MIN + 1)*OBITS-1:0] q;
+                for (gk = SHIFT_MIN; gk <= SHIFT_MAX; gk = gk + 1) begin : shift
+                    shift_requantizer #(.IBITS(ACCBITS), .OBITS(OBITS), .QMIN(QMIN), .QMAX(QMAX), .SHIFT(gk))
+                        rq (.v(biased[gp * ACCBITS +: ACCBITS]), .q(q[(gk - SHIFT_MIN) * OBITS +: OBITS]));
+                end
+                assign chosen[gp * OBITS +: OBITS] = choose_shift(q, $signed(shift_a[gp * SHBITS +: SHBITS]));
+            end
+        end else begin : no_table
+            assign chosen = {PE*OBITS{1'b0}};
+        end
+    endgenerate
 
     localparam integer MA = ABITS + 1;  // operands extended by a sign bit
     localparam integer MB = WBITS + 1;
@@ -483,9 +505,9 @@ module mvau #(
     `include "round_shift.vh"
     `include "shift_table.vh"
 
-    // requantize (shift, round half to even, saturate) or pass the accumulator through
-    function [OBITS-1:0] activate(input signed [ACCBITS-1:0] x, input signed [SHBITS-1:0] shift);
-        activate = (ACTIVATION == 0) ? x[OBITS-1:0] : SHIFT_CONST ? requantize(x, SHIFT) : requantize_table(x, shift);
+    // requantize by the one shift (SHIFT_CONST) or pass the accumulator through (a table: ``chosen``)
+    function [OBITS-1:0] activate(input signed [ACCBITS-1:0] x);
+        activate = (ACTIVATION == 0) ? x[OBITS-1:0] : requantize(x, SHIFT);
     endfunction
 endmodule
 

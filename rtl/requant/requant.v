@@ -11,9 +11,10 @@
 // 150 LUTs a lane against about 40 (Yosys synth_ecp5, 17-bit input).
 // With a table, SHIFT_MIN and SHIFT_MAX bound its entries (the stitcher sets them from the table; a
 // simulation stops on an entry outside them): a lane chooses among the constant-shift requantizers
-// of that range by its entry (rtl/common/shift_table.vh).
+// of that range by its entry, each a module kept apart (rtl/common/shift_table.vh, shift_requantizer.vh).
 `default_nettype none
 `include "group_hold.vh"
+`include "shift_requantizer.vh"
 
 module requant #(
     parameter integer CHANNELS = 4,
@@ -62,6 +63,23 @@ module requant #(
     group_hold #(.GROUPS(GROUPS), .GBITS(GBITS), .USES(VECTORS * FOLDS)) hold (
         .clk(clk), .rst(rst), .g_valid(g_valid), .g_ready(g_ready), .g_data(g_data),
         .use_now(take), .ok(have_g), .group(group));
+    // a table: per lane, the kept-apart requantizers of SHIFT_MIN..SHIFT_MAX and the choice by its entry
+    wire [PE*OBITS-1:0] chosen;
+    genvar gp, gk;
+    generate
+        if (!SHIFT_CONST) begin : table_path
+            for (gp = 0; gp < PE; gp = gp + 1) begin : lane
+                wire [(SHIFT_MAX - SHIFT_MIN + 1)*OBITS-1:0] q;
+                for (gk = SHIFT_MIN; gk <= SHIFT_MAX; gk = gk + 1) begin : shift
+                    shift_requantizer #(.IBITS(IBITS), .OBITS(OBITS), .QMIN(QMIN), .QMAX(QMAX), .SHIFT(gk))
+                        rq (.v(in_data[gp * IBITS +: IBITS]), .q(q[(gk - SHIFT_MIN) * OBITS +: OBITS]));
+                end
+                assign chosen[gp * OBITS +: OBITS] = choose_shift(q, smem[group * CHANNELS + fold * PE + gp]);
+            end
+        end else begin : no_table
+            assign chosen = {PE*OBITS{1'b0}};
+        end
+    endgenerate
     integer p;
     always @(posedge clk) begin
         if (rst) begin
@@ -72,7 +90,7 @@ module requant #(
             if (take) begin
                 for (p = 0; p < PE; p = p + 1)
                     out_data[p * OBITS +: OBITS] <= SHIFT_CONST ? requantize($signed(in_data[p * IBITS +: IBITS]), SHIFT)
-                        : requantize_table($signed(in_data[p * IBITS +: IBITS]), smem[group * CHANNELS + fold * PE + p]);
+                        : chosen[p * OBITS +: OBITS];
                 fold <= (fold == FOLDS - 1) ? 0 : fold + 1;
             end
         end
