@@ -231,7 +231,8 @@ def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None 
     """LUT features of rtl/requant, or of rtl/mvau's fused requant (``lanes`` PE, ``width`` the
     accumulator's), from the shifts the node carries. Every lane: its input word (``word``: lane width)
     and the output's saturation select (``out``: output bits). Both blocks build one constant-shift
-    requantizer (round_shift.vh's requantize) per shift a lane takes (rtl/common/shift_table.vh), each
+    requantizer (round_shift.vh's requantize) per shift a lane takes, with a table each a module kept
+    apart (rtl/common/shift_requantizer.vh, so that its LUTs do not move with the table's values), each
     priced by its shift v: the floor has width - v bits, its two saturation compares are carry chains
     over them, built only when the floor can leave the output range (``sat``); for v > 0 the rounding
     increment over the bits above the rounding position (``round``: width - v) and the test of the
@@ -651,7 +652,7 @@ FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.5}, "ff": {"wbank": 1
 # point of the lowest (experiments/resource_calibration.py --select; its README lists the choices).
 LUT_FEATURES = {"MVAU": ("acc", "act_base", "act_select", "mult", "tree"),
                 "MVAU (sparse)": ("act_sat", "psum", "vector_rd"),
-                "Requant": ("round", "sat", "select"),
+                "Requant": ("base", "sat", "select"),
                 "LutActivation": ("table", "table_sqrt"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),
                 "GroupNorm": ("group_count", "lane_reach", "logn", "table"),
