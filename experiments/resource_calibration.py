@@ -295,19 +295,39 @@ def table_of(block) -> str:
     return "FIFO" if block.fifo else ecp5_table(block.node)
 
 
-def fit_all(rows: list[dict]) -> dict:
+def fit_all(rows: list[dict], passes: int = 20) -> dict:
     """LUT and FF coefficients by one joint NNLS each over the rows not held out: per node type for
-    its datapath features, shared by all types for the memory features (ecp5.SHARED)."""
-    from hwsim.bitstream.calibrate import fit_joint
-    from hwsim.dataflow.ecp5 import FIXED, SHARED
+    its datapath features, shared by all types for the memory features (ecp5.SHARED). The MVAUs'
+    fused requant is priced at the Requant tables' LUT coefficients (ecp5.BORROWED), an offset on
+    their rows; as those coefficients come out of the same joint fit (through the shared ones), the
+    LUT fit is repeated with the last pass's until they no longer change (``passes`` at most)."""
+    from hwsim.bitstream.calibrate import fit_joint, make_block
+    from hwsim.dataflow.ecp5 import BORROWED, FIXED, SHARED, borrowed_lut, features
 
     train = [r for r in rows if not r["held_out"]]
+    lending = {}
+    for r in train:
+        if r["table"] in BORROWED:
+            block = make_block(r["factory"], r["config"])
+            lending[r["key"]] = features(block.node, every=True)["lut"]
+    sources = {s for b in BORROWED.values() for s in b.values()}
     fitted: dict = {"shared": {}}
     for target in ("lut", "ff"):
-        common, tables = fit_joint(train, target, SHARED[target], FIXED[target])
+        prev = None
+        for _ in range(passes if target == "lut" and lending else 1):
+            lenders = {t: {"lut": c} for t, c in (prev or {}).items()}
+            for r in train:
+                r["offset"] = {"lut": borrowed_lut(r["table"], lending[r["key"]], lenders)} if r["key"] in lending else {}
+            common, fit = fit_joint(train, target, SHARED[target], FIXED[target])
+            converged = prev is not None and all(fit.get(t) == prev.get(t) for t in sources)
+            prev = fit
+            if converged:
+                break
         fitted["shared"][target] = common
         for t in sorted({r["table"] for r in train}):
-            fitted.setdefault(t, {"lut": {}, "ff": {}})[target] = tables.get(t, {})
+            fitted.setdefault(t, {"lut": {}, "ff": {}})[target] = fit.get(t, {})
+    for r in train:
+        r.pop("offset", None)
     return fitted
 
 
@@ -691,13 +711,15 @@ def select(data: dict, tables: list[str]) -> dict:
     (calibrate.loo_select; the shared memory coefficients as the stored fit has them): printed beside
     the choice in ecp5.LUT_FEATURES and every candidate. Nothing is written."""
     from hwsim.bitstream.calibrate import is_held_out, loo_errors, loo_select, make_block
-    from hwsim.dataflow.ecp5 import FIXED, LUT_FEATURES, SHARED, features
+    from hwsim.dataflow.ecp5 import FIXED, LUT_FEATURES, SHARED, borrowed_features, borrowed_lut, features
 
     rows = [r for r in data["rows"] if "counts" in r and r["config"] in GRID.get(r["factory"], [])]
     keys: dict[str, list[str]] = {}
     for r in rows:
         keys.setdefault(r["type"], []).append(r["key"])
-    offset = {**(data.get("fitted") or {}).get("shared", {}).get("lut", {}), **FIXED["lut"]}
+    # the parts priced beforehand: the shared coefficients as the stored fit has them, the fixed ones,
+    # and what a table borrows (ecp5.BORROWED, at the stored fit's coefficients, as one feature)
+    offset = {**(data.get("fitted") or {}).get("shared", {}).get("lut", {}), **FIXED["lut"], "(borrowed)": 1.0}
     out = {}
     for t in tables:
         fit_rows = []
@@ -705,9 +727,11 @@ def select(data: dict, tables: list[str]) -> dict:
             block = make_block(r["factory"], r["config"])
             if block.fifo or table_of(block) != t or is_held_out(r["key"], keys[r["type"]]):
                 continue
-            fit_rows.append({"features": features(block.node, every=True)["lut"], "counts": r["counts"]})
-        cands = sorted({k for r in fit_rows for k, v in r["features"].items()
-                        if v and k not in SHARED["lut"] and k not in FIXED["lut"]})
+            lut = features(block.node, every=True)["lut"]
+            lut["(borrowed)"] = borrowed_lut(t, lut, data.get("fitted") or {})
+            fit_rows.append({"features": lut, "counts": r["counts"]})
+        cands = sorted({k for r in fit_rows for k, v in r["features"].items() if v and k not in offset
+                        and k not in SHARED["lut"] and k not in borrowed_features(t)})
         pick = loo_select(fit_rows, cands, offset=offset, max_features=5)
         chosen = list(LUT_FEATURES.get(t, cands))
         rms = lambda names: float(sum(e * e for e in loo_errors(fit_rows, names, offset=offset)) / len(fit_rows)) ** 0.5

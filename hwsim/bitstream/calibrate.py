@@ -135,7 +135,8 @@ def fit_joint(rows: list[dict], target: str, shared: tuple[str, ...],
     """One non-negative least-squares fit over every row (each with ``table``, ``features`` {target:
     {name: value}} and ``counts``): the features in ``shared`` take one coefficient for all tables
     (the memories' LUTs cost the same whichever block holds them), every other feature one per
-    table; the features in ``fixed`` keep the given shared coefficient (known, not fitted).
+    table; the features in ``fixed`` keep the given shared coefficient (known, not fitted), and a
+    row's ``offset`` {target: value} (a part priced beforehand) is taken off its count.
     Relative weighting as :func:`fit`. Returns (shared coefficients, {table: coefficients})."""
     from scipy.optimize import nnls
 
@@ -149,7 +150,7 @@ def fit_joint(rows: list[dict], target: str, shared: tuple[str, ...],
             if k not in fixed:
                 a[i, index[("", k) if k in shared else (r["table"], k)]] += v
     b = np.array([r["counts"][target] - sum(fixed.get(k, 0.0) * v for k, v in r["features"][target].items())
-                  for r in rows], dtype=float)
+                  - r.get("offset", {}).get(target, 0.0) for r in rows], dtype=float)
     w = 1.0 / np.maximum(np.array([r["counts"][target] for r in rows], dtype=float), 50.0)
     used = np.abs(a).sum(axis=0) > 0
     coef = np.zeros(len(cols))

@@ -371,10 +371,9 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
                **group.get("lut", {}),
                "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
                "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}),
-               # the fused requant's parts (requant_lut): its output bits (``act_out``), and the rest
-               # apart for one shift for the tensor ("actc_") and a shift table ("act_"): different circuits
-               **({k if k == "act_out" else k.replace("act_", "actc_") if fixed else k: v
-                   for k, v in (("act_" + k, v) for k, v in requant_lut(node, p, acc).items())}
+               # the fused requant's parts (requant_lut), for one shift for the tensor ("actc_") and
+               # a shift table ("act_"): rtl/requant's circuits, priced at its coefficients (BORROWED)
+               **({("actc_" if fixed else "act_") + k: v for k, v in requant_lut(node, p, acc).items()}
                   if act and not dyn else {}),
                **({"wcount": wcount} if wcount else {}), **ml}
         ff = {**one, "operands": p * q * (w + x), "partial": p * q * (2 * x + w + half if lut_mult else w + x),
@@ -593,13 +592,16 @@ def node_adaln_depth(node: DataflowNode) -> int:
 def features(node: DataflowNode, dev=None, every: bool = False) -> dict[str, dict[str, float]]:
     """The node's ECP5 LUT and FF features ({"lut": {...}, "ff": {...}}), as the fit and the model use
     them: of a table's own LUT features, those in :data:`LUT_FEATURES` where it lists the table
-    (``every``: all of them, the candidates of that choice)."""
+    (``every``: all of them, the candidates of that choice, and the features the table prices at
+    another's coefficients, BORROWED)."""
     from hwsim.dataflow.resources import ecp5_table
 
     _, _, lut, ff = ecp5_parts(node)
     keep = LUT_FEATURES.get(ecp5_table(node))
     if keep is not None and not every:
         lut = {k: v for k, v in lut.items() if k in keep or k in SHARED["lut"] or k in FIXED["lut"]}
+    elif not every:  # a table without a choice fits every own feature, but not those it borrows
+        lut = {k: v for k, v in lut.items() if k not in borrowed_features(ecp5_table(node))}
     return {"lut": lut, "ff": ff}
 
 
@@ -645,13 +647,39 @@ SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux")
 # difference; their registers (``gshift`` FF) one flip-flop per bit by construction (measured 1.03-1.17).
 FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.5}, "ff": {"wbank": 1.0, "bbank": 1.0, "gshift": 1.0}}
 
+# Features a table prices at another table's fitted LUT coefficients rather than its own: rtl/mvau's
+# fused requant is rtl/requant's Verilog (round_shift.vh; with a shift table the same kept-apart
+# requantizers and choice, shift_requantizer.vh and shift_table.vh), so an MVAU's ``act_`` + k features
+# (a table) take the Requant table's coefficient of k and its ``actc_`` + k ones (one shift for the
+# tensor) Requant (const)'s: measured alone on the Requant grid, not fitted again among an MVAU's
+# datapath features, where a few rows with tables decided them (experiments/resource_calibration.py
+# fits the borrowing tables with these parts as an offset).
+REQUANT_PARTS = ("word", "out", "sat", "round", "sticky", "select")
+BORROWED = {"MVAU": {"act_": "Requant", "actc_": "Requant (const)"},
+            "MVAU (sparse)": {"act_": "Requant", "actc_": "Requant (const)"}}
+
+
+def borrowed_lut(table: str, lut: dict[str, float], fitted: dict) -> float:
+    """The LUTs of ``lut``'s features that ``table`` prices at other tables' coefficients (BORROWED),
+    from ``fitted`` (the device YAML's ``coefficients.fitted``)."""
+    total = 0.0
+    for prefix, source in BORROWED.get(table, {}).items():
+        coef = fitted.get(source, {}).get("lut", {})
+        total += sum(coef.get(k, 0.0) * lut.get(prefix + k, 0.0) for k in REQUANT_PARTS)
+    return total
+
+
+def borrowed_features(table: str) -> set[str]:
+    return {prefix + k for prefix in BORROWED.get(table, {}) for k in REQUANT_PARTS}
+
+
 # The own LUT features a coefficient table's fit uses where not all that ecp5_parts gives (the others
 # get no coefficient, so they price at zero; the shared memory features always count), chosen by
 # leave-one-out cross-validation over the table's fit rows only (the held-out rows play no part): of
 # every subset of the candidates, the smallest whose RMS error (LUTs over max(LUTs, 50)) is within a
 # point of the lowest (experiments/resource_calibration.py --select; its README lists the choices).
-LUT_FEATURES = {"MVAU": ("acc", "act_base", "act_select", "mult", "tree"),
-                "MVAU (sparse)": ("act_sat", "psum", "vector_rd"),
+LUT_FEATURES = {"MVAU": ("acc", "ctrl", "mult", "tree"),
+                "MVAU (sparse)": ("psum", "vector_rd"),
                 "Requant": ("base", "sat", "select"),
                 "LutActivation": ("table", "table_sqrt"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from hwsim.dataflow.ecp5 import _memory_parts, ecp5_parts, fifo_parts, single_shift, stream_word
+from hwsim.dataflow.ecp5 import _memory_parts, borrowed_features, borrowed_lut, ecp5_parts, fifo_parts, single_shift, stream_word
 from hwsim.dataflow.nodes.base import DataflowNode, NoEstimate
 
 DEVICES = Path(__file__).parent / "devices"
@@ -292,8 +292,10 @@ def ecp5_table(node: DataflowNode) -> str:
 def _ecp5(node: DataflowNode, dev: Device) -> Resources:
     mults, mems, lut, ff = ecp5_parts(node)
     bram, _, _ = _memory_parts(mems)
-    table = dev.coefficients["fitted"][ecp5_table(node)]
-    return Resources(lut=round(_linear(table["lut"], lut, _shared(dev, "lut")), 1),
+    fitted, name = dev.coefficients["fitted"], ecp5_table(node)
+    table, lent = fitted[name], borrowed_features(name)
+    own = {k: v for k, v in lut.items() if k not in lent}
+    return Resources(lut=round(_linear(table["lut"], own, _shared(dev, "lut")) + borrowed_lut(name, lut, fitted), 1),
                      ff=round(_linear(table["ff"], ff, _shared(dev, "ff")), 1), mult=mults, bram=bram)
 
 

@@ -48,7 +48,7 @@ def test_mvau():
                                               "act": 0, "act_fixed": 0, "sparse": 0, "ctrl": 2, "rom": 64.0, "lutram": 8.0}
     # the fit prices the features ecp5.LUT_FEATURES chose for the MVAU (no fused requant here) and the memories
     lut = features(n)["lut"]
-    assert lut == {"act_base": 0.0, "mult": 256, "tree": 84, "acc": 32, "rom": 64.0, "lutram": 8.0}
+    assert lut == {"ctrl": 2, "mult": 256, "tree": 84, "acc": 32, "rom": 64.0, "lutram": 8.0}
     got = estimate(n, dev)
     assert (got.lut, got.mult, got.bram) == (pytest.approx(calibrated_lut(dev, "MVAU", lut), abs=0.05), 0, 0)
     assert got.lut > 8 * 6  # the DPR16X4 alone: 6 TRELLIS_COMB each as nextpnr packs them
@@ -195,9 +195,18 @@ def test_requant_logic_follows_its_shifts():
     # ecp5.requant_lut's parts: the output bits either way; one shift: saturation over the 15-bit floor,
     # rounding above bit 5, sticky bits below it; no shifts known: each lane's four shifts -1..2, a
     # constant-shift requantizer each (floors of 20, 20, 19, 18 bits) and a choice among them
-    assert fixed["act_out"] == table["act_out"] == 2 * 8
+    assert fixed["actc_out"] == table["act_out"] == 2 * 8
     assert (fixed["actc_sat"], fixed["actc_round"], fixed["actc_sticky"]) == (2 * 15, 2 * 15, 2 * 4)
     assert (table["act_sat"], table["act_select"]) == (2 * (20 + 20 + 19 + 18), 2 * 8 * 3)
+    # the fused requant is rtl/requant's Verilog: priced at the Requant tables' coefficients, not the MVAU's
+    dev = load_device("ecp5-85f")
+    fitted = dev.coefficients["fitted"]
+    for n, parts, source in ((node("MVAU", **mvau), table, "Requant"),
+                             (node("MVAU", **mvau, shifts=[5]), fixed, "Requant (const)")):
+        prefix = "act_" if source == "Requant" else "actc_"
+        lent = sum(c * parts.get(prefix + k, 0.0) for k, c in fitted[source]["lut"].items() if k != "base")
+        assert lent > 0 and not any(k.startswith(prefix) for k in features(n)["lut"])
+        assert estimate(n, dev).lut == pytest.approx(calibrated_lut(dev, "MVAU", features(n)["lut"]) + lent, abs=0.1)
 
 
 def test_requant_stores_a_shift_table_per_timestep_group():
