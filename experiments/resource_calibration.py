@@ -478,29 +478,16 @@ def report(data: dict) -> None:
 
 # What the measurements show about the types the model misses (written from the rows in table.md).
 CAUSES = {
-    "Requant": "session 22 rebuilt rtl/requant's table path: a lane chooses, by its entry, among the "
-               "constant-shift requantizers of the table's range (SHIFT_MIN..SHIFT_MAX), which synthesis keeps only "
-               "for the shifts the lane's entries take, in place of a barrel shifter folded with the table (2 to 4 "
-               "times fewer LUTs on tables of two shifts, 1.7 on three, rtl/requant/README.md). Cross-validation on the fit rows "
-               "chose the requantizers' saturation and rounding bits and the choice's output bits (RMS 12%); two "
-               "held-out rows miss: C=32, PE=1 with shifts {0, 4, 6} (269 LUTs against 180: the three requantizers' "
-               "compares are carry chains of about 70 CCU2C, 140 LUTs, near two a saturation bit where the fit, led "
-               "by the random tables' rows, gives 1.8 with the rounding and choice logic priced low) and C=128, "
-               "PE=16 with two shifts (1,272 against 1,551, +22%). The first row took 308 LUTs before session 23 "
-               "moved the choice, unchanged, into rtl/common/shift_table.vh: ABC maps the same logic 13% apart. "
-               "Exports have one shift per tensor (45 of unet-digits' 47 Requants; the other two, 2 values), which "
-               "rtl/requant builds without a table, priced by `Requant (const)`.",
     "LutActivation": "the tables' content: with rtl/lut's ROM pairs kept apart (session 24) a table's LUTs grow "
                      "with its lanes, but a 7-bit GELU table takes 57 LUTs a lane and a 7-bit SiLU one 47, which "
                      "the node, carrying its input and output widths but not its function, does not tell apart.",
-    "MVAU (MULT18)": "one held-out row misses: W8A8 with multiplier blocks, PE=2, SIMD=8, a random table of "
-                     "eight shifts (1,943 LUTs against 1,510). Session 23 made rtl/mvau's fused requant with a table "
-                     "choose among constant-shift requantizers as rtl/requant does (rtl/common/shift_table.vh), in "
-                     "place of a barrel shifter; cross-validation on the MVAU table's 25 fit rows then chose the "
-                     "accumulators, the requant's presence and its choice's output bits, the products and the adder "
-                     "tree (RMS 11%), and the LUT-product MVAU came within the criterion (it missed on one row). "
-                     "Random tables of eight shifts per lane are the choice's worst case (eight requantizers a lane): "
-                     "this row took 1,879 LUTs with the barrel shifter. Exports have one shift per tensor, or a few.",
+    "MVAU (MULT18)": "one held-out row misses: W8A8 with multiplier blocks, 8 x 4, PE=1, SIMD=2, a random table "
+                     "of three shifts {1, 5, 6} on its one lane (562 LUTs against 381, 181 under). The MVAU table's "
+                     "features, chosen by cross-validation on its 28 fit rows (accumulators, counters, products, "
+                     "adder tree; RMS 10.5%), have no fixed part, and this is the grid's smallest MVAU with a table; "
+                     "no cause identified beyond that. Its fused requant, priced at Requant's coefficients, is the part that "
+                     "follows the structure: the same MVAU's table rows moved +0.6% to +2% when the requantizers "
+                     "were kept apart (session 28).",
     "StreamReorder": "the buffer in LUT RAM at wide words: 20 slots of 128 bits (R=4, C=4, PE=16, a fit row) take "
                      "1,596 LUTs against 747, the shared memory coefficients pricing 64 DPR16X4 and their read "
                      "multiplexer as other blocks' LUT RAMs cost.",
@@ -512,10 +499,6 @@ CAUSES = {
                  "blocks whose variance can exceed 32 bits by up to 23% (C=16, G=4, PE=1, 64 pixels: 1,774 -> "
                  "2,163 LUTs); searching the bit length above bit 32 only (below it k is 0 anyway) took them below "
                  "where they were (1,633), the others within 1%.",
-    "MVAU (sparse)": ("one held-out configuration misses: 1:4 sparse, 4-bit weights, PE=2, SIMD=8 with the fused "
-                      "requant's random table (5,482 LUTs against 6,359, +16%). Session 23's cross-validation, after "
-                      "rtl/mvau's constant-shift choice, chose the requantizers' saturation bits, the partial "
-                      "products' sum and the vector's read multiplexers (RMS 7.8%, no fit row missed)."),
     "MVAU (dynamic)": "one held-out configuration misses: K=8, M=8, PE=2, SIMD=1 (1,092 LUTs against 795). The type "
                       "has 13 rows and as many features as its fit can spare: adding the three configurations of "
                       "non-power-of-two sizes (whose read address is counted) moved the split and the fit, and a "
@@ -586,7 +569,10 @@ def readme(data: dict) -> None:
               "- Model (hwsim/dataflow/resources.py, `ecp5_parts`): per node type a handful of structural features "
               "(word bits, product bits, adder-tree bits, accumulators, LUT-ROM and RAM multiplexer bits of the "
               "memories Yosys keeps in logic, ...); LUT and FF are each a non-negative combination of them, one "
-              "coefficient table per node type (the MVAU's sparse and dynamic variants apart).",
+              "coefficient table per node type (the MVAU's sparse and dynamic variants apart). The MVAU's fused "
+              "requant is rtl/requant's Verilog and is priced at the Requant tables' coefficients (`ecp5.BORROWED`, "
+              "session 28): the fit takes it off the MVAU rows' counts as an offset, repeated until those "
+              "coefficients settle (they come out of the same joint fit through the shared memory coefficients).",
               "- Content: the blocks' memories hold random contents except where the content decides the logic, "
               "which is drawn as exports make it: Requant's and the MVAU's fused requant shift tables (one shift per "
               "tensor, or a few; the nodes carry their shifts, hwsim.dataflow.mapping, and the model reads them: a "
@@ -617,7 +603,13 @@ def readme(data: dict) -> None:
               "output bits x sqrt(entries) a lane: 6-, 7- and 8-bit inputs take 27-31, 47-57 and 74-81 LUTs a lane). And for rtl/reorder's slot flags (session "
               "24): flattened, their set, clear and test decoders were folded with the sequence's arithmetic at a "
               "cost the sequence decided (16 x 8 and 8 x 16 transposes, the same 212 slots: 1,437 and 1,902 LUTs); "
-              "kept apart, both take 1,290.",
+              "kept apart, both take 1,290. And for shift tables again (session 28): flattened, ABC merged a lane's "
+              "constant-shift requantizers with the table's decoding at a cost the table's values decided (Requant "
+              "with shifts {0, 4, 6} on one 20-bit lane: 269 LUTs, priced 180; moved unchanged into an include: "
+              "308); each requantizer is now a module kept apart (rtl/common/shift_requantizer.vh), in rtl/requant "
+              "and rtl/mvau alike, at -14% to +31% (median +11%) of the flattened choice's LUTs on the Requant "
+              "grid's table rows and +0.6% to +2% on the MVAU's (rtl/requant/README.md), and Requant came within "
+              "the criterion, the MVAU and the sparse MVAU with it once their fused requant took Requant's price.",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
               "- Group-shifted weights (session 25, rtl/mvau `WGROUP`): the shifters (`gshift`, bits x shift stages) at a "
