@@ -157,5 +157,19 @@ def test_requant_features_follow_the_shifts_the_node_carries():
     assert (table["sat"], table["round"], table["sticky"], table["select"]) == (75, 35, 3, 16)
     assert requant_lut(node([1, -1, 4, 0]), lanes=2, width=24)["sat"] == 23 + 20 + 24 + 24  # an MVAU's accumulator
     # the fit sees only the features ecp5.LUT_FEATURES chooses for the table; every=True gives all
-    assert set(features(node([1, -1, 4, 0]))["lut"]) == {"round", "sat", "select"}
+    assert set(features(node([1, -1, 4, 0]))["lut"]) == {"base", "sat", "select"}
     assert {"out", "sticky", "word"} <= set(features(node([1, -1, 4, 0]), every=True)["lut"])
+
+
+def test_joint_fit_shares_fixes_and_takes_offsets():
+    """fit_joint: a shared feature one coefficient for every table, a fixed one kept, and a row's offset
+    (a part priced beforehand, as an MVAU's fused requant at Requant's coefficients) taken off its count."""
+    from hwsim.bitstream.calibrate import fit_joint
+
+    rows = [{"table": t, "features": {"lut": {"own": own, "mem": mem, "ram": 2.0}}, "counts": {"lut": count},
+             "offset": {"lut": off}}
+            for t, own, mem, off in (("A", 1.0, 0.0, 0.0), ("A", 2.0, 4.0, 0.0), ("B", 1.0, 2.0, 30.0), ("B", 3.0, 1.0, 30.0))
+            for count in [{"A": 5.0, "B": 7.0}[t] * own + 3.0 * mem + 6.0 * 2.0 + off]]
+    shared, tables = fit_joint(rows, "lut", shared=("mem",), fixed={"ram": 6.0})
+    assert shared == {"ram": 6.0, "mem": pytest.approx(3.0)}
+    assert tables["A"]["own"] == pytest.approx(5.0) and tables["B"]["own"] == pytest.approx(7.0)
