@@ -123,20 +123,21 @@ def remodel(args) -> None:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# Stitched designs on {meta['device']}", "",
-             f"`{meta['command']}` (docs/bitstreams.md); Yosys + nextpnr ({meta['seeds']} seed(s), target "
+             f"`{meta['command']}` (docs/bitstreams.md); Yosys + nextpnr (the row's seeds, target "
              f"{meta['target_mhz']:g} MHz) + ecppack through the yowasp packages. *model* is the calibrated ECP5 "
              "resource model's estimate of the same stitched design (nodes, forks, converters, FIFOs); the "
              "build's LUT/FF include the wrapper (LFSR stimulus, output fold), *design LUT* subtracts it.", "",
-             "| design | folding | nodes | LUT | design LUT | model LUT | FF | MULT18 (model) | BRAM (model) | Fmax median | "
-             "Fmax best | MACs share | s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| design | folding | nodes | LUT | design LUT | model LUT | FF | MULT18 (model) | BRAM (model) | seeds | "
+             "Fmax median | Fmax best | MACs share | s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         m = r["model"]
         if "error" in r:
             lines.append(f"| {r['name']} | {r['folding']} | {r['nodes']} | {r['error'].splitlines()[0]} | | "
-                         f"{m['lut']:.0f} | | ({m['mult18']}) | ({m['bram']}) | | | | {r['seconds']:.0f} |")
+                         f"{m['lut']:.0f} | | ({m['mult18']}) | ({m['bram']}) | | | | | {r['seconds']:.0f} |")
             continue
         lines.append(f"| {r['name']} | {r['folding']} | {r['nodes']} | {r['luts']} | {r['design_only']['luts']} | "
                      f"{m['lut']:.0f} | {r['ffs']} | {r['mult18']} ({m['mult18']}) | {r['brams']} ({m['bram']}) | "
+                     f"{', '.join(r['fmax_mhz']['per_seed'])} | "
                      f"{r['fmax_mhz']['median']:.1f} | {r['fmax_mhz']['best']:.1f} | {r['macs_share']:.3f} | "
                      f"{r['seconds']:.0f} |")
     commits = sorted({r["provenance"]["git_commit"] for r in rows})
