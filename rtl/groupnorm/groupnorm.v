@@ -87,13 +87,9 @@ module groupnorm #(
         $readmemh(GAMMA_FILE, gamma);
         $readmemh(BETA_FILE, beta);
     end
-    reg signed [SB-1:0] s_acc [0:GROUPS-1];
-    reg signed [QB-1:0] q_acc [0:GROUPS-1];
-    reg [31:0] r_of [0:GROUPS-1];
     // k = ceil((bitlen(D) - 32) / 2) is at most KMAX: zero (and t's shift a constant) when D < 2^32
     localparam integer KMAX = (DB > 32) ? (DB - 31) / 2 : 0;
     localparam integer KB = (KMAX < 2) ? 1 : $clog2(KMAX + 1);
-    reg [KB-1:0] k_of [0:GROUPS-1];
 
     reg [1:0] phase;
     localparam integer WW = $clog2(WORDS + 1);
@@ -105,13 +101,12 @@ module groupnorm #(
     wire take = in_valid && in_ready;
 
     // --- LOAD: buffer the map, accumulate S and Q per group ---------------------------------------
-    integer p, g;
+    integer p;
     wire [FW-1:0] fold;        // widx % FOLDS
     wire [PE*GW-1:0] lgroups;  // the lanes' groups, counted (no divider)
     channel_groups #(.CHANNELS(CHANNELS), .GROUPS(GROUPS), .PE(PE)) load_groups (
         .clk(clk), .clear(rst || drained), .step(take), .fold(fold), .group(lgroups));
     reg signed [IBITS-1:0] x;
-    reg [GW-1:0] lg;        // the lane's group
     // a word is squared the cycle after it is taken, from registers (the input, a slice's or a FIFO's
     // memory output, does not reach the multiplier), and accumulated the cycle after that (a
     // multiplier block and the sum's carry chain in one cycle were the unet-fashion share's path)
@@ -135,28 +130,8 @@ module groupnorm #(
                 sq_s[p * 2 * IBITS +: 2 * IBITS] <= x * x;
             end
         end
-        if (rst) begin
-            for (g = 0; g < GROUPS; g = g + 1) begin
-                s_acc[g] <= 0;
-                q_acc[g] <= 0;
-            end
-        end else if (pend2) begin
-            for (p = 0; p < PE; p = p + 1) begin
-                x = $signed(x_s[p * IBITS +: IBITS]);
-                lg = lg_s[p * GW +: GW];
-                s_acc[lg] = s_acc[lg] + x;
-                q_acc[lg] = q_acc[lg] + $signed({1'b0, sq_s[p * 2 * IBITS +: 2 * IBITS]});
-            end
-        end else if (drained) begin
-            for (g = 0; g < GROUPS; g = g + 1) begin
-                s_acc[g] <= 0;
-                q_acc[g] <= 0;
-            end
-        end
     end
-
     // --- SOLVE: r = isqrt(2^62 / m), k, per group -------------------------------------------------
-    reg [GW-1:0] sg;        // group being solved
     reg [7:0]  step;        // 0: set up (seven cycles, setup 0..6); 1..63: divide; 64..95: square root; 96: store
     reg [2:0]  setup;       // set-up: the group's S and Q, then the partial products of N*Q and S*S (over
                             // 17-bit halves, a multiplier block each), then their sums, then D, then its bit length, then k, then
@@ -182,6 +157,38 @@ module groupnorm #(
     wire [34:0] div_trial = {1'b0, div_shifted} - {3'b0, m};
     wire div_ge = !div_trial[34] && (m != 0);
     wire [64:0] sq_trial = {1'b0, num} - {1'b0, res | bitv};
+    // the groups' S, Q, r and k: a register file apart (groupnorm_stats, below); SOLVE writes a group's
+    // k and r (k_we, r_we: the cycles it computes them), EMIT's first stage reads each lane's group
+    reg [GW-1:0] sg;        // group being solved
+    wire [PE*GW-1:0] grp1o;
+    wire [SB-1:0] s_solve;
+    wire [QB-1:0] q_solve;
+    // a word's lanes in one group or in SPAN whole groups: SPAN ports, each its lanes' group
+    // (else a port a lane)
+    localparam integer SPAN = (CPG % PE == 0) ? 1 : (PE % CPG == 0) ? PE / CPG : 0;
+    localparam integer SHARED = (SPAN > 0) && ((SPAN & (SPAN - 1)) == 0);
+    localparam integer PORTS = SHARED ? SPAN : PE;
+    wire [PORTS*GW-1:0] lg_ports, grp_ports;  // the group of each port's first lane (LOAD, EMIT)
+    genvar gport;
+    generate
+        for (gport = 0; gport < PORTS; gport = gport + 1) begin : port_lanes
+            assign lg_ports[gport * GW +: GW] = lg_s[gport * (PE / PORTS) * GW +: GW];
+            assign grp_ports[gport * GW +: GW] = grp1o[gport * (PE / PORTS) * GW +: GW];
+        end
+    endgenerate
+    wire [PORTS*SB-1:0] s_read;  // per port
+    wire [PORTS*32-1:0] r_read;
+    wire [PORTS*KB-1:0] k_read;
+    wire solving = !rst && (phase == SOLVE) && !pend && !pend2;
+    wire k_we = solving && (step == 0) && (setup >= 6);            // the cycle m is set
+    wire [KB-1:0] k_new = (d_r == 0 || KMAX == 0) ? 0 : kk_r;
+    wire r_we = solving && (step > 95);                           // isqrt(2^62 / m) <= 2^31
+    wire [31:0] r_new = (m == 0) ? 0 : res[31:0];
+    groupnorm_stats #(.GROUPS(GROUPS), .PE(PE), .PORTS(PORTS), .SHARED(SHARED), .IBITS(IBITS), .SB(SB), .QB(QB),
+                      .KB(KB), .GW(GW)) stats (
+        .clk(clk), .rst(rst), .add(pend2), .clear(drained), .x(x_s), .sq(sq_s), .lg(lg_ports),
+        .solve_group(sg), .solve_s(s_solve), .solve_q(q_solve), .k_we(k_we), .k_new(k_new), .r_we(r_we), .r_new(r_new),
+        .read_groups(grp_ports), .read_s(s_read), .read_r(r_read), .read_k(k_read));
     always @(posedge clk) begin
         if (rst) begin
             phase <= LOAD;
@@ -201,8 +208,8 @@ module groupnorm #(
                 end
                 SOLVE: if (!pend && !pend2) begin  // (the map's last word is squared and accumulated in SOLVE's first two cycles)
                     if (step == 0 && setup == 0) begin
-                        s_r <= s_acc[sg];
-                        q_r <= q_acc[sg];
+                        s_r <= $signed(s_solve);
+                        q_r <= $signed(q_solve);
                         setup <= 1;
                     end else if (step == 0 && setup == 1) begin
                         ss_ll <= s_lo * s_lo;
@@ -230,7 +237,6 @@ module groupnorm #(
                         setup <= 6;
                     end else if (step == 0) begin
                         m <= (KMAX > 0) ? d_r >> (2 * kk_r) : d_r;
-                        k_of[sg] <= (d_r == 0 || KMAX == 0) ? 0 : kk_r;
                         rem <= 0;
                         quo <= 0;
                         setup <= 0;
@@ -261,7 +267,6 @@ module groupnorm #(
                         bitv <= bitv >> 2;
                         step <= step + 1;
                     end else begin
-                        r_of[sg] <= (m == 0) ? 0 : res[31:0];  // isqrt(2^62 / m) <= 2^31
                         step <= 0;
                         if (sg == GROUPS - 1) phase <= EMIT;
                         else sg <= sg + 1;
@@ -327,11 +332,9 @@ module groupnorm #(
     reg signed [TB-1:0] t;
     reg signed [AB-1:0] acc;
     reg [CW-1:0] c;
-    reg [GW-1:0] grp;
     integer lane, sh;
     // banked buffer: every bank's word registered again, then chosen; stage 1's other registers wait a cycle
     wire [FW-1:0] fold1o;
-    wire [PE*GW-1:0] grp1o;
     wire [STEP_GBITS-1:0] sg1o;
     wire [PE*IBITS-1:0] w1o;
     generate
@@ -396,10 +399,9 @@ module groupnorm #(
                 out_valid <= va;
                 if (v1o)
                     for (lane = 0; lane < PE; lane = lane + 1) begin
-                        grp = grp1o[lane * GW +: GW];
-                        sn[lane * SB +: SB] <= s_acc[grp];
-                        rn[lane * 32 +: 32] <= r_of[grp];
-                        kn[lane * KB +: KB] <= k_of[grp];
+                        sn[lane * SB +: SB] <= s_read[lane / (PE / PORTS) * SB +: SB];  // its port's
+                        rn[lane * 32 +: 32] <= r_read[lane / (PE / PORTS) * 32 +: 32];
+                        kn[lane * KB +: KB] <= k_read[lane / (PE / PORTS) * KB +: KB];
                     end
                 if (v1o) xn <= w1o;
                 if (vn)
@@ -456,6 +458,106 @@ module groupnorm #(
 
     `include "round_shift.vh"
 
+endmodule
+
+// The groups' statistics, a register file: S and Q, which every lane's x and x^2 add into during LOAD,
+// and r and k, which SOLVE writes; the solver reads S and Q one group at a time and EMIT's first stage
+// reads S, r and k at each lane's group. Channels are grouped in order, so when a word's lanes fall
+// in one group (C/G a multiple of PE) or in PE/(C/G) whole groups, a power-of-two count (PORTS, SHARED:
+// set by groupnorm), port j's lanes share one group, congruent to j modulo PORTS: the lanes are summed
+// first and port j reads and writes only those groups (one adder and one multiplexer over
+// GROUPS/PORTS per port, the group index's low bits the constant j), and EMIT reads a port's S, r and
+// k once for its lanes. Otherwise each lane is a port of its own and the lanes add one after another.
+// A module kept apart (keep_hierarchy): flattened, ABC merged the lanes' read-modify-writes with the
+// group counters and the reads around them at a cost the channel arithmetic decided (C=96 G=8 PE=3
+// 7,595 LUTs, C=48 G=8 PE=2 4,226); ported and apart, 3,735 and 2,195, what its ports, groups and
+// widths make it (rtl/groupnorm/README.md).
+(* keep_hierarchy *)
+module groupnorm_stats #(
+    parameter integer GROUPS = 2,
+    parameter integer PE = 2,
+    parameter integer PORTS = 2,   // PE / PORTS lanes a port
+    parameter integer SHARED = 0,  // port j's groups are those congruent to j modulo PORTS
+    parameter integer IBITS = 8,
+    parameter integer SB = 12,
+    parameter integer QB = 20,
+    parameter integer KB = 1,
+    parameter integer GW = 2
+) (
+    input  wire                  clk,
+    input  wire                  rst,
+    input  wire                  add,    // x and sq hold a word to accumulate
+    input  wire                  clear,  // the map has left: start the next one's sums
+    input  wire [PE*IBITS-1:0]   x,
+    input  wire [PE*2*IBITS-1:0] sq,     // the lanes' x^2
+    input  wire [PORTS*GW-1:0]   lg,     // the ports' groups (each port's first lane's)
+    input  wire [GW-1:0]         solve_group,
+    output wire [SB-1:0]         solve_s,
+    output wire [QB-1:0]         solve_q,
+    input  wire                  k_we,
+    input  wire [KB-1:0]         k_new,
+    input  wire                  r_we,
+    input  wire [31:0]           r_new,
+    input  wire [PORTS*GW-1:0]   read_groups,
+    output wire [PORTS*SB-1:0]   read_s,  // port j's (lanes j L .. j L + L - 1)
+    output wire [PORTS*32-1:0]   read_r,
+    output wire [PORTS*KB-1:0]   read_k
+);
+    localparam integer L = PE / PORTS;  // lanes per port
+    localparam integer PBITS = $clog2(PORTS);
+    reg signed [SB-1:0] s_acc [0:GROUPS-1];
+    reg signed [QB-1:0] q_acc [0:GROUPS-1];
+    reg [31:0] r_of [0:GROUPS-1];
+    reg [KB-1:0] k_of [0:GROUPS-1];
+    assign solve_s = s_acc[solve_group];
+    assign solve_q = q_acc[solve_group];
+    // port j's group: its first lane's, the low bits the constant j when ports share (a multiplexer over
+    // the groups congruent to j)
+    function automatic [GW-1:0] port_group(input [PORTS*GW-1:0] groups, input integer j);
+        port_group = SHARED ? (((groups[j * GW +: GW] >> PBITS) << PBITS) | j) : groups[j * GW +: GW];
+    endfunction
+    genvar j;
+    generate
+        for (j = 0; j < PORTS; j = j + 1) begin : reads
+            wire [GW-1:0] rg = port_group(read_groups, j);
+            assign read_s[j * SB +: SB] = s_acc[rg];
+            assign read_r[j * 32 +: 32] = r_of[rg];
+            assign read_k[j * KB +: KB] = k_of[rg];
+        end
+    endgenerate
+    reg signed [SB-1:0] xs;
+    reg [QB-1:0] qs;
+    reg [GW-1:0] g1;
+    integer p, q, g;
+    always @(posedge clk) begin
+        if (rst) begin
+            for (g = 0; g < GROUPS; g = g + 1) begin
+                s_acc[g] <= 0;
+                q_acc[g] <= 0;
+            end
+        end else if (add) begin
+            // ports of shared groups never meet (their groups differ modulo PORTS); lone lanes may, so
+            // each adds to what the lanes before it left (blocking)
+            for (p = 0; p < PORTS; p = p + 1) begin
+                xs = 0;
+                qs = 0;
+                for (q = 0; q < L; q = q + 1) begin
+                    xs = xs + $signed(x[(p * L + q) * IBITS +: IBITS]);
+                    qs = qs + sq[(p * L + q) * 2 * IBITS +: 2 * IBITS];
+                end
+                g1 = port_group(lg, p);
+                s_acc[g1] = s_acc[g1] + xs;
+                q_acc[g1] = q_acc[g1] + $signed(qs);
+            end
+        end else if (clear) begin
+            for (g = 0; g < GROUPS; g = g + 1) begin
+                s_acc[g] <= 0;
+                q_acc[g] <= 0;
+            end
+        end
+        if (k_we) k_of[solve_group] <= k_new;
+        if (r_we) r_of[solve_group] <= r_new;
+    end
 endmodule
 
 `default_nettype wire

@@ -134,7 +134,7 @@ module mvau #(
     // --- memories -------------------------------------------------------------------------------
     reg [PE*SIMD*WBITS-1:0] wmem [0:NF*SF-1];
     reg signed [BBITS-1:0]  bmem [0:GROUPS*MH-1];
-    reg signed [SHBITS-1:0] smem [0:GROUPS*MH-1];
+    (* mem2reg *) reg signed [SHBITS-1:0] smem [0:GROUPS*MH-1];  // constants, never a memory (below)
     reg [SIMD*ABITS-1:0]    ibuf [0:SF-1];
     reg [PE*SIMD*IB-1:0]    imem [0:NF*SF-1];
     reg [ABITS-1:0]         xbuf [0:MW-1];  // the whole vector (sparse mode)
@@ -436,7 +436,8 @@ module mvau #(
     reg signed [ACCBITS-1:0] total;
     reg                      va;                 // stage A holds a finished output word
     reg [PE*ACCBITS-1:0]     biased;             // its accumulators plus bias
-    reg [PE*SHBITS-1:0]      shift_a;            // and their shifts
+    localparam integer SRW = (GROUPS * MH > 2) ? $clog2(GROUPS * MH) : 1;  // the rows, no wider
+    reg [SRW-1:0]            srow_a;             // and their shift table row (lane p's entry at srow_a + p)
     localparam integer TABLE = ACTIVATION && !SHIFT_CONST;
     wire [PE*OBITS-1:0]      chosen;             // with a shift table: the lanes' requantized outputs
     assign requantizing = vt[LEVELS] && lastt[LEVELS];
@@ -451,9 +452,9 @@ module mvau #(
                 if (vt[LEVELS]) acc[p] <= total;
                 if (requantizing) begin
                     biased[p * ACCBITS +: ACCBITS] <= total + (DYNAMIC ? 0 : bmem[group * MH + nft[LEVELS] * PE + p]);
-                    shift_a[p * SHBITS +: SHBITS] <= SHIFT_CONST ? SHIFT : smem[group * MH + nft[LEVELS] * PE + p];
                 end
             end
+            if (requantizing) srow_a <= group * MH + nft[LEVELS] * PE;
             out_valid <= va;
             if (va)
                 for (p = 0; p < PE; p = p + 1)
@@ -463,7 +464,11 @@ module mvau #(
     end
 
     // a shift table: per lane, the kept-apart requantizers of SHIFT_MIN..SHIFT_MAX (rtl/common/
-    // shift_requantizer.vh, as rtl/requant) and the choice among them by the lane's registered shift
+    // shift_requantizer.vh, as rtl/requant) and the choice among them by the lane's entry, looked up at
+    // the registered row in the table's constants (mem2reg: Yosys made it a memory and moved the row
+    // register into its read port). Synthesis then sees which shifts a lane's entries take and removes
+    // the other requantizers, as the model prices them (a registered shift, or a memory, hid that: 8 x 4,
+    // PE = 1, entries {1, 5, 6} built all six of 1..6, 562 LUTs; now 353)
     genvar gp, gk;
     generate
         if (TABLE) begin : table_path
@@ -473,7 +478,7 @@ module mvau #(
                     shift_requantizer #(.IBITS(ACCBITS), .OBITS(OBITS), .QMIN(QMIN), .QMAX(QMAX), .SHIFT(gk))
                         rq (.v(biased[gp * ACCBITS +: ACCBITS]), .q(q[(gk - SHIFT_MIN) * OBITS +: OBITS]));
                 end
-                assign chosen[gp * OBITS +: OBITS] = choose_shift(q, $signed(shift_a[gp * SHBITS +: SHBITS]));
+                assign chosen[gp * OBITS +: OBITS] = choose_shift(q, smem[srow_a + gp]);
             end
         end else begin : no_table
             assign chosen = {PE*OBITS{1'b0}};

@@ -79,8 +79,10 @@ def test_cycles_equal_the_model(case, tmp_path):
 
 
 # (channels, groups, PE, h, w); the last three have groups of 3 or 6 channels (counted group indices),
-# whose words straddle groups or step over one
-@pytest.mark.parametrize("args", [(4, 2, 2, 2, 2), (8, 4, 4, 3, 3), (6, 3, 1, 4, 2), (4, 1, 4, 2, 3),
+# whose words straddle groups or step over one. The statistics' ports (rtl/groupnorm groupnorm_stats):
+# a word in one group (4, 2, 2), (6, 3, 1), (4, 1, 4); in 2 or 4 whole groups (8, 4, 4), (12, 4, 6),
+# (16, 8, 8); lanes apart (12, 2, 4), (12, 4, 4)
+@pytest.mark.parametrize("args", [(4, 2, 2, 2, 2), (8, 4, 4, 3, 3), (6, 3, 1, 4, 2), (4, 1, 4, 2, 3), (16, 8, 8, 2, 2),
                                   (12, 2, 4, 2, 2), (12, 4, 6, 2, 3), (12, 4, 4, 3, 1)], ids=str)
 @pytest.mark.parametrize("seed", [0, 1])  # odd seeds make one group constant (D = 0)
 @pytest.mark.parametrize("sim", SIMS)
