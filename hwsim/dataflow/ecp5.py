@@ -494,6 +494,33 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
     raise NoEstimate(f"{node.name} ({t}): no ECP5 parts")
 
 
+def groupnorm_ports(node: DataflowNode, lanes: int) -> int:
+    """The ports of rtl/groupnorm's statistics register file (groupnorm_stats): when a word's lanes fall
+    in one group or in a power-of-two count of whole groups, one port a group (its lanes summed first,
+    its groups those congruent to it modulo the ports): their count; otherwise (one port a lane) 0."""
+    cpg = node.attrs["NumChannels"] // node.attrs["groups"]
+    span = 1 if cpg % lanes == 0 else lanes // cpg if lanes % cpg == 0 else 0
+    return span if span and _pow2(span) else 0
+
+
+def _groupnorm_stats(node: DataflowNode, lanes: int, width: int, sb: int, qb: int, db: int) -> dict[str, float]:
+    """LUT features of rtl/groupnorm's statistics register file (a module kept apart): S, Q, r and k per
+    group. Each port adds its lanes' sum into its group's S and Q (``stat_add``: adder bits, the lanes'
+    sums among them), reading them, and EMIT reading S, r and k, through multiplexers over the groups
+    the port reaches, the solver reading S and Q over all groups (``stat_mux``: multiplexed bits x
+    (entries - 1)); each group's registers are written at its index (``group_regs``)."""
+    groups = node.attrs["groups"]
+    kmax = (db - 31) // 2 if db > 32 else 0
+    kb = 1 if kmax < 2 else _clog2(kmax + 1)
+    shared = groupnorm_ports(node, lanes)
+    ports = shared or lanes
+    reach = groups // ports if shared else groups
+    per_port = lanes // ports
+    return {"stat_mux": float(ports * (sb + qb + sb + 32 + kb) * (reach - 1) + (sb + qb) * (groups - 1)),
+            "stat_add": float(ports * (sb + qb + (per_port - 1) * 3 * width)),
+            "group_regs": float((groups - 1) * (sb + qb + 32 + kb))}
+
+
 def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Memory], dict, dict]:
     """GroupNorm, AdaLayerNorm and IntSoftmax: fixed-width datapaths per lane (rtl/groupnorm and
     rtl/adaln size their words from the numerics), the group or token statistics and the buffers."""
@@ -530,27 +557,23 @@ def _ecp5_norm(node: DataflowNode, lanes: int, width: int) -> tuple[int, list[Me
         bram, ml, mf = _memory_parts(mems)
         if bank_mux:
             ml["bram_mux"] = ml.get("bram_mux", 0.0) + bank_mux
-        # each lane adds into (and EMIT reads) the statistics of its group, a multiplexer per lane over
-        # the groups its address can reach: channel fold * PE + lane, group = channel / (C / G), so
-        # with PE >= C / G the lane's constant bits fix part of the group index (C / PE = folds reach)
         # with groups of a non-power-of-two size each lane counts its group and its offset in the
         # group in LOAD and in EMIT (rtl/common/channel_groups.vh; ``group_count``: their bits)
         count_bits = 2 * lanes * (_clog2(groups + 1) + _clog2(c // groups + 1)) if counted else 0
-        # LUTs (fitted on the narrowed RTL; see experiments/results/resource_calibration): per lane its
-        # multiplexers over the groups it can reach and a datapath growing with log2 N (the widths of S,
-        # n*q - S and t); per lane the variable rounding shift of t, and once the solver's normalizing
-        # shift of D with its leading-one search, both built only when D can exceed 32 bits (k > 0);
-        # the solver's width (log2 N); its reads and writes of the groups' S, Q and r registers (none
-        # with one group); the lanes' group counters
+        # LUTs (fitted on the narrowed RTL; see experiments/results/resource_calibration): the groups'
+        # statistics register file (_groupnorm_stats); per lane a datapath growing with log2 N (the
+        # widths of S, n*q - S and t); per lane the variable rounding shift of t, and once the solver's
+        # normalizing shift of D with its leading-one search, both built only when D can exceed 32 bits
+        # (k > 0); the solver's width (log2 N); the lanes' group counters
         shift = 1 if db > 32 else 0
         # gamma and beta in logic (not block RAM): a read multiplexer per lane over the entries its
         # address fold * PE + lane reaches: FOLDS per table when PE is a power of two (the lane is the
         # address's low bits), the whole table otherwise (``table``: multiplexed bits / 16)
         reach = (folds if _pow2(lanes) else c) * steps
         table = sum(lanes * m.width * max(1.0, reach / 16) for m in mems[len(buffer):] if ecp5_memory(m)[0] != "bram")
-        return mults, mems, {**one, "lane_reach": lanes * min(groups, folds), "lane_logn": lanes * logn, "table": table,
-                             "lane_shift": lanes * shift * (cb + 33), "solver_shift": shift * db, "logn": logn,
-                             "group_regs": (groups - 1) * (sb + qb + 32), "group_count": count_bits}, \
+        return mults, mems, {**one, **_groupnorm_stats(node, lanes, width, sb, qb, db), "lane_logn": lanes * logn,
+                             "table": table, "lane_shift": lanes * shift * (cb + 33), "solver_shift": shift * db,
+                             "logn": logn, "group_count": count_bits}, \
             {**one, "lanes": lanes, "groups": groups, "group_count": count_bits,
              **({"bbank": bank_ff} if bank_ff else {}), **mf}
     if t == "AdaLayerNorm":
@@ -683,6 +706,6 @@ LUT_FEATURES = {"MVAU": ("acc", "ctrl", "mult", "tree"),
                 "Requant": ("base", "sat", "select"),
                 "LutActivation": ("table", "table_sqrt"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),
-                "GroupNorm": ("group_count", "lane_reach", "logn", "table"),
+                "GroupNorm": ("base", "lane_logn", "stat_mux"),
                 "StreamReorder": ("base", "slots"),
                 "StreamingDataWidthConverter": ("decode", "inputs")}

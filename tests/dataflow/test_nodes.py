@@ -125,6 +125,28 @@ def test_groupnorm_two_passes_and_whole_map():
     assert (double.get_exp_cycles(), double.buffer_bits()) == (solve, 2 * 16 * 8)
 
 
+def test_groupnorm_statistics_ports():
+    """rtl/groupnorm's statistics register file: lanes of one group, or of a power-of-two count of whole
+    groups, share a port; other lanes each have one, reaching every group (ecp5._groupnorm_stats)."""
+    from hwsim.dataflow.ecp5 import groupnorm_ports
+
+    def gn(c, g, pe):
+        return node("GroupNorm", NumChannels=c, groups=g, numInputVectors=[4, 4], PE=pe, ft=12, inputDataType="INT8",
+                    outputDataType="INT8", gammaBits=16, betaBits=26)
+
+    # (C, G, PE): ports. A word in one group (C/G a multiple of PE); in 2 or 4 whole groups; in 3
+    # whole groups (not a power of two) or straddling groups (C/G = 3, PE = 2 or 4): a port a lane (0)
+    cases = {(64, 8, 4): 1, (8, 2, 1): 1, (8, 4, 4): 2, (16, 8, 8): 4, (12, 6, 6): 0, (12, 4, 2): 0, (12, 4, 4): 0}
+    assert {k: groupnorm_ports(gn(*k), k[2]) for k in cases} == cases
+    # N = 16 pixels x C/G channels: S has 8 + 5 + 1 bits, Q 16 + 5 + 1, k is 0 (D < 2^32, KB = 1): the
+    # solver's read over G groups, and a port's read-modify-write and EMIT read over the G/ports it reaches
+    f = features(gn(16, 8, 8), every=True)["lut"]  # N = 32: LOGN 6, SB 15, QB 23
+    assert f["stat_mux"] == 4 * (15 + 23 + 15 + 32 + 1) * (2 - 1) + (15 + 23) * (8 - 1)
+    assert f["stat_add"] == 4 * (15 + 23 + (2 - 1) * 3 * 8)
+    apart = features(gn(12, 4, 2), every=True)["lut"]  # N = 48: LOGN 6, SB 15, QB 23; two lanes, each every group
+    assert apart["stat_mux"] == 2 * (15 + 23 + 15 + 32 + 1) * (4 - 1) + (15 + 23) * (4 - 1)
+
+
 def test_row_nodes():
     sm = node("IntSoftmax", NumChannels=4, numInputVectors=[3], PE=1, inputDataType="INT8", outputDataType="INT8",
               tableEntries=32, tableBits=16)
