@@ -481,24 +481,21 @@ CAUSES = {
     "LutActivation": "the tables' content: with rtl/lut's ROM pairs kept apart (session 24) a table's LUTs grow "
                      "with its lanes, but a 7-bit GELU table takes 57 LUTs a lane and a 7-bit SiLU one 47, which "
                      "the node, carrying its input and output widths but not its function, does not tell apart.",
-    "MVAU (MULT18)": "one held-out row misses: W8A8 with multiplier blocks, 8 x 4, PE=1, SIMD=2, a random table "
-                     "of three shifts {1, 5, 6} on its one lane (562 LUTs against 381, 181 under). The MVAU table's "
-                     "features, chosen by cross-validation on its 28 fit rows (accumulators, counters, products, "
-                     "adder tree; RMS 10.5%), have no fixed part, and this is the grid's smallest MVAU with a table; "
-                     "no cause identified beyond that. Its fused requant, priced at Requant's coefficients, is the part that "
-                     "follows the structure: the same MVAU's table rows moved +0.6% to +2% when the requantizers "
-                     "were kept apart (session 28).",
+    "MVAU (MULT18)": "held-out rows with a shift table are over-priced: 32 x 16, PE=2, SIMD=4 (1,435 LUTs), "
+                     "64 x 32 W4A4 and 16 x 8 W4 by up to a quarter, and the group-shifted row by a fifth. Since "
+                     "session 29 rtl/mvau builds only the requantizers a lane's entries take (a registered shift "
+                     "had kept all of SHIFT_MIN..SHIFT_MAX: 8 x 4, PE=1, entries {1, 5, 6}, 562 -> 353 LUTs, now "
+                     "within), as the model counts them; priced at the Requant table's coefficients "
+                     "(ecp5.BORROWED) they cost about twice what they take (32 x 16, PE=2: 334 LUTs in the "
+                     "requantizer modules, 887 at Requant's price, whose saturation and select coefficients also "
+                     "carry rtl/requant's own table decoding). The MVAU's LUT-product rows absorb the excess in "
+                     "their product coefficient and stay within; rows with multiplier blocks have no such "
+                     "feature. Fitting the fused requant at the MVAU's own coefficients instead was tried "
+                     "(leave-one-out picked a per-block constant and the rounding bits, RMS 7.0% on the fit rows) "
+                     "and missed held out by up to 45%; the Requant price stays.",
     "StreamReorder": "the buffer in LUT RAM at wide words: 20 slots of 128 bits (R=4, C=4, PE=16, a fit row) take "
                      "1,596 LUTs against 747, the shared memory coefficients pricing 64 DPR16X4 and their read "
                      "multiplexer as other blocks' LUT RAMs cost.",
-    "GroupNorm": "two held-out configurations miss: C=64, G=8, PE=4 (3,207 LUTs against 3,950) and C=24, G=4, "
-                 "PE=1 (1,442 against 1,771); the other eight are within 15%. Cross-validation on the fit rows "
-                 "chose four of the nine features (the lanes' group counters and reach into the groups' "
-                 "statistics, log2 N, the gamma and beta tables' reach; RMS 13.4%). Session 23 gave the solver "
-                 "one more set-up cycle (D's bit length, then k: the share's critical path), which alone grew the "
-                 "blocks whose variance can exceed 32 bits by up to 23% (C=16, G=4, PE=1, 64 pixels: 1,774 -> "
-                 "2,163 LUTs); searching the bit length above bit 32 only (below it k is 0 anyway) took them below "
-                 "where they were (1,633), the others within 1%.",
     "MVAU (dynamic)": "one held-out configuration misses: K=8, M=8, PE=2, SIMD=1 (1,092 LUTs against 795). The type "
                       "has 13 rows and as many features as its fit can spare: adding the three configurations of "
                       "non-power-of-two sizes (whose read address is counted) moved the split and the fit, and a "
@@ -609,7 +606,13 @@ def readme(data: dict) -> None:
               "308); each requantizer is now a module kept apart (rtl/common/shift_requantizer.vh), in rtl/requant "
               "and rtl/mvau alike, at -14% to +31% (median +11%) of the flattened choice's LUTs on the Requant "
               "grid's table rows and +0.6% to +2% on the MVAU's (rtl/requant/README.md), and Requant came within "
-              "the criterion, the MVAU and the sparse MVAU with it once their fused requant took Requant's price.",
+              "the criterion, the MVAU and the sparse MVAU with it once their fused requant took Requant's price. "
+              "And for GroupNorm's statistics (session 29): flattened, ABC merged each lane's read-modify-write of "
+              "its group's S and Q with the group counters and reads around it (C=96, G=8, PE=3: 7,595 LUTs; C=48, "
+              "G=8, PE=2: 4,226); rtl/groupnorm now keeps them in a register file apart whose ports are the "
+              "groups a word's lanes fall in, their lanes summed first (3,735 and 2,195; the grid's 29 rows -51% "
+              "to +9%, median +0.2%), priced from its ports' multiplexed bits (`stat_mux`), and GroupNorm came "
+              "within the criterion (held out up to 10.5%, was 23.2%).",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
               "- Group-shifted weights (session 25, rtl/mvau `WGROUP`): the shifters (`gshift`, bits x shift stages) at a "
