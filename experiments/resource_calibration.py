@@ -298,7 +298,7 @@ def table_of(block) -> str:
 def fit_all(rows: list[dict], passes: int = 20) -> dict:
     """LUT and FF coefficients by one joint NNLS each over the rows not held out: per node type for
     its datapath features, shared by all types for the memory features (ecp5.SHARED). The MVAUs'
-    fused requant is priced at the Requant tables' LUT coefficients (ecp5.BORROWED), an offset on
+    fused requantizers are priced at Requant (const)'s LUT coefficients (ecp5.BORROWED), an offset on
     their rows; as those coefficients come out of the same joint fit (through the shared ones), the
     LUT fit is repeated with the last pass's until they no longer change (``passes`` at most)."""
     from hwsim.bitstream.calibrate import fit_joint, make_block
@@ -310,7 +310,7 @@ def fit_all(rows: list[dict], passes: int = 20) -> dict:
         if r["table"] in BORROWED:
             block = make_block(r["factory"], r["config"])
             lending[r["key"]] = features(block.node, every=True)["lut"]
-    sources = {s for b in BORROWED.values() for s in b.values()}
+    sources = {source for b in BORROWED.values() for source, _ in b.values()}
     fitted: dict = {"shared": {}}
     for target in ("lut", "ff"):
         prev = None
@@ -481,18 +481,6 @@ CAUSES = {
     "LutActivation": "the tables' content: with rtl/lut's ROM pairs kept apart (session 24) a table's LUTs grow "
                      "with its lanes, but a 7-bit GELU table takes 57 LUTs a lane and a 7-bit SiLU one 47, which "
                      "the node, carrying its input and output widths but not its function, does not tell apart.",
-    "MVAU (MULT18)": "held-out rows with a shift table are over-priced: 32 x 16, PE=2, SIMD=4 (1,435 LUTs), "
-                     "64 x 32 W4A4 and 16 x 8 W4 by up to a quarter, and the group-shifted row by a fifth. Since "
-                     "session 29 rtl/mvau builds only the requantizers a lane's entries take (a registered shift "
-                     "had kept all of SHIFT_MIN..SHIFT_MAX: 8 x 4, PE=1, entries {1, 5, 6}, 562 -> 353 LUTs, now "
-                     "within), as the model counts them; priced at the Requant table's coefficients "
-                     "(ecp5.BORROWED) they cost about twice what they take (32 x 16, PE=2: 334 LUTs in the "
-                     "requantizer modules, 887 at Requant's price, whose saturation and select coefficients also "
-                     "carry rtl/requant's own table decoding). The MVAU's LUT-product rows absorb the excess in "
-                     "their product coefficient and stay within; rows with multiplier blocks have no such "
-                     "feature. Fitting the fused requant at the MVAU's own coefficients instead was tried "
-                     "(leave-one-out picked a per-block constant and the rounding bits, RMS 7.0% on the fit rows) "
-                     "and missed held out by up to 45%; the Requant price stays.",
     "StreamReorder": "the buffer in LUT RAM at wide words: 20 slots of 128 bits (R=4, C=4, PE=16, a fit row) take "
                      "1,596 LUTs against 747, the shared memory coefficients pricing 64 DPR16X4 and their read "
                      "multiplexer as other blocks' LUT RAMs cost.",
@@ -548,7 +536,7 @@ def readme(data: dict) -> None:
              "(not fitted: counted by synth_ecp5's rules, `ecp5.mult18` and `ecp5.ecp5_memory`)."]
     if "counts" in res:
         e = lut_error(res["model"]["lut"], res["counts"]["lut"])
-        lines.append(f"- Residual block ({res['design']}): nextpnr {res['counts']['lut']} LUT / {res['counts']['ff']} FF / "
+        lines.append(f"- Residual block ({res['design']}, measured at git {res.get('git_commit', meta['git_commit'])[:12]}): nextpnr {res['counts']['lut']} LUT / {res['counts']['ff']} FF / "
                      f"{res['counts']['mult18']} MULT18 / {res['counts']['bram']} DP16KD; model {res['model']['lut']:.0f} / "
                      f"{res['model']['ff']:.0f} / {res['model']['mult18']} / {res['model']['bram']} "
                      f"(LUT {100 * e['rel']:+.1f}%).")
@@ -567,9 +555,16 @@ def readme(data: dict) -> None:
               "(word bits, product bits, adder-tree bits, accumulators, LUT-ROM and RAM multiplexer bits of the "
               "memories Yosys keeps in logic, ...); LUT and FF are each a non-negative combination of them, one "
               "coefficient table per node type (the MVAU's sparse and dynamic variants apart). The MVAU's fused "
-              "requant is rtl/requant's Verilog and is priced at the Requant tables' coefficients (`ecp5.BORROWED`, "
-              "session 28): the fit takes it off the MVAU rows' counts as an offset, repeated until those "
-              "coefficients settle (they come out of the same joint fit through the shared memory coefficients).",
+              "requant is rtl/requant's Verilog: its requantizers (one per shift a lane takes, or one a lane for "
+              "one shift) are priced at Requant (const)'s coefficients, the one-shift block that is a requantizer "
+              "a lane and little else (`ecp5.BORROWED`), and a table's choice among them (`act_select`) at the "
+              "MVAU's own; the fit takes the borrowed part off the MVAU rows' counts as an offset, repeated until "
+              "those coefficients settle (they come out of the same joint fit through the shared memory "
+              "coefficients). Session 28 priced the whole fused requant at the Requant tables' coefficients, whose "
+              "saturation and choice coefficients also carry rtl/requant's table decoding: the MVAU's requant cost "
+              "about twice what it takes (32 x 16, PE=2, multiplier blocks: 887 LUTs for requantizer modules that "
+              "pack in about 620), which the LUT-product rows absorbed in their product coefficient and the rows "
+              "with multiplier blocks could not (held out up to 24% over; now 10%).",
               "- Content: the blocks' memories hold random contents except where the content decides the logic, "
               "which is drawn as exports make it: Requant's and the MVAU's fused requant shift tables (one shift per "
               "tensor, or a few; the nodes carry their shifts, hwsim.dataflow.mapping, and the model reads them: a "
@@ -615,10 +610,14 @@ def readme(data: dict) -> None:
               "within the criterion (held out up to 10.5%, was 23.2%).",
               "- A TRELLIS_DPR16X4 costs 6 TRELLIS_COMB (two RAM-mode slices and the write slice, as nextpnr packs it): "
               "fixed, not fitted (`ecp5.FIXED`).",
-              "- Group-shifted weights (session 25, rtl/mvau `WGROUP`): the shifters (`gshift`, bits x shift stages) at a "
-              "coefficient fixed from four grouped MVAUs measured against the same blocks, memories and accumulators "
-              "without shifts (1.27 to 1.75 LUTs a unit, median 1.53: `ecp5.FIXED`), the shifts' memory at the shared "
-              "memory coefficients. Four grid rows have groups; adding them re-ranked the MVAU types' held-out split.",
+              "- Group-shifted weights (session 25, rtl/mvau `WGROUP`): the shifters (bits x shift stages) at "
+              "coefficients fixed from grouped MVAUs measured against the same blocks, memories and accumulators "
+              "without shifts, none of them a grid row (`python experiments/group_shift_pairs.py`, group_shift/: "
+              "with LUT products 1.45 to 1.84 LUTs a unit, median 1.6, `gshift`; behind multiplier blocks 0.71 to "
+              "1.31, median 0.96, `gshift_m18`, measured apart since session 31, when the one grouped row with "
+              "multiplier blocks was 19% over at the LUT products' price: `ecp5.FIXED`), the shifts' memory at "
+              "the shared memory coefficients. Four grid rows have groups; adding them re-ranked the MVAU types' "
+              "held-out split.",
               "- MULT18X18D: one per pair of 18-bit operand chunks of every multiply (a 1-bit last chunk in logic, "
               "operands under 2 bits in logic), including the multiplies by non-power-of-two constants in address "
               "arithmetic (rtl/swg's window position, rtl/mvau's weight address).",
@@ -691,10 +690,14 @@ def analyse(data: dict, refit: bool, residual: bool, commit: str) -> dict:
         data["pack_vs_pnr"] = checks
     if residual:
         try:
-            data["residual"] = residual_block(WORK / "residual")
+            data["residual"] = {**residual_block(WORK / "residual"), "git_commit": commit}
         except Exception as e:  # noqa: BLE001
             data["residual"] = {"error": str(e)[:3000]}
             print("residual block failed:", str(e)[:500], flush=True)
+    elif "model_nodes" in data.get("residual", {}):  # the block as measured before, priced with this fit
+        from hwsim.bitstream.calibrate import reprice
+
+        data["residual"]["model_nodes"], data["residual"]["model"] = reprice(data["residual"]["model_nodes"])
     data["meta"] = meta
     atomic_write(RESULTS / "results.json", json.dumps(data, indent=1) + "\n")
     report(data)
@@ -746,7 +749,8 @@ def main(argv=None) -> int:
                     help="drop these factories' rows first and measure them again (after their RTL changed)")
     ap.add_argument("--measure-only", action="store_true", help="measure, do not fit or report")
     ap.add_argument("--no-fit", action="store_true", help="report with the YAML's coefficients, do not refit")
-    ap.add_argument("--no-residual", action="store_true", help="skip the residual block")
+    ap.add_argument("--no-residual", action="store_true",
+                    help="do not measure the residual block again: price its stored measurement with this fit")
     ap.add_argument("--limit", type=float, help="stop measuring after this many seconds")
     ap.add_argument("--select", nargs="+", metavar="TABLE",
                     help="print the leave-one-out choice of these coefficient tables' LUT features (fit rows only) and exit")

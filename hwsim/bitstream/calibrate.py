@@ -566,18 +566,39 @@ def node_from_dict(d: dict) -> DataflowNode:
                      source=d.get("source", ""))
 
 
+def _price(part: dict, dev):
+    from hwsim.dataflow.resources import estimate, fifo
+
+    if "fifo" in part:
+        return fifo(*part["fifo"], dev, part.get("registered", True))
+    return estimate(node_from_dict(part["node"]), dev)
+
+
 def design_model(parts: list[dict], dev=None) -> dict:
     """The model's total over a stitched design's parts as results.json stores them (``node``: a
     node's to_dict(), or ``fifo``: [width, depth] of an rtl/fifo instance)."""
-    from hwsim.dataflow.resources import estimate, fifo, load_device
+    from hwsim.dataflow.resources import load_device
 
     dev = dev or load_device("ecp5-85f")
     total = {"lut": 0.0, "ff": 0.0, "mult18": 0, "bram": 0}
     for p in parts:
-        r = fifo(*p["fifo"], dev, p.get("registered", True)) if "fifo" in p else estimate(node_from_dict(p["node"]), dev)
+        r = _price(p, dev)
         for k, v in (("lut", r.lut), ("ff", r.ff), ("mult18", r.mult), ("bram", r.bram)):
             total[k] += v
     return {k: round(v, 1) for k, v in total.items()}
+
+
+def reprice(parts: list[dict], dev=None) -> tuple[list[dict], dict]:
+    """A stored design's parts (:func:`stitched_model`'s) priced again with the device's coefficients
+    as they are now, and their total: a refit changes the model, not the measured design."""
+    from hwsim.dataflow.resources import load_device
+
+    dev = dev or load_device("ecp5-85f")
+    out = []
+    for p in parts:
+        r = _price(p, dev)
+        out.append({**p, "lut": r.lut, "ff": r.ff, "mult18": r.mult, "bram": r.bram})
+    return out, design_model(out, dev)
 
 
 def stitched_model(graph, names: list[str], design: str | Path, dev=None) -> tuple[list[dict], dict]:

@@ -229,11 +229,11 @@ def requant_shift_values(node: DataflowNode) -> list[list[int]]:
 
 def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None = None) -> dict[str, float]:
     """LUT features of rtl/requant, or of rtl/mvau's fused requant (``lanes`` PE, ``width`` the
-    accumulator's), from the shifts the node carries. Every lane: its input word (``word``: lane width)
-    and the output's saturation select (``out``: output bits). Both blocks build one constant-shift
-    requantizer (round_shift.vh's requantize) per shift a lane takes, with a table each a module kept
-    apart (rtl/common/shift_requantizer.vh, so that its LUTs do not move with the table's values), each
-    priced by its shift v: the floor has width - v bits, its two saturation compares are carry chains
+    accumulator's), from the shifts the node carries. Every lane: its input word (``word``: lane width).
+    Both blocks build one constant-shift requantizer (round_shift.vh's requantize) per shift a lane
+    takes, with a table each a module kept apart (rtl/common/shift_requantizer.vh, so that its LUTs do
+    not move with the table's values), each priced by its output's saturation select (``out``: output
+    bits) and by its shift v: the floor has width - v bits, its two saturation compares are carry chains
     over them, built only when the floor can leave the output range (``sat``); for v > 0 the rounding
     increment over the bits above the rounding position (``round``: width - v) and the test of the
     v - 1 bits below it (``sticky``); and a lane with several shifts chooses among them (``select``:
@@ -241,10 +241,10 @@ def requant_lut(node: DataflowNode, lanes: int | None = None, width: int | None 
     if lanes is None:
         lanes, width = stream_word(node)
     ob = node.dt("outputDataType")
-    out = {"word": float(lanes * width), "out": float(lanes * ob), "sat": 0.0, "round": 0.0, "sticky": 0.0,
-           "select": 0.0}
+    out = {"word": float(lanes * width), "out": 0.0, "sat": 0.0, "round": 0.0, "sticky": 0.0, "select": 0.0}
     for vs in requant_shift_values(node):
         for v in vs:
+            out["out"] += ob
             out["sat"] += width - max(v, 0) if width - v >= ob else 0
             out["round"] += width - v if v > 0 else 0
             out["sticky"] += max(0, v - 1)
@@ -282,10 +282,11 @@ def _operand_address_mult18(node: DataflowNode) -> int:
     return write
 
 
-def _group_shift_parts(node: DataflowNode, levels: int) -> dict:
+def _group_shift_parts(node: DataflowNode, levels: int, lut_mult: bool) -> dict:
     """rtl/mvau's group-shifted weights (WGROUP): the shifts' memory (PE x groups-per-word shifts a
     word, one word per group of words), a left shifter per PE and group at the tree level where the
-    group's sum is complete (``gshift``: its bits x shift stages), the adders above that level wider
+    group's sum is complete (``gshift``: its bits x shift stages; ``gshift_m18`` behind multiplier
+    blocks, where it maps to fewer LUTs: experiments/group_shift_pairs.py), the adders above that level wider
     by the largest shift, and the shifts' pipeline registers (the read, operand and product registers
     and one per tree level below the shifter)."""
     if not node.group_shift():
@@ -297,7 +298,7 @@ def _group_shift_parts(node: DataflowNode, levels: int) -> dict:
     group_level = int(math.log2(g)) if g < q else levels
     width, words = node.group_shift_memory()
     return {"memory": Memory(width, words),
-            "lut": {"gshift": p * per_word * (wq + x + group_level) * sb,
+            "lut": {"gshift" if lut_mult else "gshift_m18": p * per_word * (wq + x + group_level) * sb,
                     "tree_wide": p * (per_word - 1) * ((1 << sb) - 1), "ctrl_gaddr": _clog2(words)},
             "ff": {"gshift": width * (3 + group_level)}}
 
@@ -353,7 +354,7 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
             # the input buffer replayed for nf > 0, read in the cycle its word is written (transparent)
             mems.append(Memory(q * x, mw // q, 1, 1, new_data=True))
         levels = math.ceil(math.log2(q)) if q > 1 else 0
-        group = _group_shift_parts(node, levels)
+        group = _group_shift_parts(node, levels, lut_mult)
         if group:
             mems.append(group.pop("memory"))
         bram, ml, mf = _memory_parts(mems)
@@ -372,7 +373,8 @@ def ecp5_parts(node: DataflowNode) -> tuple[int, list[Memory], dict, dict]:
                "sparse": p * q * x * a.get("sparsityM", 1) if sparse else 0,
                "ctrl": _clog2(nf) + _clog2(sf), **({"ocount": ocount} if ocount else {}),
                # the fused requant's parts (requant_lut), for one shift for the tensor ("actc_") and
-               # a shift table ("act_"): rtl/requant's circuits, priced at its coefficients (BORROWED)
+               # a shift table ("act_"): rtl/requant's circuits, its requantizers priced at Requant
+               # (const)'s coefficients (BORROWED)
                **({("actc_" if fixed else "act_") + k: v for k, v in requant_lut(node, p, acc).items()}
                   if act and not dyn else {}),
                **({"wcount": wcount} if wcount else {}), **ml}
@@ -664,36 +666,45 @@ SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux")
 # adder it replaced being about one more; fitted freely, the coefficient (51) absorbed other misfit and
 # took the residual block from +20% to +42%. An MVAU's banked weights (``wbank``): one flip-flop per
 # bit of every bank's second register (rtl/mvau WBANK), by construction; GroupNorm's banked buffer
-# (``bbank``, rtl/groupnorm BBANK) the same. An MVAU's group shifters (``gshift``, rtl/mvau WGROUP, per bit
-# and shift stage): four grouped MVAUs against the same blocks with the same memories and accumulator and
-# no shifts (session 25) took 1.27 to 1.75 LUTs more per unit, median 1.53, after the other features'
-# difference; their registers (``gshift`` FF) one flip-flop per bit by construction (measured 1.03-1.17).
-FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.5}, "ff": {"wbank": 1.0, "bbank": 1.0, "gshift": 1.0}}
+# (``bbank``, rtl/groupnorm BBANK) the same. An MVAU's group shifters (rtl/mvau WGROUP, per bit and shift
+# stage): grouped MVAUs against the same blocks with the same memories and accumulator and no shifts
+# (experiments/group_shift_pairs.py, none of them a grid row) took, after the other features' difference,
+# 1.45 to 1.84 LUTs more per unit with LUT products (four pairs, median 1.6: ``gshift``) and 0.71 to 1.31
+# behind multiplier blocks (three, median 0.96: ``gshift_m18``); the grid has too few grouped rows to fit
+# them. Their registers (``gshift`` FF) one flip-flop per bit by construction (measured 1.03-1.17).
+FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.6, "gshift_m18": 0.96},
+         "ff": {"wbank": 1.0, "bbank": 1.0, "gshift": 1.0}}
 
 # Features a table prices at another table's fitted LUT coefficients rather than its own: rtl/mvau's
-# fused requant is rtl/requant's Verilog (round_shift.vh; with a shift table the same kept-apart
-# requantizers and choice, shift_requantizer.vh and shift_table.vh), so an MVAU's ``act_`` + k features
-# (a table) take the Requant table's coefficient of k and its ``actc_`` + k ones (one shift for the
-# tensor) Requant (const)'s: measured alone on the Requant grid, not fitted again among an MVAU's
-# datapath features, where a few rows with tables decided them (experiments/resource_calibration.py
-# fits the borrowing tables with these parts as an offset).
-REQUANT_PARTS = ("word", "out", "sat", "round", "sticky", "select")
-BORROWED = {"MVAU": {"act_": "Requant", "actc_": "Requant (const)"},
-            "MVAU (sparse)": {"act_": "Requant", "actc_": "Requant (const)"}}
+# fused requant is rtl/requant's Verilog (round_shift.vh's requantize), so an MVAU's requantizers are
+# priced at Requant (const)'s coefficients, the one-shift block that is a requantizer a lane and
+# little else: its ``actc_`` + k features (one shift for the tensor) all of them, its ``act_`` + k ones
+# (a shift table: one requantizer module a shift a lane takes, shift_requantizer.vh) the
+# requantizers' parts. The choice among them (``act_select``, shift_table.vh) is the MVAU's own
+# feature: Requant's ``select`` coefficient also carries that block's table decoding, and priced at it
+# the MVAU's requant cost about twice what it takes (session 30: 32 x 16, PE=2, MULT18 products,
+# 887 LUTs at Requant's price for requantizer modules that pack in about 620). Measured alone on the
+# Requant grid, not fitted again among an MVAU's datapath features, where a few rows with tables
+# decided them (experiments/resource_calibration.py fits the borrowing tables with these parts as an
+# offset).
+REQUANTIZER_PARTS = ("out", "sat", "round", "sticky")
+REQUANT_PARTS = ("word", *REQUANTIZER_PARTS, "select")
+_FUSED = {"act_": ("Requant (const)", REQUANTIZER_PARTS), "actc_": ("Requant (const)", REQUANT_PARTS)}
+BORROWED = {"MVAU": _FUSED, "MVAU (sparse)": _FUSED}
 
 
 def borrowed_lut(table: str, lut: dict[str, float], fitted: dict) -> float:
     """The LUTs of ``lut``'s features that ``table`` prices at other tables' coefficients (BORROWED),
     from ``fitted`` (the device YAML's ``coefficients.fitted``)."""
     total = 0.0
-    for prefix, source in BORROWED.get(table, {}).items():
+    for prefix, (source, parts) in BORROWED.get(table, {}).items():
         coef = fitted.get(source, {}).get("lut", {})
-        total += sum(coef.get(k, 0.0) * lut.get(prefix + k, 0.0) for k in REQUANT_PARTS)
+        total += sum(coef.get(k, 0.0) * lut.get(prefix + k, 0.0) for k in parts)
     return total
 
 
 def borrowed_features(table: str) -> set[str]:
-    return {prefix + k for prefix in BORROWED.get(table, {}) for k in REQUANT_PARTS}
+    return {prefix + k for prefix, (_, parts) in BORROWED.get(table, {}).items() for k in parts}
 
 
 # The own LUT features a coefficient table's fit uses where not all that ecp5_parts gives (the others
@@ -701,8 +712,8 @@ def borrowed_features(table: str) -> set[str]:
 # leave-one-out cross-validation over the table's fit rows only (the held-out rows play no part): of
 # every subset of the candidates, the smallest whose RMS error (LUTs over max(LUTs, 50)) is within a
 # point of the lowest (experiments/resource_calibration.py --select; its README lists the choices).
-LUT_FEATURES = {"MVAU": ("acc", "ctrl", "mult", "tree"),
-                "MVAU (sparse)": ("psum", "vector_rd"),
+LUT_FEATURES = {"MVAU": ("acc", "act_select", "ctrl", "mult", "tree"),
+                "MVAU (sparse)": ("act_select", "psum", "vector_rd"),
                 "Requant": ("base", "sat", "select"),
                 "LutActivation": ("table", "table_sqrt"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),

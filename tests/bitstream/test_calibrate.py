@@ -173,3 +173,19 @@ def test_joint_fit_shares_fixes_and_takes_offsets():
     shared, tables = fit_joint(rows, "lut", shared=("mem",), fixed={"ram": 6.0})
     assert shared == {"ram": 6.0, "mem": pytest.approx(3.0)}
     assert tables["A"]["own"] == pytest.approx(5.0) and tables["B"]["own"] == pytest.approx(7.0)
+
+
+def test_group_shifter_coefficients_are_the_measured_medians():
+    """ecp5.FIXED's shifter costs are experiments/group_shift_pairs.py's committed medians (LUT
+    products and multiplier blocks apart), and a grouped MVAU prices its shifters at its style's."""
+    from hwsim.dataflow.ecp5 import FIXED, features
+
+    data = json.loads((RESULTS.parent / "group_shift" / "pairs.json").read_text())
+    medians = data["median_per_unit"]
+    assert (FIXED["lut"]["gshift"], FIXED["lut"]["gshift_m18"]) == (medians["LUT"], medians["MULT18"])
+    assert {r["products"] for r in data["rows"]} == {"LUT", "MULT18"}
+    cfg = dict(MW=64, MH=16, PE=2, SIMD=8, WBITS=4, ABITS=8, WGROUP=8, GSBITS=3)
+    lut_products = features(make_block("mvau", cfg).node)["lut"]
+    blocks = features(make_block("mvau", {**cfg, "LUT_MULT": 0}).node)["lut"]
+    assert lut_products["gshift"] == blocks["gshift_m18"] > 0
+    assert "gshift_m18" not in lut_products and "gshift" not in blocks

@@ -214,21 +214,22 @@ def test_requant_logic_follows_its_shifts():
     fixed = features(node("MVAU", **mvau, shifts=[5]), every=True)["lut"]
     table = features(node("MVAU", **mvau), every=True)["lut"]
     assert (fixed["act_fixed"], table["act_fixed"]) == (2 * 20, 0)
-    # ecp5.requant_lut's parts: the output bits either way; one shift: saturation over the 15-bit floor,
-    # rounding above bit 5, sticky bits below it; no shifts known: each lane's four shifts -1..2, a
-    # constant-shift requantizer each (floors of 20, 20, 19, 18 bits) and a choice among them
-    assert fixed["actc_out"] == table["act_out"] == 2 * 8
+    # ecp5.requant_lut's parts: an output select per requantizer; one shift: saturation over the 15-bit
+    # floor, rounding above bit 5, sticky bits below it; no shifts known: each lane's four shifts -1..2,
+    # a constant-shift requantizer each (floors of 20, 20, 19, 18 bits) and a choice among them
+    assert (fixed["actc_out"], table["act_out"]) == (2 * 8, 2 * 4 * 8)
     assert (fixed["actc_sat"], fixed["actc_round"], fixed["actc_sticky"]) == (2 * 15, 2 * 15, 2 * 4)
     assert (table["act_sat"], table["act_select"]) == (2 * (20 + 20 + 19 + 18), 2 * 8 * 3)
-    # the fused requant is rtl/requant's Verilog: priced at the Requant tables' coefficients, not the MVAU's
+    # the requantizers are rtl/requant's requantize: priced at Requant (const)'s coefficients, the
+    # one-shift block, not the MVAU's; a table's choice among them is the MVAU's own feature
     dev = load_device("ecp5-85f")
-    fitted = dev.coefficients["fitted"]
-    for n, parts, source in ((node("MVAU", **mvau), table, "Requant"),
-                             (node("MVAU", **mvau, shifts=[5]), fixed, "Requant (const)")):
-        prefix = "act_" if source == "Requant" else "actc_"
-        lent = sum(c * parts.get(prefix + k, 0.0) for k, c in fitted[source]["lut"].items() if k != "base")
-        assert lent > 0 and not any(k.startswith(prefix) for k in features(n)["lut"])
-        assert estimate(n, dev).lut == pytest.approx(calibrated_lut(dev, "MVAU", features(n)["lut"]) + lent, abs=0.1)
+    coef = dev.coefficients["fitted"]["Requant (const)"]["lut"]
+    for n, parts, prefix in ((node("MVAU", **mvau), table, "act_"), (node("MVAU", **mvau, shifts=[5]), fixed, "actc_")):
+        lent = sum(c * parts.get(prefix + k, 0.0) for k, c in coef.items())
+        own = features(n)["lut"]
+        assert lent > 0 and not any(k.startswith(prefix) and k != "act_select" for k in own)
+        assert estimate(n, dev).lut == pytest.approx(calibrated_lut(dev, "MVAU", own) + lent, abs=0.1)
+    assert features(node("MVAU", **mvau))["lut"]["act_select"] == 2 * 8 * 3
 
 
 def test_requant_stores_a_shift_table_per_timestep_group():
