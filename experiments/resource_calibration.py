@@ -524,7 +524,7 @@ def readme(data: dict) -> None:
              "non-negative least squares (per node type for the datapath, shared by all types for the memories) on two thirds of each type's grid, the error reported on the "
              "held-out third and on the unet-digits residual block.", "",
              f"    {COMMAND}", "",
-             f"git {meta['git_commit']} (fit, report, residual block); tools " + ", ".join(f"{k} {v}" for k, v in meta["tool_versions"].items())
+             f"git {meta['git_commit']} (fit and report; the residual block priced with this fit); tools " + ", ".join(f"{k} {v}" for k, v in meta["tool_versions"].items())
              + f"; measuring took {meta['cpu_seconds_measure'] / 60:.0f} min of tool time (one job at a time). The runs "
              "resume: each row records the commit it was measured at (" + ", ".join(
                  f"{n} at {c[:12]}{'+dirty' if c.endswith('+dirty') else ''}" for c, n in sorted(measured_at(rows).items()))
