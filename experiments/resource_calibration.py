@@ -557,14 +557,15 @@ def readme(data: dict) -> None:
               "coefficient table per node type (the MVAU's sparse and dynamic variants apart). The MVAU's fused "
               "requant is rtl/requant's Verilog: its requantizers (one per shift a lane takes, or one a lane for "
               "one shift) are priced at Requant (const)'s coefficients, the one-shift block that is a requantizer "
-              "a lane and little else (`ecp5.BORROWED`), and a table's choice among them (`act_select`) at the "
-              "MVAU's own; the fit takes the borrowed part off the MVAU rows' counts as an offset, repeated until "
+              "a lane and little else (`ecp5.BORROWED`), and a table's choice among them (`act_select`) at one LUT "
+              "per output bit and further requantizer, its chain of 2:1 multiplexers (`ecp5.FIXED`; leave-one-out "
+              "leaves it out of the MVAU's own features); the fit takes the borrowed part off the MVAU rows' counts as an offset, repeated until "
               "those coefficients settle (they come out of the same joint fit through the shared memory "
               "coefficients). Session 28 priced the whole fused requant at the Requant tables' coefficients, whose "
               "saturation and choice coefficients also carry rtl/requant's table decoding: the MVAU's requant cost "
               "about twice what it takes (32 x 16, PE=2, multiplier blocks: 887 LUTs for requantizer modules that "
               "pack in about 620), which the LUT-product rows absorbed in their product coefficient and the rows "
-              "with multiplier blocks could not (held out up to 24% over; now 10%).",
+              "with multiplier blocks could not (held out up to 24% over; 14% now, the grouped row, and 12% the row that was 24%).",
               "- Content: the blocks' memories hold random contents except where the content decides the logic, "
               "which is drawn as exports make it: Requant's and the MVAU's fused requant shift tables (one shift per "
               "tensor, or a few; the nodes carry their shifts, hwsim.dataflow.mapping, and the model reads them: a "

@@ -671,8 +671,11 @@ SHARED = {"lut": ("rom", "ram_rd", "ram_wr", "lutram", "lutram_mux", "bram_mux")
 # (experiments/group_shift_pairs.py, none of them a grid row) took, after the other features' difference,
 # 1.45 to 1.84 LUTs more per unit with LUT products (four pairs, median 1.6: ``gshift``) and 0.71 to 1.31
 # behind multiplier blocks (three, median 0.96: ``gshift_m18``); the grid has too few grouped rows to fit
-# them. Their registers (``gshift`` FF) one flip-flop per bit by construction (measured 1.03-1.17).
-FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.6, "gshift_m18": 0.96},
+# them. Their registers (``gshift`` FF) one flip-flop per bit by construction (measured 1.03-1.17). The
+# choice among an MVAU's fused requantizers (``act_select``, per output bit and further requantizer): one
+# LUT by construction, shift_table.vh's chain of 2:1 multiplexers; the fit cannot tell it from the
+# MVAU's datapath (leave-one-out leaves it out of the MVAU's own features, session 31).
+FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.6, "gshift_m18": 0.96, "act_select": 1.0},
          "ff": {"wbank": 1.0, "bbank": 1.0, "gshift": 1.0}}
 
 # Features a table prices at another table's fitted LUT coefficients rather than its own: rtl/mvau's
@@ -680,9 +683,9 @@ FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.6, "gshift_m18": 0.96
 # priced at Requant (const)'s coefficients, the one-shift block that is a requantizer a lane and
 # little else: its ``actc_`` + k features (one shift for the tensor) all of them, its ``act_`` + k ones
 # (a shift table: one requantizer module a shift a lane takes, shift_requantizer.vh) the
-# requantizers' parts. The choice among them (``act_select``, shift_table.vh) is the MVAU's own
-# feature: Requant's ``select`` coefficient also carries that block's table decoding, and priced at it
-# the MVAU's requant cost about twice what it takes (session 30: 32 x 16, PE=2, MULT18 products,
+# requantizers' parts. The choice among them (``act_select``, shift_table.vh) is priced by
+# construction (FIXED): Requant's ``select`` coefficient also carries that block's table decoding, and
+# priced at Requant's coefficients the MVAU's requant cost about twice what it takes (session 30: 32 x 16, PE=2, MULT18 products,
 # 887 LUTs at Requant's price for requantizer modules that pack in about 620). Measured alone on the
 # Requant grid, not fitted again among an MVAU's datapath features, where a few rows with tables
 # decided them (experiments/resource_calibration.py fits the borrowing tables with these parts as an
@@ -712,8 +715,8 @@ def borrowed_features(table: str) -> set[str]:
 # leave-one-out cross-validation over the table's fit rows only (the held-out rows play no part): of
 # every subset of the candidates, the smallest whose RMS error (LUTs over max(LUTs, 50)) is within a
 # point of the lowest (experiments/resource_calibration.py --select; its README lists the choices).
-LUT_FEATURES = {"MVAU": ("acc", "act_select", "ctrl", "mult", "tree"),
-                "MVAU (sparse)": ("act_select", "psum", "vector_rd"),
+LUT_FEATURES = {"MVAU": ("acc", "ctrl", "mult", "tree"),
+                "MVAU (sparse)": ("psum", "vector_rd"),
                 "Requant": ("base", "sat", "select"),
                 "LutActivation": ("table", "table_sqrt"),
                 "Requant (const)": ("out", "round", "sticky", "sat"),

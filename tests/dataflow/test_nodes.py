@@ -221,7 +221,7 @@ def test_requant_logic_follows_its_shifts():
     assert (fixed["actc_sat"], fixed["actc_round"], fixed["actc_sticky"]) == (2 * 15, 2 * 15, 2 * 4)
     assert (table["act_sat"], table["act_select"]) == (2 * (20 + 20 + 19 + 18), 2 * 8 * 3)
     # the requantizers are rtl/requant's requantize: priced at Requant (const)'s coefficients, the
-    # one-shift block, not the MVAU's; a table's choice among them is the MVAU's own feature
+    # one-shift block, not the MVAU's; a table's choice among them at a fixed price (ecp5.FIXED)
     dev = load_device("ecp5-85f")
     coef = dev.coefficients["fitted"]["Requant (const)"]["lut"]
     for n, parts, prefix in ((node("MVAU", **mvau), table, "act_"), (node("MVAU", **mvau, shifts=[5]), fixed, "actc_")):
