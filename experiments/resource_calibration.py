@@ -565,7 +565,7 @@ def readme(data: dict) -> None:
               "saturation and choice coefficients also carry rtl/requant's table decoding: the MVAU's requant cost "
               "about twice what it takes (32 x 16, PE=2, multiplier blocks: 887 LUTs for requantizer modules that "
               "pack in about 620), which the LUT-product rows absorbed in their product coefficient and the rows "
-              "with multiplier blocks could not (held out up to 24% over; 14% now, the grouped row, and 12% the row that was 24%).",
+              "with multiplier blocks could not (held out +18% to +24% over; now +4% to +14%, the group-shifted row the largest).",
               "- Content: the blocks' memories hold random contents except where the content decides the logic, "
               "which is drawn as exports make it: Requant's and the MVAU's fused requant shift tables (one shift per "
               "tensor, or a few; the nodes carry their shifts, hwsim.dataflow.mapping, and the model reads them: a "
