@@ -598,7 +598,7 @@ def reprice(parts: list[dict], dev=None) -> tuple[list[dict], dict]:
     for p in parts:
         r = _price(p, dev)
         out.append({**p, "lut": r.lut, "ff": r.ff, "mult18": r.mult, "bram": r.bram})
-    return out, design_model(out, dev)
+    return out, {k: round(sum(p[k] for p in out), 1) for k in ("lut", "ff", "mult18", "bram")}
 
 
 def stitched_model(graph, names: list[str], design: str | Path, dev=None) -> tuple[list[dict], dict]:
