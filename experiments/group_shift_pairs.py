@@ -37,17 +37,14 @@ PAIRS = [  # session 25's four (LUT products), three with multiplier blocks (ses
 
 
 def model_parts(block) -> tuple[float, float]:
-    """(the model's LUTs for everything but the shifters, the shifter units) of a block."""
-    from hwsim.dataflow.ecp5 import FIXED, borrowed_lut, features
-    from hwsim.dataflow.resources import ecp5_table, load_device
+    """(the model's LUTs for everything but the shifters, the shifter units) of a block: its
+    estimate less the shifters' fixed price."""
+    from hwsim.dataflow.ecp5 import FIXED, features
+    from hwsim.dataflow.resources import estimate, load_device
 
-    fitted = load_device("ecp5-85f").coefficients["fitted"]
-    table = ecp5_table(block.node)
-    lut = features(block.node)["lut"]
-    coef = {**fitted["shared"]["lut"], **FIXED["lut"], **fitted[table]["lut"]}
-    units = sum(v for k, v in lut.items() if k.startswith("gshift"))
-    other = sum(coef.get(k, 0.0) * v for k, v in lut.items() if not k.startswith("gshift"))
-    return other + borrowed_lut(table, features(block.node, every=True)["lut"], fitted), units
+    shifters = {k: v for k, v in features(block.node)["lut"].items() if k.startswith("gshift")}
+    lut = estimate(block.node, load_device("ecp5-85f")).lut
+    return lut - sum(FIXED["lut"][k] * v for k, v in shifters.items()), sum(shifters.values())
 
 
 def measure(cfg: dict, k: int) -> dict:

@@ -685,8 +685,9 @@ FIXED = {"lut": {"lutram": 6.0, "wcount": 4.0, "gshift": 1.6, "gshift_m18": 0.96
 # (a shift table: one requantizer module a shift a lane takes, shift_requantizer.vh) the
 # requantizers' parts. The choice among them (``act_select``, shift_table.vh) is priced by
 # construction (FIXED): Requant's ``select`` coefficient also carries that block's table decoding, and
-# priced at Requant's coefficients the MVAU's requant cost about twice what it takes (session 30: 32 x 16, PE=2, MULT18 products,
-# 887 LUTs at Requant's price for requantizer modules that pack in about 620). Measured alone on the
+# priced at Requant's coefficients the MVAU's requant cost about twice what it takes (sessions 30-31:
+# 32 x 16, PE=2, MULT18 products, 887 LUTs at Requant's price for requantizer modules that pack in
+# about 620). Measured alone on the
 # Requant grid, not fitted again among an MVAU's datapath features, where a few rows with tables
 # decided them (experiments/resource_calibration.py fits the borrowing tables with these parts as an
 # offset).
